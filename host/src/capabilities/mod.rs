@@ -1,0 +1,108 @@
+//! The host side of the WIT capability interfaces, one file per interface.
+//!
+//! Each call first checks the recipe's grants ([`RunState::check_grant`]), then converts the
+//! WIT records to the host's own types and hands them to a vendor [`Connector`]. Vendor
+//! operations not served yet answer `unsupported`.
+//!
+//! [`Connector`]: crate::vendors::Connector
+
+mod contacts;
+mod data_export;
+mod jobs;
+mod kv;
+mod leads;
+mod log;
+mod messages;
+mod vendor_http;
+
+use crate::model::{Capability, RecipeError};
+use crate::runtime::bindings::types::{Error as WitError, FieldError, UpstreamError};
+use crate::runtime::state::RunState;
+use crate::store::KvError;
+use std::sync::Arc;
+
+impl From<RecipeError> for WitError {
+    fn from(e: RecipeError) -> Self {
+        match e {
+            RecipeError::NotFound { message } => WitError::NotFound(message),
+            RecipeError::Invalid { field, reason } => {
+                WitError::Invalid(FieldError { field, reason })
+            }
+            RecipeError::Unauthorized { message } => WitError::Unauthorized(message),
+            RecipeError::Forbidden { message } => WitError::Forbidden(message),
+            RecipeError::RateLimited { retry_after_ms } => WitError::RateLimited(retry_after_ms),
+            RecipeError::Unsupported { message } => WitError::Unsupported(message),
+            RecipeError::Upstream { status, message } => {
+                WitError::Upstream(UpstreamError { status, message })
+            }
+            RecipeError::Timeout => WitError::Timeout,
+            RecipeError::Denied { message } => WitError::Denied(message),
+            RecipeError::Other { message } => WitError::Other(message),
+        }
+    }
+}
+
+impl From<WitError> for RecipeError {
+    fn from(e: WitError) -> Self {
+        match e {
+            WitError::NotFound(message) => RecipeError::NotFound { message },
+            WitError::Invalid(FieldError { field, reason }) => {
+                RecipeError::Invalid { field, reason }
+            }
+            WitError::Unauthorized(message) => RecipeError::Unauthorized { message },
+            WitError::Forbidden(message) => RecipeError::Forbidden { message },
+            WitError::RateLimited(retry_after_ms) => RecipeError::RateLimited { retry_after_ms },
+            WitError::Unsupported(message) => RecipeError::Unsupported { message },
+            WitError::Upstream(UpstreamError { status, message }) => {
+                RecipeError::Upstream { status, message }
+            }
+            WitError::Timeout => RecipeError::Timeout,
+            WitError::Denied(message) => RecipeError::Denied { message },
+            WitError::Other(message) => RecipeError::Other { message },
+        }
+    }
+}
+
+impl From<KvError> for RecipeError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::KeyTooLarge { .. } | KvError::EmptyKey => {
+                RecipeError::invalid("key", e.to_string())
+            }
+            KvError::ValueTooLarge { .. } => RecipeError::invalid("value", e.to_string()),
+            KvError::Store(message) => RecipeError::Other { message },
+        }
+    }
+}
+
+impl RunState {
+    /// Check the grant for a call through `connection` and find that connection.
+    fn connector(
+        &mut self,
+        capability: Capability,
+        connection: &str,
+    ) -> Result<Arc<dyn crate::vendors::Connector>, RecipeError> {
+        self.check_grant(capability, Some(connection))?;
+        self.connections.get(connection).cloned()
+    }
+
+    /// A typed vendor operation that no connector serves yet: still checks grants first.
+    fn not_served<T>(
+        &mut self,
+        capability: Capability,
+        connection: &str,
+        operation: &str,
+    ) -> Result<T, WitError> {
+        let connector = self.connector(capability, connection)?;
+        Err(RecipeError::Unsupported {
+            message: format!(
+                "{operation} through '{connection}': the {} client does not serve it",
+                connector.vendor()
+            ),
+        }
+        .into())
+    }
+}
+
+/// `types` has no functions; the linker still asks for its (empty) host trait.
+impl crate::runtime::bindings::types::Host for RunState {}

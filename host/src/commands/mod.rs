@@ -1,0 +1,89 @@
+//! Command bodies: each takes parsed arguments and returns an exit code.
+
+mod plugins;
+mod run;
+
+use crate::cli::{Cli, Command, GlobalArgs, PluginsCommand};
+use crate::config::{Config, ConfigError};
+use crate::runtime::plugin::LoadError;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::{Store, StoreError};
+use crate::vendors::Connections;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of a failed recipe run.
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit code of bad input: config, event, plugin file.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// What stops a command before it can do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path}: {message}")]
+    Input { path: String, message: String },
+    #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
+    UnknownRecipe {
+        name: String,
+        dir: PathBuf,
+        available: Vec<String>,
+    },
+}
+
+/// The resolved settings of one invocation: flags over config file over defaults.
+pub struct Context {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+}
+
+impl Context {
+    pub fn from_args(global: &GlobalArgs) -> Result<Self, CommandError> {
+        let config = match &global.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or_else(|| config.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".switchboard"));
+        let plugins_dir = global
+            .plugins_dir
+            .clone()
+            .or_else(|| config.plugins_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("plugins"));
+        Ok(Context {
+            config,
+            data_dir,
+            plugins_dir,
+        })
+    }
+
+    /// Open the store and build the runtime.
+    pub fn runtime(&self) -> Result<Runtime, CommandError> {
+        let store = Store::open(&self.data_dir.join("store"))?;
+        let options = self.config.runtime_options(&self.data_dir);
+        Ok(Runtime::new(options, store, Connections::default())?)
+    }
+}
+
+/// Run the parsed command line.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
+    let ctx = Context::from_args(&cli.global)?;
+    match cli.command {
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Plugins(PluginsCommand::List { json }) => plugins::list(&ctx, json).await,
+        Command::Plugins(PluginsCommand::Inspect { file, json }) => {
+            plugins::inspect(&ctx, &file, json).await
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Switchboard: a host that runs CRM integration recipes as sandboxed WebAssembly components.
+//!
+//! The seams, each in its own module:
+//! - [`runtime`]: the wasm engine, plugins, per-run isolation;
+//! - [`capabilities`]: the host side of each WIT interface, with grant checks;
+//! - [`vendors`]: connections to vendor APIs (no wasm types);
+//! - [`store`]: the embedded sled store (recipe kv state);
+//! - [`config`], [`cli`] and [`commands`]: the operator's side.
+
+pub mod capabilities;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod model;
+pub mod runtime;
+pub mod store;
+pub mod vendors;

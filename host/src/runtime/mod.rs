@@ -1,0 +1,610 @@
+//! The wasm runtime: one engine per process, plugins compiled once and pre-linked, and a
+//! fresh, bounded `Store` for every event.
+//!
+//! Isolation, per run:
+//! - time: epoch interruption (one ticker thread per engine) traps guest code at the
+//!   deadline, and the whole run, host calls included, sits inside a tokio timeout;
+//! - memory: a per-instance cap enforced by [`state::RunLimiter`], inside the pooling
+//!   allocator's slots (copy-on-write images make instantiation cheap);
+//! - capabilities: WASI is wired for clocks, randomness and captured stdio only; every
+//!   Switchboard capability call is checked against the manifest's grants.
+
+pub mod bindings;
+pub mod cache;
+pub mod output;
+pub mod plugin;
+pub mod state;
+
+use crate::model::{Event, Outcome, RecipeError};
+use crate::store::Store;
+use crate::vendors::Connections;
+use bindings::types as wit;
+use cache::{ComponentCache, content_hash};
+use plugin::{LoadError, Plugin, PluginLimits};
+use serde::Serialize;
+use state::{Grants, Level, LogLimits, LogLine, MemoryLimitExceeded, RunSetup, RunState};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap};
+
+/// Settings of the runtime; see [`crate::config`] for how the TOML maps onto them.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Default wall-clock budget of one run.
+    pub deadline: Duration,
+    /// Default memory cap of one instance, in bytes.
+    pub memory_limit: usize,
+    /// Instances that may be alive at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// Granularity of deadlines.
+    pub epoch_tick: Duration,
+    pub log_limits: LogLimits,
+    /// Bytes of stdout, and of stderr, kept per run.
+    pub output_limit: usize,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-recipe overrides of the limits, by recipe name.
+    pub overrides: BTreeMap<String, PluginOverrides>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            deadline: Duration::from_secs(10),
+            memory_limit: 64 << 20,
+            max_instances: 128,
+            epoch_tick: Duration::from_millis(5),
+            log_limits: LogLimits::default(),
+            output_limit: 64 * 1024,
+            cache_dir: None,
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Limits set for one recipe in the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginOverrides {
+    pub deadline: Option<Duration>,
+    pub memory_limit: Option<usize>,
+}
+
+/// Failure to build the runtime itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+}
+
+/// Why a run did not produce an outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RunError {
+    /// The recipe returned an error.
+    #[error("recipe error: {error}")]
+    Recipe { error: RecipeError },
+    /// The run passed its deadline (in guest code or in a host call).
+    #[error("timeout: the run passed its {deadline_ms} ms deadline")]
+    Timeout { deadline_ms: u64 },
+    /// The guest grew its memory past its cap.
+    #[error(
+        "memory limit exceeded: the recipe asked for {requested_bytes} bytes; its cap is {limit_bytes} bytes"
+    )]
+    MemoryLimit {
+        limit_bytes: usize,
+        requested_bytes: usize,
+    },
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, ...).
+    #[error("trap: {message}{}", panic.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    Trap {
+        message: String,
+        /// The Rust panic message the guest printed, when there is one.
+        panic: Option<String>,
+    },
+    /// The instance could not be created (e.g. every pooled slot is busy).
+    #[error("could not instantiate: {message}")]
+    Instantiate { message: String },
+}
+
+impl RunError {
+    /// Whether trying the run again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunError::Recipe { error } => error.is_retryable(),
+            RunError::Timeout { .. } | RunError::Instantiate { .. } => true,
+            RunError::MemoryLimit { .. } | RunError::Trap { .. } => false,
+        }
+    }
+}
+
+/// What one run of one recipe on one event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub recipe: String,
+    pub event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped past the run's log limits.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub logs_dropped: usize,
+    pub duration_us: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl RunReport {
+    /// The outcome, or the error.
+    pub fn result(&self) -> Result<&Outcome, &RunError> {
+        match (&self.outcome, &self.error) {
+            (Some(o), _) => Ok(o),
+            (None, Some(e)) => Err(e),
+            (None, None) => unreachable!("a run report has an outcome or an error"),
+        }
+    }
+}
+
+/// Advances the engine's epoch on a fixed tick until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("switchboard-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The recipe host's wasm runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    options: RuntimeOptions,
+    store: Store,
+    connections: Arc<Connections>,
+    cache: Option<ComponentCache>,
+    compilations: AtomicU64,
+    _ticker: EpochTicker,
+}
+
+/// Build the engine configuration shared by the runtime and the benchmarks' baseline.
+pub fn engine_config(options: &RuntimeOptions) -> Config {
+    let largest_memory = options
+        .overrides
+        .values()
+        .filter_map(|o| o.memory_limit)
+        .chain([options.memory_limit])
+        .max()
+        .unwrap_or(options.memory_limit);
+    let mut pool = PoolingAllocationConfig::default();
+    let n = options.max_instances;
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(4))
+        .total_stacks(n)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        // Round the slot up past the largest cap so the limiter, not the pool, says no.
+        .max_memory_size(largest_memory.next_multiple_of(64 << 10) + (64 << 10));
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+impl Runtime {
+    /// A runtime whose recipes keep kv state in `store` and reach vendors through `connections`.
+    pub fn new(
+        options: RuntimeOptions,
+        store: Store,
+        connections: Connections,
+    ) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(&engine_config(&options))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        bindings::Recipe::add_to_linker::<RunState, wasmtime::component::HasSelf<RunState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let cache = options.cache_dir.clone().map(ComponentCache::new);
+        let ticker = EpochTicker::start(&engine, options.epoch_tick);
+        Ok(Runtime {
+            engine,
+            linker,
+            options,
+            store,
+            connections: Arc::new(connections),
+            cache,
+            compilations: AtomicU64::new(0),
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.options
+    }
+
+    /// How many components this runtime compiled (rather than took from the cache).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    /// The store recipes keep their kv state in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The limits for the recipe called `name`: defaults, then its config overrides.
+    pub fn limits_for(&self, name: &str) -> PluginLimits {
+        let o = self
+            .options
+            .overrides
+            .get(name)
+            .copied()
+            .unwrap_or_default();
+        PluginLimits {
+            deadline: o.deadline.unwrap_or(self.options.deadline),
+            memory_limit: o.memory_limit.unwrap_or(self.options.memory_limit),
+        }
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, hash)) {
+            tracing::debug!(path = %path.display(), "using cached compilation");
+            return Ok(component);
+        }
+        let started = Instant::now();
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        })?;
+        tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
+        if let Some(cache) = &self.cache {
+            cache.put(&self.engine, hash, &component);
+        }
+        Ok(component)
+    }
+
+    /// Load, check and pre-link one plugin file, and read its manifest.
+    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        plugin::check_header(path, &bytes)?;
+        let hash = content_hash(&bytes);
+        let component = self.compile(path, &bytes, &hash)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = bindings::RecipePre::new(pre).map_err(wrong_world)?;
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+
+        // Ask the recipe for its manifest, with no grants at all.
+        let file_name: Arc<str> = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into())
+            .unwrap_or_else(|| "plugin".into());
+        let limits = PluginLimits {
+            deadline: self.options.deadline,
+            memory_limit: self.options.memory_limit,
+        };
+        let mut store = self.new_store(
+            RunSetup {
+                recipe: file_name,
+                event_id: "manifest".into(),
+                grants: Arc::new(Grants::default()),
+                kv: None,
+                connections: Arc::new(Connections::default()),
+                memory_limit: limits.memory_limit,
+                log_limits: self.options.log_limits,
+                output_limit: self.options.output_limit,
+            },
+            limits.deadline,
+        );
+        let call = async {
+            let recipe = pre.instantiate_async(&mut store).await?;
+            recipe.call_manifest(&mut store).await
+        };
+        let manifest = match tokio::time::timeout(limits.deadline, call).await {
+            Ok(Ok(m)) => plugin::manifest_from_wit(m),
+            Ok(Err(e)) => {
+                let error = classify(e, limits, &store.data().stderr);
+                return Err(LoadError::Manifest {
+                    path: path.to_owned(),
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(LoadError::Manifest {
+                    path: path.to_owned(),
+                    reason: RunError::Timeout {
+                        deadline_ms: limits.deadline.as_millis() as u64,
+                    }
+                    .to_string(),
+                });
+            }
+        };
+        plugin::validate_manifest(&manifest).map_err(|(field, reason)| LoadError::BadManifest {
+            path: path.to_owned(),
+            field,
+            reason,
+        })?;
+        let uses_kv = manifest
+            .capabilities
+            .contains(&crate::model::Capability::Kv);
+        let kv = if uses_kv {
+            Some(
+                self.store
+                    .kv(&manifest.name)
+                    .map_err(|source| LoadError::Store {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Plugin {
+            name: manifest.name.as_str().into(),
+            limits: self.limits_for(&manifest.name),
+            grants: Arc::new(Grants::from_manifest(&manifest)),
+            manifest,
+            path: path.to_owned(),
+            hash,
+            imports,
+            kv,
+            pre,
+        })
+    }
+
+    /// Load every `*.wasm` in `dir`, sorted by file name. Files that fail are reported
+    /// beside the plugins that loaded; one bad file never stops the others.
+    pub async fn load_dir(&self, dir: &Path) -> std::io::Result<(Plugins, Vec<LoadError>)> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+            .collect();
+        paths.sort();
+        let mut plugins = Plugins::default();
+        let mut errors = Vec::new();
+        for path in paths {
+            match self.load(&path).await {
+                Ok(p) => {
+                    if let Err(e) = plugins.insert(p) {
+                        errors.push(e);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok((plugins, errors))
+    }
+
+    fn new_store(&self, setup: RunSetup, deadline: Duration) -> wasmtime::Store<RunState> {
+        let mut store = wasmtime::Store::new(&self.engine, RunState::new(setup));
+        store.limiter(|s| &mut s.limiter);
+        let tick = self.options.epoch_tick.as_nanos().max(1);
+        store.set_epoch_deadline((deadline.as_nanos().div_ceil(tick)) as u64 + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Run one event through one plugin in a fresh instance. Never panics on guest
+    /// misbehaviour: every failure is in the report.
+    pub async fn run(&self, plugin: &Plugin, event: &Event) -> RunReport {
+        let started = Instant::now();
+        let limits = plugin.limits;
+        let mut store = self.new_store(
+            RunSetup {
+                recipe: plugin.name.clone(),
+                event_id: event.id.clone(),
+                grants: plugin.grants.clone(),
+                kv: plugin.kv.clone(),
+                connections: self.connections.clone(),
+                memory_limit: limits.memory_limit,
+                log_limits: self.options.log_limits,
+                output_limit: self.options.output_limit,
+            },
+            limits.deadline,
+        );
+        let wit_event = wit::Event {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            kind: event.kind.clone(),
+            time: event.time.clone(),
+            payload: event.payload.to_string(),
+        };
+        let call = async {
+            let recipe = plugin.pre.instantiate_async(&mut store).await?;
+            recipe.call_handle(&mut store, &wit_event).await
+        };
+        let result = match tokio::time::timeout(limits.deadline, call).await {
+            Ok(Ok(Ok(outcome))) => Ok(match outcome {
+                wit::Outcome::Done(s) => Outcome::Done(s),
+                wit::Outcome::Skipped(s) => Outcome::Skipped(s),
+            }),
+            Ok(Ok(Err(error))) => Err(RunError::Recipe {
+                error: error.into(),
+            }),
+            Ok(Err(e)) => Err(classify(e, limits, &store.data().stderr)),
+            Err(_elapsed) => Err(RunError::Timeout {
+                deadline_ms: limits.deadline.as_millis() as u64,
+            }),
+        };
+        let mut state = store.into_data();
+        for (stream, output, level) in [
+            ("stdout", state.stdout.clone(), Level::Info),
+            ("stderr", state.stderr.clone(), Level::Warn),
+        ] {
+            let (text, dropped) = output.contents();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                state.log.push(LogLine {
+                    level,
+                    message: line.to_string(),
+                    fields: vec![("stream".into(), stream.into())],
+                });
+            }
+            if dropped > 0 {
+                state.log.push(LogLine {
+                    level: Level::Warn,
+                    message: format!("{dropped} bytes of {stream} dropped past the output limit"),
+                    fields: vec![("stream".into(), stream.into())],
+                });
+            }
+        }
+        if let Err(error) = &result {
+            tracing::warn!(recipe = %plugin.name, event = %event.id, %error, "run failed");
+        }
+        let (outcome, error) = match result {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e)),
+        };
+        RunReport {
+            recipe: plugin.name.to_string(),
+            event_id: event.id.clone(),
+            outcome,
+            error,
+            logs: state.log.lines,
+            logs_dropped: state.log.dropped,
+            duration_us: started.elapsed().as_micros() as u64,
+        }
+    }
+}
+
+/// Turn a wasmtime error from instantiating or calling a guest into a [`RunError`].
+fn classify(
+    error: wasmtime::Error,
+    limits: PluginLimits,
+    stderr: &output::CapturedOutput,
+) -> RunError {
+    if let Some(m) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return RunError::MemoryLimit {
+            limit_bytes: m.limit,
+            requested_bytes: m.requested,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunError::Timeout {
+            deadline_ms: limits.deadline.as_millis() as u64,
+        },
+        Some(trap) => {
+            let (text, _) = stderr.contents();
+            let panic = text.find("panicked at").map(|i| {
+                let msg = text[i..].trim();
+                msg.chars().take(1024).collect::<String>()
+            });
+            RunError::Trap {
+                message: trap.to_string(),
+                panic,
+            }
+        }
+        None => {
+            let message = format!("{error:#}");
+            if message.contains("memory") && message.contains("pool") {
+                RunError::Instantiate { message }
+            } else {
+                RunError::Trap {
+                    message,
+                    panic: None,
+                }
+            }
+        }
+    }
+}
+
+/// The loaded plugins, by recipe name.
+#[derive(Debug, Default)]
+pub struct Plugins {
+    by_name: BTreeMap<String, Arc<Plugin>>,
+}
+
+impl Plugins {
+    /// Add a plugin; refuses a second recipe with the same name.
+    pub fn insert(&mut self, plugin: Plugin) -> Result<(), LoadError> {
+        if let Some(other) = self.by_name.get(&*plugin.name) {
+            return Err(LoadError::Duplicate {
+                path: plugin.path.clone(),
+                name: plugin.name.to_string(),
+                other: other.path.clone(),
+            });
+        }
+        self.by_name
+            .insert(plugin.name.to_string(), Arc::new(plugin));
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.by_name.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

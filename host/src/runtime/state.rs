@@ -1,0 +1,265 @@
+//! Per-run state: what one `Store` holds while a recipe handles one event.
+
+use super::output::CapturedOutput;
+use crate::model::{Capability, Manifest, RecipeError};
+use crate::store::Kv;
+use crate::vendors::Connections;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// What a recipe may use: exactly what its manifest declared.
+#[derive(Debug, Default, Clone)]
+pub struct Grants {
+    pub capabilities: BTreeSet<Capability>,
+    pub connections: BTreeSet<String>,
+}
+
+impl Grants {
+    /// The grants a manifest asks for.
+    pub fn from_manifest(manifest: &Manifest) -> Self {
+        Grants {
+            capabilities: manifest.capabilities.iter().copied().collect(),
+            connections: manifest.connections.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A log level, as recipes and the host use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    pub level: Level,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+}
+
+/// Limits on what one run may log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLimits {
+    pub max_lines: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_lines: 1000,
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A run's log, bounded: lines past the limits are counted, not kept.
+#[derive(Debug, Default)]
+pub struct RunLog {
+    limits: LogLimits,
+    bytes: usize,
+    pub lines: Vec<LogLine>,
+    pub dropped: usize,
+}
+
+impl RunLog {
+    pub fn new(limits: LogLimits) -> Self {
+        RunLog {
+            limits,
+            ..RunLog::default()
+        }
+    }
+
+    pub fn push(&mut self, line: LogLine) {
+        let size = line.message.len()
+            + line
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if self.lines.len() >= self.limits.max_lines || self.bytes + size > self.limits.max_bytes {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += size;
+        self.lines.push(line);
+    }
+}
+
+/// A guest tried to grow its memory past its cap.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("memory limit exceeded: the recipe asked for {requested} bytes; its cap is {limit} bytes")]
+pub struct MemoryLimitExceeded {
+    pub limit: usize,
+    pub requested: usize,
+}
+
+/// Enforces a run's memory cap and names the failure when the guest passes it.
+pub struct RunLimiter {
+    memory_limit: usize,
+    table_elements: usize,
+}
+
+impl RunLimiter {
+    pub fn new(memory_limit: usize) -> Self {
+        RunLimiter {
+            memory_limit,
+            table_elements: 100_000,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for RunLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(MemoryLimitExceeded {
+                limit: self.memory_limit,
+                requested: desired,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+}
+
+/// Everything a `Store` holds for one run of one recipe.
+pub struct RunState {
+    pub(crate) recipe: Arc<str>,
+    pub(crate) event_id: String,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) kv: Option<Kv>,
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) log: RunLog,
+    pub(crate) limiter: RunLimiter,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+/// The inputs of a [`RunState`].
+pub struct RunSetup {
+    pub recipe: Arc<str>,
+    pub event_id: String,
+    pub grants: Arc<Grants>,
+    pub kv: Option<Kv>,
+    pub connections: Arc<Connections>,
+    pub memory_limit: usize,
+    pub log_limits: LogLimits,
+    pub output_limit: usize,
+}
+
+impl RunState {
+    pub fn new(setup: RunSetup) -> Self {
+        let stdout = CapturedOutput::new(setup.output_limit);
+        let stderr = CapturedOutput::new(setup.output_limit);
+        // No preopened directories, environment, arguments or network: WASI is there for
+        // clocks, randomness and the captured stdio only.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        RunState {
+            recipe: setup.recipe,
+            event_id: setup.event_id,
+            grants: setup.grants,
+            kv: setup.kv,
+            connections: setup.connections,
+            log: RunLog::new(setup.log_limits),
+            limiter: RunLimiter::new(setup.memory_limit),
+            stdout,
+            stderr,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// Append to the run's log and mirror it to the host's tracing.
+    pub fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let recipe = &*self.recipe;
+        let event = &self.event_id;
+        match level {
+            Level::Trace => tracing::trace!(recipe, event, ?fields, "{message}"),
+            Level::Debug => tracing::debug!(recipe, event, ?fields, "{message}"),
+            Level::Info => tracing::info!(recipe, event, ?fields, "{message}"),
+            Level::Warn => tracing::warn!(recipe, event, ?fields, "{message}"),
+            Level::Error => tracing::error!(recipe, event, ?fields, "{message}"),
+        }
+        self.log.push(LogLine {
+            level,
+            message,
+            fields,
+        });
+    }
+
+    /// Check that the recipe declared `capability` (and `connection`, when the call names one).
+    /// A refusal is logged and answered `denied`; the call never reaches data.
+    pub fn check_grant(
+        &mut self,
+        capability: Capability,
+        connection: Option<&str>,
+    ) -> Result<(), RecipeError> {
+        let refusal = if !self.grants.capabilities.contains(&capability) {
+            Some(format!(
+                "recipe '{}' did not declare the '{capability}' capability",
+                self.recipe
+            ))
+        } else {
+            connection
+                .filter(|c| !self.grants.connections.contains(*c))
+                .map(|c| {
+                    format!(
+                        "recipe '{}' did not declare the connection '{c}'",
+                        self.recipe
+                    )
+                })
+        };
+        match refusal {
+            None => Ok(()),
+            Some(message) => {
+                let mut fields = vec![("capability".to_string(), capability.to_string())];
+                if let Some(c) = connection {
+                    fields.push(("connection".to_string(), c.to_string()));
+                }
+                self.log(Level::Warn, message.clone(), fields);
+                Err(RecipeError::Denied { message })
+            }
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

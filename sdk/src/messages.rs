@@ -1,0 +1,16 @@
+//! Texts and emails (needs [`Capability::Messages`](crate::Capability::Messages) and the
+//! connection).
+
+use crate::Result;
+use crate::bindings::switchboard::recipes::messages as wit;
+use crate::types::Message;
+
+/// Send a message; the answer carries the vendor's id and status.
+pub fn send(connection: &str, message: &Message) -> Result<Message> {
+    Ok(wit::send(connection, message)?)
+}
+
+/// The vendor's delivery statistics, as JSON.
+pub fn stats(connection: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&wit::stats(connection)?)?)
+}

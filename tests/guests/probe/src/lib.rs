@@ -1,0 +1,118 @@
+//! `probe`: a test guest that does what each event's payload asks, to exercise the sandbox:
+//! kv, capability grants, loops, memory bombs, panics, output floods, WASI reach.
+
+use serde::Deserialize;
+use switchboard_sdk::prelude::*;
+
+struct Probe;
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum Op {
+    KvGet { key: String },
+    KvSet { key: String, value: String },
+    KvSetBytes { key: String, len: usize },
+    KvList { prefix: String },
+    Loop,
+    Alloc { mib: usize },
+    Bomb,
+    Panic { message: String },
+    Print { bytes: usize },
+    LeadsList { connection: String },
+    ContactsGet { connection: String, id: String },
+    Http { connection: String, path: String },
+    Sandbox,
+}
+
+impl Recipe for Probe {
+    fn manifest() -> Manifest {
+        Manifest::new("probe", "0.1.0")
+            .description("Test guest: does what the payload says")
+            .on_webhook("test", "*")
+            .uses(Capability::Kv)
+            .uses(Capability::Contacts)
+            .uses(Capability::VendorHttp)
+            .connection("ghl")
+    }
+
+    fn handle(event: Event) -> Result<Outcome> {
+        let done = |s: String| Ok(Outcome::done(s));
+        match event.payload::<Op>()? {
+            Op::KvGet { key } => done(kv::get::<String>(&key)?.unwrap_or_else(|| "<none>".into())),
+            Op::KvSet { key, value } => {
+                kv::set(&key, &value)?;
+                done("set".into())
+            }
+            Op::KvSetBytes { key, len } => {
+                kv::set_raw(&key, &vec![b'x'; len])?;
+                done("set".into())
+            }
+            Op::KvList { prefix } => done(kv::list_keys(&prefix, None)?.join(",")),
+            Op::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Op::Alloc { mib } => {
+                let v = vec![1u8; mib << 20];
+                done(format!("allocated {}", std::hint::black_box(v).len()))
+            }
+            Op::Bomb => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Op::Panic { message } => panic!("{message}"),
+            Op::Print { bytes } => {
+                let line = "x".repeat(99);
+                for _ in 0..bytes / 100 {
+                    println!("{line}");
+                }
+                done(format!("printed {bytes}"))
+            }
+            Op::LeadsList { connection } => {
+                let page = leads::list(&connection, &empty_query())?;
+                done(format!("{} leads", page.leads.len()))
+            }
+            Op::ContactsGet { connection, id } => {
+                let c = contacts::get(&connection, &id)?;
+                done(format!("{:?}", c.id))
+            }
+            Op::Http { connection, path } => {
+                let res = vendor_http::get(&connection, &path)?;
+                done(format!(
+                    "{} {}",
+                    res.status,
+                    String::from_utf8_lossy(&res.body)
+                ))
+            }
+            Op::Sandbox => {
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let fs = std::fs::read_dir("/").is_ok() || std::fs::read_dir(".").is_ok();
+                let file = std::fs::read_to_string("/etc/passwd").is_ok();
+                let net = std::net::TcpStream::connect("127.0.0.1:1").is_ok();
+                done(format!(
+                    "env={env} args={args} fs={fs} file={file} net={net}"
+                ))
+            }
+        }
+    }
+}
+
+fn empty_query() -> Query {
+    Query {
+        text: None,
+        email: None,
+        phone: None,
+        status: None,
+        updated_after: None,
+        limit: None,
+        cursor: None,
+    }
+}
+
+export_recipe!(Probe);

@@ -1,0 +1,187 @@
+//! The real `switchboard` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use switchboard_test_guests::{HELLO, PROBE};
+
+fn switchboard(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(dir)
+        .args(["--data-dir", "data", "--plugins-dir", "plugins"])
+        .args(args)
+        .env_remove("SWITCHBOARD_CONFIG")
+        .output()
+        .expect("running switchboard")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(HELLO, dir.path().join("plugins/hello.wasm")).unwrap();
+    std::fs::copy(PROBE, dir.path().join("plugins/probe.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("ev.json"),
+        r#"{"kind": "customer.updated", "payload": {"id": 1}}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn run_prints_the_outcome_and_the_count_persists() {
+    let dir = workdir();
+    let first = switchboard(
+        dir.path(),
+        &["run", "plugins/hello.wasm", "--event", "ev.json"],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let out = text(&first.stdout);
+    assert!(
+        out.contains("outcome: done: customer.updated seen 1 time(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("customer.updated event #1"),
+        "the recipe's log: {out}"
+    );
+    // By name, from the plugins folder; a new process, the same store.
+    let second = switchboard(dir.path(), &["run", "hello", "--event", "ev.json"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let out = text(&second.stdout);
+    assert!(
+        out.contains("outcome: done: customer.updated seen 2 time(s)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn run_reads_the_event_from_stdin_and_prints_json() {
+    use std::io::Write;
+    let dir = workdir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(dir.path())
+        .args([
+            "--data-dir",
+            "data",
+            "run",
+            "plugins/hello.wasm",
+            "--event",
+            "-",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"id": "e1", "kind": "lead.created"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["event_id"], "e1");
+    assert_eq!(report["outcome"]["status"], "done");
+    assert_eq!(report["outcome"]["summary"], "lead.created seen 1 time(s)");
+}
+
+#[test]
+fn a_failing_run_exits_1_with_its_error() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("panic.json"),
+        r#"{"kind": "x", "payload": {"op": "panic", "message": "kaboom"}}"#,
+    )
+    .unwrap();
+    let out = switchboard(dir.path(), &["run", "probe", "--event", "panic.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("failed: trap") && stdout.contains("kaboom"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_bad_event_file_exits_2_naming_the_file_and_field() {
+    let dir = workdir();
+    std::fs::write(dir.path().join("bad.json"), r#"{"payload": {}}"#).unwrap();
+    let out = switchboard(dir.path(), &["run", "hello", "--event", "bad.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("missing field `kind`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_recipe_name_lists_what_is_there() {
+    let dir = workdir();
+    let out = switchboard(dir.path(), &["run", "nope", "--event", "ev.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no recipe named 'nope'") && err.contains("hello, probe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_prints_the_manifest_and_imports() {
+    let dir = workdir();
+    let out = switchboard(dir.path(), &["plugins", "inspect", "plugins/hello.wasm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for expected in [
+        "hello 0.1.0",
+        "Counts events per kind",
+        "webhook: source=* kind=*",
+        "capabilities: kv",
+        "imports:",
+        "switchboard:recipes/kv@0.1.0",
+        "switchboard:recipes/log@0.1.0",
+    ] {
+        assert!(s.contains(expected), "missing {expected:?} in:\n{s}");
+    }
+}
+
+#[test]
+fn list_shows_plugins_and_refuses_bad_files_by_name() {
+    let dir = workdir();
+    let out = switchboard(dir.path(), &["plugins", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("hello 0.1.0") && s.contains("probe 0.1.0"),
+        "{s}"
+    );
+    std::fs::write(dir.path().join("plugins/junk.wasm"), b"junk").unwrap();
+    let out = switchboard(dir.path(), &["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("junk.wasm: not a WebAssembly file"));
+    assert!(
+        text(&out.stdout).contains("hello 0.1.0"),
+        "the good ones are still listed"
+    );
+}
+
+#[test]
+fn a_bad_config_names_the_file_and_field() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("sb.toml"),
+        "[runtime]\nmemory_limit_mib = 0\n",
+    )
+    .unwrap();
+    let out = switchboard(dir.path(), &["--config", "sb.toml", "plugins", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("sb.toml: runtime.memory_limit_mib"), "{err}");
+}

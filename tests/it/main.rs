@@ -1,0 +1,7 @@
+//! Integration tests: real wasm components built from source (see `tests/guests`), a real
+//! sled store on disk, the real `switchboard` binary.
+
+mod cli;
+mod loading;
+mod sandbox;
+mod support;

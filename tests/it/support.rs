@@ -1,0 +1,88 @@
+//! Shared test setup.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use switchboard::model::{Event, RecipeError};
+use switchboard::runtime::plugin::Plugin;
+use switchboard::runtime::{PluginOverrides, Runtime, RuntimeOptions};
+use switchboard::store::Store;
+use switchboard::vendors::{Connections, Connector, HttpRequest, HttpResponse};
+
+/// Options for tests: a small pool, and a compile cache shared by all tests.
+pub fn options() -> RuntimeOptions {
+    RuntimeOptions {
+        max_instances: 16,
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")),
+        ..RuntimeOptions::default()
+    }
+}
+
+/// Options with per-recipe overrides.
+pub fn options_with(name: &str, o: PluginOverrides) -> RuntimeOptions {
+    let mut options = options();
+    options.overrides.insert(name.into(), o);
+    options
+}
+
+pub fn runtime_at(dir: &Path, options: RuntimeOptions, connections: Connections) -> Runtime {
+    let store = Store::open(&dir.join("store")).expect("opening the store");
+    Runtime::new(options, store, connections).expect("building the runtime")
+}
+
+pub async fn load(runtime: &Runtime, path: &str) -> Plugin {
+    runtime
+        .load(Path::new(path))
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
+}
+
+static EVENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// An event with a fresh id.
+pub fn event(kind: &str, payload: serde_json::Value) -> Event {
+    Event {
+        id: format!("evt-{}", EVENTS.fetch_add(1, Ordering::Relaxed)),
+        source: "test".into(),
+        kind: kind.into(),
+        time: "2026-11-22T08:00:00Z".into(),
+        payload,
+    }
+}
+
+/// A vendor connection double that counts calls: `/ping` answers at once, `/slow` takes a minute.
+pub struct Double {
+    pub calls: AtomicUsize,
+}
+
+impl Double {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Double {
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for Double {
+    fn vendor(&self) -> &str {
+        "double"
+    }
+
+    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if request.path == "/slow" {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: format!("pong {}", request.path).into_bytes(),
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Build tasks for Switchboard, as a cargo alias (`cargo xtask <task>`).
+//!
+//! - `ci`: what CI runs: format check, clippy with `-D warnings`, every test.
+//! - `demo`: the main job: build the recipes into `plugins/` and run them.
+//! - `recipes`: build every crate under `recipes/` to a wasm component in `plugins/`.
+//!
+//! Every task installs the `wasm32-wasip2` target (and rustfmt/clippy) when missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <ci|demo|recipes>
+
+  ci        format check, clippy -D warnings, all tests (what .ci/run runs)
+  demo      build the recipes into plugins/ and run hello on a sample event
+  recipes   build every recipe under recipes/ to plugins/<name>.wasm";
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("ci") => ci(),
+        Some("demo") => demo(),
+        Some("recipes") => recipes().map(|_| ()),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(step: &str, cmd: &mut Command) -> Result<(), String> {
+    println!("==> {step}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
+/// Install what the build needs: the wasm target, rustfmt and clippy.
+fn setup() -> Result<(), String> {
+    run(
+        "rustup target add wasm32-wasip2",
+        Command::new("rustup")
+            .current_dir(root())
+            .args(["target", "add", "wasm32-wasip2"]),
+    )?;
+    run(
+        "rustup component add rustfmt clippy",
+        Command::new("rustup")
+            .current_dir(root())
+            .args(["component", "add", "rustfmt", "clippy"]),
+    )
+}
+
+/// Build every recipe crate to a component and copy it into `plugins/`.
+fn recipes() -> Result<Vec<PathBuf>, String> {
+    setup()?;
+    let root = root();
+    let mut names: Vec<String> = std::fs::read_dir(root.join("recipes"))
+        .map_err(|e| format!("reading recipes/: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // The same target dir as the tests' guest build, so each is built once.
+    let target_dir = root.join("target").join("guests");
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--target-dir",
+    ])
+    .arg(&target_dir);
+    for name in &names {
+        cmd.args(["-p", name]);
+    }
+    run("build recipes to wasm32-wasip2", &mut cmd)?;
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(|e| format!("creating plugins/: {e}"))?;
+    let mut built = Vec::new();
+    for name in &names {
+        let from = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let to = plugins.join(format!("{name}.wasm"));
+        std::fs::copy(&from, &to)
+            .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
+        println!("    {}", to.strip_prefix(&root).unwrap_or(&to).display());
+        built.push(to);
+    }
+    Ok(built)
+}
+
+fn ci() -> Result<(), String> {
+    setup()?;
+    run(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    run(
+        "cargo clippy -D warnings",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    recipes()?;
+    run("cargo test", cargo().args(["test", "--workspace"]))
+}
+
+fn demo() -> Result<(), String> {
+    recipes()?;
+    run(
+        "build switchboard",
+        cargo().args(["build", "--release", "-p", "switchboard"]),
+    )?;
+    let root = root();
+    let bin = root.join("target/release/switchboard");
+    let event = root.join("target/demo-event.json");
+    std::fs::write(
+        &event,
+        r#"{"source": "demo", "kind": "customer.updated", "payload": {"customer": {"id": "cus_1", "first_name": "Ada"}}}"#,
+    )
+    .map_err(|e| format!("writing {}: {e}", event.display()))?;
+    let sb = || {
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(&root);
+        cmd
+    };
+    run("switchboard plugins list", sb().args(["plugins", "list"]))?;
+    run(
+        "switchboard plugins inspect plugins/hello.wasm",
+        sb().args(["plugins", "inspect", "plugins/hello.wasm"]),
+    )?;
+    for _ in 0..2 {
+        run(
+            "switchboard run plugins/hello.wasm --event target/demo-event.json",
+            sb().args(["run", "plugins/hello.wasm", "--event"])
+                .arg(&event),
+        )?;
+    }
+    println!("\nThe count persists in .switchboard/ across runs. Try your own event:");
+    println!(
+        "  echo '{{\"kind\": \"lead.created\"}}' | {} run hello --event -",
+        bin.strip_prefix(&root).unwrap_or(&bin).display()
+    );
+    Ok(())
+}
