@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Something that happened, delivered to recipes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     /// Unique per event; stable across retries and replays.
@@ -18,8 +18,28 @@ pub struct Event {
     pub kind: String,
     /// RFC 3339.
     pub time: String,
-    /// The event's JSON body.
-    pub payload: serde_json::Value,
+    /// The event's JSON body, as received: handed to recipes without re-serializing.
+    pub payload: Box<serde_json::value::RawValue>,
+}
+
+impl Event {
+    /// An event whose payload is `payload` serialized.
+    pub fn new(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        kind: impl Into<String>,
+        time: impl Into<String>,
+        payload: &serde_json::Value,
+    ) -> Self {
+        Event {
+            id: id.into(),
+            source: source.into(),
+            kind: kind.into(),
+            time: time.into(),
+            payload: serde_json::value::to_raw_value(payload)
+                .expect("a JSON value always serializes"),
+        }
+    }
 }
 
 /// What a recipe declares about itself.

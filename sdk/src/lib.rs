@@ -128,7 +128,7 @@ pub use wit_bindgen as __wit_bindgen;
 
 /// Generated bindings; not part of the SDK's stable surface.
 #[doc(hidden)]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

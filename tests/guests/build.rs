@@ -63,7 +63,7 @@ fn main() {
         "building the wasm guests failed: {status}"
     );
 
-    let out = target_dir.join("wasm32-wasip2").join("release");
+    let out = target_dir.join("wasm32-wasip2").join("wasm");
     let mut consts = String::new();
     for (package, name) in GUESTS {
         let file = out.join(format!("{}.wasm", package.replace('-', "_")));

@@ -42,13 +42,13 @@ static EVENTS: AtomicUsize = AtomicUsize::new(0);
 
 /// An event with a fresh id.
 pub fn event(kind: &str, payload: serde_json::Value) -> Event {
-    Event {
-        id: format!("evt-{}", EVENTS.fetch_add(1, Ordering::Relaxed)),
-        source: "test".into(),
-        kind: kind.into(),
-        time: "2026-11-22T08:00:00Z".into(),
-        payload,
-    }
+    Event::new(
+        format!("evt-{}", EVENTS.fetch_add(1, Ordering::Relaxed)),
+        "test",
+        kind,
+        "2026-11-22T08:00:00Z",
+        &payload,
+    )
 }
 
 /// A vendor connection double that counts calls: `/ping` answers at once, `/slow` takes a minute.

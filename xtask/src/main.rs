@@ -111,7 +111,7 @@ fn recipes() -> Result<Vec<PathBuf>, String> {
     let mut built = Vec::new();
     for name in &names {
         let from = target_dir
-            .join("wasm32-wasip2/release")
+            .join("wasm32-wasip2/wasm")
             .join(format!("{}.wasm", name.replace('-', "_")));
         let to = plugins.join(format!("{name}.wasm"));
         std::fs::copy(&from, &to)

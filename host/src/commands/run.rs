@@ -19,8 +19,7 @@ struct EventInput {
     source: Option<String>,
     kind: String,
     time: Option<String>,
-    #[serde(default)]
-    payload: serde_json::Value,
+    payload: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// Parse an event file's text; `origin` names it in errors.
@@ -56,10 +55,9 @@ pub fn parse_event(origin: &str, text: &str) -> Result<Event, CommandError> {
         source: input.source.unwrap_or_else(|| "cli".into()),
         kind: input.kind,
         time,
-        payload: if input.payload.is_null() {
-            serde_json::json!({})
-        } else {
-            input.payload
+        payload: match input.payload {
+            Some(p) if p.get() != "null" => p,
+            _ => serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON"),
         },
     })
 }
