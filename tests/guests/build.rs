@@ -33,7 +33,8 @@ fn main() {
     cmd.current_dir(&root)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "wasm",
             "--target",
             "wasm32-wasip2",
             "--target-dir",

@@ -96,7 +96,8 @@ fn recipes() -> Result<Vec<PathBuf>, String> {
     let mut cmd = cargo();
     cmd.args([
         "build",
-        "--release",
+        "--profile",
+        "wasm",
         "--target",
         "wasm32-wasip2",
         "--target-dir",
@@ -147,10 +148,10 @@ fn demo() -> Result<(), String> {
     recipes()?;
     run(
         "build switchboard",
-        cargo().args(["build", "--release", "-p", "switchboard"]),
+        cargo().args(["build", "-p", "switchboard"]),
     )?;
     let root = root();
-    let bin = root.join("target/release/switchboard");
+    let bin = root.join("target/debug/switchboard");
     let event = root.join("target/demo-event.json");
     std::fs::write(
         &event,
