@@ -408,3 +408,71 @@ async fn concurrent_runs_do_not_interfere() {
     let r = rt.run(&hello, &event("c", json!({}))).await;
     assert_eq!(done(&r), "c seen 9 time(s)");
 }
+
+#[tokio::test]
+async fn a_full_instance_pool_is_a_retryable_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options_with(
+        "probe",
+        PluginOverrides {
+            deadline: Some(Duration::from_millis(1500)),
+            memory_limit: None,
+        },
+    );
+    opts.max_instances = 1;
+    let rt = Arc::new(runtime_at(dir.path(), opts, Connections::default()));
+    let p = Arc::new(load(&rt, PROBE).await);
+    let hello = load(&rt, HELLO).await;
+    // Occupy the only slot with a run that loops until its deadline.
+    let busy = {
+        let (rt, p) = (rt.clone(), p.clone());
+        tokio::spawn(async move { probe(&rt, &p, json!({"op": "loop"})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = rt.run(&hello, &event("x", json!({}))).await;
+    match &r.error {
+        Some(e @ RunError::Instantiate { message }) => {
+            assert!(message.contains("maximum concurrent limit"), "{message}");
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected an instantiate error, got {other:?}"),
+    }
+    assert!(matches!(
+        busy.await.unwrap().error,
+        Some(RunError::Timeout { .. })
+    ));
+    // The slot is free again.
+    let r = rt.run(&hello, &event("x", json!({}))).await;
+    assert_eq!(done(&r), "x seen 1 time(s)");
+}
+
+#[tokio::test]
+async fn a_busy_recipe_does_not_stall_other_runs_on_the_same_thread() {
+    // `tokio::test` runs everything on one thread: the loop must yield for hello to run.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options_with(
+        "probe",
+        PluginOverrides {
+            deadline: Some(Duration::from_secs(3)),
+            memory_limit: None,
+        },
+    );
+    let rt = Arc::new(runtime_at(dir.path(), opts, Connections::default()));
+    let p = Arc::new(load(&rt, PROBE).await);
+    let hello = load(&rt, HELLO).await;
+    let busy = {
+        let (rt, p) = (rt.clone(), p.clone());
+        tokio::spawn(async move { probe(&rt, &p, json!({"op": "loop"})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = rt.run(&hello, &event("meanwhile", json!({}))).await;
+    assert_eq!(done(&r), "meanwhile seen 1 time(s)");
+    assert!(
+        !busy.is_finished(),
+        "hello ran while the loop was still running"
+    );
+    assert!(matches!(
+        busy.await.unwrap().error,
+        Some(RunError::Timeout { deadline_ms: 3000 })
+    ));
+}

@@ -141,7 +141,53 @@ fn ci() -> Result<(), String> {
         ]),
     )?;
     recipes()?;
-    run("cargo test", cargo().args(["test", "--workspace"]))
+    test_with_summary()
+}
+
+/// `cargo test --workspace`, echoing its output, then one closing line with the totals of
+/// every test binary and doctest run (the last binary cargo runs often has no tests).
+fn test_with_summary() -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    println!("==> cargo test");
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cargo test: cannot start: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("cargo test: reading output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cargo test: waiting: {e}"))?;
+    println!("\nci: {passed} passed, {failed} failed");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test: failed ({status})"))
+    }
+}
+
+/// The number before `label` in a `test result:` line, e.g. `ok. 7 passed; 0 failed; ...`.
+fn count(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+                .map(str::trim)
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn demo() -> Result<(), String> {

@@ -2,8 +2,9 @@
 //! fresh, bounded `Store` for every event.
 //!
 //! Isolation, per run:
-//! - time: epoch interruption (one ticker thread per engine) traps guest code at the
-//!   deadline, and the whole run, host calls included, sits inside a tokio timeout;
+//! - time: epoch interruption (one ticker thread per engine) makes running guest code
+//!   yield to the executor every tick and trap at the deadline, and the whole run, host
+//!   calls included, sits inside a tokio timeout;
 //! - memory: a per-instance cap enforced by [`state::RunLimiter`], inside the pooling
 //!   allocator's slots (copy-on-write images make instantiation cheap);
 //! - capabilities: WASI is wired for clocks, randomness and captured stdio only; every
@@ -30,7 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolConcurrencyLimitError,
+    PoolingAllocationConfig, Trap, UpdateDeadline,
 };
 
 /// Settings of the runtime; see [`crate::config`] for how the TOML maps onto them.
@@ -449,11 +451,22 @@ impl Runtime {
     }
 
     fn new_store(&self, setup: RunSetup, deadline: Duration) -> wasmtime::Store<RunState> {
+        let deadline_at = Instant::now() + deadline;
         let mut store = wasmtime::Store::new(&self.engine, RunState::new(setup));
         store.limiter(|s| &mut s.limiter);
-        let tick = self.options.epoch_tick.as_nanos().max(1);
-        store.set_epoch_deadline((deadline.as_nanos().div_ceil(tick)) as u64 + 1);
-        store.epoch_deadline_trap();
+        // Every epoch tick, a running guest yields to the executor so a busy recipe never
+        // stalls the thread other runs share; past its deadline it traps instead.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline_at {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         store
     }
 
@@ -566,17 +579,15 @@ fn classify(
                 panic,
             }
         }
-        None => {
-            let message = format!("{error:#}");
-            if message.contains("memory") && message.contains("pool") {
-                RunError::Instantiate { message }
-            } else {
-                RunError::Trap {
-                    message,
-                    panic: None,
-                }
+        None if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() => {
+            RunError::Instantiate {
+                message: format!("{error:#}"),
             }
         }
+        None => RunError::Trap {
+            message: format!("{error:#}"),
+            panic: None,
+        },
     }
 }
 
