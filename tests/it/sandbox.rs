@@ -409,6 +409,12 @@ async fn concurrent_runs_do_not_interfere() {
     assert_eq!(done(&r), "c seen 9 time(s)");
 }
 
+/// Start a run of probe that loops until its deadline.
+fn spawn_loop(rt: &Arc<Runtime>, p: &Arc<Plugin>) -> tokio::task::JoinHandle<RunReport> {
+    let (rt, p) = (rt.clone(), p.clone());
+    tokio::spawn(async move { probe(&rt, &p, json!({"op": "loop"})).await })
+}
+
 #[tokio::test]
 async fn a_full_instance_pool_is_a_retryable_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -424,10 +430,7 @@ async fn a_full_instance_pool_is_a_retryable_error_not_a_crash() {
     let p = Arc::new(load(&rt, PROBE).await);
     let hello = load(&rt, HELLO).await;
     // Occupy the only slot with a run that loops until its deadline.
-    let busy = {
-        let (rt, p) = (rt.clone(), p.clone());
-        tokio::spawn(async move { probe(&rt, &p, json!({"op": "loop"})).await })
-    };
+    let busy = spawn_loop(&rt, &p);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = rt.run(&hello, &event("x", json!({}))).await;
     match &r.error {
@@ -460,10 +463,7 @@ async fn a_busy_recipe_does_not_stall_other_runs_on_the_same_thread() {
     let rt = Arc::new(runtime_at(dir.path(), opts, Connections::default()));
     let p = Arc::new(load(&rt, PROBE).await);
     let hello = load(&rt, HELLO).await;
-    let busy = {
-        let (rt, p) = (rt.clone(), p.clone());
-        tokio::spawn(async move { probe(&rt, &p, json!({"op": "loop"})).await })
-    };
+    let busy = spawn_loop(&rt, &p);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = rt.run(&hello, &event("meanwhile", json!({}))).await;
     assert_eq!(done(&r), "meanwhile seen 1 time(s)");
