@@ -42,6 +42,24 @@ pub enum Command {
     /// List and inspect recipe plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Check the vendor connections in the config.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+    /// Serve the vendor sandbox: the vendors' APIs on loopback, with state and faults.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Call each connection's cheapest authenticated endpoint; exit 1 if any fails.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

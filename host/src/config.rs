@@ -13,9 +13,16 @@
 //! [plugins.hello]              # per-recipe overrides, by recipe name
 //! deadline = "2s"
 //! memory_limit_mib = 16
+//!
+//! [connections.ghl]            # a vendor connection recipes name as "ghl"
+//! vendor = "gohighlevel"
+//! secret = { env = "GHL_TOKEN" }           # or { file = "/run/secrets/ghl" }
+//! location_id = "ve9EPM428h8vShlRW1KT"
+//! base_url = "http://127.0.0.1:8787/gohighlevel"   # optional: the vendor sandbox
 //! ```
 
 use crate::runtime::{PluginOverrides, RuntimeOptions};
+use crate::vendors::ConnectionConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +57,9 @@ pub struct Config {
     pub runtime: RuntimeSection,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSection>,
+    /// `[connections.<name>]`: vendor connections recipes may use by name.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
 }
 
 /// `[runtime]`

@@ -13,5 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod model;
 pub mod runtime;
+pub mod sandbox;
+pub mod secrets;
 pub mod store;
 pub mod vendors;

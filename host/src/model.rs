@@ -151,3 +151,80 @@ impl RecipeError {
         )
     }
 }
+
+/// What a phone number is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneKind {
+    Mobile,
+    Home,
+    Work,
+    Other,
+}
+
+/// A phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phone {
+    pub kind: PhoneKind,
+    pub number: String,
+}
+
+/// A postal address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub street: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+}
+
+/// A person or business in a CRM, in the shape every vendor maps to and from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub emails: Vec<String>,
+    pub phones: Vec<Phone>,
+    pub addresses: Vec<Address>,
+    pub tags: Vec<String>,
+    pub source: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// The vendor's own JSON for this record.
+    pub raw: Option<serde_json::Value>,
+}
+
+impl Contact {
+    /// The first phone of `kind`, or else the first phone.
+    pub fn phone(&self, kind: PhoneKind) -> Option<&str> {
+        self.phones
+            .iter()
+            .find(|p| p.kind == kind)
+            .or_else(|| self.phones.first())
+            .map(|p| p.number.as_str())
+    }
+}
+
+/// A query over a vendor's records; unset fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    pub text: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub status: Option<String>,
+    pub updated_after: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One page of records and the cursor of the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+    pub total: Option<u64>,
+}

@@ -5,3 +5,4 @@ mod cli;
 mod loading;
 mod sandbox;
 mod support;
+mod vendors;

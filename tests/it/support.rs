@@ -8,7 +8,7 @@ use switchboard::model::{Event, RecipeError};
 use switchboard::runtime::plugin::Plugin;
 use switchboard::runtime::{PluginOverrides, Runtime, RuntimeOptions};
 use switchboard::store::Store;
-use switchboard::vendors::{Connections, Connector, HttpRequest, HttpResponse};
+use switchboard::vendors::{Call, Connections, Connector, HttpRequest, HttpResponse};
 
 /// Options for tests: a small pool, and a compile cache shared by all tests.
 pub fn options() -> RuntimeOptions {
@@ -74,7 +74,7 @@ impl Connector for Double {
         "double"
     }
 
-    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
+    async fn http(&self, _call: &Call, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if request.path == "/slow" {
             tokio::time::sleep(Duration::from_secs(60)).await;

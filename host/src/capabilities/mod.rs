@@ -19,6 +19,7 @@ use crate::model::{Capability, RecipeError};
 use crate::runtime::bindings::types::{Error as WitError, FieldError, UpstreamError};
 use crate::runtime::state::RunState;
 use crate::store::KvError;
+use crate::vendors::Call;
 use std::sync::Arc;
 
 impl From<RecipeError> for WitError {
@@ -76,24 +77,31 @@ impl From<KvError> for RecipeError {
 }
 
 impl RunState {
-    /// Check the grant for a call through `connection` and find that connection.
+    /// Check the grant for a call through `connection`, find that connection, and give
+    /// the call its deadline.
     fn connector(
         &mut self,
         capability: Capability,
         connection: &str,
-    ) -> Result<Arc<dyn crate::vendors::Connector>, RecipeError> {
+    ) -> Result<(Arc<dyn crate::vendors::Connector>, Call), RecipeError> {
         self.check_grant(capability, Some(connection))?;
-        self.connections.get(connection).cloned()
+        let connector = self.connections.get(connection)?.clone();
+        Ok((
+            connector,
+            Call {
+                deadline: self.deadline_at,
+            },
+        ))
     }
 
-    /// A typed vendor operation that no connector serves yet: still checks grants first.
+    /// A typed vendor operation no connector serves yet: still checks grants first.
     fn not_served<T>(
         &mut self,
         capability: Capability,
         connection: &str,
         operation: &str,
     ) -> Result<T, WitError> {
-        let connector = self.connector(capability, connection)?;
+        let (connector, _) = self.connector(capability, connection)?;
         Err(RecipeError::Unsupported {
             message: format!(
                 "{operation} through '{connection}': the {} client does not serve it",

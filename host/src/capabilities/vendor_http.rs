@@ -67,7 +67,7 @@ pub fn validate(request: &HttpRequest) -> Result<(), RecipeError> {
 
 impl Host for RunState {
     async fn send(&mut self, connection: String, request: Request) -> Result<Response, Error> {
-        let connector = self.connector(Capability::VendorHttp, &connection)?;
+        let (connector, call) = self.connector(Capability::VendorHttp, &connection)?;
         let request = HttpRequest {
             method: request.method.to_ascii_uppercase(),
             path: request.path,
@@ -76,7 +76,7 @@ impl Host for RunState {
             body: request.body,
         };
         validate(&request)?;
-        let response = connector.http(request).await?;
+        let response = connector.http(&call, request).await?;
         Ok(Response {
             status: response.status,
             headers: response.headers,

@@ -1,9 +1,11 @@
 //! Command bodies: each takes parsed arguments and returns an exit code.
 
+mod connections;
 mod plugins;
 mod run;
+mod sandbox;
 
-use crate::cli::{Cli, Command, GlobalArgs, PluginsCommand};
+use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand};
 use crate::config::{Config, ConfigError};
 use crate::runtime::plugin::LoadError;
 use crate::runtime::{Runtime, RuntimeError};
@@ -28,6 +30,12 @@ pub enum CommandError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error("{}: {source}", config.as_ref().map_or("config".into(), |p| p.display().to_string()))]
+    Connection {
+        config: Option<PathBuf>,
+        #[source]
+        source: crate::vendors::ConnectionError,
+    },
     #[error("{path}: {message}")]
     Input { path: String, message: String },
     #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
@@ -40,6 +48,7 @@ pub enum CommandError {
 
 /// The resolved settings of one invocation: flags over config file over defaults.
 pub struct Context {
+    pub config_path: Option<PathBuf>,
     pub config: Config,
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
@@ -62,17 +71,29 @@ impl Context {
             .or_else(|| config.plugins_dir.clone())
             .unwrap_or_else(|| PathBuf::from("plugins"));
         Ok(Context {
+            config_path: global.config.clone(),
             config,
             data_dir,
             plugins_dir,
         })
     }
 
+    /// Build the configured vendor connections (reading their secrets).
+    pub fn connections(&self) -> Result<Connections, CommandError> {
+        Connections::from_config(&self.config.connections).map_err(|source| {
+            CommandError::Connection {
+                config: self.config_path.clone(),
+                source,
+            }
+        })
+    }
+
     /// Open the store and build the runtime.
     pub fn runtime(&self) -> Result<Runtime, CommandError> {
+        let connections = self.connections()?;
         let store = Store::open(&self.data_dir.join("store"))?;
         let options = self.config.runtime_options(&self.data_dir);
-        Ok(Runtime::new(options, store, Connections::default())?)
+        Ok(Runtime::new(options, store, connections)?)
     }
 }
 
@@ -85,5 +106,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Plugins(PluginsCommand::Inspect { file, json }) => {
             plugins::inspect(&ctx, &file, json).await
         }
+        Command::Connections(ConnectionsCommand::Check) => connections::check(&ctx).await,
+        Command::Sandbox(args) => sandbox::serve(args).await,
     }
 }

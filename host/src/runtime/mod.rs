@@ -368,6 +368,7 @@ impl Runtime {
                 memory_limit: limits.memory_limit,
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
+                deadline_at: Instant::now(),
             },
             limits.deadline,
         );
@@ -450,8 +451,9 @@ impl Runtime {
         Ok((plugins, errors))
     }
 
-    fn new_store(&self, setup: RunSetup, deadline: Duration) -> wasmtime::Store<RunState> {
+    fn new_store(&self, mut setup: RunSetup, deadline: Duration) -> wasmtime::Store<RunState> {
         let deadline_at = Instant::now() + deadline;
+        setup.deadline_at = deadline_at;
         let mut store = wasmtime::Store::new(&self.engine, RunState::new(setup));
         store.limiter(|s| &mut s.limiter);
         // Every epoch tick, a running guest yields to the executor so a busy recipe never
@@ -485,6 +487,7 @@ impl Runtime {
                 memory_limit: limits.memory_limit,
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
+                deadline_at: Instant::now(),
             },
             limits.deadline,
         );

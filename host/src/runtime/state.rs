@@ -157,6 +157,8 @@ pub struct RunState {
     pub(crate) limiter: RunLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    /// When the run must be over; host calls pass it to vendors so retries stop in time.
+    pub(crate) deadline_at: std::time::Instant,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -171,6 +173,7 @@ pub struct RunSetup {
     pub memory_limit: usize,
     pub log_limits: LogLimits,
     pub output_limit: usize,
+    pub deadline_at: std::time::Instant,
 }
 
 impl RunState {
@@ -196,6 +199,7 @@ impl RunState {
             limiter: RunLimiter::new(setup.memory_limit),
             stdout,
             stderr,
+            deadline_at: setup.deadline_at,
             wasi,
             table: ResourceTable::new(),
         }

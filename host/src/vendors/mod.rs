@@ -1,13 +1,26 @@
 //! Connections to vendor APIs, as the capability implementations see them.
 //!
 //! A [`Connector`] is one configured connection (e.g. `ghl` → GoHighLevel with its
-//! credentials). It knows nothing of wasm: the capability layer checks grants and converts
-//! WIT records before calling it. Typed operations that a connector does not serve answer
-//! [`RecipeError::Unsupported`].
+//! credentials), one module per vendor. It knows nothing of wasm: the capability layer
+//! checks grants and converts WIT records before calling it. Operations a vendor does not
+//! offer answer [`RecipeError::Unsupported`].
 
-use crate::model::RecipeError;
+pub mod gohighlevel;
+pub mod housecallpro;
+pub mod http;
+
+use crate::model::{Contact, Page, Query, RecipeError};
+use crate::secrets::{SecretError, SecretSource};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+/// The context of one capability call: when the run must be done.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    pub deadline: Instant,
+}
 
 /// A raw request through a connection; `path` is relative to the vendor's base URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,18 +40,108 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
-/// One configured connection to a vendor.
+fn unsupported<T>(vendor: &str, operation: &str) -> Result<T, RecipeError> {
+    Err(RecipeError::Unsupported {
+        message: format!("{vendor} does not support {operation}"),
+    })
+}
+
+/// One configured connection to a vendor. Every operation has a default that answers
+/// `unsupported`; each vendor client overrides what its API serves.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// The vendor's name, e.g. `gohighlevel`.
     fn vendor(&self) -> &str;
 
+    /// Call the vendor's cheapest authenticated endpoint; `Ok` says what answered.
+    async fn check(&self, call: &Call) -> Result<String, RecipeError> {
+        let _ = call;
+        unsupported(self.vendor(), "a connection check")
+    }
+
     /// Send a raw request, with the connection's credentials, under the vendor's base URL.
-    async fn http(&self, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
-        let _ = request;
-        Err(RecipeError::Unsupported {
-            message: format!("{} serves no raw requests", self.vendor()),
-        })
+    async fn http(&self, call: &Call, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
+        let _ = (call, request);
+        unsupported(self.vendor(), "raw requests")
+    }
+
+    async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
+        let _ = (call, id);
+        unsupported(self.vendor(), "contacts.get")
+    }
+
+    async fn contacts_search(
+        &self,
+        call: &Call,
+        query: &Query,
+    ) -> Result<Page<Contact>, RecipeError> {
+        let _ = (call, query);
+        unsupported(self.vendor(), "contacts.search")
+    }
+
+    async fn contacts_create(
+        &self,
+        call: &Call,
+        contact: &Contact,
+    ) -> Result<Contact, RecipeError> {
+        let _ = (call, contact);
+        unsupported(self.vendor(), "contacts.create")
+    }
+
+    async fn contacts_update(
+        &self,
+        call: &Call,
+        id: &str,
+        contact: &Contact,
+    ) -> Result<Contact, RecipeError> {
+        let _ = (call, id, contact);
+        unsupported(self.vendor(), "contacts.update")
+    }
+
+    /// Create or update; `true` when created.
+    async fn contacts_upsert(
+        &self,
+        call: &Call,
+        contact: &Contact,
+    ) -> Result<(Contact, bool), RecipeError> {
+        let _ = (call, contact);
+        unsupported(self.vendor(), "contacts.upsert")
+    }
+
+    async fn contacts_delete(&self, call: &Call, id: &str) -> Result<(), RecipeError> {
+        let _ = (call, id);
+        unsupported(self.vendor(), "contacts.delete")
+    }
+
+    async fn contacts_add_tags(
+        &self,
+        call: &Call,
+        id: &str,
+        tags: &[String],
+    ) -> Result<(), RecipeError> {
+        let _ = (call, id, tags);
+        unsupported(self.vendor(), "contacts.add-tags")
+    }
+
+    async fn contacts_remove_tags(
+        &self,
+        call: &Call,
+        id: &str,
+        tags: &[String],
+    ) -> Result<(), RecipeError> {
+        let _ = (call, id, tags);
+        unsupported(self.vendor(), "contacts.remove-tags")
+    }
+
+    /// Add a note; returns its id.
+    async fn contacts_add_note(
+        &self,
+        call: &Call,
+        id: &str,
+        body: &str,
+    ) -> Result<String, RecipeError> {
+        let _ = (call, id, body);
+        unsupported(self.vendor(), "contacts.add-note")
     }
 }
 
@@ -61,8 +164,128 @@ impl Connections {
         })
     }
 
-    /// Connection names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.by_name.keys().map(String::as_str)
+    /// Connections, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn Connector>)> {
+        self.by_name.iter().map(|(k, v)| (k.as_str(), v))
     }
+
+    /// Build every connection of a config. Fails on the first one that cannot be built,
+    /// naming it and the field at fault.
+    pub fn from_config(
+        sections: &BTreeMap<String, ConnectionConfig>,
+    ) -> Result<Self, ConnectionError> {
+        let mut connections = Connections::default();
+        for (name, section) in sections {
+            connections.insert(name.clone(), build(name, section)?);
+        }
+        Ok(connections)
+    }
+}
+
+/// The vendors Switchboard has clients for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vendor {
+    Gohighlevel,
+    Housecallpro,
+    Homebase360,
+    Pocketboss,
+    Welcomehome,
+}
+
+/// `[connections.<name>]` in the host config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub vendor: Vendor,
+    /// The API key or token: `{ env = "VAR" }` or `{ file = "path" }`.
+    pub secret: SecretSource,
+    /// Override the vendor's base URL (e.g. the vendor sandbox).
+    pub base_url: Option<String>,
+    /// GoHighLevel: the location (sub-account) id.
+    pub location_id: Option<String>,
+    /// Retries of idempotent requests on 429, 5xx and connection errors.
+    pub max_retries: Option<u32>,
+}
+
+/// Why a connection could not be built. Never contains a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("connections.{name}.secret: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: SecretError,
+    },
+    #[error("connections.{name}.{field}: {reason}")]
+    Invalid {
+        name: String,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+fn build(name: &str, c: &ConnectionConfig) -> Result<Arc<dyn Connector>, ConnectionError> {
+    let secret = c.secret.load().map_err(|source| ConnectionError::Secret {
+        name: name.into(),
+        source,
+    })?;
+    if let Some(url) = &c.base_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ConnectionError::Invalid {
+            name: name.into(),
+            field: "base_url",
+            reason: format!("'{url}' is not an http(s) URL"),
+        });
+    }
+    let mut retry = http::RetryPolicy::default();
+    if let Some(n) = c.max_retries {
+        retry.max_retries = n;
+    }
+    let invalid = |field, reason: String| ConnectionError::Invalid {
+        name: name.into(),
+        field,
+        reason,
+    };
+    match c.vendor {
+        Vendor::Gohighlevel => {
+            let location = c
+                .location_id
+                .clone()
+                .ok_or_else(|| invalid("location_id", "required for gohighlevel".into()))?;
+            Ok(Arc::new(
+                gohighlevel::GoHighLevel::new(c.base_url.as_deref(), &secret, location, retry)
+                    .map_err(|e| invalid("secret", e.to_string()))?,
+            ))
+        }
+        Vendor::Housecallpro => Ok(Arc::new(
+            housecallpro::HousecallPro::new(c.base_url.as_deref(), &secret, retry)
+                .map_err(|e| invalid("secret", e.to_string()))?,
+        )),
+        other => Err(invalid(
+            "vendor",
+            format!("{other:?} has no client yet").to_lowercase(),
+        )),
+    }
+}
+
+/// The raw-request half of [`Connector::http`] shared by every HTTP vendor client.
+pub(crate) async fn raw_http(
+    client: &http::VendorHttp,
+    call: &Call,
+    request: HttpRequest,
+) -> Result<HttpResponse, RecipeError> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| RecipeError::invalid("method", "not an HTTP method"))?;
+    let mut r = http::Request::new(method, request.path);
+    r.query = request.query;
+    r.headers = request.headers;
+    r.body = request.body;
+    let response = client.send_raw(call, &r).await?;
+    Ok(HttpResponse {
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+    })
 }

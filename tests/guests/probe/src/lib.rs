@@ -9,18 +9,51 @@ struct Probe;
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 enum Op {
-    KvGet { key: String },
-    KvSet { key: String, value: String },
-    KvSetBytes { key: String, len: usize },
-    KvList { prefix: String },
+    KvGet {
+        key: String,
+    },
+    KvSet {
+        key: String,
+        value: String,
+    },
+    KvSetBytes {
+        key: String,
+        len: usize,
+    },
+    KvList {
+        prefix: String,
+    },
     Loop,
-    Alloc { mib: usize },
+    Alloc {
+        mib: usize,
+    },
     Bomb,
-    Panic { message: String },
-    Print { bytes: usize },
-    LeadsList { connection: String },
-    ContactsGet { connection: String, id: String },
-    Http { connection: String, path: String },
+    Panic {
+        message: String,
+    },
+    Print {
+        bytes: usize,
+    },
+    LeadsList {
+        connection: String,
+    },
+    ContactsGet {
+        connection: String,
+        id: String,
+    },
+    ContactsUpsert {
+        connection: String,
+        first_name: String,
+        email: String,
+    },
+    ContactsSearch {
+        connection: String,
+        text: String,
+    },
+    Http {
+        connection: String,
+        path: String,
+    },
     Sandbox,
 }
 
@@ -80,6 +113,40 @@ impl Recipe for Probe {
             Op::ContactsGet { connection, id } => {
                 let c = contacts::get(&connection, &id)?;
                 done(format!("{:?}", c.id))
+            }
+            Op::ContactsUpsert {
+                connection,
+                first_name,
+                email,
+            } => {
+                let up = contacts::upsert(
+                    &connection,
+                    &Contact {
+                        first_name: Some(first_name),
+                        emails: vec![email],
+                        ..contacts::empty()
+                    },
+                )?;
+                done(format!(
+                    "{} created={}",
+                    up.contact.id.unwrap_or_default(),
+                    up.created
+                ))
+            }
+            Op::ContactsSearch { connection, text } => {
+                let page = contacts::search(
+                    &connection,
+                    &Query {
+                        text: Some(text),
+                        ..empty_query()
+                    },
+                )?;
+                let names: Vec<String> = page
+                    .contacts
+                    .into_iter()
+                    .filter_map(|c| c.first_name)
+                    .collect();
+                done(names.join(","))
             }
             Op::Http { connection, path } => {
                 let res = vendor_http::get(&connection, &path)?;

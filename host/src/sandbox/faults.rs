@@ -1,0 +1,84 @@
+//! Fault injection, per vendor, as axum middleware.
+
+use super::SandboxState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a vendor should get wrong, set with `PUT /_sandbox/faults/<vendor>`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Delay every answer by this many milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Answer the next `fail_next` requests with `status` (then behave).
+    #[serde(default)]
+    pub fail_next: u32,
+    /// Answer every request with `status` (an outage).
+    #[serde(default)]
+    pub fail_always: bool,
+    /// Answer this share (0..1) of requests with `status`.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// The failure status (default 500; 429 adds `Retry-After`).
+    pub status: Option<u16>,
+    /// `Retry-After` seconds on 429s (default 1).
+    pub retry_after: Option<u64>,
+}
+
+/// Apply the faults set for `vendor` before the request reaches its handler.
+pub async fn inject(
+    State((state, vendor)): State<(Arc<SandboxState>, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    *state
+        .requests
+        .lock()
+        .unwrap()
+        .entry(vendor.to_string())
+        .or_default() += 1;
+    let (latency, fail, status, retry_after) = {
+        let mut faults = state.faults.lock().unwrap();
+        match faults.get_mut(vendor) {
+            None => (0, false, 500, 1),
+            Some(f) => {
+                let fail = if f.fail_next > 0 {
+                    f.fail_next -= 1;
+                    true
+                } else {
+                    f.fail_always || (f.error_rate > 0.0 && fastrand::f64() < f.error_rate)
+                };
+                (
+                    f.latency_ms,
+                    fail,
+                    f.status.unwrap_or(500),
+                    f.retry_after.unwrap_or(1),
+                )
+            }
+        }
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if fail {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "statusCode": status.as_u16(),
+            "message": format!("sandbox fault: {}", status.canonical_reason().unwrap_or("error")),
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(retry_after));
+        }
+        return response;
+    }
+    next.run(request).await
+}

@@ -1,0 +1,435 @@
+//! The GoHighLevel API v2 contacts surface, as the sandbox serves it.
+
+use super::{GHL_LOCATION, SandboxState, faults, new_id, now};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// GoHighLevel's state: contacts and their notes.
+#[derive(Default)]
+pub struct Ghl {
+    contacts: BTreeMap<String, Value>,
+    notes: BTreeMap<String, Vec<Value>>,
+}
+
+type Reply = (StatusCode, Json<Value>);
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    (
+        status,
+        Json(json!({"statusCode": status.as_u16(), "message": message})),
+    )
+}
+
+fn unprocessable(messages: &[String]) -> Reply {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"statusCode": 422, "message": messages, "error": "Unprocessable Entity"})),
+    )
+}
+
+fn not_found() -> Reply {
+    error(StatusCode::NOT_FOUND, "Contact not found")
+}
+
+pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
+    Router::new()
+        .route("/contacts/", post(create))
+        .route("/contacts/upsert", post(upsert))
+        .route("/contacts/search", post(search))
+        .route("/contacts/{id}", get(get_one).put(update).delete(delete))
+        .route("/contacts/{id}/tags", post(add_tags).delete(remove_tags))
+        .route("/contacts/{id}/notes", post(add_note).get(list_notes))
+        .route("/contacts/business/{business_id}", get(by_business))
+        .layer(from_fn_with_state(state.clone(), auth))
+        .layer(from_fn_with_state((state, "gohighlevel"), faults::inject))
+}
+
+async fn auth(State(state): State<Arc<SandboxState>>, request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {}", state.keys.gohighlevel);
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"statusCode": 401, "message": "Invalid JWT", "error": "Unauthorized"})),
+        )
+            .into_response();
+    }
+    if request.headers().get("version").is_none() {
+        return error(StatusCode::BAD_REQUEST, "Version header was not found").into_response();
+    }
+    next.run(request).await
+}
+
+const FIELDS: &[&str] = &[
+    "firstName",
+    "lastName",
+    "name",
+    "email",
+    "phone",
+    "companyName",
+    "address1",
+    "city",
+    "state",
+    "postalCode",
+    "country",
+    "website",
+    "timezone",
+    "source",
+    "dateOfBirth",
+    "gender",
+    "tags",
+    "customFields",
+    "dnd",
+    "assignedTo",
+];
+
+/// Check a contact body as GoHighLevel does; `create` also needs the location.
+fn validate(body: &Value, needs_location: bool) -> Result<(), Reply> {
+    let Some(obj) = body.as_object() else {
+        return Err(error(StatusCode::BAD_REQUEST, "Bad Request"));
+    };
+    let mut problems = Vec::new();
+    if needs_location {
+        match obj.get("locationId").and_then(Value::as_str) {
+            None | Some("") => problems.push("locationId should not be empty".to_string()),
+            Some(l) if l != GHL_LOCATION => {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "The token does not have access to this location.",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = obj.get("email").and_then(Value::as_str)
+        && !(e.contains('@') && e.rsplit('@').next().is_some_and(|d| d.contains('.')))
+    {
+        problems.push("email must be an email".into());
+    }
+    if let Some(tags) = obj.get("tags")
+        && !tags
+            .as_array()
+            .is_some_and(|t| t.iter().all(Value::is_string))
+    {
+        problems.push("each value in tags must be a string".into());
+    }
+    for key in obj.keys() {
+        if !FIELDS.contains(&key.as_str())
+            && key != "locationId"
+            && key != "createNewIfDuplicateAllowed"
+        {
+            problems.push(format!("property {key} should not exist"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(unprocessable(&problems))
+    }
+}
+
+fn lower(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_lowercase)
+}
+
+fn digits(v: &Value) -> Option<String> {
+    let d: String = v
+        .get("phone")?
+        .as_str()?
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    (!d.is_empty()).then_some(d)
+}
+
+/// Apply the fields of `body` to `contact`.
+fn merge(contact: &mut Value, body: &Value) {
+    for (k, v) in body.as_object().into_iter().flatten() {
+        if FIELDS.contains(&k.as_str()) {
+            contact[k] = v.clone();
+        }
+    }
+    let first = contact["firstName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let last = contact["lastName"].as_str().unwrap_or_default().to_string();
+    contact["firstNameLowerCase"] = json!(first.to_lowercase());
+    contact["lastNameLowerCase"] = json!(last.to_lowercase());
+    contact["fullNameLowerCase"] = json!(format!("{first} {last}").trim().to_lowercase());
+    if let Some(e) = lower(contact, "email") {
+        contact["emailLowerCase"] = json!(e);
+    }
+    contact["dateUpdated"] = json!(now());
+}
+
+fn new_contact(body: &Value) -> Value {
+    let mut c = json!({
+        "id": new_id(),
+        "locationId": GHL_LOCATION,
+        "dateAdded": now(),
+        "tags": [],
+        "type": "lead",
+        "deleted": false,
+    });
+    merge(&mut c, body);
+    c
+}
+
+/// The contact matching by email first, then phone (GoHighLevel's duplicate rule).
+fn find_duplicate(ghl: &Ghl, body: &Value) -> Option<String> {
+    let email = lower(body, "email");
+    let phone = digits(body);
+    let by = |f: &dyn Fn(&Value) -> bool| {
+        ghl.contacts
+            .iter()
+            .find(|(_, c)| f(c))
+            .map(|(id, _)| id.clone())
+    };
+    email
+        .and_then(|e| by(&|c| lower(c, "email").as_deref() == Some(&e)))
+        .or_else(|| phone.and_then(|p| by(&|c| digits(c).as_deref() == Some(&p))))
+}
+
+async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    if let Err(e) = validate(&body, true) {
+        return e;
+    }
+    let mut ghl = state.ghl.lock().unwrap();
+    if let Some(id) = find_duplicate(&ghl, &body) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "statusCode": 400,
+                "message": "This location does not allow duplicated contacts.",
+                "meta": {"contactId": id, "matchingField": if body.get("email").is_some() { "email" } else { "phone" }},
+            })),
+        );
+    }
+    let contact = new_contact(&body);
+    ghl.contacts
+        .insert(contact["id"].as_str().unwrap().to_string(), contact.clone());
+    (StatusCode::CREATED, Json(json!({ "contact": contact })))
+}
+
+async fn upsert(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    if let Err(e) = validate(&body, true) {
+        return e;
+    }
+    let mut ghl = state.ghl.lock().unwrap();
+    let trace = new_id();
+    match find_duplicate(&ghl, &body) {
+        Some(id) => {
+            let contact = ghl.contacts.get_mut(&id).unwrap();
+            merge(contact, &body);
+            (
+                StatusCode::OK,
+                Json(json!({"new": false, "contact": contact, "traceId": trace})),
+            )
+        }
+        None => {
+            let contact = new_contact(&body);
+            ghl.contacts
+                .insert(contact["id"].as_str().unwrap().to_string(), contact.clone());
+            (
+                StatusCode::CREATED,
+                Json(json!({"new": true, "contact": contact, "traceId": trace})),
+            )
+        }
+    }
+}
+
+async fn search(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    if body.get("locationId").and_then(Value::as_str) != Some(GHL_LOCATION) {
+        return unprocessable(&["locationId should not be empty".into()]);
+    }
+    let limit = body.get("pageLimit").and_then(Value::as_u64).unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return unprocessable(&["pageLimit must not be greater than 100".into()]);
+    }
+    let page = body.get("page").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let query = lower(&body, "query").unwrap_or_default();
+    let ghl = state.ghl.lock().unwrap();
+    let matching: Vec<&Value> = ghl
+        .contacts
+        .values()
+        .filter(|c| {
+            query.is_empty()
+                || ["fullNameLowerCase", "email", "phone", "companyName"]
+                    .iter()
+                    .any(|k| lower(c, k).is_some_and(|v| v.contains(&query)))
+        })
+        .collect();
+    let contacts: Vec<&Value> = matching
+        .iter()
+        .skip(((page - 1) * limit) as usize)
+        .take(limit as usize)
+        .copied()
+        .collect();
+    (
+        StatusCode::OK,
+        Json(json!({"contacts": contacts, "total": matching.len()})),
+    )
+}
+
+async fn get_one(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    match state.ghl.lock().unwrap().contacts.get(&id) {
+        Some(c) => (StatusCode::OK, Json(json!({ "contact": c }))),
+        None => not_found(),
+    }
+}
+
+async fn update(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    if let Err(e) = validate(&body, false) {
+        return e;
+    }
+    let mut ghl = state.ghl.lock().unwrap();
+    match ghl.contacts.get_mut(&id) {
+        Some(c) => {
+            merge(c, &body);
+            (
+                StatusCode::OK,
+                Json(json!({"succeded": true, "contact": c})),
+            )
+        }
+        None => not_found(),
+    }
+}
+
+async fn delete(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    let mut ghl = state.ghl.lock().unwrap();
+    match ghl.contacts.remove(&id) {
+        Some(_) => {
+            ghl.notes.remove(&id);
+            (StatusCode::OK, Json(json!({"succeded": true})))
+        }
+        None => not_found(),
+    }
+}
+
+fn tags_of(body: &Value) -> Result<Vec<String>, Reply> {
+    body.get("tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| unprocessable(&["tags must be an array".into()]))
+}
+
+async fn add_tags(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let tags = match tags_of(&body) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let mut ghl = state.ghl.lock().unwrap();
+    let Some(c) = ghl.contacts.get_mut(&id) else {
+        return not_found();
+    };
+    let mut all: Vec<String> = c["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for t in tags {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
+    c["tags"] = json!(all);
+    (StatusCode::CREATED, Json(json!({ "tags": all })))
+}
+
+async fn remove_tags(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let tags = match tags_of(&body) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let mut ghl = state.ghl.lock().unwrap();
+    let Some(c) = ghl.contacts.get_mut(&id) else {
+        return not_found();
+    };
+    let all: Vec<String> = c["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .filter(|t| !tags.contains(t))
+                .collect()
+        })
+        .unwrap_or_default();
+    c["tags"] = json!(all);
+    (StatusCode::OK, Json(json!({ "tags": all })))
+}
+
+async fn add_note(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let Some(text) = body
+        .get("body")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty())
+    else {
+        return unprocessable(&["body should not be empty".into()]);
+    };
+    let mut ghl = state.ghl.lock().unwrap();
+    if !ghl.contacts.contains_key(&id) {
+        return not_found();
+    }
+    let note = json!({"id": new_id(), "body": text, "contactId": id, "dateAdded": now()});
+    ghl.notes.entry(id).or_default().push(note.clone());
+    (StatusCode::CREATED, Json(json!({ "note": note })))
+}
+
+async fn list_notes(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    let ghl = state.ghl.lock().unwrap();
+    if !ghl.contacts.contains_key(&id) {
+        return not_found();
+    }
+    let notes = ghl.notes.get(&id).cloned().unwrap_or_default();
+    (StatusCode::OK, Json(json!({ "notes": notes })))
+}
+
+async fn by_business(
+    State(state): State<Arc<SandboxState>>,
+    Path(business): Path<String>,
+) -> Reply {
+    let ghl = state.ghl.lock().unwrap();
+    let contacts: Vec<&Value> = ghl
+        .contacts
+        .values()
+        .filter(|c| c.get("businessId").and_then(Value::as_str) == Some(business.as_str()))
+        .collect();
+    (
+        StatusCode::OK,
+        Json(json!({"contacts": contacts, "count": contacts.len()})),
+    )
+}

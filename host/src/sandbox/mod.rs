@@ -1,0 +1,158 @@
+//! The vendor sandbox: the vendors' APIs served on loopback, with state, API-key checks,
+//! the documented validation and error bodies, and fault injection, so tests, demos and
+//! users can run recipes without touching production.
+//!
+//! Each vendor is mounted under its own prefix (`/gohighlevel`, `/housecallpro`); point a
+//! connection's `base_url` at `http://<addr>/<vendor>`. Faults are set per vendor at run
+//! time with `PUT /_sandbox/faults/<vendor>` (see [`Faults`]) and cleared with `DELETE`.
+
+mod faults;
+pub mod gohighlevel;
+pub mod housecallpro;
+
+pub use faults::Faults;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The API keys the sandbox accepts, per vendor.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxKeys {
+    pub gohighlevel: String,
+    pub housecallpro: String,
+}
+
+impl Default for SandboxKeys {
+    fn default() -> Self {
+        SandboxKeys {
+            gohighlevel: "sandbox-gohighlevel-token".into(),
+            housecallpro: "sandbox-housecallpro-key".into(),
+        }
+    }
+}
+
+/// The GoHighLevel location the sandbox serves.
+pub const GHL_LOCATION: &str = "sandboxLocation01";
+
+/// Everything the sandbox holds.
+pub struct SandboxState {
+    pub keys: SandboxKeys,
+    pub(crate) ghl: Mutex<gohighlevel::Ghl>,
+    pub(crate) hcp: Mutex<housecallpro::Hcp>,
+    pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
+    /// Requests received, per vendor (faulted ones included).
+    pub requests: Mutex<BTreeMap<String, u64>>,
+}
+
+impl SandboxState {
+    pub fn new(keys: SandboxKeys) -> Arc<Self> {
+        Arc::new(SandboxState {
+            keys,
+            ghl: Mutex::default(),
+            hcp: Mutex::default(),
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+        })
+    }
+}
+
+impl SandboxState {
+    /// How many requests `vendor` has received.
+    pub fn requests(&self, vendor: &str) -> u64 {
+        self.requests
+            .lock()
+            .unwrap()
+            .get(vendor)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The sandbox's routes.
+pub fn router(state: Arc<SandboxState>) -> Router {
+    Router::new()
+        .nest("/gohighlevel", gohighlevel::router(state.clone()))
+        .nest("/housecallpro", housecallpro::router(state.clone()))
+        .route(
+            "/_sandbox/faults/{vendor}",
+            put(set_faults).delete(clear_faults),
+        )
+        .with_state(state)
+}
+
+const VENDORS: &[&str] = &["gohighlevel", "housecallpro"];
+
+async fn set_faults(
+    State(state): State<Arc<SandboxState>>,
+    Path(vendor): Path<String>,
+    axum::Json(faults): axum::Json<Faults>,
+) -> StatusCode {
+    if !VENDORS.contains(&vendor.as_str()) {
+        return StatusCode::NOT_FOUND;
+    }
+    state.faults.lock().unwrap().insert(vendor, faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(
+    State(state): State<Arc<SandboxState>>,
+    Path(vendor): Path<String>,
+) -> StatusCode {
+    state.faults.lock().unwrap().remove(&vendor);
+    StatusCode::NO_CONTENT
+}
+
+/// A running sandbox.
+pub struct RunningSandbox {
+    pub addr: SocketAddr,
+    pub state: Arc<SandboxState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSandbox {
+    /// The base URL of one vendor, e.g. `http://127.0.0.1:4123/gohighlevel`.
+    pub fn base_url(&self, vendor: &str) -> String {
+        format!("http://{}/{vendor}", self.addr)
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serve the sandbox on `addr` (port 0 picks a free one) in the background.
+pub async fn start(addr: SocketAddr, keys: SandboxKeys) -> std::io::Result<RunningSandbox> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = SandboxState::new(keys);
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("vendor sandbox stopped: {e}");
+        }
+    });
+    Ok(RunningSandbox { addr, state, task })
+}
+
+/// A fresh vendor-style id: 20 letters and digits.
+pub(crate) fn new_id() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..20)
+        .map(|_| CHARS[fastrand::usize(..CHARS.len())] as char)
+        .collect()
+}
+
+/// Now, as the RFC 3339 text vendors use.
+pub(crate) fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,317 @@
+//! GoHighLevel (LeadConnector) API v2: contacts, tags, notes.
+//!
+//! `Authorization: Bearer <token>` and `Version: 2021-07-28`; 100 requests per 10 s per
+//! connection, enforced client-side. Contacts live in a location (sub-account).
+
+use super::http::{BuildError, RateLimiter, Request, RetryPolicy, VendorHttp};
+use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
+use crate::model::{Address, Contact, Page, Phone, PhoneKind, Query, RecipeError};
+use crate::secrets::Secret;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+pub const BASE_URL: &str = "https://services.leadconnectorhq.com";
+pub const API_VERSION: &str = "2021-07-28";
+
+/// A GoHighLevel connection.
+pub struct GoHighLevel {
+    http: VendorHttp,
+    location_id: String,
+}
+
+impl GoHighLevel {
+    pub fn new(
+        base_url: Option<&str>,
+        token: &Secret,
+        location_id: String,
+        retry: RetryPolicy,
+    ) -> Result<Self, BuildError> {
+        Ok(GoHighLevel {
+            http: VendorHttp::new(
+                "gohighlevel",
+                base_url.unwrap_or(BASE_URL),
+                vec![
+                    ("authorization", format!("Bearer {}", token.expose())),
+                    ("version", API_VERSION.to_string()),
+                ],
+                token,
+                retry,
+                Some(RateLimiter::new(100, Duration::from_secs(10))),
+            )?,
+            location_id,
+        })
+    }
+}
+
+fn s(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A GoHighLevel contact as a [`Contact`], keeping its JSON.
+pub fn contact_from_json(v: &Value) -> Contact {
+    let mut emails: Vec<String> = s(v, "email").into_iter().collect();
+    if let Some(more) = v.get("additionalEmails").and_then(Value::as_array) {
+        emails.extend(
+            more.iter()
+                .filter_map(|e| e.as_str().map(str::to_string).or_else(|| s(e, "email"))),
+        );
+    }
+    let address = Address {
+        street: s(v, "address1"),
+        city: s(v, "city"),
+        state: s(v, "state"),
+        postal_code: s(v, "postalCode"),
+        country: s(v, "country"),
+    };
+    Contact {
+        id: s(v, "id"),
+        first_name: s(v, "firstName"),
+        last_name: s(v, "lastName"),
+        company: s(v, "companyName"),
+        emails,
+        phones: s(v, "phone")
+            .map(|number| Phone {
+                kind: PhoneKind::Mobile,
+                number,
+            })
+            .into_iter()
+            .collect(),
+        addresses: if address == Address::default() {
+            vec![]
+        } else {
+            vec![address]
+        },
+        tags: v
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        source: s(v, "source"),
+        notes: None,
+        created_at: s(v, "dateAdded"),
+        updated_at: s(v, "dateUpdated"),
+        raw: Some(v.clone()),
+    }
+}
+
+/// The request body for a contact; `location_id` for create and upsert.
+pub fn contact_to_json(c: &Contact, location_id: Option<&str>) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<&String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), Value::String(v.clone()));
+        }
+    };
+    put("firstName", c.first_name.as_ref());
+    put("lastName", c.last_name.as_ref());
+    put("companyName", c.company.as_ref());
+    put("email", c.emails.first());
+    let phone = c.phone(PhoneKind::Mobile).map(str::to_string);
+    put("phone", phone.as_ref());
+    if let Some(a) = c.addresses.first() {
+        put("address1", a.street.as_ref());
+        put("city", a.city.as_ref());
+        put("state", a.state.as_ref());
+        put("postalCode", a.postal_code.as_ref());
+        put("country", a.country.as_ref());
+    }
+    put("source", c.source.as_ref());
+    if !c.tags.is_empty() {
+        m.insert("tags".into(), json!(c.tags));
+    }
+    if let Some(l) = location_id {
+        m.insert("locationId".into(), Value::String(l.into()));
+    }
+    Value::Object(m)
+}
+
+fn check_email(c: &Contact) -> Result<(), RecipeError> {
+    for (i, e) in c.emails.iter().enumerate() {
+        let valid = e
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+        if !valid {
+            return Err(RecipeError::invalid(
+                format!("emails[{i}]"),
+                format!("'{e}' is not an email address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn contact_of(body: &Value) -> Result<Contact, RecipeError> {
+    body.get("contact")
+        .map(contact_from_json)
+        .ok_or_else(|| RecipeError::Upstream {
+            status: 200,
+            message: "gohighlevel answered without a contact".into(),
+        })
+}
+
+fn path_id(id: &str) -> Result<&str, RecipeError> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(RecipeError::invalid(
+            "id",
+            format!("'{id}' is not a GoHighLevel id"),
+        ));
+    }
+    Ok(id)
+}
+
+#[async_trait::async_trait]
+impl Connector for GoHighLevel {
+    fn vendor(&self) -> &str {
+        "gohighlevel"
+    }
+
+    async fn check(&self, call: &Call) -> Result<String, RecipeError> {
+        let body = json!({"locationId": self.location_id, "pageLimit": 1});
+        let r = Request::new(Method::POST, "/contacts/search")
+            .json(&body)
+            .idempotent();
+        let total = self.http.send(call, &r).await?.json()?["total"].as_u64();
+        Ok(format!(
+            "location {} answered ({} contacts)",
+            self.location_id,
+            total.map_or("?".into(), |t| t.to_string())
+        ))
+    }
+
+    async fn http(&self, call: &Call, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
+        raw_http(&self.http, call, request).await
+    }
+
+    async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
+        let r = Request::new(Method::GET, format!("/contacts/{}", path_id(id)?));
+        contact_of(&self.http.send(call, &r).await?.json()?)
+    }
+
+    async fn contacts_search(&self, call: &Call, q: &Query) -> Result<Page<Contact>, RecipeError> {
+        let limit = q.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
+        }
+        let page: u64 = match &q.cursor {
+            Some(c) => c
+                .parse()
+                .map_err(|_| RecipeError::invalid("cursor", "not a cursor this connection gave"))?,
+            None => 1,
+        };
+        let mut body = json!({"locationId": self.location_id, "pageLimit": limit, "page": page});
+        let text = q.text.as_ref().or(q.email.as_ref()).or(q.phone.as_ref());
+        if let Some(t) = text {
+            body["query"] = Value::String(t.clone());
+        }
+        let r = Request::new(Method::POST, "/contacts/search")
+            .json(&body)
+            .idempotent();
+        let v = self.http.send(call, &r).await?.json()?;
+        let items: Vec<Contact> = v["contacts"]
+            .as_array()
+            .map(|a| a.iter().map(contact_from_json).collect())
+            .unwrap_or_default();
+        let total = v["total"].as_u64();
+        let next = total
+            .filter(|t| page * u64::from(limit) < *t)
+            .map(|_| (page + 1).to_string());
+        Ok(Page { items, next, total })
+    }
+
+    async fn contacts_create(&self, call: &Call, c: &Contact) -> Result<Contact, RecipeError> {
+        check_email(c)?;
+        let r = Request::new(Method::POST, "/contacts/")
+            .json(&contact_to_json(c, Some(&self.location_id)));
+        contact_of(&self.http.send(call, &r).await?.json()?)
+    }
+
+    async fn contacts_update(
+        &self,
+        call: &Call,
+        id: &str,
+        c: &Contact,
+    ) -> Result<Contact, RecipeError> {
+        check_email(c)?;
+        let r = Request::new(Method::PUT, format!("/contacts/{}", path_id(id)?))
+            .json(&contact_to_json(c, None));
+        contact_of(&self.http.send(call, &r).await?.json()?)
+    }
+
+    async fn contacts_upsert(
+        &self,
+        call: &Call,
+        c: &Contact,
+    ) -> Result<(Contact, bool), RecipeError> {
+        check_email(c)?;
+        if c.emails.is_empty() && c.phones.is_empty() {
+            return Err(RecipeError::invalid(
+                "emails",
+                "an upsert needs an email or a phone to match on",
+            ));
+        }
+        // GoHighLevel matches on email, then phone: resending is harmless.
+        let r = Request::new(Method::POST, "/contacts/upsert")
+            .json(&contact_to_json(c, Some(&self.location_id)))
+            .idempotent();
+        let v = self.http.send(call, &r).await?.json()?;
+        Ok((contact_of(&v)?, v["new"].as_bool().unwrap_or(false)))
+    }
+
+    async fn contacts_delete(&self, call: &Call, id: &str) -> Result<(), RecipeError> {
+        let r = Request::new(Method::DELETE, format!("/contacts/{}", path_id(id)?));
+        self.http.send(call, &r).await.map(|_| ())
+    }
+
+    async fn contacts_add_tags(
+        &self,
+        call: &Call,
+        id: &str,
+        tags: &[String],
+    ) -> Result<(), RecipeError> {
+        let r = Request::new(Method::POST, format!("/contacts/{}/tags", path_id(id)?))
+            .json(&json!({ "tags": tags }))
+            .idempotent();
+        self.http.send(call, &r).await.map(|_| ())
+    }
+
+    async fn contacts_remove_tags(
+        &self,
+        call: &Call,
+        id: &str,
+        tags: &[String],
+    ) -> Result<(), RecipeError> {
+        let r = Request::new(Method::DELETE, format!("/contacts/{}/tags", path_id(id)?))
+            .json(&json!({ "tags": tags }));
+        self.http.send(call, &r).await.map(|_| ())
+    }
+
+    async fn contacts_add_note(
+        &self,
+        call: &Call,
+        id: &str,
+        body: &str,
+    ) -> Result<String, RecipeError> {
+        if body.trim().is_empty() {
+            return Err(RecipeError::invalid("body", "must not be empty"));
+        }
+        let r = Request::new(Method::POST, format!("/contacts/{}/notes", path_id(id)?))
+            .json(&json!({ "body": body }));
+        let v = self.http.send(call, &r).await?.json()?;
+        s(&v["note"], "id").ok_or_else(|| RecipeError::Upstream {
+            status: 200,
+            message: "gohighlevel answered without a note id".into(),
+        })
+    }
+}

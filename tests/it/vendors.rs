@@ -1,0 +1,602 @@
+//! Vendor clients against the vendor sandbox: real HTTP on loopback, from recipes and
+//! from the clients directly; error mapping, retries and secrets.
+
+use crate::support::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard::model::{Contact, Outcome, PhoneKind, Query, RecipeError};
+use switchboard::runtime::{RunError, RunReport};
+use switchboard::sandbox::{self, GHL_LOCATION, RunningSandbox, SandboxKeys};
+use switchboard::secrets::SecretSource;
+use switchboard::vendors::{Call, ConnectionConfig, Connections, Vendor};
+use switchboard_test_guests::PROBE;
+
+/// A sandbox with keys unique to this test, and a secret file holding each key.
+struct Fixture {
+    sandbox: RunningSandbox,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let n = fastrand::u64(..);
+        let keys = SandboxKeys {
+            gohighlevel: format!("ghl-secret-{n:016x}"),
+            housecallpro: format!("hcp-secret-{n:016x}"),
+        };
+        let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap(), keys)
+            .await
+            .unwrap();
+        Fixture {
+            sandbox,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn secret_file(&self, name: &str, value: &str) -> SecretSource {
+        let path = self.dir.path().join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        SecretSource::File(path)
+    }
+
+    fn config(&self, retries: Option<u32>) -> BTreeMap<String, ConnectionConfig> {
+        let keys = &self.sandbox.state.keys;
+        BTreeMap::from([
+            (
+                "ghl".to_string(),
+                ConnectionConfig {
+                    vendor: Vendor::Gohighlevel,
+                    secret: self.secret_file("ghl", &keys.gohighlevel),
+                    base_url: Some(self.sandbox.base_url("gohighlevel")),
+                    location_id: Some(GHL_LOCATION.into()),
+                    max_retries: retries,
+                },
+            ),
+            (
+                "hcp".to_string(),
+                ConnectionConfig {
+                    vendor: Vendor::Housecallpro,
+                    secret: self.secret_file("hcp", &keys.housecallpro),
+                    base_url: Some(self.sandbox.base_url("housecallpro")),
+                    location_id: None,
+                    max_retries: retries,
+                },
+            ),
+        ])
+    }
+
+    fn connections(&self) -> Connections {
+        Connections::from_config(&self.config(None)).unwrap()
+    }
+
+    fn secrets(&self) -> [String; 2] {
+        let k = &self.sandbox.state.keys;
+        [k.gohighlevel.clone(), k.housecallpro.clone()]
+    }
+
+    async fn faults(&self, vendor: &str, faults: serde_json::Value) {
+        let status = reqwest::Client::new()
+            .put(format!(
+                "http://{}/_sandbox/faults/{vendor}",
+                self.sandbox.addr
+            ))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 204);
+    }
+
+    /// GET a GoHighLevel path as a client of the sandbox would.
+    async fn ghl_get(&self, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.sandbox.base_url("gohighlevel")))
+            .bearer_auth(&self.sandbox.state.keys.gohighlevel)
+            .header("Version", "2021-07-28")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+fn call() -> Call {
+    Call {
+        deadline: Instant::now() + Duration::from_secs(10),
+    }
+}
+
+fn done(report: &RunReport) -> &str {
+    match &report.outcome {
+        Some(Outcome::Done(s)) => s,
+        other => panic!("expected done, got {other:?} / {:?}", report.error),
+    }
+}
+
+#[tokio::test]
+async fn a_recipe_upsert_lands_in_the_sandbox_state() {
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), f.connections());
+    let probe = load(&rt, PROBE).await;
+    let op = json!({"op": "contacts-upsert", "connection": "ghl", "first_name": "Ada", "email": "ada@example.com"});
+    let first = rt.run(&probe, &event("probe", op.clone())).await;
+    let (id, created) = done(&first).split_once(' ').unwrap();
+    assert_eq!(created, "created=true");
+    // Seen through the sandbox's own API.
+    let stored = f.ghl_get(&format!("/contacts/{id}")).await;
+    assert_eq!(stored["contact"]["firstName"], "Ada");
+    assert_eq!(stored["contact"]["email"], "ada@example.com");
+    assert_eq!(stored["contact"]["locationId"], GHL_LOCATION);
+    // The same email again matches the same contact.
+    let second = rt.run(&probe, &event("probe", op)).await;
+    assert_eq!(done(&second), format!("{id} created=false"));
+    let found = rt
+        .run(
+            &probe,
+            &event(
+                "probe",
+                json!({"op": "contacts-search", "connection": "ghl", "text": "ada"}),
+            ),
+        )
+        .await;
+    assert_eq!(done(&found), "Ada");
+}
+
+#[tokio::test]
+async fn vendor_http_reaches_an_endpoint_the_typed_interfaces_do_not_cover() {
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), f.connections());
+    let probe = load(&rt, PROBE).await;
+    let r = rt
+        .run(
+            &probe,
+            &event(
+                "probe",
+                json!({"op": "http", "connection": "ghl", "path": "/contacts/business/biz-1"}),
+            ),
+        )
+        .await;
+    assert_eq!(done(&r), r#"200 {"contacts":[],"count":0}"#);
+}
+
+#[tokio::test]
+async fn gohighlevel_client_covers_contacts_tags_and_notes() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    let c = call();
+    let created = ghl
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Grace".into()),
+                last_name: Some("Hopper".into()),
+                emails: vec!["grace@example.com".into()],
+                phones: vec![switchboard::model::Phone {
+                    kind: PhoneKind::Mobile,
+                    number: "+13035550100".into(),
+                }],
+                tags: vec!["navy".into()],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = created.id.clone().unwrap();
+    assert!(created.raw.is_some(), "the vendor JSON is kept");
+    // Creating a duplicate is refused with the vendor's message.
+    let dup = ghl.contacts_create(&c, &created).await.unwrap_err();
+    assert!(
+        matches!(&dup, RecipeError::Invalid { reason, .. } if reason.contains("duplicated contacts")),
+        "{dup:?}"
+    );
+    let updated = ghl
+        .contacts_update(
+            &c,
+            &id,
+            &Contact {
+                company: Some("US Navy".into()),
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.company.as_deref(), Some("US Navy"));
+    assert_eq!(
+        updated.first_name.as_deref(),
+        Some("Grace"),
+        "unset fields are kept"
+    );
+    ghl.contacts_add_tags(&c, &id, &["vip".into()])
+        .await
+        .unwrap();
+    ghl.contacts_remove_tags(&c, &id, &["navy".into()])
+        .await
+        .unwrap();
+    let note = ghl
+        .contacts_add_note(&c, &id, "Prefers mornings")
+        .await
+        .unwrap();
+    assert!(!note.is_empty());
+    let got = ghl.contacts_get(&c, &id).await.unwrap();
+    assert_eq!(got.tags, vec!["vip".to_string()]);
+    assert_eq!(got.phone(PhoneKind::Mobile), Some("+13035550100"));
+    let notes = f.ghl_get(&format!("/contacts/{id}/notes")).await;
+    assert_eq!(notes["notes"][0]["body"], "Prefers mornings");
+    let page = ghl
+        .contacts_search(
+            &c,
+            &Query {
+                text: Some("hopper".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(1));
+    ghl.contacts_delete(&c, &id).await.unwrap();
+    assert!(matches!(
+        ghl.contacts_get(&c, &id).await,
+        Err(RecipeError::NotFound { .. })
+    ));
+    assert!(ghl.check(&c).await.unwrap().contains(GHL_LOCATION));
+}
+
+#[tokio::test]
+async fn validation_happens_before_a_request_leaves_the_host() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    let c = call();
+    let bad_email = Contact {
+        emails: vec!["not-an-email".into()],
+        ..Contact::default()
+    };
+    let err = ghl.contacts_upsert(&c, &bad_email).await.unwrap_err();
+    assert_eq!(
+        err,
+        RecipeError::invalid("emails[0]", "'not-an-email' is not an email address")
+    );
+    let err = ghl
+        .contacts_upsert(&c, &Contact::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::Invalid { field, .. } if field == "emails"));
+    let err = ghl
+        .contacts_search(
+            &c,
+            &Query {
+                limit: Some(101),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::Invalid { field, .. } if field == "limit"));
+    assert_eq!(
+        f.sandbox.state.requests("gohighlevel"),
+        0,
+        "nothing was sent"
+    );
+}
+
+#[tokio::test]
+async fn housecallpro_client_pages_through_customers() {
+    let f = Fixture::new().await;
+    let http = reqwest::Client::new();
+    for name in ["Ann", "Bob", "Cid"] {
+        let status = http
+            .post(format!("{}/customers", f.sandbox.base_url("housecallpro")))
+            .header(
+                "Authorization",
+                format!("Token {}", f.sandbox.state.keys.housecallpro),
+            )
+            .json(&json!({"first_name": name, "mobile_number": "+13035550199", "addresses": [{"street": "1 Main St", "city": "Denver", "state": "CO", "zip": "80202"}]}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+    let connections = f.connections();
+    let hcp = connections.get("hcp").unwrap();
+    let c = call();
+    let first = hcp
+        .contacts_search(
+            &c,
+            &Query {
+                limit: Some(2),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.total, Some(3));
+    let second = hcp
+        .contacts_search(
+            &c,
+            &Query {
+                limit: Some(2),
+                cursor: first.next.clone(),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.next, None);
+    let cid = &second.items[0];
+    assert_eq!(cid.first_name.as_deref(), Some("Cid"));
+    assert_eq!(cid.addresses[0].postal_code.as_deref(), Some("80202"));
+    let again = hcp
+        .contacts_get(&c, cid.id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again.phone(PhoneKind::Mobile), Some("+13035550199"));
+    assert!(matches!(
+        hcp.contacts_get(&c, "cus_missing").await,
+        Err(RecipeError::NotFound { message }) if message == "customer not found"
+    ));
+    // HCP has no upsert: the capability says so instead of guessing.
+    assert!(matches!(
+        hcp.contacts_upsert(&c, &Contact::default()).await,
+        Err(RecipeError::Unsupported { .. })
+    ));
+}
+
+#[tokio::test]
+async fn vendor_errors_map_to_the_wit_variants() {
+    let f = Fixture::new().await;
+    let mut config = f.config(Some(0));
+    config.get_mut("ghl").unwrap().secret = f.secret_file("wrong", "not-the-right-token");
+    let connections = Connections::from_config(&config).unwrap();
+    let c = call();
+    let err = connections
+        .get("ghl")
+        .unwrap()
+        .contacts_get(&c, "x1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RecipeError::Unauthorized {
+            message: "Invalid JWT".into()
+        }
+    );
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    for (status, expected) in [
+        (403, "forbidden"),
+        (500, "upstream"),
+        (503, "upstream"),
+        (422, "invalid"),
+    ] {
+        f.faults("gohighlevel", json!({"fail_next": 10, "status": status}))
+            .await;
+        let no_retry = Connections::from_config(&f.config(Some(0))).unwrap();
+        let err = no_retry
+            .get("ghl")
+            .unwrap()
+            .contacts_get(&c, "x1")
+            .await
+            .unwrap_err();
+        let kind = serde_json::to_value(&err).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(kind, expected, "{status}: {err:?}");
+    }
+    f.faults("gohighlevel", json!({})).await;
+    assert!(matches!(
+        ghl.contacts_get(&c, "nope1").await,
+        Err(RecipeError::NotFound { .. })
+    ));
+    f.faults(
+        "gohighlevel",
+        json!({"fail_next": 1, "status": 429, "retry_after": 7}),
+    )
+    .await;
+    let no_retry = Connections::from_config(&f.config(Some(0))).unwrap();
+    assert_eq!(
+        no_retry
+            .get("ghl")
+            .unwrap()
+            .contacts_get(&c, "x1")
+            .await
+            .unwrap_err(),
+        RecipeError::RateLimited {
+            retry_after_ms: Some(7000)
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_429_then_200_succeeds_within_the_deadline() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    let c = call();
+    f.faults(
+        "gohighlevel",
+        json!({"fail_next": 2, "status": 429, "retry_after": 1}),
+    )
+    .await;
+    let before = f.sandbox.state.requests("gohighlevel");
+    let started = Instant::now();
+    let page = ghl.contacts_search(&c, &Query::default()).await.unwrap();
+    assert_eq!(page.total, Some(0));
+    assert_eq!(
+        f.sandbox.state.requests("gohighlevel") - before,
+        3,
+        "two 429s, then 200"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
+    assert!(Instant::now() < c.deadline);
+}
+
+#[tokio::test]
+async fn a_500_forever_fails_as_upstream_before_the_deadline_after_the_documented_retries() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    let c = call();
+    f.faults("gohighlevel", json!({"fail_always": true, "status": 500}))
+        .await;
+    let before = f.sandbox.state.requests("gohighlevel");
+    let err = ghl.contacts_get(&c, "abc123").await.unwrap_err();
+    assert!(
+        matches!(err, RecipeError::Upstream { status: 500, .. }),
+        "{err:?}"
+    );
+    let default_retries = switchboard::vendors::http::RetryPolicy::default().max_retries;
+    assert_eq!(
+        f.sandbox.state.requests("gohighlevel") - before,
+        u64::from(default_retries) + 1
+    );
+    assert!(Instant::now() < c.deadline);
+    // A create is not blindly retried.
+    let before = f.sandbox.state.requests("gohighlevel");
+    let err = ghl
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Once".into()),
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::Upstream { .. }));
+    assert_eq!(f.sandbox.state.requests("gohighlevel") - before, 1);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_run_deadline() {
+    let f = Fixture::new().await;
+    let connections = Connections::from_config(&f.config(Some(50))).unwrap();
+    let ghl = connections.get("ghl").unwrap();
+    f.faults("gohighlevel", json!({"fail_always": true, "status": 503}))
+        .await;
+    let c = Call {
+        deadline: Instant::now() + Duration::from_millis(1500),
+    };
+    let err = ghl.contacts_get(&c, "abc123").await.unwrap_err();
+    assert!(
+        matches!(err, RecipeError::Upstream { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(Instant::now() <= c.deadline + Duration::from_millis(50));
+}
+
+/// A writer that keeps everything tracing prints.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn no_secret_reaches_a_log_line_a_report_or_a_response() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let (reports, secrets, check_error) = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let f = Fixture::new().await;
+                let mut config = f.config(Some(1));
+                // A second GoHighLevel connection whose token the sandbox refuses.
+                let mut wrong = config["ghl"].clone();
+                wrong.secret = f.secret_file("wrong", "wrong-token-0123456789abcdef");
+                config.insert("bad".into(), wrong);
+                let connections = Connections::from_config(&config).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let rt = runtime_at(dir.path(), options(), connections);
+                let probe = load(&rt, PROBE).await;
+                f.faults("gohighlevel", json!({"fail_next": 1, "status": 500})).await;
+                let mut reports = Vec::new();
+                for op in [
+                    json!({"op": "contacts-upsert", "connection": "ghl", "first_name": "Ada", "email": "ada@example.com"}),
+                    json!({"op": "http", "connection": "ghl", "path": "/contacts/business/b1"}),
+                    json!({"op": "http", "connection": "hcp", "path": "/customers"}),
+                    json!({"op": "contacts-get", "connection": "ghl", "id": "missing1"}),
+                    json!({"op": "contacts-get", "connection": "hcp", "id": "missing1"}),
+                ] {
+                    reports.push(rt.run(&probe, &event("probe", op)).await);
+                }
+                let check_error = connections_check_error(&config).await;
+                let mut secrets = f.secrets().to_vec();
+                secrets.push("wrong-token-0123456789abcdef".into());
+                (reports, secrets, check_error)
+            })
+    });
+    let mut everything = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    everything.push_str(&check_error);
+    for r in &reports {
+        everything.push_str(&serde_json::to_string(r).unwrap());
+    }
+    assert!(
+        everything.contains("created=true"),
+        "the capture holds the runs: {everything}"
+    );
+    assert!(
+        everything.contains("200 {"),
+        "raw responses are in the capture"
+    );
+    assert!(
+        everything.contains("Invalid JWT"),
+        "the refused check is in the capture"
+    );
+    for s in &secrets {
+        assert!(
+            !everything.contains(s.as_str()),
+            "secret {s} leaked:\n{everything}"
+        );
+    }
+    assert!(
+        reports
+            .iter()
+            .any(|r| matches!(r.error, Some(RunError::Recipe { .. })))
+    );
+}
+
+/// The error a check of the misconfigured connection reports.
+async fn connections_check_error(config: &BTreeMap<String, ConnectionConfig>) -> String {
+    let connections = Connections::from_config(config).unwrap();
+    let err = connections
+        .get("bad")
+        .unwrap()
+        .check(&call())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::Unauthorized { .. }), "{err:?}");
+    format!("{err}")
+}
