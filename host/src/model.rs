@@ -217,6 +217,8 @@ pub struct Query {
     pub phone: Option<String>,
     pub status: Option<String>,
     pub updated_after: Option<String>,
+    pub starts_after: Option<String>,
+    pub starts_before: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -227,4 +229,93 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
     pub total: Option<u64>,
+}
+
+/// A sales lead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lead {
+    pub id: Option<String>,
+    pub contact_id: Option<String>,
+    pub contact: Option<Contact>,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub external_id: Option<String>,
+    pub notes: Option<String>,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// Scheduled work: a job, visit or appointment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Option<String>,
+    pub contact_id: Option<String>,
+    pub contact: Option<Contact>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub duration_minutes: Option<u32>,
+    pub address: Option<Address>,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Mms,
+    Email,
+}
+
+/// A text or email to a contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Option<String>,
+    pub channel: Channel,
+    pub to: String,
+    pub body: Option<String>,
+    pub media_url: Option<String>,
+    pub status: Option<String>,
+    pub sent_at: Option<String>,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// What to export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportRequest {
+    pub table: String,
+    pub scope: Option<String>,
+    pub updated_after: Option<String>,
+    pub page_size: Option<u32>,
+    pub snapshot: bool,
+}
+
+/// One page of an export.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportPage {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub next: Option<String>,
+}
+
+/// The full name of a contact, when it has one.
+pub fn full_name(c: &Contact) -> Option<String> {
+    let name = [c.first_name.as_deref(), c.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// Whether `s` is an E.164 phone number (`+` and 8 to 15 digits).
+pub fn is_e164(s: &str) -> bool {
+    s.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
 }

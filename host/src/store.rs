@@ -66,6 +66,13 @@ impl Store {
         })
     }
 
+    /// Daily counters for vendor quotas.
+    pub fn quota(&self) -> Result<Quota, StoreError> {
+        Ok(Quota {
+            tree: self.db.open_tree("quota")?,
+        })
+    }
+
     /// Write everything to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -152,6 +159,54 @@ impl Kv {
     }
 }
 
+/// Counters that survive restarts, for vendor quotas (Homebase360's 500 SMS a day).
+#[derive(Clone)]
+pub struct Quota {
+    tree: sled::Tree,
+}
+
+fn decode_count(v: Option<&[u8]>) -> u64 {
+    v.and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl Quota {
+    /// Take one unit of `key` if fewer than `limit` are taken; returns whether it was.
+    pub fn try_take(&self, key: &str, limit: u64) -> Result<bool, KvError> {
+        loop {
+            let current = self.tree.get(key)?;
+            let used = decode_count(current.as_deref());
+            if used >= limit {
+                return Ok(false);
+            }
+            let next = (used + 1).to_be_bytes();
+            if self
+                .tree
+                .compare_and_swap(key, current, Some(&next[..]))?
+                .is_ok()
+            {
+                self.tree.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Return a unit taken for an attempt that did not happen.
+    pub fn give_back(&self, key: &str) -> Result<(), KvError> {
+        self.tree.update_and_fetch(key, |v| {
+            let used = decode_count(v);
+            Some(used.saturating_sub(1).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    /// How many units of `key` are taken.
+    pub fn used(&self, key: &str) -> Result<u64, KvError> {
+        Ok(decode_count(self.tree.get(key)?.as_deref()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +242,12 @@ mod tests {
         assert_eq!(kv.list_keys("", Some(1)).unwrap(), vec!["k"]);
         assert!(kv.delete("k").unwrap());
         assert!(!kv.delete("k").unwrap());
+        let quota = store.quota().unwrap();
+        assert!(quota.try_take("q", 2).unwrap());
+        assert!(quota.try_take("q", 2).unwrap());
+        assert!(!quota.try_take("q", 2).unwrap());
+        quota.give_back("q").unwrap();
+        assert_eq!(quota.used("q").unwrap(), 1);
         // Another recipe's space is separate.
         assert!(
             store

@@ -11,6 +11,7 @@ use switchboard::model::{Contact, Outcome, PhoneKind, Query, RecipeError};
 use switchboard::runtime::{RunError, RunReport};
 use switchboard::sandbox::{self, GHL_LOCATION, RunningSandbox, SandboxKeys};
 use switchboard::secrets::SecretSource;
+use switchboard::store::Store;
 use switchboard::vendors::{Call, ConnectionConfig, Connections, Vendor};
 use switchboard_test_guests::PROBE;
 
@@ -18,6 +19,7 @@ use switchboard_test_guests::PROBE;
 struct Fixture {
     sandbox: RunningSandbox,
     dir: tempfile::TempDir,
+    store: Store,
 }
 
 impl Fixture {
@@ -26,13 +28,17 @@ impl Fixture {
         let keys = SandboxKeys {
             gohighlevel: format!("ghl-secret-{n:016x}"),
             housecallpro: format!("hcp-secret-{n:016x}"),
+            homebase360: format!("hb-secret-{n:016x}"),
         };
         let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap(), keys)
             .await
             .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("vendor-store")).unwrap();
         Fixture {
             sandbox,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            store,
         }
     }
 
@@ -68,16 +74,34 @@ impl Fixture {
                     max_retries: retries,
                 },
             ),
+            (
+                "hb".to_string(),
+                ConnectionConfig {
+                    vendor: Vendor::Homebase360,
+                    secret: self.secret_file("hb", &keys.homebase360),
+                    base_url: Some(self.sandbox.base_url("homebase360")),
+                    location_id: None,
+                    max_retries: retries,
+                },
+            ),
         ])
     }
 
     fn connections(&self) -> Connections {
-        Connections::from_config(&self.config(None)).unwrap()
+        self.build(&self.config(None))
     }
 
-    fn secrets(&self) -> [String; 2] {
+    fn build(&self, config: &BTreeMap<String, ConnectionConfig>) -> Connections {
+        Connections::from_config(config, &self.store).unwrap()
+    }
+
+    fn secrets(&self) -> [String; 3] {
         let k = &self.sandbox.state.keys;
-        [k.gohighlevel.clone(), k.housecallpro.clone()]
+        [
+            k.gohighlevel.clone(),
+            k.housecallpro.clone(),
+            k.homebase360.clone(),
+        ]
     }
 
     async fn faults(&self, vendor: &str, faults: serde_json::Value) {
@@ -361,7 +385,7 @@ async fn vendor_errors_map_to_the_wit_variants() {
     let f = Fixture::new().await;
     let mut config = f.config(Some(0));
     config.get_mut("ghl").unwrap().secret = f.secret_file("wrong", "not-the-right-token");
-    let connections = Connections::from_config(&config).unwrap();
+    let connections = f.build(&config);
     let c = call();
     let err = connections
         .get("ghl")
@@ -385,7 +409,7 @@ async fn vendor_errors_map_to_the_wit_variants() {
     ] {
         f.faults("gohighlevel", json!({"fail_next": 10, "status": status}))
             .await;
-        let no_retry = Connections::from_config(&f.config(Some(0))).unwrap();
+        let no_retry = f.build(&f.config(Some(0)));
         let err = no_retry
             .get("ghl")
             .unwrap()
@@ -408,7 +432,7 @@ async fn vendor_errors_map_to_the_wit_variants() {
         json!({"fail_next": 1, "status": 429, "retry_after": 7}),
     )
     .await;
-    let no_retry = Connections::from_config(&f.config(Some(0))).unwrap();
+    let no_retry = f.build(&f.config(Some(0)));
     assert_eq!(
         no_retry
             .get("ghl")
@@ -488,7 +512,7 @@ async fn a_500_forever_fails_as_upstream_before_the_deadline_after_the_documente
 #[tokio::test]
 async fn retries_stop_at_the_run_deadline() {
     let f = Fixture::new().await;
-    let connections = Connections::from_config(&f.config(Some(50))).unwrap();
+    let connections = f.build(&f.config(Some(50)));
     let ghl = connections.get("ghl").unwrap();
     f.faults("gohighlevel", json!({"fail_always": true, "status": 503}))
         .await;
@@ -537,7 +561,7 @@ fn no_secret_reaches_a_log_line_a_report_or_a_response() {
                 let mut wrong = config["ghl"].clone();
                 wrong.secret = f.secret_file("wrong", "wrong-token-0123456789abcdef");
                 config.insert("bad".into(), wrong);
-                let connections = Connections::from_config(&config).unwrap();
+                let connections = f.build(&config);
                 let dir = tempfile::tempdir().unwrap();
                 let rt = runtime_at(dir.path(), options(), connections);
                 let probe = load(&rt, PROBE).await;
@@ -552,7 +576,7 @@ fn no_secret_reaches_a_log_line_a_report_or_a_response() {
                 ] {
                     reports.push(rt.run(&probe, &event("probe", op)).await);
                 }
-                let check_error = connections_check_error(&config).await;
+                let check_error = connections_check_error(&f.build(&config)).await;
                 let mut secrets = f.secrets().to_vec();
                 secrets.push("wrong-token-0123456789abcdef".into());
                 (reports, secrets, check_error)
@@ -589,8 +613,7 @@ fn no_secret_reaches_a_log_line_a_report_or_a_response() {
 }
 
 /// The error a check of the misconfigured connection reports.
-async fn connections_check_error(config: &BTreeMap<String, ConnectionConfig>) -> String {
-    let connections = Connections::from_config(config).unwrap();
+async fn connections_check_error(connections: &Connections) -> String {
     let err = connections
         .get("bad")
         .unwrap()
@@ -599,4 +622,331 @@ async fn connections_check_error(config: &BTreeMap<String, ConnectionConfig>) ->
         .unwrap_err();
     assert!(matches!(err, RecipeError::Unauthorized { .. }), "{err:?}");
     format!("{err}")
+}
+
+#[tokio::test]
+async fn homebase360_customers_jobs_and_leads() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let hb = connections.get("hb").unwrap();
+    let c = call();
+    assert_eq!(hb.check(&c).await.unwrap(), "API authentication successful");
+    let mobile = |n: &str| switchboard::model::Phone {
+        kind: PhoneKind::Mobile,
+        number: n.into(),
+    };
+    // Validation names the field before anything is sent.
+    let err = hb
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Jo".into()),
+                phones: vec![mobile("303-555-0100")],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecipeError::Invalid { field, .. } if field == "phones[0]"),
+        "{err:?}"
+    );
+    let err = hb
+        .contacts_create(
+            &c,
+            &Contact {
+                emails: vec!["x@example.com".into()],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, RecipeError::Invalid { field, .. } if field == "first_name"));
+    assert_eq!(
+        f.sandbox.state.requests("homebase360"),
+        1,
+        "only the ping went out"
+    );
+
+    let jo = hb
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Jo".into()),
+                last_name: Some("Park".into()),
+                phones: vec![mobile("+13035550100")],
+                emails: vec!["jo@example.com".into()],
+                addresses: vec![switchboard::model::Address {
+                    street: Some("1 Main St".into()),
+                    city: Some("Denver".into()),
+                    state: Some("CO".into()),
+                    postal_code: Some("80202".into()),
+                    country: None,
+                }],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let jo_id = jo.id.clone().unwrap();
+    assert_eq!(
+        jo.addresses[0].street.as_deref(),
+        Some("1 Main St, Denver, CO 80202")
+    );
+    let found = hb
+        .contacts_search(
+            &c,
+            &Query {
+                phone: Some("+13035550100".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    let updated = hb
+        .contacts_update(
+            &c,
+            &jo_id,
+            &Contact {
+                notes: Some("gate code 1234".into()),
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.notes.as_deref(), Some("gate code 1234"));
+    assert_eq!(
+        hb.contacts_get(&c, &jo_id)
+            .await
+            .unwrap()
+            .first_name
+            .as_deref(),
+        Some("Jo")
+    );
+
+    // Jobs.
+    let job = switchboard::model::Job {
+        contact_id: Some(jo_id.clone()),
+        title: Some("Furnace tune-up".into()),
+        start: Some("2030-05-15T14:30:00Z".into()),
+        end: Some("2030-05-15T14:00:00Z".into()),
+        ..Default::default()
+    };
+    let err = hb.jobs_create(&c, &job).await.unwrap_err();
+    assert_eq!(err, RecipeError::invalid("end", "must be after start"));
+    let job = switchboard::model::Job {
+        end: Some("2030-05-15T16:30:00Z".into()),
+        ..job
+    };
+    let created = hb.jobs_create(&c, &job).await.unwrap();
+    let job_id = created.id.clone().unwrap();
+    assert_eq!(created.title.as_deref(), Some("Furnace tune-up"));
+    let listed = hb
+        .jobs_list(
+            &c,
+            &Query {
+                starts_after: Some("2030-05-15T00:00:00Z".into()),
+                starts_before: Some("2030-05-15T23:59:59Z".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let moved = hb
+        .jobs_update(
+            &c,
+            &job_id,
+            &switchboard::model::Job {
+                start: Some("2030-05-15T15:00:00Z".into()),
+                end: Some("2030-05-15T17:00:00Z".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.start.as_deref(), Some("2030-05-15T15:00:00Z"));
+    assert_eq!(
+        hb.jobs_get(&c, &job_id).await.unwrap().id,
+        Some(job_id.clone())
+    );
+    let orphan = switchboard::model::Job {
+        contact_id: Some("noSuchCustomer".into()),
+        end: Some("2030-05-15T16:30:00Z".into()),
+        ..job
+    };
+    assert!(matches!(
+        hb.jobs_create(&c, &orphan).await,
+        Err(RecipeError::NotFound { .. })
+    ));
+
+    // Leads: the three lookup scenarios.
+    let lead = |contact: Option<Contact>, id: Option<String>| switchboard::model::Lead {
+        contact_id: id,
+        contact,
+        source: Some("Online".into()),
+        notes: Some("wants a quote".into()),
+        ..Default::default()
+    };
+    let (by_id, _) = hb
+        .leads_create(&c, &lead(None, Some(jo_id.clone())))
+        .await
+        .unwrap();
+    assert_eq!(by_id.contact_id.as_deref(), Some(jo_id.as_str()));
+    let same_mobile = Contact {
+        first_name: Some("Joanna".into()),
+        phones: vec![mobile("+13035550100")],
+        ..Contact::default()
+    };
+    let (merged, _) = hb
+        .leads_create(&c, &lead(Some(same_mobile), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        merged.contact_id.as_deref(),
+        Some(jo_id.as_str()),
+        "matched by phone.mobile"
+    );
+    assert_eq!(merged.raw.as_ref().unwrap()["customerAction"], "merged");
+    let no_mobile = Contact {
+        first_name: Some("Jo".into()),
+        emails: vec!["jo@example.com".into()],
+        ..Contact::default()
+    };
+    let (fresh, _) = hb
+        .leads_create(&c, &lead(Some(no_mobile), None))
+        .await
+        .unwrap();
+    assert_ne!(
+        fresh.contact_id.as_deref(),
+        Some(jo_id.as_str()),
+        "no mobile: a new customer"
+    );
+    let missing = hb
+        .leads_create(&c, &lead(None, Some("noSuchCustomer".into())))
+        .await;
+    assert!(matches!(missing, Err(RecipeError::NotFound { .. })));
+    let bad = switchboard::model::Lead {
+        status: Some("hot".into()),
+        ..lead(None, Some(jo_id.clone()))
+    };
+    assert!(
+        matches!(hb.leads_create(&c, &bad).await, Err(RecipeError::Invalid { field, .. }) if field == "status")
+    );
+    let lead_id = by_id.id.clone().unwrap();
+    let moved = hb
+        .leads_update(
+            &c,
+            &lead_id,
+            &switchboard::model::Lead {
+                status: Some("first_contact".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.status.as_deref(), Some("first_contact"));
+    let new_ones = hb
+        .leads_list(
+            &c,
+            &Query {
+                status: Some("new".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(new_ones.items.len(), 2);
+    assert_eq!(
+        hb.leads_get(&c, &lead_id).await.unwrap().status.as_deref(),
+        Some("first_contact")
+    );
+}
+
+#[tokio::test]
+async fn homebase360_texts_are_checked_and_capped_at_500_a_day_across_restarts() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let hb = connections.get("hb").unwrap();
+    let c = call();
+    let customer = hb
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Sam".into()),
+                phones: vec![switchboard::model::Phone {
+                    kind: PhoneKind::Mobile,
+                    number: "+13035550111".into(),
+                }],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let sms = |body: &str| switchboard::model::Message {
+        id: None,
+        channel: switchboard::model::Channel::Sms,
+        to: "+13035550111".into(),
+        body: Some(body.into()),
+        media_url: None,
+        status: None,
+        sent_at: None,
+        raw: None,
+    };
+    let long = "x".repeat(201);
+    assert!(
+        matches!(hb.messages_send(&c, &sms(&long)).await, Err(RecipeError::Invalid { field, .. }) if field == "body")
+    );
+    let mms = switchboard::model::Message {
+        body: None,
+        media_url: Some("http://example.com/a.png".into()),
+        ..sms("")
+    };
+    assert!(
+        matches!(hb.messages_send(&c, &mms).await, Err(RecipeError::Invalid { field, .. }) if field == "media_url")
+    );
+    let to_id = switchboard::model::Message {
+        to: customer.id.clone().unwrap(),
+        ..sms("by customer id")
+    };
+    let sent = hb.messages_send(&c, &to_id).await.unwrap();
+    assert_eq!(sent.status.as_deref(), Some("sent"));
+    // A text the vendor refuses does not count.
+    let stranger = switchboard::model::Message {
+        to: "+13035550999".into(),
+        ..sms("who?")
+    };
+    assert!(matches!(
+        hb.messages_send(&c, &stranger).await,
+        Err(RecipeError::NotFound { .. })
+    ));
+    for i in 1..500 {
+        hb.messages_send(&c, &sms(&format!("#{i}"))).await.unwrap();
+    }
+    let stats = hb.messages_stats(&c).await.unwrap();
+    assert_eq!(stats["sentToday"], 500);
+    let before = f.sandbox.state.requests("homebase360");
+    let err = hb
+        .messages_send(&c, &sms("one too many"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RecipeError::RateLimited { retry_after_ms: Some(ms) } if ms <= 86_400_000),
+        "{err:?}"
+    );
+    assert_eq!(
+        f.sandbox.state.requests("homebase360"),
+        before,
+        "refused in the host"
+    );
+    // A new connection on the same store (a restart) still knows today's count.
+    let restarted = f.connections();
+    let err = restarted
+        .get("hb")
+        .unwrap()
+        .messages_send(&c, &sms("after restart"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::RateLimited { .. }));
 }

@@ -21,6 +21,8 @@ pub(crate) fn query_from_wit(q: Query) -> model::Query {
         phone: q.phone,
         status: q.status,
         updated_after: q.updated_after,
+        starts_after: q.starts_after,
+        starts_before: q.starts_before,
         limit: q.limit,
         cursor: q.cursor,
     }

@@ -1,26 +1,39 @@
 //! `switchboard:recipes/data-export`.
 
-use crate::model::Capability::DataExport;
+use crate::model::{self, Capability::DataExport};
 use crate::runtime::bindings::switchboard::recipes::data_export::{
     ExportPage, ExportRequest, Host,
 };
 use crate::runtime::bindings::types::Error;
 use crate::runtime::state::RunState;
 
+fn page_to_wit(p: model::ExportPage) -> ExportPage {
+    ExportPage {
+        columns: p.columns,
+        rows: p.rows,
+        next: p.next,
+    }
+}
+
 impl Host for RunState {
     async fn open(
         &mut self,
         connection: String,
-        _request: ExportRequest,
+        request: ExportRequest,
     ) -> Result<ExportPage, Error> {
-        self.not_served(DataExport, &connection, "data-export.open")
+        let (c, call) = self.connector(DataExport, &connection)?;
+        let request = model::ExportRequest {
+            table: request.table,
+            scope: request.scope,
+            updated_after: request.updated_after,
+            page_size: request.page_size,
+            snapshot: request.snapshot,
+        };
+        Ok(page_to_wit(c.export_open(&call, &request).await?))
     }
 
-    async fn next_page(
-        &mut self,
-        connection: String,
-        _cursor: String,
-    ) -> Result<ExportPage, Error> {
-        self.not_served(DataExport, &connection, "data-export.next-page")
+    async fn next_page(&mut self, connection: String, cursor: String) -> Result<ExportPage, Error> {
+        let (c, call) = self.connector(DataExport, &connection)?;
+        Ok(page_to_wit(c.export_next(&call, &cursor).await?))
     }
 }

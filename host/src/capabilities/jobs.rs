@@ -1,24 +1,72 @@
 //! `switchboard:recipes/jobs`.
 
-use crate::model::Capability::Jobs;
+use super::contacts::{
+    address_from_wit, address_to_wit, contact_from_wit, contact_to_wit, query_from_wit, raw_to_json,
+};
+use crate::model::{self, Capability::Jobs, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::jobs::{Host, JobPage};
 use crate::runtime::bindings::types::{Error, Job, Query};
 use crate::runtime::state::RunState;
 
+fn job_from_wit(j: Job) -> Result<model::Job, RecipeError> {
+    Ok(model::Job {
+        id: j.id,
+        contact_id: j.contact_id,
+        contact: j.contact.map(contact_from_wit).transpose()?,
+        title: j.title,
+        description: j.description,
+        status: j.status,
+        category: j.category,
+        start: j.start,
+        end: j.end,
+        duration_minutes: j.duration_minutes,
+        address: j.address.map(address_from_wit),
+        raw: raw_to_json(j.raw, "job.raw")?,
+    })
+}
+
+fn job_to_wit(j: model::Job) -> Job {
+    Job {
+        id: j.id,
+        contact_id: j.contact_id,
+        contact: j.contact.map(contact_to_wit),
+        title: j.title,
+        description: j.description,
+        status: j.status,
+        category: j.category,
+        start: j.start,
+        end: j.end,
+        duration_minutes: j.duration_minutes,
+        address: j.address.map(address_to_wit),
+        raw: j.raw.map(|r| r.to_string()),
+    }
+}
+
 impl Host for RunState {
-    async fn list(&mut self, connection: String, _query: Query) -> Result<JobPage, Error> {
-        self.not_served(Jobs, &connection, "jobs.list")
+    async fn list(&mut self, connection: String, query: Query) -> Result<JobPage, Error> {
+        let (c, call) = self.connector(Jobs, &connection)?;
+        let page = c.jobs_list(&call, &query_from_wit(query)).await?;
+        Ok(JobPage {
+            jobs: page.items.into_iter().map(job_to_wit).collect(),
+            next: page.next,
+            total: page.total,
+        })
     }
 
-    async fn get(&mut self, connection: String, _id: String) -> Result<Job, Error> {
-        self.not_served(Jobs, &connection, "jobs.get")
+    async fn get(&mut self, connection: String, id: String) -> Result<Job, Error> {
+        let (c, call) = self.connector(Jobs, &connection)?;
+        Ok(job_to_wit(c.jobs_get(&call, &id).await?))
     }
 
-    async fn create(&mut self, connection: String, _job: Job) -> Result<Job, Error> {
-        self.not_served(Jobs, &connection, "jobs.create")
+    async fn create(&mut self, connection: String, job: Job) -> Result<Job, Error> {
+        let (c, call) = self.connector(Jobs, &connection)?;
+        Ok(job_to_wit(c.jobs_create(&call, &job_from_wit(job)?).await?))
     }
 
-    async fn update(&mut self, connection: String, _id: String, _job: Job) -> Result<Job, Error> {
-        self.not_served(Jobs, &connection, "jobs.update")
+    async fn update(&mut self, connection: String, id: String, job: Job) -> Result<Job, Error> {
+        let (c, call) = self.connector(Jobs, &connection)?;
+        Ok(job_to_wit(
+            c.jobs_update(&call, &id, &job_from_wit(job)?).await?,
+        ))
     }
 }

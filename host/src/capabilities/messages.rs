@@ -1,16 +1,54 @@
 //! `switchboard:recipes/messages`.
 
-use crate::model::Capability::Messages;
+use super::contacts::raw_to_json;
+use crate::model::{self, Capability::Messages, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::messages::Host;
-use crate::runtime::bindings::types::{Error, Message};
+use crate::runtime::bindings::types::{Channel, Error, Message};
 use crate::runtime::state::RunState;
 
+fn message_from_wit(m: Message) -> Result<model::Message, RecipeError> {
+    Ok(model::Message {
+        id: m.id,
+        channel: match m.channel {
+            Channel::Sms => model::Channel::Sms,
+            Channel::Mms => model::Channel::Mms,
+            Channel::Email => model::Channel::Email,
+        },
+        to: m.to,
+        body: m.body,
+        media_url: m.media_url,
+        status: m.status,
+        sent_at: m.sent_at,
+        raw: raw_to_json(m.raw, "message.raw")?,
+    })
+}
+
+fn message_to_wit(m: model::Message) -> Message {
+    Message {
+        id: m.id,
+        channel: match m.channel {
+            model::Channel::Sms => Channel::Sms,
+            model::Channel::Mms => Channel::Mms,
+            model::Channel::Email => Channel::Email,
+        },
+        to: m.to,
+        body: m.body,
+        media_url: m.media_url,
+        status: m.status,
+        sent_at: m.sent_at,
+        raw: m.raw.map(|r| r.to_string()),
+    }
+}
+
 impl Host for RunState {
-    async fn send(&mut self, connection: String, _message: Message) -> Result<Message, Error> {
-        self.not_served(Messages, &connection, "messages.send")
+    async fn send(&mut self, connection: String, message: Message) -> Result<Message, Error> {
+        let (c, call) = self.connector(Messages, &connection)?;
+        let sent = c.messages_send(&call, &message_from_wit(message)?).await?;
+        Ok(message_to_wit(sent))
     }
 
     async fn stats(&mut self, connection: String) -> Result<String, Error> {
-        self.not_served(Messages, &connection, "messages.stats")
+        let (c, call) = self.connector(Messages, &connection)?;
+        Ok(c.messages_stats(&call).await?.to_string())
     }
 }

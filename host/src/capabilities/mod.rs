@@ -93,23 +93,6 @@ impl RunState {
             },
         ))
     }
-
-    /// A typed vendor operation no connector serves yet: still checks grants first.
-    fn not_served<T>(
-        &mut self,
-        capability: Capability,
-        connection: &str,
-        operation: &str,
-    ) -> Result<T, WitError> {
-        let (connector, _) = self.connector(capability, connection)?;
-        Err(RecipeError::Unsupported {
-            message: format!(
-                "{operation} through '{connection}': the {} client does not serve it",
-                connector.vendor()
-            ),
-        }
-        .into())
-    }
 }
 
 /// `types` has no functions; the linker still asks for its (empty) host trait.

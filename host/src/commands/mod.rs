@@ -78,9 +78,14 @@ impl Context {
         })
     }
 
+    /// Open the store in the data dir.
+    pub fn store(&self) -> Result<Store, CommandError> {
+        Ok(Store::open(&self.data_dir.join("store"))?)
+    }
+
     /// Build the configured vendor connections (reading their secrets).
-    pub fn connections(&self) -> Result<Connections, CommandError> {
-        Connections::from_config(&self.config.connections).map_err(|source| {
+    pub fn connections(&self, store: &Store) -> Result<Connections, CommandError> {
+        Connections::from_config(&self.config.connections, store).map_err(|source| {
             CommandError::Connection {
                 config: self.config_path.clone(),
                 source,
@@ -90,8 +95,8 @@ impl Context {
 
     /// Open the store and build the runtime.
     pub fn runtime(&self) -> Result<Runtime, CommandError> {
-        let connections = self.connections()?;
-        let store = Store::open(&self.data_dir.join("store"))?;
+        let store = self.store()?;
+        let connections = self.connections(&store)?;
         let options = self.config.runtime_options(&self.data_dir);
         Ok(Runtime::new(options, store, connections)?)
     }

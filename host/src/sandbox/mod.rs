@@ -8,6 +8,7 @@
 
 mod faults;
 pub mod gohighlevel;
+pub mod homebase360;
 pub mod housecallpro;
 
 pub use faults::Faults;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 pub struct SandboxKeys {
     pub gohighlevel: String,
     pub housecallpro: String,
+    pub homebase360: String,
 }
 
 impl Default for SandboxKeys {
@@ -33,6 +35,7 @@ impl Default for SandboxKeys {
         SandboxKeys {
             gohighlevel: "sandbox-gohighlevel-token".into(),
             housecallpro: "sandbox-housecallpro-key".into(),
+            homebase360: "sandbox-homebase360-key".into(),
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct SandboxState {
     pub keys: SandboxKeys,
     pub(crate) ghl: Mutex<gohighlevel::Ghl>,
     pub(crate) hcp: Mutex<housecallpro::Hcp>,
+    pub(crate) hb: Mutex<homebase360::Hb>,
     pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
@@ -56,6 +60,7 @@ impl SandboxState {
             keys,
             ghl: Mutex::default(),
             hcp: Mutex::default(),
+            hb: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
         })
@@ -79,6 +84,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
     Router::new()
         .nest("/gohighlevel", gohighlevel::router(state.clone()))
         .nest("/housecallpro", housecallpro::router(state.clone()))
+        .nest("/homebase360", homebase360::router(state.clone()))
         .route(
             "/_sandbox/faults/{vendor}",
             put(set_faults).delete(clear_faults),
@@ -86,7 +92,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .with_state(state)
 }
 
-const VENDORS: &[&str] = &["gohighlevel", "housecallpro"];
+const VENDORS: &[&str] = &["gohighlevel", "housecallpro", "homebase360"];
 
 async fn set_faults(
     State(state): State<Arc<SandboxState>>,

@@ -6,11 +6,15 @@
 //! offer answer [`RecipeError::Unsupported`].
 
 pub mod gohighlevel;
+pub mod homebase360;
 pub mod housecallpro;
 pub mod http;
 
-use crate::model::{Contact, Page, Query, RecipeError};
+use crate::model::{
+    Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError,
+};
 use crate::secrets::{SecretError, SecretSource};
+use crate::store::Store;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -143,6 +147,71 @@ pub trait Connector: Send + Sync + 'static {
         let _ = (call, id, body);
         unsupported(self.vendor(), "contacts.add-note")
     }
+
+    async fn leads_list(&self, call: &Call, query: &Query) -> Result<Page<Lead>, RecipeError> {
+        let _ = (call, query);
+        unsupported(self.vendor(), "leads.list")
+    }
+
+    async fn leads_get(&self, call: &Call, id: &str) -> Result<Lead, RecipeError> {
+        let _ = (call, id);
+        unsupported(self.vendor(), "leads.get")
+    }
+
+    /// Create a lead; `false` when the vendor merged it into an existing one.
+    async fn leads_create(&self, call: &Call, lead: &Lead) -> Result<(Lead, bool), RecipeError> {
+        let _ = (call, lead);
+        unsupported(self.vendor(), "leads.create")
+    }
+
+    async fn leads_update(&self, call: &Call, id: &str, lead: &Lead) -> Result<Lead, RecipeError> {
+        let _ = (call, id, lead);
+        unsupported(self.vendor(), "leads.update")
+    }
+
+    async fn jobs_list(&self, call: &Call, query: &Query) -> Result<Page<Job>, RecipeError> {
+        let _ = (call, query);
+        unsupported(self.vendor(), "jobs.list")
+    }
+
+    async fn jobs_get(&self, call: &Call, id: &str) -> Result<Job, RecipeError> {
+        let _ = (call, id);
+        unsupported(self.vendor(), "jobs.get")
+    }
+
+    async fn jobs_create(&self, call: &Call, job: &Job) -> Result<Job, RecipeError> {
+        let _ = (call, job);
+        unsupported(self.vendor(), "jobs.create")
+    }
+
+    async fn jobs_update(&self, call: &Call, id: &str, job: &Job) -> Result<Job, RecipeError> {
+        let _ = (call, id, job);
+        unsupported(self.vendor(), "jobs.update")
+    }
+
+    async fn messages_send(&self, call: &Call, message: &Message) -> Result<Message, RecipeError> {
+        let _ = (call, message);
+        unsupported(self.vendor(), "messages.send")
+    }
+
+    async fn messages_stats(&self, call: &Call) -> Result<serde_json::Value, RecipeError> {
+        let _ = call;
+        unsupported(self.vendor(), "messages.stats")
+    }
+
+    async fn export_open(
+        &self,
+        call: &Call,
+        request: &ExportRequest,
+    ) -> Result<ExportPage, RecipeError> {
+        let _ = (call, request);
+        unsupported(self.vendor(), "data-export.open")
+    }
+
+    async fn export_next(&self, call: &Call, cursor: &str) -> Result<ExportPage, RecipeError> {
+        let _ = (call, cursor);
+        unsupported(self.vendor(), "data-export.next-page")
+    }
 }
 
 /// The configured connections, by name.
@@ -173,10 +242,11 @@ impl Connections {
     /// naming it and the field at fault.
     pub fn from_config(
         sections: &BTreeMap<String, ConnectionConfig>,
+        store: &Store,
     ) -> Result<Self, ConnectionError> {
         let mut connections = Connections::default();
         for (name, section) in sections {
-            connections.insert(name.clone(), build(name, section)?);
+            connections.insert(name.clone(), build(name, section, store)?);
         }
         Ok(connections)
     }
@@ -225,7 +295,11 @@ pub enum ConnectionError {
     },
 }
 
-fn build(name: &str, c: &ConnectionConfig) -> Result<Arc<dyn Connector>, ConnectionError> {
+fn build(
+    name: &str,
+    c: &ConnectionConfig,
+    store: &Store,
+) -> Result<Arc<dyn Connector>, ConnectionError> {
     let secret = c.secret.load().map_err(|source| ConnectionError::Secret {
         name: name.into(),
         source,
@@ -263,6 +337,15 @@ fn build(name: &str, c: &ConnectionConfig) -> Result<Arc<dyn Connector>, Connect
             housecallpro::HousecallPro::new(c.base_url.as_deref(), &secret, retry)
                 .map_err(|e| invalid("secret", e.to_string()))?,
         )),
+        Vendor::Homebase360 => {
+            let quota = store
+                .quota()
+                .map_err(|e| invalid("vendor", format!("cannot open the SMS counter: {e}")))?;
+            Ok(Arc::new(
+                homebase360::Homebase360::new(name, c.base_url.as_deref(), &secret, retry, quota)
+                    .map_err(|e| invalid("secret", e.to_string()))?,
+            ))
+        }
         other => Err(invalid(
             "vendor",
             format!("{other:?} has no client yet").to_lowercase(),

@@ -177,6 +177,8 @@ fn empty_query() -> Query {
         phone: None,
         status: None,
         updated_after: None,
+        starts_after: None,
+        starts_before: None,
         limit: None,
         cursor: None,
     }
