@@ -323,7 +323,7 @@ async fn create_job(State(state): State<Arc<SandboxState>>, Json(body): Json<Val
     if e <= s {
         return fail(StatusCode::BAD_REQUEST, "end must be after start");
     }
-    if !body["lineItems"].as_array().is_some_and(|l| !l.is_empty()) {
+    if body["lineItems"].as_array().is_none_or(|l| l.is_empty()) {
         return fail(
             StatusCode::BAD_REQUEST,
             "lineItems must contain at least 1 item",
