@@ -29,6 +29,7 @@ impl Fixture {
             gohighlevel: format!("ghl-secret-{n:016x}"),
             housecallpro: format!("hcp-secret-{n:016x}"),
             homebase360: format!("hb-secret-{n:016x}"),
+            pocketboss: format!("pb-secret-{n:016x}"),
         };
         let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap(), keys)
             .await
@@ -75,6 +76,16 @@ impl Fixture {
                 },
             ),
             (
+                "pb".to_string(),
+                ConnectionConfig {
+                    vendor: Vendor::Pocketboss,
+                    secret: self.secret_file("pb", &keys.pocketboss),
+                    base_url: Some(self.sandbox.base_url("pocketboss")),
+                    location_id: None,
+                    max_retries: retries,
+                },
+            ),
+            (
                 "hb".to_string(),
                 ConnectionConfig {
                     vendor: Vendor::Homebase360,
@@ -95,12 +106,13 @@ impl Fixture {
         Connections::from_config(config, &self.store).unwrap()
     }
 
-    fn secrets(&self) -> [String; 3] {
+    fn secrets(&self) -> [String; 4] {
         let k = &self.sandbox.state.keys;
         [
             k.gohighlevel.clone(),
             k.housecallpro.clone(),
             k.homebase360.clone(),
+            k.pocketboss.clone(),
         ]
     }
 
@@ -949,4 +961,119 @@ async fn homebase360_texts_are_checked_and_capped_at_500_a_day_across_restarts()
         .await
         .unwrap_err();
     assert!(matches!(err, RecipeError::RateLimited { .. }));
+}
+
+#[tokio::test]
+async fn pocketboss_merges_leads_by_email_then_phone_and_books_appointments() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let pb = connections.get("pb").unwrap();
+    let c = call();
+    assert!(pb.check(&c).await.is_ok());
+    let person = |email: Option<&str>, phone: Option<&str>| Contact {
+        first_name: Some("John".into()),
+        last_name: Some("Smith".into()),
+        emails: email.map(String::from).into_iter().collect(),
+        phones: phone
+            .map(|p| switchboard::model::Phone {
+                kind: PhoneKind::Mobile,
+                number: p.into(),
+            })
+            .into_iter()
+            .collect(),
+        ..Contact::default()
+    };
+    let lead = |contact: Contact, raw: serde_json::Value| switchboard::model::Lead {
+        contact: Some(contact),
+        source: Some("HomeAdvisor".into()),
+        external_id: Some("LEAD-12345".into()),
+        raw: Some(raw),
+        ..Default::default()
+    };
+    let (first, created) = pb
+        .leads_create(
+            &c,
+            &lead(
+                person(Some("john@example.com"), Some("5551234567")),
+                json!({"urgency": "high", "serviceRequested": "Kitchen Remodel"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(first.external_id.as_deref(), Some("LEAD-12345"));
+    assert_eq!(
+        first.raw.as_ref().unwrap()["serviceRequested"],
+        "Kitchen Remodel"
+    );
+    let (by_email, created) = pb
+        .leads_create(&c, &lead(person(Some("JOHN@example.com"), None), json!({})))
+        .await
+        .unwrap();
+    assert!(!created, "merged by email");
+    assert_eq!(by_email.id, first.id);
+    let (by_phone, created) = pb
+        .leads_create(&c, &lead(person(None, Some("(555) 123-4567")), json!({})))
+        .await
+        .unwrap();
+    assert!(!created, "merged by phone");
+    assert_eq!(by_phone.id, first.id);
+    let err = pb
+        .leads_create(
+            &c,
+            &lead(
+                person(Some("a@example.com"), None),
+                json!({"urgency": "asap"}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecipeError::Invalid { field, .. } if field == "raw.urgency"),
+        "{err:?}"
+    );
+    let err = pb
+        .leads_create(&c, &lead(person(None, None), json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, RecipeError::Invalid { field, .. } if field == "contact.emails"));
+
+    let visit = switchboard::model::Job {
+        title: Some("HVAC quarterly maintenance".into()),
+        start: Some("2030-05-15T14:00:00Z".into()),
+        duration_minutes: Some(90),
+        category: Some("Maintenance".into()),
+        contact: Some(person(Some("sarah@example.com"), None)),
+        raw: Some(json!({"externalId": "calendar-event-99887"})),
+        ..Default::default()
+    };
+    let booked = pb.jobs_create(&c, &visit).await.unwrap();
+    assert_eq!(booked.end.as_deref(), Some("2030-05-15T15:30:00Z"));
+    assert_eq!(booked.status.as_deref(), Some("Scheduled"));
+    assert_eq!(booked.raw.as_ref().unwrap()["clientName"], "John Smith");
+    let bad = switchboard::model::Job {
+        category: Some("Plumbing".into()),
+        ..visit.clone()
+    };
+    assert!(
+        matches!(pb.jobs_create(&c, &bad).await, Err(RecipeError::Invalid { field, .. }) if field == "category")
+    );
+    let nameless = switchboard::model::Job {
+        contact: None,
+        ..visit
+    };
+    assert!(matches!(
+        pb.jobs_create(&c, &nameless).await,
+        Err(RecipeError::Invalid { .. })
+    ));
+
+    let mut config = f.config(Some(0));
+    config.get_mut("pb").unwrap().secret = f.secret_file("pb-wrong", "definitely-wrong-key");
+    let wrong = f.build(&config);
+    assert_eq!(
+        wrong.get("pb").unwrap().check(&c).await.unwrap_err(),
+        RecipeError::Unauthorized {
+            message: "Missing or invalid API key.".into()
+        }
+    );
 }

@@ -10,6 +10,7 @@ mod faults;
 pub mod gohighlevel;
 pub mod homebase360;
 pub mod housecallpro;
+pub mod pocketboss;
 
 pub use faults::Faults;
 
@@ -28,6 +29,7 @@ pub struct SandboxKeys {
     pub gohighlevel: String,
     pub housecallpro: String,
     pub homebase360: String,
+    pub pocketboss: String,
 }
 
 impl Default for SandboxKeys {
@@ -36,6 +38,7 @@ impl Default for SandboxKeys {
             gohighlevel: "sandbox-gohighlevel-token".into(),
             housecallpro: "sandbox-housecallpro-key".into(),
             homebase360: "sandbox-homebase360-key".into(),
+            pocketboss: "sandbox-pocketboss-key".into(),
         }
     }
 }
@@ -49,6 +52,7 @@ pub struct SandboxState {
     pub(crate) ghl: Mutex<gohighlevel::Ghl>,
     pub(crate) hcp: Mutex<housecallpro::Hcp>,
     pub(crate) hb: Mutex<homebase360::Hb>,
+    pub(crate) pb: Mutex<pocketboss::Pb>,
     pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
@@ -61,6 +65,7 @@ impl SandboxState {
             ghl: Mutex::default(),
             hcp: Mutex::default(),
             hb: Mutex::default(),
+            pb: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
         })
@@ -85,6 +90,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .nest("/gohighlevel", gohighlevel::router(state.clone()))
         .nest("/housecallpro", housecallpro::router(state.clone()))
         .nest("/homebase360", homebase360::router(state.clone()))
+        .nest("/pocketboss", pocketboss::router(state.clone()))
         .route(
             "/_sandbox/faults/{vendor}",
             put(set_faults).delete(clear_faults),
@@ -92,7 +98,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .with_state(state)
 }
 
-const VENDORS: &[&str] = &["gohighlevel", "housecallpro", "homebase360"];
+const VENDORS: &[&str] = &["gohighlevel", "housecallpro", "homebase360", "pocketboss"];
 
 async fn set_faults(
     State(state): State<Arc<SandboxState>>,

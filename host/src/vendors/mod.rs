@@ -9,6 +9,7 @@ pub mod gohighlevel;
 pub mod homebase360;
 pub mod housecallpro;
 pub mod http;
+pub mod pocketboss;
 
 use crate::model::{
     Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError,
@@ -346,6 +347,10 @@ fn build(
                     .map_err(|e| invalid("secret", e.to_string()))?,
             ))
         }
+        Vendor::Pocketboss => Ok(Arc::new(
+            pocketboss::PocketBoss::new(c.base_url.as_deref(), &secret, retry)
+                .map_err(|e| invalid("secret", e.to_string()))?,
+        )),
         other => Err(invalid(
             "vendor",
             format!("{other:?} has no client yet").to_lowercase(),
