@@ -30,6 +30,7 @@ impl Fixture {
             housecallpro: format!("hcp-secret-{n:016x}"),
             homebase360: format!("hb-secret-{n:016x}"),
             pocketboss: format!("pb-secret-{n:016x}"),
+            welcomehome: format!("wh-secret-{n:016x}"),
         };
         let sandbox = sandbox::start("127.0.0.1:0".parse().unwrap(), keys)
             .await
@@ -62,6 +63,7 @@ impl Fixture {
                     secret: self.secret_file("ghl", &keys.gohighlevel),
                     base_url: Some(self.sandbox.base_url("gohighlevel")),
                     location_id: Some(GHL_LOCATION.into()),
+                    community_id: None,
                     max_retries: retries,
                 },
             ),
@@ -72,6 +74,7 @@ impl Fixture {
                     secret: self.secret_file("hcp", &keys.housecallpro),
                     base_url: Some(self.sandbox.base_url("housecallpro")),
                     location_id: None,
+                    community_id: None,
                     max_retries: retries,
                 },
             ),
@@ -82,6 +85,18 @@ impl Fixture {
                     secret: self.secret_file("pb", &keys.pocketboss),
                     base_url: Some(self.sandbox.base_url("pocketboss")),
                     location_id: None,
+                    community_id: None,
+                    max_retries: retries,
+                },
+            ),
+            (
+                "wh".to_string(),
+                ConnectionConfig {
+                    vendor: Vendor::Welcomehome,
+                    secret: self.secret_file("wh", &keys.welcomehome),
+                    base_url: Some(self.sandbox.base_url("welcomehome")),
+                    location_id: None,
+                    community_id: None,
                     max_retries: retries,
                 },
             ),
@@ -92,6 +107,7 @@ impl Fixture {
                     secret: self.secret_file("hb", &keys.homebase360),
                     base_url: Some(self.sandbox.base_url("homebase360")),
                     location_id: None,
+                    community_id: None,
                     max_retries: retries,
                 },
             ),
@@ -106,13 +122,14 @@ impl Fixture {
         Connections::from_config(config, &self.store).unwrap()
     }
 
-    fn secrets(&self) -> [String; 4] {
+    fn secrets(&self) -> [String; 5] {
         let k = &self.sandbox.state.keys;
         [
             k.gohighlevel.clone(),
             k.housecallpro.clone(),
             k.homebase360.clone(),
             k.pocketboss.clone(),
+            k.welcomehome.clone(),
         ]
     }
 
@@ -1075,5 +1092,296 @@ async fn pocketboss_merges_leads_by_email_then_phone_and_books_appointments() {
         RecipeError::Unauthorized {
             message: "Missing or invalid API key.".into()
         }
+    );
+}
+
+/// The WelcomeHome client behind the `wh` connection.
+fn welcomehome(f: &Fixture) -> switchboard::vendors::welcomehome::WelcomeHome {
+    switchboard::vendors::welcomehome::WelcomeHome::new(
+        Some(&f.sandbox.base_url("welcomehome")),
+        &switchboard::secrets::Secret::new(f.sandbox.state.keys.welcomehome.clone()),
+        None,
+        Default::default(),
+    )
+    .unwrap()
+}
+
+fn prospect(first: &str) -> switchboard::model::Lead {
+    switchboard::model::Lead {
+        contact: Some(Contact {
+            first_name: Some(first.into()),
+            last_name: Some("Rivera".into()),
+            emails: vec![format!("{}@example.com", first.to_lowercase())],
+            ..Contact::default()
+        }),
+        notes: Some("Tour requested".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn welcomehome_prospects_activities_events_and_lookups() {
+    use switchboard::vendors::Connector;
+    use switchboard::vendors::welcomehome::Lookup;
+    let f = Fixture::new().await;
+    let wh = welcomehome(&f);
+    let c = call();
+    assert_eq!(wh.check(&c).await.unwrap(), "account 2");
+    let (p, created) = wh.leads_create(&c, &prospect("Maria")).await.unwrap();
+    assert!(created);
+    let pid = p.id.clone().unwrap();
+    assert_eq!(
+        p.contact.as_ref().unwrap().first_name.as_deref(),
+        Some("Maria")
+    );
+    let nameless = switchboard::model::Lead::default();
+    assert!(
+        matches!(wh.leads_create(&c, &nameless).await, Err(RecipeError::Invalid { field, .. }) if field == "contact")
+    );
+
+    let tour = switchboard::model::Job {
+        contact_id: Some(pid.clone()),
+        description: Some("Community tour".into()),
+        category: Some("2".into()),
+        start: Some("2030-05-15T14:00:00Z".into()),
+        end: Some("2030-05-15T15:00:00Z".into()),
+        raw: Some(json!({"time_zone": "Mountain Time (US & Canada)"})),
+        ..Default::default()
+    };
+    let no_zone = switchboard::model::Job {
+        raw: None,
+        ..tour.clone()
+    };
+    assert!(
+        matches!(wh.jobs_create(&c, &no_zone).await, Err(RecipeError::Invalid { field, .. }) if field == "raw.time_zone")
+    );
+    let bad_zone = switchboard::model::Job {
+        raw: Some(json!({"time_zone": "Mars"})),
+        ..tour.clone()
+    };
+    assert!(matches!(
+        wh.jobs_create(&c, &bad_zone).await,
+        Err(RecipeError::Invalid { .. })
+    ));
+    let activity = wh.jobs_create(&c, &tour).await.unwrap();
+    assert_eq!(activity.raw.as_ref().unwrap()["add_to_calendar"], true);
+    let moved = wh
+        .jobs_update(
+            &c,
+            activity.id.as_deref().unwrap(),
+            &switchboard::model::Job {
+                start: Some("2030-05-16T14:00:00Z".into()),
+                end: Some("2030-05-16T15:00:00Z".into()),
+                ..tour.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.start.as_deref(), Some("2030-05-16T14:00:00Z"));
+    let of_prospect = wh
+        .jobs_list(
+            &c,
+            &Query {
+                text: Some(pid.clone()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(of_prospect.items.len(), 1);
+
+    for what in [
+        Lookup::ActivityTypes,
+        Lookup::CareTypes,
+        Lookup::Communities,
+        Lookup::FloorPlans,
+        Lookup::LeadSources,
+        Lookup::PrivacyLevels,
+        Lookup::ProspectFields,
+    ] {
+        let list = wh.lookup(&c, what).await.unwrap();
+        assert!(!list.as_array().unwrap().is_empty(), "{what:?}");
+    }
+
+    let event = wh
+        .create_event(&c, &json!({"name": "Spring open house", "community_id": 1}))
+        .await
+        .unwrap();
+    let event_id = event["id"].to_string();
+    assert_eq!(
+        wh.events(&c, &Query::default())
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let answered = wh
+        .rsvp(&c, &event_id, None, Some("maria@example.com"), "accepted")
+        .await
+        .unwrap();
+    assert_eq!(answered["updated"], 1);
+    assert!(matches!(
+        wh.rsvp(&c, &event_id, None, Some("nobody@example.com"), "accepted")
+            .await,
+        Err(RecipeError::NotFound { .. })
+    ));
+    assert!(matches!(
+        wh.rsvp(&c, &event_id, None, Some("maria@example.com"), "maybe").await,
+        Err(RecipeError::Invalid { field, .. }) if field == "status"
+    ));
+    let contracts = wh
+        .housing_contracts(&c, &[("community_id", "2")], Some(10))
+        .await
+        .unwrap();
+    assert_eq!(contracts.as_array().unwrap().len(), 1);
+
+    let influencer_id = p.raw.as_ref().unwrap()["influencers"][0]["id"].to_string();
+    let updated = wh
+        .update_influencer(&c, &influencer_id, &json!({"birthdate": "1950-02-01"}))
+        .await
+        .unwrap();
+    assert_eq!(updated["birthdate"], "1950-02-01");
+    assert_eq!(
+        wh.influencer(&c, &influencer_id).await.unwrap()["first_name"],
+        "Maria"
+    );
+    assert!(matches!(
+        wh.update_influencer(&c, &influencer_id, &json!({"first_name": "X"}))
+            .await,
+        Err(RecipeError::Invalid { .. })
+    ));
+}
+
+#[tokio::test]
+async fn welcomehome_exports_page_through_link_headers_within_the_cursor_limit() {
+    use switchboard::model::ExportRequest;
+    use switchboard::vendors::Connector;
+    let f = Fixture::new().await;
+    let wh = welcomehome(&f);
+    let c = call();
+    for i in 0..25 {
+        wh.leads_create(&c, &prospect(&format!("P{i:02}")))
+            .await
+            .unwrap();
+    }
+    let request = ExportRequest {
+        table: "Prospects".into(),
+        page_size: Some(10),
+        ..ExportRequest::default()
+    };
+    let first = wh.export_open(&c, &request).await.unwrap();
+    assert_eq!(first.columns[..3], ["id", "first_name", "last_name"]);
+    assert_eq!(first.rows.len(), 10);
+    let cursor = first.next.clone().expect("a next page");
+    assert!(cursor.starts_with("/exports/"), "{cursor}");
+    let second = wh.export_next(&c, &cursor).await.unwrap();
+    let third = wh
+        .export_next(&c, second.next.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.rows.len(), third.rows.len(), third.next.clone()),
+        (10, 5, None)
+    );
+    let mut names: Vec<&str> = [&first, &second, &third]
+        .iter()
+        .flat_map(|p| p.rows.iter().map(|r| r[1].as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 25, "every prospect exactly once");
+
+    // Incremental: only rows updated after the first page's last row.
+    let since = first.rows[9][6].clone();
+    let newer = wh
+        .export_open(
+            &c,
+            &ExportRequest {
+                updated_after: Some(since),
+                ..request.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(newer.rows.len(), 10);
+    assert!(newer.next.is_some());
+
+    // A cursor may be used 3 times a minute: the fourth use waits, or past the deadline
+    // is refused in the host without a request.
+    wh.export_next(&c, &cursor).await.unwrap();
+    wh.export_next(&c, &cursor).await.unwrap();
+    let before = f.sandbox.state.requests("welcomehome");
+    let soon = Call {
+        deadline: Instant::now() + Duration::from_secs(2),
+    };
+    assert!(matches!(
+        wh.export_next(&soon, &cursor).await,
+        Err(RecipeError::RateLimited { retry_after_ms: Some(ms) }) if ms > 2000
+    ));
+    assert_eq!(f.sandbox.state.requests("welcomehome"), before);
+    // The sandbox enforces the same limit on clients that do not count.
+    let raw = reqwest::Client::new()
+        .get(format!("{}{cursor}", f.sandbox.base_url("welcomehome")))
+        .header(
+            "Authorization",
+            format!("Token token={}", f.sandbox.state.keys.welcomehome),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 429);
+
+    let snapshot = wh
+        .export_open(
+            &c,
+            &ExportRequest {
+                snapshot: true,
+                ..request.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((snapshot.rows.len(), snapshot.next), (25, None));
+    let bad = ExportRequest {
+        table: "Passwords".into(),
+        ..request
+    };
+    assert!(
+        matches!(wh.export_open(&c, &bad).await, Err(RecipeError::Invalid { field, .. }) if field == "table")
+    );
+    assert!(matches!(
+        wh.export_next(&c, "https://evil.example/exports/x").await,
+        Err(RecipeError::Invalid { field, .. }) if field == "cursor"
+    ));
+}
+
+#[tokio::test]
+async fn a_recipe_streams_an_export_page_by_page() {
+    use switchboard::vendors::Connector;
+    let f = Fixture::new().await;
+    let wh = welcomehome(&f);
+    let c = call();
+    for i in 0..7 {
+        wh.leads_create(&c, &prospect(&format!("R{i}")))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), f.connections());
+    let probe = load(&rt, PROBE).await;
+    let r = rt
+        .run(
+            &probe,
+            &event(
+                "probe",
+                json!({"op": "export", "connection": "wh", "table": "Prospects", "page_size": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        done(&r),
+        "7 rows in 3 pages, columns id|first_name|last_name|email|community_id|created_at|updated_at"
     );
 }

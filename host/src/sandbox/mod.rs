@@ -2,7 +2,8 @@
 //! the documented validation and error bodies, and fault injection, so tests, demos and
 //! users can run recipes without touching production.
 //!
-//! Each vendor is mounted under its own prefix (`/gohighlevel`, `/housecallpro`); point a
+//! Each vendor is mounted under its own prefix (`/gohighlevel`, `/housecallpro`, `/homebase360`, `/pocketboss`,
+//! `/welcomehome`); point a
 //! connection's `base_url` at `http://<addr>/<vendor>`. Faults are set per vendor at run
 //! time with `PUT /_sandbox/faults/<vendor>` (see [`Faults`]) and cleared with `DELETE`.
 
@@ -11,6 +12,7 @@ pub mod gohighlevel;
 pub mod homebase360;
 pub mod housecallpro;
 pub mod pocketboss;
+pub mod welcomehome;
 
 pub use faults::Faults;
 
@@ -30,6 +32,7 @@ pub struct SandboxKeys {
     pub housecallpro: String,
     pub homebase360: String,
     pub pocketboss: String,
+    pub welcomehome: String,
 }
 
 impl Default for SandboxKeys {
@@ -39,6 +42,7 @@ impl Default for SandboxKeys {
             housecallpro: "sandbox-housecallpro-key".into(),
             homebase360: "sandbox-homebase360-key".into(),
             pocketboss: "sandbox-pocketboss-key".into(),
+            welcomehome: "sandbox-welcomehome-token".into(),
         }
     }
 }
@@ -53,6 +57,7 @@ pub struct SandboxState {
     pub(crate) hcp: Mutex<housecallpro::Hcp>,
     pub(crate) hb: Mutex<homebase360::Hb>,
     pub(crate) pb: Mutex<pocketboss::Pb>,
+    pub(crate) wh: Mutex<welcomehome::Wh>,
     pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
@@ -66,6 +71,7 @@ impl SandboxState {
             hcp: Mutex::default(),
             hb: Mutex::default(),
             pb: Mutex::default(),
+            wh: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
         })
@@ -91,6 +97,7 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .nest("/housecallpro", housecallpro::router(state.clone()))
         .nest("/homebase360", homebase360::router(state.clone()))
         .nest("/pocketboss", pocketboss::router(state.clone()))
+        .nest("/welcomehome", welcomehome::router(state.clone()))
         .route(
             "/_sandbox/faults/{vendor}",
             put(set_faults).delete(clear_faults),
@@ -98,7 +105,13 @@ pub fn router(state: Arc<SandboxState>) -> Router {
         .with_state(state)
 }
 
-const VENDORS: &[&str] = &["gohighlevel", "housecallpro", "homebase360", "pocketboss"];
+const VENDORS: &[&str] = &[
+    "gohighlevel",
+    "housecallpro",
+    "homebase360",
+    "pocketboss",
+    "welcomehome",
+];
 
 async fn set_faults(
     State(state): State<Arc<SandboxState>>,

@@ -10,6 +10,7 @@ pub mod homebase360;
 pub mod housecallpro;
 pub mod http;
 pub mod pocketboss;
+pub mod welcomehome;
 
 use crate::model::{
     Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError,
@@ -275,6 +276,8 @@ pub struct ConnectionConfig {
     pub base_url: Option<String>,
     /// GoHighLevel: the location (sub-account) id.
     pub location_id: Option<String>,
+    /// WelcomeHome: the community id lists and exports default to (all when unset).
+    pub community_id: Option<String>,
     /// Retries of idempotent requests on 429, 5xx and connection errors.
     pub max_retries: Option<u32>,
 }
@@ -351,9 +354,14 @@ fn build(
             pocketboss::PocketBoss::new(c.base_url.as_deref(), &secret, retry)
                 .map_err(|e| invalid("secret", e.to_string()))?,
         )),
-        other => Err(invalid(
-            "vendor",
-            format!("{other:?} has no client yet").to_lowercase(),
+        Vendor::Welcomehome => Ok(Arc::new(
+            welcomehome::WelcomeHome::new(
+                c.base_url.as_deref(),
+                &secret,
+                c.community_id.clone(),
+                retry,
+            )
+            .map_err(|e| invalid("secret", e.to_string()))?,
         )),
     }
 }

@@ -54,6 +54,11 @@ enum Op {
         connection: String,
         path: String,
     },
+    Export {
+        connection: String,
+        table: String,
+        page_size: u32,
+    },
     Sandbox,
 }
 
@@ -65,7 +70,9 @@ impl Recipe for Probe {
             .uses(Capability::Kv)
             .uses(Capability::Contacts)
             .uses(Capability::VendorHttp)
+            .uses(Capability::DataExport)
             .connection("ghl")
+            .connection("wh")
     }
 
     fn handle(event: Event) -> Result<Outcome> {
@@ -147,6 +154,34 @@ impl Recipe for Probe {
                     .filter_map(|c| c.first_name)
                     .collect();
                 done(names.join(","))
+            }
+            Op::Export {
+                connection,
+                table,
+                page_size,
+            } => {
+                let mut page = data_export::open(
+                    &connection,
+                    &data_export::ExportRequest {
+                        table,
+                        scope: None,
+                        updated_after: None,
+                        page_size: Some(page_size),
+                        snapshot: false,
+                    },
+                )?;
+                let mut rows = page.rows.len();
+                let mut pages = 1;
+                while let Some(cursor) = page.next.clone() {
+                    page = data_export::next_page(&connection, &cursor)?;
+                    rows += page.rows.len();
+                    pages += 1;
+                }
+                done(format!(
+                    "{} rows in {pages} pages, columns {}",
+                    rows,
+                    page.columns.join("|")
+                ))
             }
             Op::Http { connection, path } => {
                 let res = vendor_http::get(&connection, &path)?;
