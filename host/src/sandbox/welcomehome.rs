@@ -399,7 +399,7 @@ async fn housing_contracts(Query(q): Query<HashMap<String, String>>) -> Reply {
         .iter()
         .filter(|c| {
             q.get("filters[community_id]")
-                .is_none_or(|id| c["community_id"].to_string() == *id)
+                .is_none_or(|id| id.parse::<u64>().ok() == c["community_id"].as_u64())
         })
         .filter(|c| {
             q.get("filters[move_in_date_after]")
@@ -592,7 +592,8 @@ async fn export(
             match cursor.strip_prefix('o').and_then(|o| o.parse().ok()) {
                 Some(o) => o,
                 None => {
-                    return fail(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor").into_response();
+                    return fail(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor")
+                        .into_response();
                 }
             }
         }
