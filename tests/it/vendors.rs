@@ -1385,3 +1385,198 @@ async fn a_recipe_streams_an_export_page_by_page() {
         "7 rows in 3 pages, columns id|first_name|last_name|email|community_id|created_at|updated_at"
     );
 }
+
+#[tokio::test]
+async fn housecallpro_jobs_and_leads() {
+    let f = Fixture::new().await;
+    let http = reqwest::Client::new();
+    let hcp_post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", f.sandbox.base_url("housecallpro")))
+            .header(
+                "Authorization",
+                format!("Token {}", f.sandbox.state.keys.housecallpro),
+            )
+            .json(&body)
+            .send()
+    };
+    let customer: serde_json::Value = hcp_post(
+        "/customers",
+        json!({"first_name": "Ann", "email": "ann@example.com"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let cid = customer["id"].as_str().unwrap();
+    for (day, what) in [("10", "Drain cleaning"), ("20", "Water heater")] {
+        let r = hcp_post(
+            "/jobs",
+            json!({"customer_id": cid, "description": what, "schedule": {"scheduled_start": format!("2030-01-{day}T15:00:00Z"), "scheduled_end": format!("2030-01-{day}T17:00:00Z")}, "address": {"street": "1 Main St", "city": "Denver", "state": "CO", "zip": "80202"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = hcp_post(
+        "/leads",
+        json!({"customer_id": cid, "lead_source": "Google"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let missing = hcp_post("/jobs", json!({"description": "no customer"}))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 422);
+
+    let connections = f.connections();
+    let hcp = connections.get("hcp").unwrap();
+    let c = call();
+    let jobs = hcp
+        .jobs_list(
+            &c,
+            &Query {
+                starts_after: Some("2030-01-15T00:00:00Z".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 1);
+    let job = &jobs.items[0];
+    assert_eq!(job.title.as_deref(), Some("Water heater"));
+    assert_eq!(job.contact_id.as_deref(), Some(cid));
+    assert_eq!(job.start.as_deref(), Some("2030-01-20T15:00:00Z"));
+    assert_eq!(
+        job.address.as_ref().unwrap().postal_code.as_deref(),
+        Some("80202")
+    );
+    let again = hcp.jobs_get(&c, job.id.as_deref().unwrap()).await.unwrap();
+    assert_eq!(again.id, job.id);
+    let all = hcp
+        .jobs_list(
+            &c,
+            &Query {
+                limit: Some(1),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.items.len(), all.total, all.next.as_deref()),
+        (1, Some(2), Some("2"))
+    );
+    let leads = hcp.leads_list(&c, &Query::default()).await.unwrap();
+    assert_eq!(leads.items.len(), 1);
+    let lead = hcp
+        .leads_get(&c, leads.items[0].id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(lead.source.as_deref(), Some("Google"));
+    assert_eq!(
+        lead.contact.unwrap().emails,
+        vec!["ann@example.com".to_string()]
+    );
+    assert!(matches!(
+        hcp.jobs_get(&c, "job_missing").await,
+        Err(RecipeError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn gohighlevel_tasks_notes_appointments_and_business_contacts() {
+    let f = Fixture::new().await;
+    let ghl = switchboard::vendors::gohighlevel::GoHighLevel::new(
+        Some(&f.sandbox.base_url("gohighlevel")),
+        &switchboard::secrets::Secret::new(f.sandbox.state.keys.gohighlevel.clone()),
+        GHL_LOCATION.into(),
+        Default::default(),
+    )
+    .unwrap();
+    use switchboard::vendors::Connector;
+    let c = call();
+    let contact = ghl
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Lin".into()),
+                emails: vec!["lin@example.com".into()],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = contact.id.unwrap();
+
+    let err = ghl
+        .create_task(&c, &id, &json!({"title": "Call back"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err, RecipeError::invalid("task.dueDate", "is required"));
+    let task = ghl
+        .create_task(
+            &c,
+            &id,
+            &json!({"title": "Call back", "dueDate": "2030-01-01T10:00:00Z"}),
+        )
+        .await
+        .unwrap();
+    let tid = task["id"].as_str().unwrap();
+    assert_eq!(task["completed"], false);
+    let renamed = ghl
+        .update_task(&c, &id, tid, &json!({"title": "Call back today"}))
+        .await
+        .unwrap();
+    assert_eq!(renamed["title"], "Call back today");
+    assert_eq!(
+        ghl.complete_task(&c, &id, tid, true).await.unwrap()["completed"],
+        true
+    );
+    assert_eq!(ghl.task(&c, &id, tid).await.unwrap()["completed"], true);
+    assert_eq!(
+        ghl.tasks(&c, &id).await.unwrap().as_array().unwrap().len(),
+        1
+    );
+    ghl.delete_task(&c, &id, tid).await.unwrap();
+    assert!(matches!(
+        ghl.task(&c, &id, tid).await,
+        Err(RecipeError::NotFound { .. })
+    ));
+
+    let note = ghl.contacts_add_note(&c, &id, "first").await.unwrap();
+    assert_eq!(
+        ghl.update_note(&c, &id, &note, "edited").await.unwrap()["body"],
+        "edited"
+    );
+    assert_eq!(ghl.note(&c, &id, &note).await.unwrap()["body"], "edited");
+    assert_eq!(
+        ghl.notes(&c, &id).await.unwrap().as_array().unwrap().len(),
+        1
+    );
+    ghl.delete_note(&c, &id, &note).await.unwrap();
+    assert!(
+        ghl.notes(&c, &id)
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    f.sandbox.state.add_ghl_appointment(
+        &id,
+        json!({"id": "apt1", "title": "Estimate", "startTime": "2030-01-02T15:00:00Z"}),
+    );
+    assert_eq!(ghl.appointments(&c, &id).await.unwrap()[0]["id"], "apt1");
+
+    f.sandbox.state.set_ghl_business(&id, "biz9");
+    let page = ghl.business_contacts(&c, "biz9", 10, 0).await.unwrap();
+    assert_eq!((page.items.len(), page.total), (1, Some(1)));
+    assert_eq!(page.items[0].first_name.as_deref(), Some("Lin"));
+    assert!(matches!(
+        ghl.business_contacts(&c, "biz9", 101, 0).await,
+        Err(RecipeError::Invalid { .. })
+    ));
+}

@@ -5,7 +5,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -16,6 +16,28 @@ use std::sync::Arc;
 pub struct Ghl {
     contacts: BTreeMap<String, Value>,
     notes: BTreeMap<String, Vec<Value>>,
+    tasks: BTreeMap<String, Vec<Value>>,
+    appointments: BTreeMap<String, Vec<Value>>,
+}
+
+impl SandboxState {
+    /// Book an appointment for a GoHighLevel contact (what the calendar API would do).
+    pub fn add_ghl_appointment(&self, contact: &str, event: Value) {
+        self.ghl
+            .lock()
+            .unwrap()
+            .appointments
+            .entry(contact.to_string())
+            .or_default()
+            .push(event);
+    }
+
+    /// Set a GoHighLevel contact's business.
+    pub fn set_ghl_business(&self, contact: &str, business: &str) {
+        if let Some(c) = self.ghl.lock().unwrap().contacts.get_mut(contact) {
+            c["businessId"] = json!(business);
+        }
+    }
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -46,6 +68,17 @@ pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
         .route("/contacts/{id}", get(get_one).put(update).delete(delete))
         .route("/contacts/{id}/tags", post(add_tags).delete(remove_tags))
         .route("/contacts/{id}/notes", post(add_note).get(list_notes))
+        .route(
+            "/contacts/{id}/notes/{note}",
+            get(get_note).put(update_note).delete(delete_note),
+        )
+        .route("/contacts/{id}/tasks", post(create_task).get(list_tasks))
+        .route(
+            "/contacts/{id}/tasks/{task}",
+            get(get_task).put(update_task).delete(delete_task),
+        )
+        .route("/contacts/{id}/tasks/{task}/completed", put(complete_task))
+        .route("/contacts/{id}/appointments", get(appointments))
         .route("/contacts/business/{business_id}", get(by_business))
         .layer(from_fn_with_state(state.clone(), auth))
         .layer(from_fn_with_state((state, "gohighlevel"), faults::inject))
@@ -418,18 +451,222 @@ async fn list_notes(State(state): State<Arc<SandboxState>>, Path(id): Path<Strin
     (StatusCode::OK, Json(json!({ "notes": notes })))
 }
 
+#[derive(serde::Deserialize)]
+struct Paging {
+    limit: Option<usize>,
+    skip: Option<usize>,
+}
+
 async fn by_business(
     State(state): State<Arc<SandboxState>>,
     Path(business): Path<String>,
+    axum::extract::Query(p): axum::extract::Query<Paging>,
 ) -> Reply {
+    let limit = p.limit.unwrap_or(25);
+    if !(1..=100).contains(&limit) {
+        return unprocessable(&["limit must not be greater than 100".into()]);
+    }
     let ghl = state.ghl.lock().unwrap();
-    let contacts: Vec<&Value> = ghl
+    let all: Vec<&Value> = ghl
         .contacts
         .values()
         .filter(|c| c.get("businessId").and_then(Value::as_str) == Some(business.as_str()))
         .collect();
+    let contacts: Vec<&Value> = all
+        .iter()
+        .skip(p.skip.unwrap_or(0))
+        .take(limit)
+        .copied()
+        .collect();
     (
         StatusCode::OK,
-        Json(json!({"contacts": contacts, "count": contacts.len()})),
+        Json(json!({"contacts": contacts, "count": all.len()})),
     )
+}
+
+/// Run `f` on the state when the contact `id` exists; 404 otherwise.
+fn with_contact(
+    state: &SandboxState,
+    id: &str,
+    f: impl FnOnce(&mut Ghl) -> Result<Reply, Reply>,
+) -> Reply {
+    let mut ghl = state.ghl.lock().unwrap();
+    if !ghl.contacts.contains_key(id) {
+        return not_found();
+    }
+    f(&mut ghl).unwrap_or_else(|e| e)
+}
+
+async fn get_note(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, note)): Path<(String, String)>,
+) -> Reply {
+    with_contact(&state, &id, |g| {
+        let n = g
+            .notes
+            .get(&id)
+            .and_then(|n| n.iter().find(|n| n["id"] == note.as_str()));
+        n.map(|n| (StatusCode::OK, Json(json!({ "note": n }))))
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "Note not found"))
+    })
+}
+
+async fn update_note(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, note)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let Some(text) = body
+        .get("body")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty())
+    else {
+        return unprocessable(&["body should not be empty".into()]);
+    };
+    with_contact(&state, &id, |g| {
+        let n = g
+            .notes
+            .get_mut(&id)
+            .and_then(|n| n.iter_mut().find(|n| n["id"] == note.as_str()))
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "Note not found"))?;
+        n["body"] = json!(text);
+        Ok((StatusCode::OK, Json(json!({ "note": n }))))
+    })
+}
+
+async fn delete_note(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, note)): Path<(String, String)>,
+) -> Reply {
+    with_contact(&state, &id, |g| {
+        let notes = g.notes.entry(id.clone()).or_default();
+        let before = notes.len();
+        notes.retain(|n| n["id"] != note.as_str());
+        if notes.len() == before {
+            return Err(error(StatusCode::NOT_FOUND, "Note not found"));
+        }
+        Ok((StatusCode::OK, Json(json!({"succeded": true}))))
+    })
+}
+
+const TASK_FIELDS: &[&str] = &["title", "body", "dueDate", "completed", "assignedTo"];
+
+fn check_task(body: &Value, creating: bool) -> Result<(), Reply> {
+    let Some(obj) = body.as_object() else {
+        return Err(error(StatusCode::BAD_REQUEST, "Bad Request"));
+    };
+    let mut problems: Vec<String> = obj
+        .keys()
+        .filter(|k| !TASK_FIELDS.contains(&k.as_str()))
+        .map(|k| format!("property {k} should not exist"))
+        .collect();
+    if creating {
+        for k in ["title", "dueDate"] {
+            if obj.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                problems.push(format!("{k} should not be empty"));
+            }
+        }
+        if !obj.get("completed").is_some_and(Value::is_boolean) {
+            problems.push("completed must be a boolean value".into());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(unprocessable(&problems))
+    }
+}
+
+fn task_mut<'a>(g: &'a mut Ghl, id: &str, task: &str) -> Result<&'a mut Value, Reply> {
+    g.tasks
+        .get_mut(id)
+        .and_then(|t| t.iter_mut().find(|t| t["id"] == task))
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Task not found"))
+}
+
+async fn create_task(
+    State(state): State<Arc<SandboxState>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Reply {
+    if let Err(e) = check_task(&body, true) {
+        return e;
+    }
+    with_contact(&state, &id, |g| {
+        let mut task = body.clone();
+        task["id"] = json!(new_id());
+        task["contactId"] = json!(id);
+        g.tasks.entry(id.clone()).or_default().push(task.clone());
+        Ok((StatusCode::CREATED, Json(json!({ "task": task }))))
+    })
+}
+
+async fn list_tasks(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    with_contact(&state, &id, |g| {
+        let tasks = g.tasks.get(&id).cloned().unwrap_or_default();
+        Ok((StatusCode::OK, Json(json!({ "tasks": tasks }))))
+    })
+}
+
+async fn get_task(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, task)): Path<(String, String)>,
+) -> Reply {
+    with_contact(&state, &id, |g| {
+        let t = task_mut(g, &id, &task)?;
+        Ok((StatusCode::OK, Json(json!({ "task": t }))))
+    })
+}
+
+async fn update_task(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, task)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Reply {
+    if let Err(e) = check_task(&body, false) {
+        return e;
+    }
+    with_contact(&state, &id, |g| {
+        let t = task_mut(g, &id, &task)?;
+        for (k, v) in body.as_object().into_iter().flatten() {
+            t[k] = v.clone();
+        }
+        Ok((StatusCode::OK, Json(json!({ "task": t }))))
+    })
+}
+
+async fn complete_task(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, task)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Reply {
+    let Some(done) = body.get("completed").and_then(Value::as_bool) else {
+        return unprocessable(&["completed must be a boolean value".into()]);
+    };
+    with_contact(&state, &id, |g| {
+        let t = task_mut(g, &id, &task)?;
+        t["completed"] = json!(done);
+        Ok((StatusCode::OK, Json(json!({ "task": t }))))
+    })
+}
+
+async fn delete_task(
+    State(state): State<Arc<SandboxState>>,
+    Path((id, task)): Path<(String, String)>,
+) -> Reply {
+    with_contact(&state, &id, |g| {
+        task_mut(g, &id, &task)?;
+        g.tasks
+            .entry(id.clone())
+            .or_default()
+            .retain(|t| t["id"] != task.as_str());
+        Ok((StatusCode::OK, Json(json!({"succeded": true}))))
+    })
+}
+
+async fn appointments(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    with_contact(&state, &id, |g| {
+        let events = g.appointments.get(&id).cloned().unwrap_or_default();
+        Ok((StatusCode::OK, Json(json!({ "events": events }))))
+    })
 }

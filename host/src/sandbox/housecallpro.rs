@@ -11,10 +11,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Housecall Pro's state: customers in creation order.
+/// Housecall Pro's state, each list in creation order.
 #[derive(Default)]
 pub struct Hcp {
     customers: Vec<Value>,
+    jobs: Vec<Value>,
+    leads: Vec<Value>,
 }
 
 type Reply = (StatusCode, Json<Value>);
@@ -27,6 +29,10 @@ pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
     Router::new()
         .route("/customers", get(list).post(create))
         .route("/customers/{id}", get(get_one).put(update))
+        .route("/jobs", get(list_jobs).post(create_job))
+        .route("/jobs/{id}", get(get_job))
+        .route("/leads", get(list_leads).post(create_lead))
+        .route("/leads/{id}", get(get_lead))
         .layer(from_fn_with_state(state.clone(), auth))
         .layer(from_fn_with_state((state, "housecallpro"), faults::inject))
 }
@@ -50,16 +56,36 @@ struct ListParams {
     q: Option<String>,
 }
 
-async fn list(State(state): State<Arc<SandboxState>>, Query(p): Query<ListParams>) -> Reply {
-    let page = p.page.unwrap_or(1).max(1);
-    let size = p.page_size.unwrap_or(10);
+/// One page of `items` under `key`, in Housecall Pro's paginated shape.
+fn paginate(items: Vec<&Value>, page: Option<u64>, size: Option<u64>, key: &str) -> Reply {
+    let page = page.unwrap_or(1).max(1);
+    let size = size.unwrap_or(10);
     if !(1..=100).contains(&size) {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"errors": {"page_size": ["must be between 1 and 100"]}})),
         );
     }
-    let q = p.q.unwrap_or_default().to_lowercase();
+    let total = items.len() as u64;
+    let slice: Vec<&Value> = items
+        .into_iter()
+        .skip(((page - 1) * size) as usize)
+        .take(size as usize)
+        .collect();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "page": page,
+            "page_size": size,
+            "total_pages": total.div_ceil(size),
+            "total_items": total,
+            key: slice,
+        })),
+    )
+}
+
+async fn list(State(state): State<Arc<SandboxState>>, Query(p): Query<ListParams>) -> Reply {
+    let q = p.q.clone().unwrap_or_default().to_lowercase();
     let hcp = state.hcp.lock().unwrap();
     let matching: Vec<&Value> = hcp
         .customers
@@ -81,22 +107,7 @@ async fn list(State(state): State<Arc<SandboxState>>, Query(p): Query<ListParams
                 })
         })
         .collect();
-    let total = matching.len() as u64;
-    let customers: Vec<&Value> = matching
-        .into_iter()
-        .skip(((page - 1) * size) as usize)
-        .take(size as usize)
-        .collect();
-    (
-        StatusCode::OK,
-        Json(json!({
-            "page": page,
-            "page_size": size,
-            "total_pages": total.div_ceil(size),
-            "total_items": total,
-            "customers": customers,
-        })),
-    )
+    paginate(matching, p.page, p.page_size, "customers")
 }
 
 const FIELDS: &[&str] = &[
@@ -167,5 +178,151 @@ async fn update(
             (StatusCode::OK, Json(c.clone()))
         }
         None => error(StatusCode::NOT_FOUND, "customer not found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct JobParams {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    customer_id: Option<String>,
+    work_status: Option<String>,
+    scheduled_start_min: Option<String>,
+    scheduled_start_max: Option<String>,
+}
+
+async fn list_jobs(State(state): State<Arc<SandboxState>>, Query(p): Query<JobParams>) -> Reply {
+    let hcp = state.hcp.lock().unwrap();
+    let start = |j: &Value| {
+        j["schedule"]["scheduled_start"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let matching: Vec<&Value> = hcp
+        .jobs
+        .iter()
+        .filter(|j| {
+            p.customer_id
+                .as_ref()
+                .is_none_or(|c| j["customer"]["id"] == c.as_str())
+        })
+        .filter(|j| {
+            p.work_status
+                .as_ref()
+                .is_none_or(|w| j["work_status"] == w.as_str())
+        })
+        .filter(|j| {
+            p.scheduled_start_min
+                .as_ref()
+                .is_none_or(|m| start(j) >= *m)
+        })
+        .filter(|j| {
+            p.scheduled_start_max
+                .as_ref()
+                .is_none_or(|m| start(j) <= *m)
+        })
+        .collect();
+    paginate(matching, p.page, p.page_size, "jobs")
+}
+
+fn customer_of(hcp: &Hcp, body: &Value) -> Result<Value, Reply> {
+    let Some(id) = body["customer_id"].as_str() else {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"errors": {"customer_id": ["is missing"]}})),
+        ));
+    };
+    hcp.customers
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "customer not found"))
+}
+
+async fn create_job(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    let mut hcp = state.hcp.lock().unwrap();
+    let customer = match customer_of(&hcp, &body) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let job = json!({
+        "id": format!("job_{}", new_id().to_lowercase()),
+        "invoice_number": (hcp.jobs.len() + 1001).to_string(),
+        "description": body.get("description").cloned().unwrap_or(json!("")),
+        "customer": customer,
+        "address": body.get("address").cloned().unwrap_or(json!({})),
+        "notes": [],
+        "work_status": "scheduled",
+        "schedule": body.get("schedule").cloned().unwrap_or(json!({})),
+        "lead_source": body.get("lead_source").cloned().unwrap_or(Value::Null),
+        "tags": body.get("tags").cloned().unwrap_or(json!([])),
+        "company_id": "sandbox-company",
+        "created_at": now(),
+        "updated_at": now(),
+    });
+    hcp.jobs.push(job.clone());
+    (StatusCode::CREATED, Json(job))
+}
+
+async fn get_job(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    let hcp = state.hcp.lock().unwrap();
+    match hcp.jobs.iter().find(|j| j["id"] == id.as_str()) {
+        Some(j) => (StatusCode::OK, Json(j.clone())),
+        None => error(StatusCode::NOT_FOUND, "job not found"),
+    }
+}
+
+#[derive(Deserialize)]
+struct LeadParams {
+    page: Option<u64>,
+    page_size: Option<u64>,
+    customer_id: Option<String>,
+    status: Option<String>,
+}
+
+async fn list_leads(State(state): State<Arc<SandboxState>>, Query(p): Query<LeadParams>) -> Reply {
+    let hcp = state.hcp.lock().unwrap();
+    let matching: Vec<&Value> = hcp
+        .leads
+        .iter()
+        .filter(|l| {
+            p.customer_id
+                .as_ref()
+                .is_none_or(|c| l["customer"]["id"] == c.as_str())
+        })
+        .filter(|l| p.status.as_ref().is_none_or(|s| l["status"] == s.as_str()))
+        .collect();
+    paginate(matching, p.page, p.page_size, "leads")
+}
+
+async fn create_lead(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    let mut hcp = state.hcp.lock().unwrap();
+    let customer = match customer_of(&hcp, &body) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let lead = json!({
+        "id": format!("lea_{}", new_id().to_lowercase()),
+        "number": hcp.leads.len() + 1,
+        "customer": customer,
+        "address": body.get("address").cloned().unwrap_or(json!({})),
+        "lead_source": body.get("lead_source").cloned().unwrap_or(Value::Null),
+        "tags": [],
+        "status": "open",
+        "pipeline_status": "new",
+        "company_id": "sandbox-company",
+        "created_at": now(),
+        "updated_at": now(),
+    });
+    hcp.leads.push(lead.clone());
+    (StatusCode::CREATED, Json(lead))
+}
+
+async fn get_lead(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
+    let hcp = state.hcp.lock().unwrap();
+    match hcp.leads.iter().find(|l| l["id"] == id.as_str()) {
+        Some(l) => (StatusCode::OK, Json(l.clone())),
+        None => error(StatusCode::NOT_FOUND, "lead not found"),
     }
 }

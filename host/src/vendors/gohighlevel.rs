@@ -44,6 +44,176 @@ impl GoHighLevel {
     }
 }
 
+fn task_body(task: &Value, creating: bool) -> Result<Value, RecipeError> {
+    let Some(obj) = task.as_object() else {
+        return Err(RecipeError::invalid("task", "must be an object"));
+    };
+    const FIELDS: &[&str] = &["title", "body", "dueDate", "completed", "assignedTo"];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(RecipeError::invalid(
+            format!("task.{k}"),
+            "is not a task field",
+        ));
+    }
+    if creating {
+        for k in ["title", "dueDate"] {
+            if obj.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                return Err(RecipeError::invalid(format!("task.{k}"), "is required"));
+            }
+        }
+    }
+    let mut body = obj.clone();
+    if creating {
+        body.entry("completed").or_insert(Value::Bool(false));
+    }
+    Ok(Value::Object(body))
+}
+
+/// GoHighLevel endpoints the typed interfaces do not cover: tasks, notes beyond adding,
+/// a contact's appointments, business contacts. Recipes reach them with `vendor-http`.
+impl GoHighLevel {
+    async fn json(&self, call: &Call, r: Request) -> Result<Value, RecipeError> {
+        self.http.send(call, &r).await?.json()
+    }
+
+    pub async fn tasks(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/tasks", path_id(contact)?);
+        Ok(self.json(call, Request::new(Method::GET, path)).await?["tasks"].take())
+    }
+
+    pub async fn task(&self, call: &Call, contact: &str, task: &str) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        Ok(self.json(call, Request::new(Method::GET, path)).await?["task"].take())
+    }
+
+    /// Create a task (`title` and `dueDate` required).
+    pub async fn create_task(
+        &self,
+        call: &Call,
+        contact: &str,
+        task: &Value,
+    ) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/tasks", path_id(contact)?);
+        let r = Request::new(Method::POST, path).json(&task_body(task, true)?);
+        Ok(self.json(call, r).await?["task"].take())
+    }
+
+    pub async fn update_task(
+        &self,
+        call: &Call,
+        contact: &str,
+        task: &str,
+        fields: &Value,
+    ) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        let r = Request::new(Method::PUT, path).json(&task_body(fields, false)?);
+        Ok(self.json(call, r).await?["task"].take())
+    }
+
+    pub async fn complete_task(
+        &self,
+        call: &Call,
+        contact: &str,
+        task: &str,
+        completed: bool,
+    ) -> Result<Value, RecipeError> {
+        let path = format!(
+            "/contacts/{}/tasks/{}/completed",
+            path_id(contact)?,
+            path_id(task)?
+        );
+        let r = Request::new(Method::PUT, path).json(&json!({ "completed": completed }));
+        Ok(self.json(call, r).await?["task"].take())
+    }
+
+    pub async fn delete_task(
+        &self,
+        call: &Call,
+        contact: &str,
+        task: &str,
+    ) -> Result<(), RecipeError> {
+        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        self.http
+            .send(call, &Request::new(Method::DELETE, path))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn notes(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/notes", path_id(contact)?);
+        Ok(self.json(call, Request::new(Method::GET, path)).await?["notes"].take())
+    }
+
+    pub async fn note(&self, call: &Call, contact: &str, note: &str) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        Ok(self.json(call, Request::new(Method::GET, path)).await?["note"].take())
+    }
+
+    pub async fn update_note(
+        &self,
+        call: &Call,
+        contact: &str,
+        note: &str,
+        body: &str,
+    ) -> Result<Value, RecipeError> {
+        if body.trim().is_empty() {
+            return Err(RecipeError::invalid("body", "must not be empty"));
+        }
+        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        let r = Request::new(Method::PUT, path).json(&json!({ "body": body }));
+        Ok(self.json(call, r).await?["note"].take())
+    }
+
+    pub async fn delete_note(
+        &self,
+        call: &Call,
+        contact: &str,
+        note: &str,
+    ) -> Result<(), RecipeError> {
+        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        self.http
+            .send(call, &Request::new(Method::DELETE, path))
+            .await
+            .map(|_| ())
+    }
+
+    /// A contact's appointments (`events`).
+    pub async fn appointments(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
+        let path = format!("/contacts/{}/appointments", path_id(contact)?);
+        Ok(self.json(call, Request::new(Method::GET, path)).await?["events"].take())
+    }
+
+    /// Contacts of a business, `limit` (≤ 100) from `skip`.
+    pub async fn business_contacts(
+        &self,
+        call: &Call,
+        business: &str,
+        limit: u32,
+        skip: u32,
+    ) -> Result<Page<Contact>, RecipeError> {
+        if !(1..=100).contains(&limit) {
+            return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
+        }
+        let r = Request::new(
+            Method::GET,
+            format!("/contacts/business/{}", path_id(business)?),
+        )
+        .query("locationId", &self.location_id)
+        .query("limit", limit)
+        .query("skip", skip);
+        let v = self.json(call, r).await?;
+        let items: Vec<Contact> = v["contacts"]
+            .as_array()
+            .map(|a| a.iter().map(contact_from_json).collect())
+            .unwrap_or_default();
+        let total = v["count"].as_u64();
+        let next = total
+            .filter(|t| u64::from(skip) + u64::from(limit) < *t)
+            .map(|_| (skip + limit).to_string());
+        Ok(Page { items, next, total })
+    }
+}
+
 fn s(v: &Value, key: &str) -> Option<String> {
     v.get(key)
         .and_then(Value::as_str)

@@ -4,7 +4,7 @@
 
 use super::http::{BuildError, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
-use crate::model::{Address, Contact, Page, Phone, PhoneKind, Query, RecipeError};
+use crate::model::{Address, Contact, Job, Lead, Page, Phone, PhoneKind, Query, RecipeError};
 use crate::secrets::Secret;
 use reqwest::Method;
 use serde_json::Value;
@@ -55,20 +55,7 @@ pub fn customer_from_json(v: &Value) -> Contact {
     let addresses = v
         .get("addresses")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|a| Address {
-                    street: match (s(a, "street"), s(a, "street_line_2")) {
-                        (Some(l1), Some(l2)) => Some(format!("{l1}, {l2}")),
-                        (l1, _) => l1,
-                    },
-                    city: s(a, "city"),
-                    state: s(a, "state"),
-                    postal_code: s(a, "zip"),
-                    country: s(a, "country"),
-                })
-                .collect()
-        })
+        .map(|a| a.iter().map(address_from_json).collect())
         .unwrap_or_default();
     Contact {
         id: s(v, "id"),
@@ -92,6 +79,90 @@ pub fn customer_from_json(v: &Value) -> Contact {
         created_at: s(v, "created_at"),
         updated_at: s(v, "updated_at"),
         raw: Some(v.clone()),
+    }
+}
+
+fn address_from_json(a: &Value) -> Address {
+    Address {
+        street: match (s(a, "street"), s(a, "street_line_2")) {
+            (Some(l1), Some(l2)) => Some(format!("{l1}, {l2}")),
+            (l1, _) => l1,
+        },
+        city: s(a, "city"),
+        state: s(a, "state"),
+        postal_code: s(a, "zip"),
+        country: s(a, "country"),
+    }
+}
+
+/// A Housecall Pro job as a [`Job`].
+pub fn job_from_json(v: &Value) -> Job {
+    let customer = v.get("customer").filter(|c| c.is_object());
+    Job {
+        id: s(v, "id"),
+        contact_id: customer.and_then(|c| s(c, "id")),
+        contact: customer.map(customer_from_json),
+        title: s(v, "description"),
+        description: v
+            .get("notes")
+            .and_then(Value::as_array)
+            .and_then(|n| n.first())
+            .and_then(|n| s(n, "content")),
+        status: s(v, "work_status"),
+        category: None,
+        start: s(&v["schedule"], "scheduled_start"),
+        end: s(&v["schedule"], "scheduled_end"),
+        duration_minutes: None,
+        address: v
+            .get("address")
+            .filter(|a| a.is_object())
+            .map(address_from_json),
+        raw: Some(v.clone()),
+    }
+}
+
+/// A Housecall Pro lead as a [`Lead`].
+pub fn lead_from_json(v: &Value) -> Lead {
+    let customer = v.get("customer").filter(|c| c.is_object());
+    Lead {
+        id: s(v, "id"),
+        contact_id: customer.and_then(|c| s(c, "id")),
+        contact: customer.map(customer_from_json),
+        status: s(v, "status"),
+        source: s(v, "lead_source"),
+        external_id: None,
+        notes: None,
+        created_at: s(v, "created_at"),
+        updated_at: s(v, "updated_at"),
+        raw: Some(v.clone()),
+    }
+}
+
+/// Page and page size from a query (`cursor` is the page number this client gave).
+fn paging(q: &Query, default_size: u32) -> Result<(u64, u32), RecipeError> {
+    let size = q.limit.unwrap_or(default_size);
+    if !(1..=100).contains(&size) {
+        return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
+    }
+    let page = match &q.cursor {
+        Some(c) => c
+            .parse()
+            .map_err(|_| RecipeError::invalid("cursor", "not a cursor this connection gave"))?,
+        None => 1,
+    };
+    Ok((page, size))
+}
+
+fn page_of<T>(v: &Value, key: &str, page: u64, map: fn(&Value) -> T) -> Page<T> {
+    let items = v[key]
+        .as_array()
+        .map(|a| a.iter().map(map).collect())
+        .unwrap_or_default();
+    let total_pages = v["total_pages"].as_u64().unwrap_or(page);
+    Page {
+        items,
+        next: (page < total_pages).then(|| (page + 1).to_string()),
+        total: v["total_items"].as_u64(),
     }
 }
 
@@ -136,16 +207,7 @@ impl Connector for HousecallPro {
     }
 
     async fn contacts_search(&self, call: &Call, q: &Query) -> Result<Page<Contact>, RecipeError> {
-        let size = q.limit.unwrap_or(10);
-        if !(1..=100).contains(&size) {
-            return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
-        }
-        let page: u64 = match &q.cursor {
-            Some(c) => c
-                .parse()
-                .map_err(|_| RecipeError::invalid("cursor", "not a cursor this connection gave"))?,
-            None => 1,
-        };
+        let (page, size) = paging(q, 10)?;
         let mut r = Request::new(Method::GET, "/customers")
             .query("page", page)
             .query("page_size", size);
@@ -153,15 +215,50 @@ impl Connector for HousecallPro {
             r = r.query("q", t);
         }
         let v = self.http.send(call, &r).await?.json()?;
-        let items = v["customers"]
-            .as_array()
-            .map(|a| a.iter().map(customer_from_json).collect())
-            .unwrap_or_default();
-        let total_pages = v["total_pages"].as_u64().unwrap_or(page);
-        Ok(Page {
-            items,
-            next: (page < total_pages).then(|| (page + 1).to_string()),
-            total: v["total_items"].as_u64(),
-        })
+        Ok(page_of(&v, "customers", page, customer_from_json))
+    }
+
+    async fn jobs_list(&self, call: &Call, q: &Query) -> Result<Page<Job>, RecipeError> {
+        let (page, size) = paging(q, 10)?;
+        let mut r = Request::new(Method::GET, "/jobs")
+            .query("page", page)
+            .query("page_size", size);
+        for (param, value) in [
+            ("scheduled_start_min", &q.starts_after),
+            ("scheduled_start_max", &q.starts_before),
+            ("work_status", &q.status),
+            ("customer_id", &q.text),
+        ] {
+            if let Some(v) = value {
+                r = r.query(param, v);
+            }
+        }
+        let v = self.http.send(call, &r).await?.json()?;
+        Ok(page_of(&v, "jobs", page, job_from_json))
+    }
+
+    async fn jobs_get(&self, call: &Call, id: &str) -> Result<Job, RecipeError> {
+        let r = Request::new(Method::GET, format!("/jobs/{}", path_id(id)?));
+        Ok(job_from_json(&self.http.send(call, &r).await?.json()?))
+    }
+
+    async fn leads_list(&self, call: &Call, q: &Query) -> Result<Page<Lead>, RecipeError> {
+        let (page, size) = paging(q, 10)?;
+        let mut r = Request::new(Method::GET, "/leads")
+            .query("page", page)
+            .query("page_size", size);
+        if let Some(st) = &q.status {
+            r = r.query("status", st);
+        }
+        if let Some(c) = &q.text {
+            r = r.query("customer_id", c);
+        }
+        let v = self.http.send(call, &r).await?.json()?;
+        Ok(page_of(&v, "leads", page, lead_from_json))
+    }
+
+    async fn leads_get(&self, call: &Call, id: &str) -> Result<Lead, RecipeError> {
+        let r = Request::new(Method::GET, format!("/leads/{}", path_id(id)?));
+        Ok(lead_from_json(&self.http.send(call, &r).await?.json()?))
     }
 }
