@@ -2,6 +2,7 @@
 //! sled store on disk, the real `switchboard` binary.
 
 mod cli;
+mod contracts;
 mod loading;
 mod sandbox;
 mod support;

@@ -1401,7 +1401,7 @@ async fn housecallpro_jobs_and_leads() {
     };
     let customer: serde_json::Value = hcp_post(
         "/customers",
-        json!({"first_name": "Ann", "email": "ann@example.com"}),
+        json!({"first_name": "Ann", "email": "ann@example.com", "addresses": [{"street": "1 Main St", "city": "Denver", "state": "CO", "zip": "80202", "country": "US"}]}),
     )
     .await
     .unwrap()
@@ -1409,10 +1409,11 @@ async fn housecallpro_jobs_and_leads() {
     .await
     .unwrap();
     let cid = customer["id"].as_str().unwrap();
+    let address = customer["addresses"][0]["id"].as_str().unwrap();
     for (day, what) in [("10", "Drain cleaning"), ("20", "Water heater")] {
         let r = hcp_post(
             "/jobs",
-            json!({"customer_id": cid, "description": what, "schedule": {"scheduled_start": format!("2030-01-{day}T15:00:00Z"), "scheduled_end": format!("2030-01-{day}T17:00:00Z")}, "address": {"street": "1 Main St", "city": "Denver", "state": "CO", "zip": "80202"}}),
+            json!({"customer_id": cid, "description": what, "schedule": {"scheduled_start": format!("2030-01-{day}T15:00:00Z"), "scheduled_end": format!("2030-01-{day}T17:00:00Z")}, "address_id": address}),
         )
         .await
         .unwrap();

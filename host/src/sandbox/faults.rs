@@ -80,5 +80,53 @@ pub async fn inject(
         }
         return response;
     }
-    next.run(request).await
+    record(&state, vendor, request, next).await
+}
+
+/// One request and its answer, as the sandbox saw them (for contract tests).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub vendor: String,
+    pub method: String,
+    /// The path under the vendor's prefix, e.g. `/contacts/abc`.
+    pub path: String,
+    pub request: Option<serde_json::Value>,
+    pub status: u16,
+    pub response: Option<serde_json::Value>,
+}
+
+/// Exchanges kept, newest last.
+const KEPT: usize = 10_000;
+
+async fn record(state: &SandboxState, vendor: &str, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 << 20).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+    };
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let request_json = serde_json::from_slice(&bytes).ok();
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let exchange = Exchange {
+        vendor: vendor.to_string(),
+        method,
+        path,
+        request: request_json,
+        status: parts.status.as_u16(),
+        response: serde_json::from_slice(&bytes).ok(),
+    };
+    {
+        let mut kept = state.exchanges.lock().unwrap();
+        if kept.len() >= KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(exchange);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }

@@ -56,8 +56,9 @@ fn unprocessable(messages: &[String]) -> Reply {
     )
 }
 
+/// GoHighLevel answers a missing record with 400 (its OpenAPI documents no 404).
 fn not_found() -> Reply {
-    error(StatusCode::NOT_FOUND, "Contact not found")
+    error(StatusCode::BAD_REQUEST, "Contact not found")
 }
 
 pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
@@ -275,7 +276,7 @@ async fn upsert(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
             ghl.contacts
                 .insert(contact["id"].as_str().unwrap().to_string(), contact.clone());
             (
-                StatusCode::CREATED,
+                StatusCode::OK,
                 Json(json!({"new": true, "contact": contact, "traceId": trace})),
             )
         }
@@ -507,7 +508,7 @@ async fn get_note(
             .get(&id)
             .and_then(|n| n.iter().find(|n| n["id"] == note.as_str()));
         n.map(|n| (StatusCode::OK, Json(json!({ "note": n }))))
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "Note not found"))
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Note not found"))
     })
 }
 
@@ -528,7 +529,7 @@ async fn update_note(
             .notes
             .get_mut(&id)
             .and_then(|n| n.iter_mut().find(|n| n["id"] == note.as_str()))
-            .ok_or_else(|| error(StatusCode::NOT_FOUND, "Note not found"))?;
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Note not found"))?;
         n["body"] = json!(text);
         Ok((StatusCode::OK, Json(json!({ "note": n }))))
     })
@@ -543,7 +544,7 @@ async fn delete_note(
         let before = notes.len();
         notes.retain(|n| n["id"] != note.as_str());
         if notes.len() == before {
-            return Err(error(StatusCode::NOT_FOUND, "Note not found"));
+            return Err(error(StatusCode::BAD_REQUEST, "Note not found"));
         }
         Ok((StatusCode::OK, Json(json!({"succeded": true}))))
     })
@@ -581,7 +582,7 @@ fn task_mut<'a>(g: &'a mut Ghl, id: &str, task: &str) -> Result<&'a mut Value, R
     g.tasks
         .get_mut(id)
         .and_then(|t| t.iter_mut().find(|t| t["id"] == task))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Task not found"))
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Task not found"))
 }
 
 async fn create_task(

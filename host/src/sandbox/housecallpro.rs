@@ -131,20 +131,32 @@ fn merge(customer: &mut Value, body: &Value) {
             customer[k] = v.clone();
         }
     }
+    // Every stored address has an id (jobs refer to it) and a type.
+    if let Some(addresses) = customer["addresses"].as_array_mut() {
+        for a in addresses.iter_mut().filter(|a| a.is_object()) {
+            if a.get("id").is_none() {
+                a["id"] = json!(format!("adr_{}", new_id().to_lowercase()));
+            }
+            if a.get("type").is_none() {
+                a["type"] = json!("service");
+            }
+        }
+    }
     customer["updated_at"] = json!(now());
 }
 
-async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+/// A new customer from a create body, or the 422 Housecall Pro answers.
+fn new_customer(body: &Value) -> Result<Value, Reply> {
     let has = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)
             .is_some_and(|v| !v.is_empty())
     };
     if !(has("first_name") || has("last_name") || has("email") || has("mobile_number")) {
-        return (
+        return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"errors": {"name": ["is missing"]}})),
-        );
+        ));
     }
     let mut customer = json!({
         "id": format!("cus_{}", new_id().to_lowercase()),
@@ -153,9 +165,18 @@ async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
         "tags": [],
         "addresses": [],
     });
-    merge(&mut customer, &body);
-    state.hcp.lock().unwrap().customers.push(customer.clone());
-    (StatusCode::CREATED, Json(customer))
+    merge(&mut customer, body);
+    Ok(customer)
+}
+
+async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
+    match new_customer(&body) {
+        Ok(customer) => {
+            state.hcp.lock().unwrap().customers.push(customer.clone());
+            (StatusCode::CREATED, Json(customer))
+        }
+        Err(e) => e,
+    }
 }
 
 async fn get_one(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
@@ -246,12 +267,23 @@ async fn create_job(State(state): State<Arc<SandboxState>>, Json(body): Json<Val
         Ok(c) => c,
         Err(e) => return e,
     };
+    let address = body["address_id"].as_str().and_then(|id| {
+        customer["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == id).cloned())
+    });
+    let Some(address) = address else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"errors": {"address_id": ["must be one of the customer's addresses"]}})),
+        );
+    };
     let job = json!({
         "id": format!("job_{}", new_id().to_lowercase()),
         "invoice_number": (hcp.jobs.len() + 1001).to_string(),
         "description": body.get("description").cloned().unwrap_or(json!("")),
         "customer": customer,
-        "address": body.get("address").cloned().unwrap_or(json!({})),
+        "address": address,
         "notes": [],
         "work_status": "scheduled",
         "schedule": body.get("schedule").cloned().unwrap_or(json!({})),
@@ -298,15 +330,24 @@ async fn list_leads(State(state): State<Arc<SandboxState>>, Query(p): Query<Lead
 
 async fn create_lead(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {
     let mut hcp = state.hcp.lock().unwrap();
-    let customer = match customer_of(&hcp, &body) {
-        Ok(c) => c,
-        Err(e) => return e,
+    // Either an existing customer's id or the details of a new one.
+    let customer = match body.get("customer").filter(|c| c.is_object()) {
+        Some(details) => match new_customer(details) {
+            Ok(c) => {
+                hcp.customers.push(c.clone());
+                c
+            }
+            Err(e) => return e,
+        },
+        None => match customer_of(&hcp, &body) {
+            Ok(c) => c,
+            Err(e) => return e,
+        },
     };
     let lead = json!({
         "id": format!("lea_{}", new_id().to_lowercase()),
         "number": hcp.leads.len() + 1,
         "customer": customer,
-        "address": body.get("address").cloned().unwrap_or(json!({})),
         "lead_source": body.get("lead_source").cloned().unwrap_or(Value::Null),
         "tags": [],
         "status": "open",

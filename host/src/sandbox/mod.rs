@@ -14,7 +14,7 @@ pub mod housecallpro;
 pub mod pocketboss;
 pub mod welcomehome;
 
-pub use faults::Faults;
+pub use faults::{Exchange, Faults};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -61,6 +61,7 @@ pub struct SandboxState {
     pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
+    pub(crate) exchanges: Mutex<std::collections::VecDeque<Exchange>>,
 }
 
 impl SandboxState {
@@ -74,11 +75,23 @@ impl SandboxState {
             wh: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
+            exchanges: Mutex::default(),
         })
     }
 }
 
 impl SandboxState {
+    /// The requests `vendor` answered (not faulted ones), oldest first.
+    pub fn exchanges(&self, vendor: &str) -> Vec<Exchange> {
+        self.exchanges
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.vendor == vendor)
+            .cloned()
+            .collect()
+    }
+
     /// How many requests `vendor` has received.
     pub fn requests(&self, vendor: &str) -> u64 {
         self.requests

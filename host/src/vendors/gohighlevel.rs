@@ -69,11 +69,25 @@ fn task_body(task: &Value, creating: bool) -> Result<Value, RecipeError> {
     Ok(Value::Object(body))
 }
 
+impl GoHighLevel {
+    /// Send, mapping GoHighLevel's "not found" (a 400 with that message) to `not-found`.
+    async fn send(&self, call: &Call, r: &Request) -> Result<super::http::Response, RecipeError> {
+        match self.http.send(call, r).await {
+            Err(RecipeError::Invalid { reason, .. })
+                if reason.to_lowercase().contains("not found") =>
+            {
+                Err(RecipeError::NotFound { message: reason })
+            }
+            other => other,
+        }
+    }
+}
+
 /// GoHighLevel endpoints the typed interfaces do not cover: tasks, notes beyond adding,
 /// a contact's appointments, business contacts. Recipes reach them with `vendor-http`.
 impl GoHighLevel {
     async fn json(&self, call: &Call, r: Request) -> Result<Value, RecipeError> {
-        self.http.send(call, &r).await?.json()
+        self.send(call, &r).await?.json()
     }
 
     pub async fn tasks(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
@@ -352,7 +366,7 @@ impl Connector for GoHighLevel {
         let r = Request::new(Method::POST, "/contacts/search")
             .json(&body)
             .idempotent();
-        let total = self.http.send(call, &r).await?.json()?["total"].as_u64();
+        let total = self.send(call, &r).await?.json()?["total"].as_u64();
         Ok(format!(
             "location {} answered ({} contacts)",
             self.location_id,
@@ -366,7 +380,7 @@ impl Connector for GoHighLevel {
 
     async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
         let r = Request::new(Method::GET, format!("/contacts/{}", path_id(id)?));
-        contact_of(&self.http.send(call, &r).await?.json()?)
+        contact_of(&self.send(call, &r).await?.json()?)
     }
 
     async fn contacts_search(&self, call: &Call, q: &Query) -> Result<Page<Contact>, RecipeError> {
@@ -388,7 +402,7 @@ impl Connector for GoHighLevel {
         let r = Request::new(Method::POST, "/contacts/search")
             .json(&body)
             .idempotent();
-        let v = self.http.send(call, &r).await?.json()?;
+        let v = self.send(call, &r).await?.json()?;
         let items: Vec<Contact> = v["contacts"]
             .as_array()
             .map(|a| a.iter().map(contact_from_json).collect())
@@ -404,7 +418,7 @@ impl Connector for GoHighLevel {
         check_email(c)?;
         let r = Request::new(Method::POST, "/contacts/")
             .json(&contact_to_json(c, Some(&self.location_id)));
-        contact_of(&self.http.send(call, &r).await?.json()?)
+        contact_of(&self.send(call, &r).await?.json()?)
     }
 
     async fn contacts_update(
@@ -416,7 +430,7 @@ impl Connector for GoHighLevel {
         check_email(c)?;
         let r = Request::new(Method::PUT, format!("/contacts/{}", path_id(id)?))
             .json(&contact_to_json(c, None));
-        contact_of(&self.http.send(call, &r).await?.json()?)
+        contact_of(&self.send(call, &r).await?.json()?)
     }
 
     async fn contacts_upsert(
@@ -435,13 +449,13 @@ impl Connector for GoHighLevel {
         let r = Request::new(Method::POST, "/contacts/upsert")
             .json(&contact_to_json(c, Some(&self.location_id)))
             .idempotent();
-        let v = self.http.send(call, &r).await?.json()?;
+        let v = self.send(call, &r).await?.json()?;
         Ok((contact_of(&v)?, v["new"].as_bool().unwrap_or(false)))
     }
 
     async fn contacts_delete(&self, call: &Call, id: &str) -> Result<(), RecipeError> {
         let r = Request::new(Method::DELETE, format!("/contacts/{}", path_id(id)?));
-        self.http.send(call, &r).await.map(|_| ())
+        self.send(call, &r).await.map(|_| ())
     }
 
     async fn contacts_add_tags(
@@ -453,7 +467,7 @@ impl Connector for GoHighLevel {
         let r = Request::new(Method::POST, format!("/contacts/{}/tags", path_id(id)?))
             .json(&json!({ "tags": tags }))
             .idempotent();
-        self.http.send(call, &r).await.map(|_| ())
+        self.send(call, &r).await.map(|_| ())
     }
 
     async fn contacts_remove_tags(
@@ -464,7 +478,7 @@ impl Connector for GoHighLevel {
     ) -> Result<(), RecipeError> {
         let r = Request::new(Method::DELETE, format!("/contacts/{}/tags", path_id(id)?))
             .json(&json!({ "tags": tags }));
-        self.http.send(call, &r).await.map(|_| ())
+        self.send(call, &r).await.map(|_| ())
     }
 
     async fn contacts_add_note(
@@ -478,7 +492,7 @@ impl Connector for GoHighLevel {
         }
         let r = Request::new(Method::POST, format!("/contacts/{}/notes", path_id(id)?))
             .json(&json!({ "body": body }));
-        let v = self.http.send(call, &r).await?.json()?;
+        let v = self.send(call, &r).await?.json()?;
         s(&v["note"], "id").ok_or_else(|| RecipeError::Upstream {
             status: 200,
             message: "gohighlevel answered without a note id".into(),
