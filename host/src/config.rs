@@ -90,7 +90,17 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text)
+        let mut config = Self::parse(path, &text)?;
+        // Secret files named relative to the config file are found beside it.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for c in config.connections.values_mut() {
+            if let crate::secrets::SecretSource::File(f) = &mut c.secret
+                && f.is_relative()
+            {
+                *f = base.join(&*f);
+            }
+        }
+        Ok(config)
     }
 
     /// Parse and check configuration text; `path` only names it in errors.

@@ -185,3 +185,107 @@ fn a_bad_config_names_the_file_and_field() {
     let err = text(&out.stderr);
     assert!(err.contains("sb.toml: runtime.memory_limit_mib"), "{err}");
 }
+
+#[test]
+fn connections_check_says_which_work_and_why_others_fail() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = switchboard::sandbox::SandboxKeys::default();
+    let sandbox = rt
+        .block_on(switchboard::sandbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            keys.clone(),
+        ))
+        .unwrap();
+    let dir = workdir();
+    std::fs::write(dir.path().join("ghl.key"), &keys.gohighlevel).unwrap();
+    std::fs::write(dir.path().join("hb.key"), "wrong-homebase-key-123").unwrap();
+    let config = format!(
+        r#"
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "{location}"
+base_url = "{ghl}"
+
+[connections.hb]
+vendor = "homebase360"
+secret = {{ file = "hb.key" }}
+base_url = "{hb}"
+"#,
+        location = switchboard::sandbox::GHL_LOCATION,
+        ghl = sandbox.base_url("gohighlevel"),
+        hb = sandbox.base_url("homebase360"),
+    );
+    std::fs::write(dir.path().join("sb.toml"), config).unwrap();
+    let out = switchboard(dir.path(), &["--config", "sb.toml", "connections", "check"]);
+    assert_eq!(out.status.code(), Some(1), "one connection fails");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ghl (gohighlevel): working"), "{stdout}");
+    assert!(
+        stdout.contains("hb (homebase360): failing: unauthorized"),
+        "{stdout}"
+    );
+    let everything = format!("{stdout}{}", text(&out.stderr));
+    assert!(
+        !everything.contains(&keys.gohighlevel) && !everything.contains("wrong-homebase-key-123")
+    );
+
+    // A secret that cannot be read is a config error naming the connection and field.
+    std::fs::write(
+        dir.path().join("missing.toml"),
+        "[connections.ghl]\nvendor = \"gohighlevel\"\nsecret = { env = \"SWITCHBOARD_TEST_NO_SUCH_VAR\" }\nlocation_id = \"x\"\n",
+    )
+    .unwrap();
+    let out = switchboard(
+        dir.path(),
+        &["--config", "missing.toml", "connections", "check"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "missing.toml: connections.ghl.secret: environment variable SWITCHBOARD_TEST_NO_SUCH_VAR is not set"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(sandbox);
+}
+
+#[test]
+fn the_sandbox_command_serves_the_vendor_apis() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("vendor sandbox listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let key = switchboard::sandbox::SandboxKeys::default().welcomehome;
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .get(format!("{url}/welcomehome/ping"))
+                .header("Authorization", format!("Token token={key}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(answer, r#"{"account_id":2,"lead_source_id":null}"#);
+}

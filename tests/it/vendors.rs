@@ -1581,3 +1581,29 @@ async fn gohighlevel_tasks_notes_appointments_and_business_contacts() {
         Err(RecipeError::Invalid { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_for_reads_but_not_for_creates() {
+    let f = Fixture::new().await;
+    let connections = f.connections();
+    let ghl = connections.get("ghl").unwrap();
+    let c = call();
+    f.faults("gohighlevel", json!({"drop_next": 1})).await;
+    let page = ghl.contacts_search(&c, &Query::default()).await.unwrap();
+    assert_eq!(page.total, Some(0), "the search was resent after the drop");
+    f.faults("gohighlevel", json!({"drop_next": 1})).await;
+    let err = ghl
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Once".into()),
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecipeError::Upstream { status: 502, message } if message.contains("connection broke")),
+        "{err:?}"
+    );
+}

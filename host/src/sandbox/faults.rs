@@ -29,6 +29,27 @@ pub struct Faults {
     pub status: Option<u16>,
     /// `Retry-After` seconds on 429s (default 1).
     pub retry_after: Option<u64>,
+    /// Break the connection of the next `drop_next` requests mid-answer.
+    #[serde(default)]
+    pub drop_next: u32,
+}
+
+/// A response body that fails as soon as it is read: the connection breaks.
+struct Broken;
+
+impl http_body::Body for Broken {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "sandbox fault: connection dropped",
+        ))))
+    }
 }
 
 /// Apply the faults set for `vendor` before the request reaches its handler.
@@ -43,11 +64,13 @@ pub async fn inject(
         .unwrap()
         .entry(vendor.to_string())
         .or_default() += 1;
-    let (latency, fail, status, retry_after) = {
+    let (latency, fail, status, retry_after, drop) = {
         let mut faults = state.faults.lock().unwrap();
         match faults.get_mut(vendor) {
-            None => (0, false, 500, 1),
+            None => (0, false, 500, 1, false),
             Some(f) => {
+                let drop = f.drop_next > 0;
+                f.drop_next = f.drop_next.saturating_sub(1);
                 let fail = if f.fail_next > 0 {
                     f.fail_next -= 1;
                     true
@@ -59,12 +82,16 @@ pub async fn inject(
                     fail,
                     f.status.unwrap_or(500),
                     f.retry_after.unwrap_or(1),
+                    drop,
                 )
             }
         }
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if drop {
+        return Response::new(axum::body::Body::new(Broken));
     }
     if fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
