@@ -1607,3 +1607,148 @@ async fn a_dropped_connection_is_retried_for_reads_but_not_for_creates() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_delivers_signed_webhooks_when_its_data_changes() {
+    use axum::extract::State;
+    use base64::Engine;
+    use ed25519_dalek::Verifier;
+    type Received = Arc<Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
+    let received: Received = Arc::default();
+    async fn hook(
+        State(received): State<Received>,
+        axum::extract::Path(vendor): axum::extract::Path<String>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> &'static str {
+        received.lock().unwrap().push((vendor, headers, body));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/hooks/{vendor}", axum::routing::post(hook))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let f = Fixture::new().await;
+    let http = reqwest::Client::new();
+    let admin = |vendor: &str, body: serde_json::Value| {
+        http.put(format!(
+            "http://{}/_sandbox/webhooks/{vendor}",
+            f.sandbox.addr
+        ))
+        .json(&body)
+        .send()
+    };
+    let hcp_secret = "hcp-signing-secret";
+    assert_eq!(
+        admin(
+            "housecallpro",
+            json!({"url": format!("http://{receiver}/hooks/housecallpro"), "secret": hcp_secret})
+        )
+        .await
+        .unwrap()
+        .status(),
+        204
+    );
+    assert_eq!(
+        admin(
+            "gohighlevel",
+            json!({"url": format!("http://{receiver}/hooks/gohighlevel")})
+        )
+        .await
+        .unwrap()
+        .status(),
+        204
+    );
+    let public_key = http
+        .get(format!(
+            "http://{}/_sandbox/webhooks/gohighlevel/public-key",
+            f.sandbox.addr
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    let created = http
+        .post(format!("{}/customers", f.sandbox.base_url("housecallpro")))
+        .header(
+            "Authorization",
+            format!("Token {}", f.sandbox.state.keys.housecallpro),
+        )
+        .json(&json!({"first_name": "Hook", "email": "hook@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let connections = f.connections();
+    connections
+        .get("ghl")
+        .unwrap()
+        .contacts_upsert(
+            &call(),
+            &Contact {
+                first_name: Some("Hook".into()),
+                emails: vec!["hook@example.com".into()],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "both deliveries arrived");
+    for (vendor, headers, body) in got {
+        let payload: serde_json::Value = serde_json::from_str(&body).unwrap();
+        match vendor.as_str() {
+            "housecallpro" => {
+                assert_eq!(payload["event"], "customer.created");
+                assert_eq!(payload["customer"]["first_name"], "Hook");
+                let ts = headers["api-timestamp"].to_str().unwrap();
+                let expected =
+                    switchboard::sandbox::webhooks::hcp_signature(hcp_secret, ts, body.as_bytes());
+                assert_eq!(headers["api-signature"].to_str().unwrap(), expected);
+                assert_ne!(
+                    switchboard::sandbox::webhooks::hcp_signature(
+                        "another-secret",
+                        ts,
+                        body.as_bytes()
+                    ),
+                    expected
+                );
+            }
+            "gohighlevel" => {
+                assert_eq!(payload["type"], "ContactCreate");
+                assert_eq!(payload["locationId"], GHL_LOCATION);
+                assert!(payload["webhookId"].is_string() && payload["timestamp"].is_string());
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let key: [u8; 32] = b64.decode(&public_key).unwrap().try_into().unwrap();
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+                let sig = b64
+                    .decode(headers["x-ghl-signature"].to_str().unwrap())
+                    .unwrap();
+                let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+                key.verify(body.as_bytes(), &sig)
+                    .expect("a valid Ed25519 signature");
+                assert!(key.verify(b"tampered", &sig).is_err());
+            }
+            other => panic!("unexpected vendor {other}"),
+        }
+    }
+    assert!(
+        f.sandbox
+            .state
+            .deliveries()
+            .iter()
+            .all(|d| d.status == Some(200))
+    );
+    server.abort();
+}

@@ -253,6 +253,7 @@ async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
     let contact = new_contact(&body);
     ghl.contacts
         .insert(contact["id"].as_str().unwrap().to_string(), contact.clone());
+    state.emit_ghl("ContactCreate", &contact);
     (StatusCode::CREATED, Json(json!({ "contact": contact })))
 }
 
@@ -266,6 +267,7 @@ async fn upsert(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
         Some(id) => {
             let contact = ghl.contacts.get_mut(&id).unwrap();
             merge(contact, &body);
+            state.emit_ghl("ContactUpdate", contact);
             (
                 StatusCode::OK,
                 Json(json!({"new": false, "contact": contact, "traceId": trace})),
@@ -275,6 +277,7 @@ async fn upsert(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
             let contact = new_contact(&body);
             ghl.contacts
                 .insert(contact["id"].as_str().unwrap().to_string(), contact.clone());
+            state.emit_ghl("ContactCreate", &contact);
             (
                 StatusCode::OK,
                 Json(json!({"new": true, "contact": contact, "traceId": trace})),
@@ -335,6 +338,7 @@ async fn update(
     match ghl.contacts.get_mut(&id) {
         Some(c) => {
             merge(c, &body);
+            state.emit_ghl("ContactUpdate", c);
             (
                 StatusCode::OK,
                 Json(json!({"succeded": true, "contact": c})),
@@ -347,7 +351,8 @@ async fn update(
 async fn delete(State(state): State<Arc<SandboxState>>, Path(id): Path<String>) -> Reply {
     let mut ghl = state.ghl.lock().unwrap();
     match ghl.contacts.remove(&id) {
-        Some(_) => {
+        Some(c) => {
+            state.emit_ghl("ContactDelete", &c);
             ghl.notes.remove(&id);
             (StatusCode::OK, Json(json!({"succeded": true})))
         }
@@ -393,6 +398,7 @@ async fn add_tags(
         }
     }
     c["tags"] = json!(all);
+    state.emit_ghl("ContactTagUpdate", c);
     (StatusCode::CREATED, Json(json!({ "tags": all })))
 }
 
@@ -419,6 +425,7 @@ async fn remove_tags(
         })
         .unwrap_or_default();
     c["tags"] = json!(all);
+    state.emit_ghl("ContactTagUpdate", c);
     (StatusCode::OK, Json(json!({ "tags": all })))
 }
 

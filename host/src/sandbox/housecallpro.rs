@@ -173,6 +173,7 @@ async fn create(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>)
     match new_customer(&body) {
         Ok(customer) => {
             state.hcp.lock().unwrap().customers.push(customer.clone());
+            state.emit_hcp("customer.created", "customer", &customer);
             (StatusCode::CREATED, Json(customer))
         }
         Err(e) => e,
@@ -196,6 +197,7 @@ async fn update(
     match hcp.customers.iter_mut().find(|c| c["id"] == id.as_str()) {
         Some(c) => {
             merge(c, &body);
+            state.emit_hcp("customer.updated", "customer", c);
             (StatusCode::OK, Json(c.clone()))
         }
         None => error(StatusCode::NOT_FOUND, "customer not found"),
@@ -294,6 +296,7 @@ async fn create_job(State(state): State<Arc<SandboxState>>, Json(body): Json<Val
         "updated_at": now(),
     });
     hcp.jobs.push(job.clone());
+    state.emit_hcp("job.created", "job", &job);
     (StatusCode::CREATED, Json(job))
 }
 
@@ -357,6 +360,7 @@ async fn create_lead(State(state): State<Arc<SandboxState>>, Json(body): Json<Va
         "updated_at": now(),
     });
     hcp.leads.push(lead.clone());
+    state.emit_hcp("lead.created", "lead", &lead);
     (StatusCode::CREATED, Json(lead))
 }
 

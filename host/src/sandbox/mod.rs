@@ -12,6 +12,7 @@ pub mod gohighlevel;
 pub mod homebase360;
 pub mod housecallpro;
 pub mod pocketboss;
+pub mod webhooks;
 pub mod welcomehome;
 
 pub use faults::{Exchange, Faults};
@@ -62,6 +63,10 @@ pub struct SandboxState {
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
     pub(crate) exchanges: Mutex<std::collections::VecDeque<Exchange>>,
+    pub(crate) webhooks: Mutex<BTreeMap<String, webhooks::Target>>,
+    pub(crate) deliveries: Mutex<Vec<webhooks::Delivery>>,
+    pub(crate) ghl_signing: ed25519_dalek::SigningKey,
+    pub(crate) http: reqwest::Client,
 }
 
 impl SandboxState {
@@ -76,6 +81,12 @@ impl SandboxState {
             faults: Mutex::default(),
             requests: Mutex::default(),
             exchanges: Mutex::default(),
+            webhooks: Mutex::default(),
+            deliveries: Mutex::default(),
+            ghl_signing: ed25519_dalek::SigningKey::from_bytes(&std::array::from_fn(|_| {
+                fastrand::u8(..)
+            })),
+            http: reqwest::Client::new(),
         })
     }
 }
@@ -115,6 +126,13 @@ pub fn router(state: Arc<SandboxState>) -> Router {
             "/_sandbox/faults/{vendor}",
             put(set_faults).delete(clear_faults),
         )
+        .route("/_sandbox/webhooks/{vendor}", put(set_webhook))
+        .route(
+            "/_sandbox/webhooks/gohighlevel/public-key",
+            axum::routing::get(|State(state): State<Arc<SandboxState>>| async move {
+                state.ghl_public_key()
+            }),
+        )
         .with_state(state)
 }
 
@@ -135,6 +153,18 @@ async fn set_faults(
         return StatusCode::NOT_FOUND;
     }
     state.faults.lock().unwrap().insert(vendor, faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn set_webhook(
+    State(state): State<Arc<SandboxState>>,
+    Path(vendor): Path<String>,
+    axum::Json(target): axum::Json<webhooks::Target>,
+) -> StatusCode {
+    if !["gohighlevel", "housecallpro"].contains(&vendor.as_str()) {
+        return StatusCode::NOT_FOUND;
+    }
+    state.webhooks.lock().unwrap().insert(vendor, target);
     StatusCode::NO_CONTENT
 }
 
