@@ -1752,3 +1752,71 @@ async fn the_sandbox_delivers_signed_webhooks_when_its_data_changes() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn gohighlevel_lists_contacts_with_start_after_paging() {
+    let f = Fixture::new().await;
+    let ghl = switchboard::vendors::gohighlevel::GoHighLevel::new(
+        Some(&f.sandbox.base_url("gohighlevel")),
+        &switchboard::secrets::Secret::new(f.sandbox.state.keys.gohighlevel.clone()),
+        GHL_LOCATION.into(),
+        Default::default(),
+    )
+    .unwrap();
+    use switchboard::vendors::Connector;
+    let c = call();
+    for i in 0..5 {
+        ghl.contacts_create(
+            &c,
+            &Contact {
+                first_name: Some(format!("N{i}")),
+                emails: vec![format!("n{i}@example.com")],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = ghl.list_contacts(&c, 2, cursor.as_deref()).await.unwrap();
+        assert_eq!(page.total, Some(5));
+        seen.extend(page.items.into_iter().map(|c| c.first_name.unwrap()));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["N0", "N1", "N2", "N3", "N4"]);
+    assert!(matches!(
+        ghl.list_contacts(&c, 2, Some("garbage")).await,
+        Err(RecipeError::Invalid { field, .. }) if field == "cursor"
+    ));
+}
+
+#[tokio::test]
+async fn injected_latency_past_the_deadline_is_a_timeout() {
+    let f = Fixture::new().await;
+    let connections = f.build(&f.config(Some(0)));
+    let hcp = connections.get("hcp").unwrap();
+    f.faults("housecallpro", json!({"latency_ms": 2000})).await;
+    let c = Call {
+        deadline: Instant::now() + Duration::from_millis(300),
+    };
+    let started = Instant::now();
+    assert_eq!(
+        hcp.contacts_search(&c, &Query::default())
+            .await
+            .unwrap_err(),
+        RecipeError::Timeout
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    f.faults("housecallpro", json!({"error_rate": 1.0, "status": 503}))
+        .await;
+    assert!(matches!(
+        hcp.contacts_search(&call(), &Query::default()).await,
+        Err(RecipeError::Upstream { status: 503, .. })
+    ));
+}

@@ -63,7 +63,7 @@ fn not_found() -> Reply {
 
 pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
     Router::new()
-        .route("/contacts/", post(create))
+        .route("/contacts/", post(create).get(list))
         .route("/contacts/upsert", post(upsert))
         .route("/contacts/search", post(search))
         .route("/contacts/{id}", get(get_one).put(update).delete(delete))
@@ -677,4 +677,77 @@ async fn appointments(State(state): State<Arc<SandboxState>>, Path(id): Path<Str
         let events = g.appointments.get(&id).cloned().unwrap_or_default();
         Ok((StatusCode::OK, Json(json!({ "events": events }))))
     })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    location_id: Option<String>,
+    limit: Option<usize>,
+    start_after_id: Option<String>,
+    start_after: Option<i64>,
+    query: Option<String>,
+}
+
+/// Milliseconds since the epoch of a contact's `dateAdded`, the list's sort key.
+fn added_ms(c: &Value) -> i64 {
+    c["dateAdded"]
+        .as_str()
+        .and_then(|d| {
+            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// The deprecated `GET /contacts/`, paged with `startAfterId` and `startAfter`.
+async fn list(
+    State(state): State<Arc<SandboxState>>,
+    axum::extract::Query(p): axum::extract::Query<ListParams>,
+) -> Reply {
+    if p.location_id.as_deref() != Some(GHL_LOCATION) {
+        return unprocessable(&["locationId should not be empty".into()]);
+    }
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return unprocessable(&["limit must not be greater than 100".into()]);
+    }
+    let query = p.query.unwrap_or_default().to_lowercase();
+    let ghl = state.ghl.lock().unwrap();
+    let mut all: Vec<(i64, &String, &Value)> = ghl
+        .contacts
+        .iter()
+        .filter(|(_, c)| {
+            query.is_empty()
+                || ["fullNameLowerCase", "email", "phone"]
+                    .iter()
+                    .any(|k| lower(c, k).is_some_and(|v| v.contains(&query)))
+        })
+        .map(|(id, c)| (added_ms(c), id, c))
+        .collect();
+    all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let total = all.len();
+    let after = match (p.start_after, &p.start_after_id) {
+        (Some(ms), Some(id)) => all
+            .iter()
+            .position(|(m, i, _)| (*m, *i) > (ms, id))
+            .unwrap_or(total),
+        _ => 0,
+    };
+    let page: Vec<&(i64, &String, &Value)> = all.iter().skip(after).take(limit).collect();
+    let mut meta = json!({"total": total, "currentPage": after / limit + 1});
+    if after + page.len() < total
+        && let Some((ms, id, _)) = page.last()
+    {
+        meta["startAfter"] = json!(ms);
+        meta["startAfterId"] = json!(id);
+        meta["nextPage"] = json!(after / limit + 2);
+        meta["nextPageUrl"] = json!(format!(
+            "/contacts/?locationId={GHL_LOCATION}&startAfter={ms}&startAfterId={id}&limit={limit}"
+        ));
+    }
+    let contacts: Vec<&Value> = page.iter().map(|(_, _, c)| *c).collect();
+    (
+        StatusCode::OK,
+        Json(json!({"contacts": contacts, "count": contacts.len(), "meta": meta})),
+    )
 }

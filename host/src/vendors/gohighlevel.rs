@@ -197,6 +197,46 @@ impl GoHighLevel {
         Ok(self.json(call, Request::new(Method::GET, path)).await?["events"].take())
     }
 
+    /// All contacts of the location, `limit` (≤ 100) at a time, with the list endpoint's
+    /// `startAfter`/`startAfterId` paging (the cursor carries both).
+    pub async fn list_contacts(
+        &self,
+        call: &Call,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Contact>, RecipeError> {
+        if !(1..=100).contains(&limit) {
+            return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
+        }
+        let mut r = Request::new(Method::GET, "/contacts/")
+            .query("locationId", &self.location_id)
+            .query("limit", limit);
+        if let Some(c) = cursor {
+            let (after, id) = c
+                .split_once(':')
+                .filter(|(a, id)| a.parse::<i64>().is_ok() && !id.is_empty())
+                .ok_or_else(|| {
+                    RecipeError::invalid("cursor", "not a cursor this connection gave")
+                })?;
+            r = r.query("startAfter", after).query("startAfterId", id);
+        }
+        let v = self.json(call, r).await?;
+        let items = v["contacts"]
+            .as_array()
+            .map(|a| a.iter().map(contact_from_json).collect())
+            .unwrap_or_default();
+        let meta = &v["meta"];
+        let next = match (meta["startAfter"].as_i64(), meta["startAfterId"].as_str()) {
+            (Some(after), Some(id)) => Some(format!("{after}:{id}")),
+            _ => None,
+        };
+        Ok(Page {
+            items,
+            next,
+            total: meta["total"].as_u64(),
+        })
+    }
+
     /// Contacts of a business, `limit` (≤ 100) from `skip`.
     pub async fn business_contacts(
         &self,
