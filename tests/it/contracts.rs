@@ -302,6 +302,10 @@ async fn gohighlevel_requests_and_sandbox_answers_match_the_official_openapi() {
     )
     .await
     .unwrap();
+    let listed = ghl.list_contacts(&c, 1, None).await.unwrap();
+    ghl.list_contacts(&c, 1, listed.next.as_deref())
+        .await
+        .unwrap();
     ghl.contacts_add_tags(&c, &id, &["vip".into()])
         .await
         .unwrap();
