@@ -9,11 +9,10 @@
 use crate::support::*;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use switchboard::model::{Contact, Query};
 use switchboard::sandbox::{self, Exchange, GHL_LOCATION, SandboxKeys};
 use switchboard::secrets::Secret;
-use switchboard::vendors::{Call, Connector};
+use switchboard::vendors::Connector;
 
 fn specs_dir() -> PathBuf {
     let dir = std::env::var_os("SWITCHBOARD_SPECS")
@@ -197,12 +196,6 @@ impl Spec {
             problems.len(),
             problems.join("\n")
         );
-    }
-}
-
-fn call() -> Call {
-    Call {
-        deadline: Instant::now() + Duration::from_secs(10),
     }
 }
 
@@ -426,10 +419,15 @@ async fn housecallpro_sandbox_answers_match_the_housecall_spec() {
     let hcp = switchboard::vendors::housecallpro::HousecallPro::new(
         Some(&sb.base_url("housecallpro")),
         &Secret::new(keys.housecallpro.clone()),
+        Some("sandbox-company".into()),
         Default::default(),
     )
     .unwrap();
     let c = call();
+    assert_eq!(
+        hcp.check(&c).await.unwrap(),
+        "company Sandbox Plumbing Co (sandbox-company)"
+    );
     hcp.contacts_search(&c, &Query::default()).await.unwrap();
     hcp.contacts_get(&c, cid).await.unwrap();
     let jobs = hcp.jobs_list(&c, &Query::default()).await.unwrap();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use switchboard::model::{Event, RecipeError};
 use switchboard::runtime::plugin::Plugin;
 use switchboard::runtime::{PluginOverrides, Runtime, RuntimeOptions};
@@ -84,5 +84,12 @@ impl Connector for Double {
             headers: vec![],
             body: format!("pong {}", request.path).into_bytes(),
         })
+    }
+}
+
+/// The context of a vendor call with a 10 s deadline.
+pub fn call() -> Call {
+    Call {
+        deadline: Instant::now() + Duration::from_secs(10),
     }
 }

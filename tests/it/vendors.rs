@@ -64,6 +64,7 @@ impl Fixture {
                     base_url: Some(self.sandbox.base_url("gohighlevel")),
                     location_id: Some(GHL_LOCATION.into()),
                     community_id: None,
+                    company_id: None,
                     max_retries: retries,
                 },
             ),
@@ -75,6 +76,7 @@ impl Fixture {
                     base_url: Some(self.sandbox.base_url("housecallpro")),
                     location_id: None,
                     community_id: None,
+                    company_id: None,
                     max_retries: retries,
                 },
             ),
@@ -86,6 +88,7 @@ impl Fixture {
                     base_url: Some(self.sandbox.base_url("pocketboss")),
                     location_id: None,
                     community_id: None,
+                    company_id: None,
                     max_retries: retries,
                 },
             ),
@@ -97,6 +100,7 @@ impl Fixture {
                     base_url: Some(self.sandbox.base_url("welcomehome")),
                     location_id: None,
                     community_id: None,
+                    company_id: None,
                     max_retries: retries,
                 },
             ),
@@ -108,6 +112,7 @@ impl Fixture {
                     base_url: Some(self.sandbox.base_url("homebase360")),
                     location_id: None,
                     community_id: None,
+                    company_id: None,
                     max_retries: retries,
                 },
             ),
@@ -159,12 +164,6 @@ impl Fixture {
             .json()
             .await
             .unwrap()
-    }
-}
-
-fn call() -> Call {
-    Call {
-        deadline: Instant::now() + Duration::from_secs(10),
     }
 }
 
@@ -402,6 +401,20 @@ async fn housecallpro_client_pages_through_customers() {
         hcp.contacts_get(&c, "cus_missing").await,
         Err(RecipeError::NotFound { message }) if message == "customer not found"
     ));
+    assert!(hcp.check(&c).await.unwrap().contains("sandbox-company"));
+    let mut config = f.config(Some(0));
+    config.get_mut("hcp").unwrap().company_id = Some("another-company".into());
+    let err = f
+        .build(&config)
+        .get("hcp")
+        .unwrap()
+        .check(&c)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RecipeError::Forbidden { message } if message.contains("not the configured another-company")),
+        "{err:?}"
+    );
     // HCP has no upsert: the capability says so instead of guessing.
     assert!(matches!(
         hcp.contacts_upsert(&c, &Contact::default()).await,
@@ -935,6 +948,15 @@ async fn homebase360_texts_are_checked_and_capped_at_500_a_day_across_restarts()
     assert!(
         matches!(hb.messages_send(&c, &mms).await, Err(RecipeError::Invalid { field, .. }) if field == "media_url")
     );
+    let photo = switchboard::model::Message {
+        channel: switchboard::model::Channel::Mms,
+        media_url: Some("https://example.com/estimate.png".into()),
+        ..mms.clone()
+    };
+    assert_eq!(
+        hb.messages_send(&c, &photo).await.unwrap().raw.unwrap()["type"],
+        "mms"
+    );
     let to_id = switchboard::model::Message {
         to: customer.id.clone().unwrap(),
         ..sms("by customer id")
@@ -950,7 +972,7 @@ async fn homebase360_texts_are_checked_and_capped_at_500_a_day_across_restarts()
         hb.messages_send(&c, &stranger).await,
         Err(RecipeError::NotFound { .. })
     ));
-    for i in 1..500 {
+    for i in 2..500 {
         hb.messages_send(&c, &sms(&format!("#{i}"))).await.unwrap();
     }
     let stats = hb.messages_stats(&c).await.unwrap();

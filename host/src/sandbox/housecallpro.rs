@@ -27,6 +27,7 @@ fn error(status: StatusCode, message: &str) -> Reply {
 
 pub fn router(state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
     Router::new()
+        .route("/company", get(company))
         .route("/customers", get(list).post(create))
         .route("/customers/{id}", get(get_one).put(update))
         .route("/jobs", get(list_jobs).post(create_job))
@@ -370,4 +371,15 @@ async fn get_lead(State(state): State<Arc<SandboxState>>, Path(id): Path<String>
         Some(l) => (StatusCode::OK, Json(l.clone())),
         None => error(StatusCode::NOT_FOUND, "lead not found"),
     }
+}
+
+async fn company() -> Json<Value> {
+    Json(json!({
+        "id": "sandbox-company",
+        "name": "Sandbox Plumbing Co",
+        "support_email": "support@sandbox.example",
+        "phone_number": "3035550100",
+        "website": "https://sandbox.example",
+        "time_zone": "America/Denver",
+    }))
 }

@@ -3,6 +3,7 @@
 //! `Authorization: Bearer <token>` and `Version: 2021-07-28`; 100 requests per 10 s per
 //! connection, enforced client-side. Contacts live in a location (sub-account).
 
+use super::fields::{page_number, page_size, path_id, text};
 use super::http::{BuildError, RateLimiter, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
 use crate::model::{Address, Contact, Page, Phone, PhoneKind, Query, RecipeError};
@@ -91,12 +92,16 @@ impl GoHighLevel {
     }
 
     pub async fn tasks(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks", path_id(contact)?);
+        let path = format!("/contacts/{}/tasks", path_id("GoHighLevel", contact)?);
         Ok(self.json(call, Request::new(Method::GET, path)).await?["tasks"].take())
     }
 
     pub async fn task(&self, call: &Call, contact: &str, task: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        let path = format!(
+            "/contacts/{}/tasks/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", task)?
+        );
         Ok(self.json(call, Request::new(Method::GET, path)).await?["task"].take())
     }
 
@@ -107,7 +112,7 @@ impl GoHighLevel {
         contact: &str,
         task: &Value,
     ) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks", path_id(contact)?);
+        let path = format!("/contacts/{}/tasks", path_id("GoHighLevel", contact)?);
         let r = Request::new(Method::POST, path).json(&task_body(task, true)?);
         Ok(self.json(call, r).await?["task"].take())
     }
@@ -119,7 +124,11 @@ impl GoHighLevel {
         task: &str,
         fields: &Value,
     ) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        let path = format!(
+            "/contacts/{}/tasks/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", task)?
+        );
         let r = Request::new(Method::PUT, path).json(&task_body(fields, false)?);
         Ok(self.json(call, r).await?["task"].take())
     }
@@ -133,8 +142,8 @@ impl GoHighLevel {
     ) -> Result<Value, RecipeError> {
         let path = format!(
             "/contacts/{}/tasks/{}/completed",
-            path_id(contact)?,
-            path_id(task)?
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", task)?
         );
         let r = Request::new(Method::PUT, path).json(&json!({ "completed": completed }));
         Ok(self.json(call, r).await?["task"].take())
@@ -146,7 +155,11 @@ impl GoHighLevel {
         contact: &str,
         task: &str,
     ) -> Result<(), RecipeError> {
-        let path = format!("/contacts/{}/tasks/{}", path_id(contact)?, path_id(task)?);
+        let path = format!(
+            "/contacts/{}/tasks/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", task)?
+        );
         self.http
             .send(call, &Request::new(Method::DELETE, path))
             .await
@@ -154,12 +167,16 @@ impl GoHighLevel {
     }
 
     pub async fn notes(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/notes", path_id(contact)?);
+        let path = format!("/contacts/{}/notes", path_id("GoHighLevel", contact)?);
         Ok(self.json(call, Request::new(Method::GET, path)).await?["notes"].take())
     }
 
     pub async fn note(&self, call: &Call, contact: &str, note: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        let path = format!(
+            "/contacts/{}/notes/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", note)?
+        );
         Ok(self.json(call, Request::new(Method::GET, path)).await?["note"].take())
     }
 
@@ -173,7 +190,11 @@ impl GoHighLevel {
         if body.trim().is_empty() {
             return Err(RecipeError::invalid("body", "must not be empty"));
         }
-        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        let path = format!(
+            "/contacts/{}/notes/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", note)?
+        );
         let r = Request::new(Method::PUT, path).json(&json!({ "body": body }));
         Ok(self.json(call, r).await?["note"].take())
     }
@@ -184,7 +205,11 @@ impl GoHighLevel {
         contact: &str,
         note: &str,
     ) -> Result<(), RecipeError> {
-        let path = format!("/contacts/{}/notes/{}", path_id(contact)?, path_id(note)?);
+        let path = format!(
+            "/contacts/{}/notes/{}",
+            path_id("GoHighLevel", contact)?,
+            path_id("GoHighLevel", note)?
+        );
         self.http
             .send(call, &Request::new(Method::DELETE, path))
             .await
@@ -193,7 +218,10 @@ impl GoHighLevel {
 
     /// A contact's appointments (`events`).
     pub async fn appointments(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/appointments", path_id(contact)?);
+        let path = format!(
+            "/contacts/{}/appointments",
+            path_id("GoHighLevel", contact)?
+        );
         Ok(self.json(call, Request::new(Method::GET, path)).await?["events"].take())
     }
 
@@ -250,7 +278,7 @@ impl GoHighLevel {
         }
         let r = Request::new(
             Method::GET,
-            format!("/contacts/business/{}", path_id(business)?),
+            format!("/contacts/business/{}", path_id("GoHighLevel", business)?),
         )
         .query("locationId", &self.location_id)
         .query("limit", limit)
@@ -268,36 +296,29 @@ impl GoHighLevel {
     }
 }
 
-fn s(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 /// A GoHighLevel contact as a [`Contact`], keeping its JSON.
 pub fn contact_from_json(v: &Value) -> Contact {
-    let mut emails: Vec<String> = s(v, "email").into_iter().collect();
+    let mut emails: Vec<String> = text(v, "email").into_iter().collect();
     if let Some(more) = v.get("additionalEmails").and_then(Value::as_array) {
         emails.extend(
             more.iter()
-                .filter_map(|e| e.as_str().map(str::to_string).or_else(|| s(e, "email"))),
+                .filter_map(|e| e.as_str().map(str::to_string).or_else(|| text(e, "email"))),
         );
     }
     let address = Address {
-        street: s(v, "address1"),
-        city: s(v, "city"),
-        state: s(v, "state"),
-        postal_code: s(v, "postalCode"),
-        country: s(v, "country"),
+        street: text(v, "address1"),
+        city: text(v, "city"),
+        state: text(v, "state"),
+        postal_code: text(v, "postalCode"),
+        country: text(v, "country"),
     };
     Contact {
-        id: s(v, "id"),
-        first_name: s(v, "firstName"),
-        last_name: s(v, "lastName"),
-        company: s(v, "companyName"),
+        id: text(v, "id"),
+        first_name: text(v, "firstName"),
+        last_name: text(v, "lastName"),
+        company: text(v, "companyName"),
         emails,
-        phones: s(v, "phone")
+        phones: text(v, "phone")
             .map(|number| Phone {
                 kind: PhoneKind::Mobile,
                 number,
@@ -318,10 +339,10 @@ pub fn contact_from_json(v: &Value) -> Contact {
                     .collect()
             })
             .unwrap_or_default(),
-        source: s(v, "source"),
+        source: text(v, "source"),
         notes: None,
-        created_at: s(v, "dateAdded"),
-        updated_at: s(v, "dateUpdated"),
+        created_at: text(v, "dateAdded"),
+        updated_at: text(v, "dateUpdated"),
         raw: Some(v.clone()),
     }
 }
@@ -381,20 +402,6 @@ fn contact_of(body: &Value) -> Result<Contact, RecipeError> {
         })
 }
 
-fn path_id(id: &str) -> Result<&str, RecipeError> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(RecipeError::invalid(
-            "id",
-            format!("'{id}' is not a GoHighLevel id"),
-        ));
-    }
-    Ok(id)
-}
-
 #[async_trait::async_trait]
 impl Connector for GoHighLevel {
     fn vendor(&self) -> &str {
@@ -419,21 +426,16 @@ impl Connector for GoHighLevel {
     }
 
     async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
-        let r = Request::new(Method::GET, format!("/contacts/{}", path_id(id)?));
+        let r = Request::new(
+            Method::GET,
+            format!("/contacts/{}", path_id("GoHighLevel", id)?),
+        );
         contact_of(&self.send(call, &r).await?.json()?)
     }
 
     async fn contacts_search(&self, call: &Call, q: &Query) -> Result<Page<Contact>, RecipeError> {
-        let limit = q.limit.unwrap_or(20);
-        if !(1..=100).contains(&limit) {
-            return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
-        }
-        let page: u64 = match &q.cursor {
-            Some(c) => c
-                .parse()
-                .map_err(|_| RecipeError::invalid("cursor", "not a cursor this connection gave"))?,
-            None => 1,
-        };
+        let limit = page_size(q.limit, 20)?;
+        let page = page_number(q.cursor.as_deref())?;
         let mut body = json!({"locationId": self.location_id, "pageLimit": limit, "page": page});
         let text = q.text.as_ref().or(q.email.as_ref()).or(q.phone.as_ref());
         if let Some(t) = text {
@@ -468,8 +470,11 @@ impl Connector for GoHighLevel {
         c: &Contact,
     ) -> Result<Contact, RecipeError> {
         check_email(c)?;
-        let r = Request::new(Method::PUT, format!("/contacts/{}", path_id(id)?))
-            .json(&contact_to_json(c, None));
+        let r = Request::new(
+            Method::PUT,
+            format!("/contacts/{}", path_id("GoHighLevel", id)?),
+        )
+        .json(&contact_to_json(c, None));
         contact_of(&self.send(call, &r).await?.json()?)
     }
 
@@ -494,7 +499,10 @@ impl Connector for GoHighLevel {
     }
 
     async fn contacts_delete(&self, call: &Call, id: &str) -> Result<(), RecipeError> {
-        let r = Request::new(Method::DELETE, format!("/contacts/{}", path_id(id)?));
+        let r = Request::new(
+            Method::DELETE,
+            format!("/contacts/{}", path_id("GoHighLevel", id)?),
+        );
         self.send(call, &r).await.map(|_| ())
     }
 
@@ -504,9 +512,12 @@ impl Connector for GoHighLevel {
         id: &str,
         tags: &[String],
     ) -> Result<(), RecipeError> {
-        let r = Request::new(Method::POST, format!("/contacts/{}/tags", path_id(id)?))
-            .json(&json!({ "tags": tags }))
-            .idempotent();
+        let r = Request::new(
+            Method::POST,
+            format!("/contacts/{}/tags", path_id("GoHighLevel", id)?),
+        )
+        .json(&json!({ "tags": tags }))
+        .idempotent();
         self.send(call, &r).await.map(|_| ())
     }
 
@@ -516,8 +527,11 @@ impl Connector for GoHighLevel {
         id: &str,
         tags: &[String],
     ) -> Result<(), RecipeError> {
-        let r = Request::new(Method::DELETE, format!("/contacts/{}/tags", path_id(id)?))
-            .json(&json!({ "tags": tags }));
+        let r = Request::new(
+            Method::DELETE,
+            format!("/contacts/{}/tags", path_id("GoHighLevel", id)?),
+        )
+        .json(&json!({ "tags": tags }));
         self.send(call, &r).await.map(|_| ())
     }
 
@@ -530,10 +544,13 @@ impl Connector for GoHighLevel {
         if body.trim().is_empty() {
             return Err(RecipeError::invalid("body", "must not be empty"));
         }
-        let r = Request::new(Method::POST, format!("/contacts/{}/notes", path_id(id)?))
-            .json(&json!({ "body": body }));
+        let r = Request::new(
+            Method::POST,
+            format!("/contacts/{}/notes", path_id("GoHighLevel", id)?),
+        )
+        .json(&json!({ "body": body }));
         let v = self.send(call, &r).await?.json()?;
-        s(&v["note"], "id").ok_or_else(|| RecipeError::Upstream {
+        text(&v["note"], "id").ok_or_else(|| RecipeError::Upstream {
             status: 200,
             message: "gohighlevel answered without a note id".into(),
         })

@@ -5,6 +5,7 @@
 //! The 500-SMS-a-day limit is counted in the store, per connection and UTC day, so a
 //! restart does not reset it.
 
+use super::fields::{path_id, strings, text};
 use super::http::{BuildError, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
 use crate::model::{
@@ -94,24 +95,6 @@ impl Homebase360 {
     }
 }
 
-fn s(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    match v.get(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => vec![],
-    }
-}
-
 const PHONE_KEYS: &[(&str, PhoneKind)] = &[
     ("mobile", PhoneKind::Mobile),
     ("home", PhoneKind::Home),
@@ -123,15 +106,15 @@ const PHONE_KEYS: &[(&str, PhoneKind)] = &[
 pub fn customer_from_json(v: &Value) -> Contact {
     let phone = v.get("phone").cloned().unwrap_or(Value::Null);
     Contact {
-        id: s(v, "customerId").or_else(|| s(v, "id")),
-        first_name: s(v, "firstName"),
-        last_name: s(v, "lastName"),
-        company: s(v, "company"),
+        id: text(v, "customerId").or_else(|| text(v, "id")),
+        first_name: text(v, "firstName"),
+        last_name: text(v, "lastName"),
+        company: text(v, "company"),
         emails: strings(v, "email"),
         phones: PHONE_KEYS
             .iter()
             .filter_map(|(k, kind)| {
-                s(&phone, k).map(|number| Phone {
+                text(&phone, k).map(|number| Phone {
                     kind: *kind,
                     number,
                 })
@@ -145,10 +128,10 @@ pub fn customer_from_json(v: &Value) -> Contact {
             })
             .collect(),
         tags: strings(v, "tags"),
-        source: s(v, "leadSource"),
-        notes: s(v, "notes"),
-        created_at: s(v, "dateAdded"),
-        updated_at: s(v, "dateUpdated"),
+        source: text(v, "leadSource"),
+        notes: text(v, "notes"),
+        created_at: text(v, "dateAdded"),
+        updated_at: text(v, "dateUpdated"),
         raw: Some(v.clone()),
     }
 }
@@ -293,18 +276,18 @@ fn check_span(start: Option<&str>, end: Option<&str>) -> Result<(), RecipeError>
 /// A Homebase360 lead as a [`Lead`].
 pub fn lead_from_json(v: &Value) -> Lead {
     Lead {
-        id: s(v, "leadId").or_else(|| s(v, "id")),
-        contact_id: s(v, "customerId"),
+        id: text(v, "leadId").or_else(|| text(v, "id")),
+        contact_id: text(v, "customerId"),
         contact: v
             .get("customer")
             .filter(|c| c.is_object())
             .map(customer_from_json),
-        status: s(v, "status"),
-        source: s(v, "leadSource"),
+        status: text(v, "status"),
+        source: text(v, "leadSource"),
         external_id: None,
-        notes: s(v, "note"),
-        created_at: s(v, "createdAt").or_else(|| s(v, "dateAdded")),
-        updated_at: s(v, "updatedAt"),
+        notes: text(v, "note"),
+        created_at: text(v, "createdAt").or_else(|| text(v, "dateAdded")),
+        updated_at: text(v, "updatedAt"),
         raw: Some(v.clone()),
     }
 }
@@ -312,18 +295,18 @@ pub fn lead_from_json(v: &Value) -> Lead {
 /// A Homebase360 job as a [`Job`].
 pub fn job_from_json(v: &Value) -> Job {
     Job {
-        id: s(v, "jobId").or_else(|| s(v, "id")),
-        contact_id: s(v, "customerId"),
+        id: text(v, "jobId").or_else(|| text(v, "id")),
+        contact_id: text(v, "customerId"),
         contact: None,
         title: v
             .get("lineItems")
             .and_then(|l| l.get(0))
-            .and_then(|i| s(i, "name").or_else(|| s(i, "title"))),
-        description: s(v, "note"),
-        status: s(v, "status"),
+            .and_then(|i| text(i, "name").or_else(|| text(i, "title"))),
+        description: text(v, "note"),
+        status: text(v, "status"),
         category: None,
-        start: s(v, "start"),
-        end: s(v, "end"),
+        start: text(v, "start"),
+        end: text(v, "end"),
         duration_minutes: None,
         address: None,
         raw: Some(v.clone()),
@@ -332,26 +315,12 @@ pub fn job_from_json(v: &Value) -> Job {
 
 fn message_from_json(v: &Value, sent: &Message) -> Message {
     Message {
-        id: s(v, "messageId").or_else(|| s(v, "id")),
-        status: s(v, "status").or_else(|| Some("sent".into())),
-        sent_at: s(v, "sentAt").or_else(|| s(v, "timestamp")),
+        id: text(v, "messageId").or_else(|| text(v, "id")),
+        status: text(v, "status").or_else(|| Some("sent".into())),
+        sent_at: text(v, "sentAt").or_else(|| text(v, "timestamp")),
         raw: Some(v.clone()),
         ..sent.clone()
     }
-}
-
-fn path_id<'a>(what: &str, id: &'a str) -> Result<&'a str, RecipeError> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(RecipeError::invalid(
-            "id",
-            format!("'{id}' is not a Homebase360 {what} id"),
-        ));
-    }
-    Ok(id)
 }
 
 /// Milliseconds until the next UTC midnight, when the SMS count starts again.
@@ -369,7 +338,7 @@ impl Connector for Homebase360 {
 
     async fn check(&self, call: &Call) -> Result<String, RecipeError> {
         let data = self.data(call, Request::new(Method::GET, "/ping")).await?;
-        Ok(s(&data, "message").unwrap_or_else(|| "ping answered".into()))
+        Ok(text(&data, "message").unwrap_or_else(|| "ping answered".into()))
     }
 
     async fn http(&self, call: &Call, request: HttpRequest) -> Result<HttpResponse, RecipeError> {
@@ -377,8 +346,8 @@ impl Connector for Homebase360 {
     }
 
     async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
-        let r =
-            Request::new(Method::GET, "/customers").query("customerId", path_id("customer", id)?);
+        let r = Request::new(Method::GET, "/customers")
+            .query("customerId", path_id("Homebase360 customer", id)?);
         Ok(customer_from_json(
             &self.first(call, r, "customer", id).await?,
         ))
@@ -428,7 +397,7 @@ impl Connector for Homebase360 {
         check_contact(c, "")?;
         let r = Request::new(
             Method::PUT,
-            format!("/customers/{}", path_id("customer", id)?),
+            format!("/customers/{}", path_id("Homebase360 customer", id)?),
         )
         .json(&Value::Object(customer_body(c)));
         Ok(customer_from_json(&self.data(call, r).await?))
@@ -457,7 +426,8 @@ impl Connector for Homebase360 {
     }
 
     async fn leads_get(&self, call: &Call, id: &str) -> Result<Lead, RecipeError> {
-        let r = Request::new(Method::GET, "/leads").query("leadId", path_id("lead", id)?);
+        let r =
+            Request::new(Method::GET, "/leads").query("leadId", path_id("Homebase360 lead", id)?);
         Ok(lead_from_json(&self.first(call, r, "lead", id).await?))
     }
 
@@ -466,9 +436,10 @@ impl Connector for Homebase360 {
         // The three lookup scenarios: an existing customer by id; details with a mobile
         // phone (looked up and merged by Homebase360); details without (always created).
         let mut body = match (&l.contact_id, &l.contact) {
-            (Some(id), _) => {
-                Map::from_iter([("customerId".to_string(), json!(path_id("customer", id)?))])
-            }
+            (Some(id), _) => Map::from_iter([(
+                "customerId".to_string(),
+                json!(path_id("Homebase360 customer", id)?),
+            )]),
             (None, Some(c)) => {
                 check_new_customer(c, "contact.")?;
                 customer_body(c)
@@ -505,7 +476,11 @@ impl Connector for Homebase360 {
             body.insert("leadSource".into(), json!(src));
         }
         let body = with_raw(body, &l.raw, &["lineItems", "assignedTo"]);
-        let r = Request::new(Method::PUT, format!("/leads/{}", path_id("lead", id)?)).json(&body);
+        let r = Request::new(
+            Method::PUT,
+            format!("/leads/{}", path_id("Homebase360 lead", id)?),
+        )
+        .json(&body);
         Ok(lead_from_json(&self.data(call, r).await?))
     }
 
@@ -533,7 +508,7 @@ impl Connector for Homebase360 {
     }
 
     async fn jobs_get(&self, call: &Call, id: &str) -> Result<Job, RecipeError> {
-        let r = Request::new(Method::GET, "/jobs").query("jobId", path_id("job", id)?);
+        let r = Request::new(Method::GET, "/jobs").query("jobId", path_id("Homebase360 job", id)?);
         Ok(job_from_json(&self.first(call, r, "job", id).await?))
     }
 
@@ -556,7 +531,7 @@ impl Connector for Homebase360 {
         let mut body = Map::from_iter([
             (
                 "customerId".to_string(),
-                json!(path_id("customer", customer)?),
+                json!(path_id("Homebase360 customer", customer)?),
             ),
             ("start".to_string(), json!(start)),
             ("end".to_string(), json!(end)),
@@ -596,8 +571,11 @@ impl Connector for Homebase360 {
                 body.insert(k.into(), json!(v));
             }
         }
-        let r = Request::new(Method::PUT, format!("/jobs/{}", path_id("job", id)?))
-            .json(&Value::Object(body));
+        let r = Request::new(
+            Method::PUT,
+            format!("/jobs/{}", path_id("Homebase360 job", id)?),
+        )
+        .json(&Value::Object(body));
         Ok(job_from_json(&self.data(call, r).await?))
     }
 
@@ -620,7 +598,10 @@ impl Connector for Homebase360 {
                 format!("'{}' is not E.164 (e.g. +13038284444)", m.to),
             ));
         } else {
-            body.insert("customerId".into(), json!(path_id("customer", &m.to)?));
+            body.insert(
+                "customerId".into(),
+                json!(path_id("Homebase360 customer", &m.to)?),
+            );
         }
         match (&m.body, &m.media_url) {
             (None, None) => {

@@ -2,6 +2,7 @@
 //!
 //! `Authorization: Token <api key>`; pages are `page` (from 1) and `page_size`.
 
+use super::fields::{page_number, page_size, path_id, text};
 use super::http::{BuildError, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
 use crate::model::{Address, Contact, Job, Lead, Page, Phone, PhoneKind, Query, RecipeError};
@@ -14,12 +15,14 @@ pub const BASE_URL: &str = "https://api.housecallpro.com";
 /// A Housecall Pro connection.
 pub struct HousecallPro {
     http: VendorHttp,
+    company_id: Option<String>,
 }
 
 impl HousecallPro {
     pub fn new(
         base_url: Option<&str>,
         key: &Secret,
+        company_id: Option<String>,
         retry: RetryPolicy,
     ) -> Result<Self, BuildError> {
         Ok(HousecallPro {
@@ -31,15 +34,9 @@ impl HousecallPro {
                 retry,
                 None,
             )?,
+            company_id,
         })
     }
-}
-
-fn s(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 /// A Housecall Pro customer as a [`Contact`], keeping its JSON.
@@ -50,7 +47,7 @@ pub fn customer_from_json(v: &Value) -> Contact {
         ("work_number", PhoneKind::Work),
     ]
     .into_iter()
-    .filter_map(|(key, kind)| s(v, key).map(|number| Phone { kind, number }))
+    .filter_map(|(key, kind)| text(v, key).map(|number| Phone { kind, number }))
     .collect();
     let addresses = v
         .get("addresses")
@@ -58,11 +55,11 @@ pub fn customer_from_json(v: &Value) -> Contact {
         .map(|a| a.iter().map(address_from_json).collect())
         .unwrap_or_default();
     Contact {
-        id: s(v, "id"),
-        first_name: s(v, "first_name"),
-        last_name: s(v, "last_name"),
-        company: s(v, "company"),
-        emails: s(v, "email").into_iter().collect(),
+        id: text(v, "id"),
+        first_name: text(v, "first_name"),
+        last_name: text(v, "last_name"),
+        company: text(v, "company"),
+        emails: text(v, "email").into_iter().collect(),
         phones,
         addresses,
         tags: v
@@ -74,24 +71,24 @@ pub fn customer_from_json(v: &Value) -> Contact {
                     .collect()
             })
             .unwrap_or_default(),
-        source: s(v, "lead_source"),
-        notes: s(v, "notes"),
-        created_at: s(v, "created_at"),
-        updated_at: s(v, "updated_at"),
+        source: text(v, "lead_source"),
+        notes: text(v, "notes"),
+        created_at: text(v, "created_at"),
+        updated_at: text(v, "updated_at"),
         raw: Some(v.clone()),
     }
 }
 
 fn address_from_json(a: &Value) -> Address {
     Address {
-        street: match (s(a, "street"), s(a, "street_line_2")) {
+        street: match (text(a, "street"), text(a, "street_line_2")) {
             (Some(l1), Some(l2)) => Some(format!("{l1}, {l2}")),
             (l1, _) => l1,
         },
-        city: s(a, "city"),
-        state: s(a, "state"),
-        postal_code: s(a, "zip"),
-        country: s(a, "country"),
+        city: text(a, "city"),
+        state: text(a, "state"),
+        postal_code: text(a, "zip"),
+        country: text(a, "country"),
     }
 }
 
@@ -99,19 +96,19 @@ fn address_from_json(a: &Value) -> Address {
 pub fn job_from_json(v: &Value) -> Job {
     let customer = v.get("customer").filter(|c| c.is_object());
     Job {
-        id: s(v, "id"),
-        contact_id: customer.and_then(|c| s(c, "id")),
+        id: text(v, "id"),
+        contact_id: customer.and_then(|c| text(c, "id")),
         contact: customer.map(customer_from_json),
-        title: s(v, "description"),
+        title: text(v, "description"),
         description: v
             .get("notes")
             .and_then(Value::as_array)
             .and_then(|n| n.first())
-            .and_then(|n| s(n, "content")),
-        status: s(v, "work_status"),
+            .and_then(|n| text(n, "content")),
+        status: text(v, "work_status"),
         category: None,
-        start: s(&v["schedule"], "scheduled_start"),
-        end: s(&v["schedule"], "scheduled_end"),
+        start: text(&v["schedule"], "scheduled_start"),
+        end: text(&v["schedule"], "scheduled_end"),
         duration_minutes: None,
         address: v
             .get("address")
@@ -125,32 +122,25 @@ pub fn job_from_json(v: &Value) -> Job {
 pub fn lead_from_json(v: &Value) -> Lead {
     let customer = v.get("customer").filter(|c| c.is_object());
     Lead {
-        id: s(v, "id"),
-        contact_id: customer.and_then(|c| s(c, "id")),
+        id: text(v, "id"),
+        contact_id: customer.and_then(|c| text(c, "id")),
         contact: customer.map(customer_from_json),
-        status: s(v, "status"),
-        source: s(v, "lead_source"),
+        status: text(v, "status"),
+        source: text(v, "lead_source"),
         external_id: None,
         notes: None,
-        created_at: s(v, "created_at"),
-        updated_at: s(v, "updated_at"),
+        created_at: text(v, "created_at"),
+        updated_at: text(v, "updated_at"),
         raw: Some(v.clone()),
     }
 }
 
 /// Page and page size from a query (`cursor` is the page number this client gave).
 fn paging(q: &Query, default_size: u32) -> Result<(u64, u32), RecipeError> {
-    let size = q.limit.unwrap_or(default_size);
-    if !(1..=100).contains(&size) {
-        return Err(RecipeError::invalid("limit", "must be between 1 and 100"));
-    }
-    let page = match &q.cursor {
-        Some(c) => c
-            .parse()
-            .map_err(|_| RecipeError::invalid("cursor", "not a cursor this connection gave"))?,
-        None => 1,
-    };
-    Ok((page, size))
+    Ok((
+        page_number(q.cursor.as_deref())?,
+        page_size(q.limit, default_size)?,
+    ))
 }
 
 fn page_of<T>(v: &Value, key: &str, page: u64, map: fn(&Value) -> T) -> Page<T> {
@@ -166,20 +156,6 @@ fn page_of<T>(v: &Value, key: &str, page: u64, map: fn(&Value) -> T) -> Page<T> 
     }
 }
 
-fn path_id(id: &str) -> Result<&str, RecipeError> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(RecipeError::invalid(
-            "id",
-            format!("'{id}' is not a Housecall Pro id"),
-        ));
-    }
-    Ok(id)
-}
-
 #[async_trait::async_trait]
 impl Connector for HousecallPro {
     fn vendor(&self) -> &str {
@@ -187,13 +163,21 @@ impl Connector for HousecallPro {
     }
 
     async fn check(&self, call: &Call) -> Result<String, RecipeError> {
-        let r = Request::new(Method::GET, "/customers").query("page_size", 1);
-        let v = self.http.send(call, &r).await?.json()?;
+        let r = Request::new(Method::GET, "/company");
+        let company = self.http.send(call, &r).await?.json()?;
+        let id = text(&company, "id").unwrap_or_default();
+        if let Some(expected) = &self.company_id
+            && *expected != id
+        {
+            return Err(RecipeError::Forbidden {
+                message: format!(
+                    "this API key belongs to company {id}, not the configured {expected}"
+                ),
+            });
+        }
         Ok(format!(
-            "customers answered ({} in total)",
-            v["total_items"]
-                .as_u64()
-                .map_or("?".into(), |t| t.to_string())
+            "company {} ({id})",
+            text(&company, "name").unwrap_or_default()
         ))
     }
 
@@ -202,7 +186,10 @@ impl Connector for HousecallPro {
     }
 
     async fn contacts_get(&self, call: &Call, id: &str) -> Result<Contact, RecipeError> {
-        let r = Request::new(Method::GET, format!("/customers/{}", path_id(id)?));
+        let r = Request::new(
+            Method::GET,
+            format!("/customers/{}", path_id("Housecall Pro", id)?),
+        );
         Ok(customer_from_json(&self.http.send(call, &r).await?.json()?))
     }
 
@@ -238,7 +225,10 @@ impl Connector for HousecallPro {
     }
 
     async fn jobs_get(&self, call: &Call, id: &str) -> Result<Job, RecipeError> {
-        let r = Request::new(Method::GET, format!("/jobs/{}", path_id(id)?));
+        let r = Request::new(
+            Method::GET,
+            format!("/jobs/{}", path_id("Housecall Pro", id)?),
+        );
         Ok(job_from_json(&self.http.send(call, &r).await?.json()?))
     }
 
@@ -258,7 +248,10 @@ impl Connector for HousecallPro {
     }
 
     async fn leads_get(&self, call: &Call, id: &str) -> Result<Lead, RecipeError> {
-        let r = Request::new(Method::GET, format!("/leads/{}", path_id(id)?));
+        let r = Request::new(
+            Method::GET,
+            format!("/leads/{}", path_id("Housecall Pro", id)?),
+        );
         Ok(lead_from_json(&self.http.send(call, &r).await?.json()?))
     }
 }

@@ -5,6 +5,7 @@
 //! checks grants and converts WIT records before calling it. Operations a vendor does not
 //! offer answer [`RecipeError::Unsupported`].
 
+mod fields;
 pub mod gohighlevel;
 pub mod homebase360;
 pub mod housecallpro;
@@ -278,6 +279,8 @@ pub struct ConnectionConfig {
     pub location_id: Option<String>,
     /// WelcomeHome: the community id lists and exports default to (all when unset).
     pub community_id: Option<String>,
+    /// Housecall Pro: the company the API key must belong to (checked by `check`).
+    pub company_id: Option<String>,
     /// Retries of idempotent requests on 429, 5xx and connection errors.
     pub max_retries: Option<u32>,
 }
@@ -338,8 +341,13 @@ fn build(
             ))
         }
         Vendor::Housecallpro => Ok(Arc::new(
-            housecallpro::HousecallPro::new(c.base_url.as_deref(), &secret, retry)
-                .map_err(|e| invalid("secret", e.to_string()))?,
+            housecallpro::HousecallPro::new(
+                c.base_url.as_deref(),
+                &secret,
+                c.company_id.clone(),
+                retry,
+            )
+            .map_err(|e| invalid("secret", e.to_string()))?,
         )),
         Vendor::Homebase360 => {
             let quota = store

@@ -2,6 +2,7 @@
 //!
 //! `Authorization: Bearer <api key>`. Errors are `{error, message, field}`.
 
+use super::fields::text;
 use super::http::{BuildError, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
 use crate::model::{Contact, Job, Lead, Phone, PhoneKind, RecipeError, full_name};
@@ -47,13 +48,6 @@ impl PocketBoss {
     }
 }
 
-fn s(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 fn check_enum(raw: &Map<String, Value>, key: &str, allowed: &[&str]) -> Result<(), RecipeError> {
     match raw.get(key) {
         None => Ok(()),
@@ -67,13 +61,13 @@ fn check_enum(raw: &Map<String, Value>, key: &str, allowed: &[&str]) -> Result<(
 
 fn lead_from_json(v: &Value) -> Lead {
     Lead {
-        id: s(v, "id"),
+        id: text(v, "id"),
         contact_id: None,
         contact: Some(Contact {
-            first_name: s(v, "firstName"),
-            last_name: s(v, "lastName"),
-            emails: s(v, "email").into_iter().collect(),
-            phones: s(v, "phone")
+            first_name: text(v, "firstName"),
+            last_name: text(v, "lastName"),
+            emails: text(v, "email").into_iter().collect(),
+            phones: text(v, "phone")
                 .map(|number| Phone {
                     kind: PhoneKind::Mobile,
                     number,
@@ -82,27 +76,27 @@ fn lead_from_json(v: &Value) -> Lead {
                 .collect(),
             ..Contact::default()
         }),
-        status: s(v, "status"),
-        source: s(v, "source"),
-        external_id: s(v, "externalId"),
-        notes: s(v, "notes"),
-        created_at: s(v, "createdAt"),
-        updated_at: s(v, "updatedAt"),
+        status: text(v, "status"),
+        source: text(v, "source"),
+        external_id: text(v, "externalId"),
+        notes: text(v, "notes"),
+        created_at: text(v, "createdAt"),
+        updated_at: text(v, "updatedAt"),
         raw: Some(v.clone()),
     }
 }
 
 fn job_from_json(v: &Value) -> Job {
     Job {
-        id: s(v, "id"),
+        id: text(v, "id"),
         contact_id: None,
         contact: None,
-        title: s(v, "title"),
-        description: s(v, "notes"),
-        status: s(v, "status"),
-        category: s(v, "category"),
-        start: s(v, "startDate"),
-        end: s(v, "endDate"),
+        title: text(v, "title"),
+        description: text(v, "notes"),
+        status: text(v, "status"),
+        category: text(v, "category"),
+        start: text(v, "startDate"),
+        end: text(v, "endDate"),
         duration_minutes: v.get("duration").and_then(Value::as_u64).map(|d| d as u32),
         address: None,
         raw: Some(v.clone()),

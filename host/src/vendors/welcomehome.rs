@@ -5,6 +5,7 @@
 //!
 //! `Authorization: Token token=<token>`. WelcomeHome has no webhooks: recipes poll.
 
+use super::fields::text;
 use super::http::{BuildError, Request, RetryPolicy, VendorHttp};
 use super::{Call, Connector, HttpRequest, HttpResponse, raw_http};
 use crate::model::{
@@ -89,14 +90,6 @@ pub struct WelcomeHome {
     cursor_uses: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
-fn s(v: &Value, key: &str) -> Option<String> {
-    match v.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn numeric_id<'a>(field: &str, id: &'a str) -> Result<&'a str, RecipeError> {
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RecipeError::invalid(
@@ -140,35 +133,35 @@ fn lead_from_prospect(v: &Value) -> Lead {
         .and_then(|i| i.get(0))
         .or_else(|| v.get("residents").and_then(|r| r.get(0)));
     Lead {
-        id: s(v, "id"),
+        id: text(v, "id"),
         contact_id: None,
         contact: first_person.map(|p| Contact {
-            first_name: s(p, "first_name"),
-            last_name: s(p, "last_name"),
-            emails: s(p, "email").into_iter().collect(),
+            first_name: text(p, "first_name"),
+            last_name: text(p, "last_name"),
+            emails: text(p, "email").into_iter().collect(),
             ..Contact::default()
         }),
-        status: s(v, "status"),
-        source: s(v, "lead_source_id"),
+        status: text(v, "status"),
+        source: text(v, "lead_source_id"),
         external_id: None,
-        notes: s(v, "notes"),
-        created_at: s(v, "created_at"),
-        updated_at: s(v, "updated_at"),
+        notes: text(v, "notes"),
+        created_at: text(v, "created_at"),
+        updated_at: text(v, "updated_at"),
         raw: Some(v.clone()),
     }
 }
 
 fn job_from_activity(v: &Value) -> Job {
     Job {
-        id: s(v, "id"),
-        contact_id: s(v, "prospect_id"),
+        id: text(v, "id"),
+        contact_id: text(v, "prospect_id"),
         contact: None,
-        title: s(v, "activity_type").or_else(|| s(v, "subject")),
-        description: s(v, "description"),
-        status: s(v, "status"),
-        category: s(v, "activity_type_id"),
-        start: s(v, "calendar_event_start_time"),
-        end: s(v, "calendar_event_end_time"),
+        title: text(v, "activity_type").or_else(|| text(v, "subject")),
+        description: text(v, "description"),
+        status: text(v, "status"),
+        category: text(v, "activity_type_id"),
+        start: text(v, "calendar_event_start_time"),
+        end: text(v, "calendar_event_end_time"),
         duration_minutes: None,
         address: None,
         raw: Some(v.clone()),
@@ -471,7 +464,7 @@ impl Connector for WelcomeHome {
         let v = self.json(call, Request::new(Method::GET, "/ping")).await?;
         Ok(format!(
             "account {}",
-            s(&v, "account_id").unwrap_or_else(|| "?".into())
+            text(&v, "account_id").unwrap_or_else(|| "?".into())
         ))
     }
 
@@ -495,7 +488,7 @@ impl Connector for WelcomeHome {
         let named = ["residents", "influencers"].iter().any(|k| {
             p.get(*k).and_then(Value::as_array).is_some_and(|a| {
                 a.iter()
-                    .any(|x| s(x, "first_name").is_some() || s(x, "last_name").is_some())
+                    .any(|x| text(x, "first_name").is_some() || text(x, "last_name").is_some())
             })
         });
         if !named {
