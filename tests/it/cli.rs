@@ -240,6 +240,8 @@ base_url = "{hb}"
         "[connections.ghl]\nvendor = \"gohighlevel\"\nsecret = { env = \"SWITCHBOARD_TEST_NO_SUCH_VAR\" }\nlocation_id = \"x\"\n",
     )
     .unwrap();
+    let out = switchboard(dir.path(), &["--config", "missing.toml", "plugins", "list"]);
+    assert!(out.status.success(), "listing plugins reads no secret");
     let out = switchboard(
         dir.path(),
         &["--config", "missing.toml", "connections", "check"],

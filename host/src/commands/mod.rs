@@ -93,10 +93,24 @@ impl Context {
         })
     }
 
-    /// Open the store and build the runtime.
+    /// Open the store and build the runtime, with the configured connections.
     pub fn runtime(&self) -> Result<Runtime, CommandError> {
+        self.build_runtime(true)
+    }
+
+    /// The runtime for commands that only load plugins: no connection is built, so no
+    /// secret is read.
+    pub fn runtime_without_connections(&self) -> Result<Runtime, CommandError> {
+        self.build_runtime(false)
+    }
+
+    fn build_runtime(&self, with_connections: bool) -> Result<Runtime, CommandError> {
         let store = self.store()?;
-        let connections = self.connections(&store)?;
+        let connections = if with_connections {
+            self.connections(&store)?
+        } else {
+            Connections::default()
+        };
         let options = self.config.runtime_options(&self.data_dir);
         Ok(Runtime::new(options, store, connections)?)
     }
