@@ -1567,6 +1567,13 @@ async fn gohighlevel_tasks_notes_appointments_and_business_contacts() {
         ghl.task(&c, &id, tid).await,
         Err(RecipeError::NotFound { .. })
     ));
+    assert!(
+        matches!(
+            ghl.delete_task(&c, &id, tid).await,
+            Err(RecipeError::NotFound { .. })
+        ),
+        "a second delete is not-found, like every other missing record"
+    );
 
     let note = ghl.contacts_add_note(&c, &id, "first").await.unwrap();
     assert_eq!(

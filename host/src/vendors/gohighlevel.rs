@@ -84,6 +84,15 @@ impl GoHighLevel {
     }
 }
 
+/// `/contacts/{contact}/{kind}` or `/contacts/{contact}/{kind}/{id}`, with the ids checked.
+fn contact_path(contact: &str, kind: &str, id: Option<&str>) -> Result<String, RecipeError> {
+    let contact = path_id("GoHighLevel", contact)?;
+    Ok(match id {
+        Some(id) => format!("/contacts/{contact}/{kind}/{}", path_id("GoHighLevel", id)?),
+        None => format!("/contacts/{contact}/{kind}"),
+    })
+}
+
 /// GoHighLevel endpoints the typed interfaces do not cover: tasks, notes beyond adding,
 /// a contact's appointments, business contacts. Recipes reach them with `vendor-http`.
 impl GoHighLevel {
@@ -92,16 +101,12 @@ impl GoHighLevel {
     }
 
     pub async fn tasks(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks", path_id("GoHighLevel", contact)?);
+        let path = contact_path(contact, "tasks", None)?;
         Ok(self.json(call, Request::new(Method::GET, path)).await?["tasks"].take())
     }
 
     pub async fn task(&self, call: &Call, contact: &str, task: &str) -> Result<Value, RecipeError> {
-        let path = format!(
-            "/contacts/{}/tasks/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", task)?
-        );
+        let path = contact_path(contact, "tasks", Some(task))?;
         Ok(self.json(call, Request::new(Method::GET, path)).await?["task"].take())
     }
 
@@ -112,7 +117,7 @@ impl GoHighLevel {
         contact: &str,
         task: &Value,
     ) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/tasks", path_id("GoHighLevel", contact)?);
+        let path = contact_path(contact, "tasks", None)?;
         let r = Request::new(Method::POST, path).json(&task_body(task, true)?);
         Ok(self.json(call, r).await?["task"].take())
     }
@@ -124,11 +129,7 @@ impl GoHighLevel {
         task: &str,
         fields: &Value,
     ) -> Result<Value, RecipeError> {
-        let path = format!(
-            "/contacts/{}/tasks/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", task)?
-        );
+        let path = contact_path(contact, "tasks", Some(task))?;
         let r = Request::new(Method::PUT, path).json(&task_body(fields, false)?);
         Ok(self.json(call, r).await?["task"].take())
     }
@@ -140,11 +141,7 @@ impl GoHighLevel {
         task: &str,
         completed: bool,
     ) -> Result<Value, RecipeError> {
-        let path = format!(
-            "/contacts/{}/tasks/{}/completed",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", task)?
-        );
+        let path = contact_path(contact, "tasks", Some(task))? + "/completed";
         let r = Request::new(Method::PUT, path).json(&json!({ "completed": completed }));
         Ok(self.json(call, r).await?["task"].take())
     }
@@ -155,28 +152,19 @@ impl GoHighLevel {
         contact: &str,
         task: &str,
     ) -> Result<(), RecipeError> {
-        let path = format!(
-            "/contacts/{}/tasks/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", task)?
-        );
-        self.http
-            .send(call, &Request::new(Method::DELETE, path))
+        let path = contact_path(contact, "tasks", Some(task))?;
+        self.send(call, &Request::new(Method::DELETE, path))
             .await
             .map(|_| ())
     }
 
     pub async fn notes(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!("/contacts/{}/notes", path_id("GoHighLevel", contact)?);
+        let path = contact_path(contact, "notes", None)?;
         Ok(self.json(call, Request::new(Method::GET, path)).await?["notes"].take())
     }
 
     pub async fn note(&self, call: &Call, contact: &str, note: &str) -> Result<Value, RecipeError> {
-        let path = format!(
-            "/contacts/{}/notes/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", note)?
-        );
+        let path = contact_path(contact, "notes", Some(note))?;
         Ok(self.json(call, Request::new(Method::GET, path)).await?["note"].take())
     }
 
@@ -190,11 +178,7 @@ impl GoHighLevel {
         if body.trim().is_empty() {
             return Err(RecipeError::invalid("body", "must not be empty"));
         }
-        let path = format!(
-            "/contacts/{}/notes/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", note)?
-        );
+        let path = contact_path(contact, "notes", Some(note))?;
         let r = Request::new(Method::PUT, path).json(&json!({ "body": body }));
         Ok(self.json(call, r).await?["note"].take())
     }
@@ -205,23 +189,15 @@ impl GoHighLevel {
         contact: &str,
         note: &str,
     ) -> Result<(), RecipeError> {
-        let path = format!(
-            "/contacts/{}/notes/{}",
-            path_id("GoHighLevel", contact)?,
-            path_id("GoHighLevel", note)?
-        );
-        self.http
-            .send(call, &Request::new(Method::DELETE, path))
+        let path = contact_path(contact, "notes", Some(note))?;
+        self.send(call, &Request::new(Method::DELETE, path))
             .await
             .map(|_| ())
     }
 
     /// A contact's appointments (`events`).
     pub async fn appointments(&self, call: &Call, contact: &str) -> Result<Value, RecipeError> {
-        let path = format!(
-            "/contacts/{}/appointments",
-            path_id("GoHighLevel", contact)?
-        );
+        let path = contact_path(contact, "appointments", None)?;
         Ok(self.json(call, Request::new(Method::GET, path)).await?["events"].take())
     }
 
@@ -512,12 +488,9 @@ impl Connector for GoHighLevel {
         id: &str,
         tags: &[String],
     ) -> Result<(), RecipeError> {
-        let r = Request::new(
-            Method::POST,
-            format!("/contacts/{}/tags", path_id("GoHighLevel", id)?),
-        )
-        .json(&json!({ "tags": tags }))
-        .idempotent();
+        let r = Request::new(Method::POST, contact_path(id, "tags", None)?)
+            .json(&json!({ "tags": tags }))
+            .idempotent();
         self.send(call, &r).await.map(|_| ())
     }
 
@@ -527,11 +500,8 @@ impl Connector for GoHighLevel {
         id: &str,
         tags: &[String],
     ) -> Result<(), RecipeError> {
-        let r = Request::new(
-            Method::DELETE,
-            format!("/contacts/{}/tags", path_id("GoHighLevel", id)?),
-        )
-        .json(&json!({ "tags": tags }));
+        let r = Request::new(Method::DELETE, contact_path(id, "tags", None)?)
+            .json(&json!({ "tags": tags }));
         self.send(call, &r).await.map(|_| ())
     }
 
@@ -544,11 +514,8 @@ impl Connector for GoHighLevel {
         if body.trim().is_empty() {
             return Err(RecipeError::invalid("body", "must not be empty"));
         }
-        let r = Request::new(
-            Method::POST,
-            format!("/contacts/{}/notes", path_id("GoHighLevel", id)?),
-        )
-        .json(&json!({ "body": body }));
+        let r = Request::new(Method::POST, contact_path(id, "notes", None)?)
+            .json(&json!({ "body": body }));
         let v = self.send(call, &r).await?.json()?;
         text(&v["note"], "id").ok_or_else(|| RecipeError::Upstream {
             status: 200,
