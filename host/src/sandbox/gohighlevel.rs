@@ -371,35 +371,41 @@ fn tags_of(body: &Value) -> Result<Vec<String>, Reply> {
         .ok_or_else(|| unprocessable(&["tags must be an array".into()]))
 }
 
+/// Apply `change` to a contact's tags with the request's tags, and answer the new list.
+fn change_tags(
+    state: &Arc<SandboxState>,
+    id: &str,
+    body: &Value,
+    status: StatusCode,
+    change: impl FnOnce(&mut Vec<String>, Vec<String>),
+) -> Reply {
+    let tags = match tags_of(body) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let mut ghl = state.ghl.lock().unwrap();
+    let Some(c) = ghl.contacts.get_mut(id) else {
+        return not_found();
+    };
+    let mut all = tags_of(c).unwrap_or_default();
+    change(&mut all, tags);
+    c["tags"] = json!(all);
+    state.emit_ghl("ContactTagUpdate", c);
+    (status, Json(json!({ "tags": all })))
+}
+
 async fn add_tags(
     State(state): State<Arc<SandboxState>>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    let tags = match tags_of(&body) {
-        Ok(t) => t,
-        Err(e) => return e,
-    };
-    let mut ghl = state.ghl.lock().unwrap();
-    let Some(c) = ghl.contacts.get_mut(&id) else {
-        return not_found();
-    };
-    let mut all: Vec<String> = c["tags"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    for t in tags {
-        if !all.contains(&t) {
-            all.push(t);
+    change_tags(&state, &id, &body, StatusCode::CREATED, |all, tags| {
+        for t in tags {
+            if !all.contains(&t) {
+                all.push(t);
+            }
         }
-    }
-    c["tags"] = json!(all);
-    state.emit_ghl("ContactTagUpdate", c);
-    (StatusCode::CREATED, Json(json!({ "tags": all })))
+    })
 }
 
 async fn remove_tags(
@@ -407,26 +413,9 @@ async fn remove_tags(
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
-    let tags = match tags_of(&body) {
-        Ok(t) => t,
-        Err(e) => return e,
-    };
-    let mut ghl = state.ghl.lock().unwrap();
-    let Some(c) = ghl.contacts.get_mut(&id) else {
-        return not_found();
-    };
-    let all: Vec<String> = c["tags"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .filter(|t| !tags.contains(t))
-                .collect()
-        })
-        .unwrap_or_default();
-    c["tags"] = json!(all);
-    state.emit_ghl("ContactTagUpdate", c);
-    (StatusCode::OK, Json(json!({ "tags": all })))
+    change_tags(&state, &id, &body, StatusCode::OK, |all, tags| {
+        all.retain(|t| !tags.contains(t))
+    })
 }
 
 async fn add_note(
