@@ -233,13 +233,7 @@ async fn gohighlevel_requests_and_sandbox_answers_match_the_official_openapi() {
     let sb = sandbox::start("127.0.0.1:0".parse().unwrap(), keys.clone())
         .await
         .unwrap();
-    let ghl = switchboard::vendors::gohighlevel::GoHighLevel::new(
-        Some(&sb.base_url("gohighlevel")),
-        &Secret::new(keys.gohighlevel.clone()),
-        GHL_LOCATION.into(),
-        Default::default(),
-    )
-    .unwrap();
+    let ghl = ghl_client(&sb, &keys.gohighlevel);
     let c = call();
     let created = ghl
         .contacts_create(
@@ -336,13 +330,7 @@ async fn gohighlevel_requests_and_sandbox_answers_match_the_official_openapi() {
     ghl.business_contacts(&c, "biz1", 10, 0).await.unwrap();
     // Documented errors: a missing contact, a refused token, a body the API rejects.
     assert!(ghl.contacts_get(&c, "missing1").await.is_err());
-    let wrong = switchboard::vendors::gohighlevel::GoHighLevel::new(
-        Some(&sb.base_url("gohighlevel")),
-        &Secret::new("wrong-token"),
-        GHL_LOCATION.into(),
-        Default::default(),
-    )
-    .unwrap();
+    let wrong = ghl_client(&sb, "wrong-token");
     assert!(wrong.contacts_get(&c, &id).await.is_err());
     let rejected = reqwest::Client::new()
         .post(format!("{}/contacts/upsert", sb.base_url("gohighlevel")))

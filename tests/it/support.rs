@@ -93,3 +93,17 @@ pub fn call() -> Call {
         deadline: Instant::now() + Duration::from_secs(10),
     }
 }
+
+/// A GoHighLevel client for a running sandbox, with `token`.
+pub fn ghl_client(
+    sandbox: &switchboard::sandbox::RunningSandbox,
+    token: &str,
+) -> switchboard::vendors::gohighlevel::GoHighLevel {
+    switchboard::vendors::gohighlevel::GoHighLevel::new(
+        Some(&sandbox.base_url("gohighlevel")),
+        &switchboard::secrets::Secret::new(token),
+        switchboard::sandbox::GHL_LOCATION.into(),
+        Default::default(),
+    )
+    .unwrap()
+}

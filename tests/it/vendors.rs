@@ -1511,13 +1511,7 @@ async fn housecallpro_jobs_and_leads() {
 #[tokio::test]
 async fn gohighlevel_tasks_notes_appointments_and_business_contacts() {
     let f = Fixture::new().await;
-    let ghl = switchboard::vendors::gohighlevel::GoHighLevel::new(
-        Some(&f.sandbox.base_url("gohighlevel")),
-        &switchboard::secrets::Secret::new(f.sandbox.state.keys.gohighlevel.clone()),
-        GHL_LOCATION.into(),
-        Default::default(),
-    )
-    .unwrap();
+    let ghl = ghl_client(&f.sandbox, &f.sandbox.state.keys.gohighlevel);
     use switchboard::vendors::Connector;
     let c = call();
     let contact = ghl
@@ -1785,13 +1779,7 @@ async fn the_sandbox_delivers_signed_webhooks_when_its_data_changes() {
 #[tokio::test]
 async fn gohighlevel_lists_contacts_with_start_after_paging() {
     let f = Fixture::new().await;
-    let ghl = switchboard::vendors::gohighlevel::GoHighLevel::new(
-        Some(&f.sandbox.base_url("gohighlevel")),
-        &switchboard::secrets::Secret::new(f.sandbox.state.keys.gohighlevel.clone()),
-        GHL_LOCATION.into(),
-        Default::default(),
-    )
-    .unwrap();
+    let ghl = ghl_client(&f.sandbox, &f.sandbox.state.keys.gohighlevel);
     use switchboard::vendors::Connector;
     let c = call();
     for i in 0..5 {
