@@ -6,7 +6,8 @@ use std::path::PathBuf;
 /// Switchboard runs CRM integration recipes as sandboxed WebAssembly components.
 ///
 /// Exit codes: 0 success; 1 a recipe run failed (its error is printed); 2 bad input
-/// (arguments, config, event file, or a plugin that was refused at load).
+/// (arguments, config, event file, or a plugin that was refused at load, or a request the
+/// server refused); 3 the server could not be reached or failed.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, propagate_version = true)]
 pub struct Cli {
@@ -47,6 +48,100 @@ pub enum Command {
     Connections(ConnectionsCommand),
     /// Serve the vendor sandbox: the vendors' APIs on loopback, with state and faults.
     Sandbox(SandboxArgs),
+    /// Run the host: webhook intake, cron, the durable pipeline and the admin API.
+    Serve(ServeArgs),
+    /// Inspect and replay runs on a running server (admin API).
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Send a manual event to a running server (admin API).
+    Trigger(TriggerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: `[server] listen`, else 127.0.0.1:8080]; port 0 picks one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// How to reach a running server's admin API.
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// The server's base URL [default: http://<[server] listen>, else http://127.0.0.1:8080].
+    #[arg(long, env = "SWITCHBOARD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The admin bearer token [default: `[server] admin_token` of the config].
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this plugin's runs.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only runs in these states (comma-separated: queued, running, succeeded, failed, dead).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs created at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs created before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one run with its logs and its event.
+    Show {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The run id (`evt_….<plugin>`).
+        id: String,
+    },
+    /// Queue finished runs again: one by id, or all of a plugin's failed and dead runs.
+    Replay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The run id; or use --plugin.
+        #[arg(required_unless_present = "plugin", conflicts_with = "plugin")]
+        id: Option<String>,
+        /// Replay this plugin's runs.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// With --plugin: which runs (comma-separated) [default: failed,dead].
+        #[arg(long, requires = "plugin")]
+        status: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Only this plugin; default: every plugin subscribed to the event's source and kind.
+    #[arg(value_name = "PLUGIN")]
+    pub plugin: Option<String>,
+    /// The event, as a JSON file or `-` for stdin: `{"kind": "...", "payload": {...}}`,
+    /// optionally with `source` [default: manual].
+    #[arg(long, short, value_name = "FILE|-")]
+    pub event: String,
+    /// Wait for the runs to finish and print them; exit 1 if any failed.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Subcommand)]

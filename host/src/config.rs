@@ -13,6 +13,28 @@
 //! [plugins.hello]              # per-recipe overrides, by recipe name
 //! deadline = "2s"
 //! memory_limit_mib = 16
+//! concurrency = 2              # runs in flight at once (default: pipeline.per_plugin)
+//! cron = "0 */5 * * * *"       # replaces the manifest's schedule; "off" disables it
+//! timezone = "America/Denver"
+//!
+//! [server]                     # `switchboard serve`
+//! listen = "127.0.0.1:8080"
+//! admin_token = { env = "SWITCHBOARD_ADMIN_TOKEN" }   # bearer token of /admin
+//! max_body_bytes = 1048576
+//!
+//! [pipeline]
+//! workers = 16                 # runs in flight, all plugins
+//! per_plugin = 4
+//! max_attempts = 8             # then a run that keeps failing is dead
+//! retry_base = "1m"            # doubles per attempt, with jitter, up to retry_max
+//! retry_max = "1h"
+//! dedup_window = "7d"
+//! grace = "10s"                # shutdown waits this long for runs in flight
+//! cron_catch_up = "once"       # or "skip": cron fires missed while down
+//! reload_interval = "500ms"    # how often the plugins folder is looked at
+//!
+//! [sources.housecallpro]       # webhook sources: see `crate::ingest`
+//! secret = { env = "HCP_WEBHOOK_SECRET" }
 //!
 //! [connections.ghl]            # a vendor connection recipes name as "ghl"
 //! vendor = "gohighlevel"
@@ -21,7 +43,11 @@
 //! base_url = "http://127.0.0.1:8787/gohighlevel"   # optional: the vendor sandbox
 //! ```
 
+use crate::ingest::SourceConfig;
+use crate::pipeline::schedule::Schedule;
+use crate::pipeline::{CatchUp, CronOverride, PipelineOptions};
 use crate::runtime::{PluginOverrides, RuntimeOptions};
+use crate::secrets::SecretSource;
 use crate::vendors::ConnectionConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -60,6 +86,43 @@ pub struct Config {
     /// `[connections.<name>]`: vendor connections recipes may use by name.
     #[serde(default)]
     pub connections: BTreeMap<String, ConnectionConfig>,
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// `[sources.<name>]`: webhook sources served at `/hooks/<name>`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<std::net::SocketAddr>,
+    /// The bearer token of the admin API; default: `$SWITCHBOARD_ADMIN_TOKEN`.
+    pub admin_token: Option<SecretSource>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    pub workers: Option<usize>,
+    pub per_plugin: Option<usize>,
+    pub max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_base: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub retry_max: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    pub cron_catch_up: Option<CatchUp>,
+    #[serde(default, with = "humantime_serde")]
+    pub reload_interval: Option<Duration>,
 }
 
 /// `[runtime]`
@@ -79,6 +142,12 @@ pub struct PluginSection {
     #[serde(default, with = "humantime_serde")]
     pub deadline: Option<Duration>,
     pub memory_limit_mib: Option<u32>,
+    /// Runs of this plugin in flight at once.
+    pub concurrency: Option<usize>,
+    /// A cron schedule replacing the manifest's, or `off`.
+    pub cron: Option<String>,
+    /// The time zone of `cron`.
+    pub timezone: Option<String>,
 }
 
 const MAX_MEMORY_MIB: u32 = 4096;
@@ -93,12 +162,24 @@ impl Config {
         let mut config = Self::parse(path, &text)?;
         // Secret files named relative to the config file are found beside it.
         let base = path.parent().unwrap_or(Path::new(""));
-        for c in config.connections.values_mut() {
-            if let crate::secrets::SecretSource::File(f) = &mut c.secret
+        let resolve = |s: &mut SecretSource| {
+            if let SecretSource::File(f) = s
                 && f.is_relative()
             {
                 *f = base.join(&*f);
             }
+        };
+        for c in config.connections.values_mut() {
+            resolve(&mut c.secret);
+        }
+        for c in config.sources.values_mut() {
+            c.secret
+                .iter_mut()
+                .chain(c.secrets.iter_mut())
+                .for_each(resolve);
+        }
+        if let Some(t) = &mut config.server.admin_token {
+            resolve(t);
         }
         Ok(config)
     }
@@ -139,8 +220,80 @@ impl Config {
         }
         for (name, p) in &config.plugins {
             check(format!("plugins.{name}"), p.deadline, p.memory_limit_mib)?;
+            if p.concurrency == Some(0) {
+                return Err(invalid(
+                    format!("plugins.{name}.concurrency"),
+                    "must be more than 0",
+                ));
+            }
+            if let Some(expr) = p.cron.as_deref().filter(|c| *c != "off") {
+                Schedule::parse(expr, p.timezone.as_deref())
+                    .map_err(|e| invalid(format!("plugins.{name}.{}", e.field), &e.reason))?;
+            } else if p.timezone.is_some() && p.cron.is_none() {
+                return Err(invalid(
+                    format!("plugins.{name}.timezone"),
+                    "applies to a `cron` override; set `cron` too",
+                ));
+            }
+        }
+        let pl = &config.pipeline;
+        for (field, zero) in [
+            ("workers", pl.workers == Some(0)),
+            ("per_plugin", pl.per_plugin == Some(0)),
+            ("max_attempts", pl.max_attempts == Some(0)),
+            ("retry_base", pl.retry_base.is_some_and(|d| d.is_zero())),
+            (
+                "reload_interval",
+                pl.reload_interval.is_some_and(|d| d.is_zero()),
+            ),
+        ] {
+            if zero {
+                return Err(invalid(format!("pipeline.{field}"), "must be more than 0"));
+            }
+        }
+        if config.server.max_body_bytes == Some(0) {
+            return Err(invalid(
+                "server.max_body_bytes".into(),
+                "must be more than 0",
+            ));
         }
         Ok(config)
+    }
+
+    /// The pipeline options this configuration asks for, over the defaults.
+    pub fn pipeline_options(&self) -> PipelineOptions {
+        let d = PipelineOptions::default();
+        let p = &self.pipeline;
+        PipelineOptions {
+            workers: p.workers.unwrap_or(d.workers),
+            per_plugin: p.per_plugin.unwrap_or(d.per_plugin),
+            plugin_concurrency: self
+                .plugins
+                .iter()
+                .filter_map(|(n, s)| s.concurrency.map(|c| (n.clone(), c)))
+                .collect(),
+            max_attempts: p.max_attempts.unwrap_or(d.max_attempts),
+            retry_base: p.retry_base.unwrap_or(d.retry_base),
+            retry_max: p.retry_max.unwrap_or(d.retry_max),
+            dedup_window: p.dedup_window.unwrap_or(d.dedup_window),
+            grace: p.grace.unwrap_or(d.grace),
+            cron_catch_up: p.cron_catch_up.unwrap_or(d.cron_catch_up),
+            cron_overrides: self
+                .plugins
+                .iter()
+                .filter_map(|(n, s)| {
+                    let o = match s.cron.as_deref()? {
+                        "off" => CronOverride::Off,
+                        expr => CronOverride::Schedule {
+                            expr: expr.to_string(),
+                            timezone: s.timezone.clone(),
+                        },
+                    };
+                    Some((n.clone(), o))
+                })
+                .collect(),
+            reload_interval: p.reload_interval.unwrap_or(d.reload_interval),
+        }
     }
 
     /// The runtime options this configuration asks for, over the defaults.

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 use switchboard::cli::Cli;
-use switchboard::commands::{self, EXIT_BAD_INPUT};
+use switchboard::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(EXIT_BAD_INPUT)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -73,6 +73,11 @@ impl Store {
         })
     }
 
+    /// The sled database itself, for the pipeline's own trees.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// Write everything to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;

@@ -1,9 +1,11 @@
 //! Command bodies: each takes parsed arguments and returns an exit code.
 
+mod admin;
 mod connections;
 mod plugins;
 mod run;
 mod sandbox;
+pub mod serve;
 
 use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand};
 use crate::config::{Config, ConfigError};
@@ -16,8 +18,10 @@ use std::process::ExitCode;
 
 /// Exit code of a failed recipe run.
 pub const EXIT_RUN_FAILED: u8 = 1;
-/// Exit code of bad input: config, event, plugin file.
+/// Exit code of bad input: config, event, plugin file, a request the server refused.
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when the server cannot be reached, or fails.
+pub const EXIT_UNAVAILABLE: u8 = 3;
 
 /// What stops a command before it can do its work.
 #[derive(Debug, thiserror::Error)]
@@ -38,12 +42,28 @@ pub enum CommandError {
     },
     #[error("{path}: {message}")]
     Input { path: String, message: String },
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error("{url}: {message}")]
+    Server { url: String, message: String },
+    #[error("the server refused ({status}): {message}")]
+    Refused { status: u16, message: String },
     #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
     UnknownRecipe {
         name: String,
         dir: PathBuf,
         available: Vec<String>,
     },
+}
+
+impl CommandError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Server { .. } | CommandError::Pipeline(_) => EXIT_UNAVAILABLE,
+            _ => EXIT_BAD_INPUT,
+        }
+    }
 }
 
 /// The resolved settings of one invocation: flags over config file over defaults.
@@ -76,6 +96,27 @@ impl Context {
             data_dir,
             plugins_dir,
         })
+    }
+
+    /// The config file's name, for errors.
+    pub fn config_display(&self) -> String {
+        self.config_path
+            .as_ref()
+            .map_or("config".into(), |p| p.display().to_string())
+    }
+
+    /// The admin API's bearer token: `[server] admin_token`, else `$SWITCHBOARD_ADMIN_TOKEN`.
+    pub fn admin_token(&self) -> Result<Option<crate::secrets::Secret>, CommandError> {
+        if let Some(source) = &self.config.server.admin_token {
+            return source.load().map(Some).map_err(|e| CommandError::Input {
+                path: self.config_display(),
+                message: format!("server.admin_token: {e}"),
+            });
+        }
+        Ok(std::env::var("SWITCHBOARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| crate::secrets::Secret::new(t.trim())))
     }
 
     /// Open the store in the data dir.
@@ -127,5 +168,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         }
         Command::Connections(ConnectionsCommand::Check) => connections::check(&ctx).await,
         Command::Sandbox(args) => sandbox::serve(args).await,
+        Command::Serve(args) => serve::serve(&ctx, args).await,
+        Command::Runs(command) => admin::runs(&ctx, command).await,
+        Command::Trigger(args) => admin::trigger(&ctx, args).await,
     }
 }

@@ -63,7 +63,13 @@ pub fn parse_event(origin: &str, text: &str) -> Result<Event, CommandError> {
 }
 
 fn read_event(arg: &str) -> Result<Event, CommandError> {
-    let (origin, text) = if arg == "-" {
+    let (origin, text) = read_input(arg)?;
+    parse_event(&origin, &text)
+}
+
+/// Read a file named on the command line, or standard input for `-`: (its name, its text).
+pub fn read_input(arg: &str) -> Result<(String, String), CommandError> {
+    Ok(if arg == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
@@ -78,8 +84,7 @@ fn read_event(arg: &str) -> Result<Event, CommandError> {
             message: format!("cannot read: {e}"),
         })?;
         (arg.to_string(), text)
-    };
-    parse_event(&origin, &text)
+    })
 }
 
 /// Find the plugin: a file path, or a recipe name in the plugins folder.

@@ -22,7 +22,7 @@ use crate::vendors::Connections;
 use bindings::types as wit;
 use cache::{ComponentCache, content_hash};
 use plugin::{LoadError, Plugin, PluginLimits};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use state::{Grants, Level, LogLimits, LogLine, MemoryLimitExceeded, RunSetup, RunState};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ pub enum RuntimeError {
 }
 
 /// Why a run did not produce an outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RunError {
     /// The recipe returned an error.
@@ -112,6 +112,9 @@ pub enum RunError {
     /// The instance could not be created (e.g. every pooled slot is busy).
     #[error("could not instantiate: {message}")]
     Instantiate { message: String },
+    /// No plugin of that name is loaded (it was removed, or never loaded).
+    #[error("no recipe named '{recipe}' is loaded")]
+    NotLoaded { recipe: String },
 }
 
 impl RunError {
@@ -120,7 +123,9 @@ impl RunError {
         match self {
             RunError::Recipe { error } => error.is_retryable(),
             RunError::Timeout { .. } | RunError::Instantiate { .. } => true,
-            RunError::MemoryLimit { .. } | RunError::Trap { .. } => false,
+            RunError::MemoryLimit { .. } | RunError::Trap { .. } | RunError::NotLoaded { .. } => {
+                false
+            }
         }
     }
 }
@@ -203,7 +208,7 @@ pub struct Runtime {
     store: Store,
     connections: Arc<Connections>,
     cache: Option<ComponentCache>,
-    compilations: AtomicU64,
+    compilations: Arc<AtomicU64>,
     _ticker: EpochTicker,
 }
 
@@ -270,7 +275,7 @@ impl Runtime {
             store,
             connections: Arc::new(connections),
             cache,
-            compilations: AtomicU64::new(0),
+            compilations: Arc::new(AtomicU64::new(0)),
             _ticker: ticker,
         })
     }
@@ -307,22 +312,42 @@ impl Runtime {
         }
     }
 
-    fn compile(&self, path: &Path, bytes: &[u8], hash: &str) -> Result<Component, LoadError> {
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.get(&self.engine, hash)) {
-            tracing::debug!(path = %path.display(), "using cached compilation");
-            return Ok(component);
-        }
-        let started = Instant::now();
-        self.compilations.fetch_add(1, Ordering::Relaxed);
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
-            path: path.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
-        tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
-        if let Some(cache) = &self.cache {
-            cache.put(&self.engine, hash, &component);
-        }
-        Ok(component)
+    /// Compile (or take from the cache) on a blocking thread: compiling takes the CPU for
+    /// a while, and a server reloading plugins must keep answering meanwhile.
+    async fn compile(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        hash: &str,
+    ) -> Result<Component, LoadError> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let compilations = self.compilations.clone();
+        let (path, hash) = (path.to_owned(), hash.to_owned());
+        let task_path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = task_path;
+            if let Some(component) = cache.as_ref().and_then(|c| c.get(&engine, &hash)) {
+                tracing::debug!(path = %path.display(), "using cached compilation");
+                return Ok(component);
+            }
+            let started = Instant::now();
+            compilations.fetch_add(1, Ordering::Relaxed);
+            let component = Component::new(&engine, &bytes).map_err(|e| LoadError::Invalid {
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+            tracing::info!(path = %path.display(), elapsed = ?started.elapsed(), "compiled component");
+            if let Some(cache) = &cache {
+                cache.put(&engine, &hash, &component);
+            }
+            Ok(component)
+        })
+        .await
+        .map_err(|e| LoadError::Invalid {
+            path,
+            reason: format!("compilation did not finish: {e}"),
+        })?
     }
 
     /// Load, check and pre-link one plugin file, and read its manifest.
@@ -333,7 +358,7 @@ impl Runtime {
         })?;
         plugin::check_header(path, &bytes)?;
         let hash = content_hash(&bytes);
-        let component = self.compile(path, &bytes, &hash)?;
+        let component = self.compile(path, bytes, &hash).await?;
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_owned(),
             reason: format!("{e:#}"),
@@ -595,7 +620,7 @@ fn classify(
 }
 
 /// The loaded plugins, by recipe name.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Plugins {
     by_name: BTreeMap<String, Arc<Plugin>>,
 }
@@ -617,6 +642,16 @@ impl Plugins {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.by_name.get(name)
+    }
+
+    /// Add or replace the plugin of that name (a new version of a recipe).
+    pub fn upsert(&mut self, plugin: Arc<Plugin>) {
+        self.by_name.insert(plugin.name.to_string(), plugin);
+    }
+
+    /// Remove the plugin of that name; returns it.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Plugin>> {
+        self.by_name.remove(name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Plugin>> {

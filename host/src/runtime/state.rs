@@ -4,7 +4,7 @@ use super::output::CapturedOutput;
 use crate::model::{Capability, Manifest, RecipeError};
 use crate::store::Kv;
 use crate::vendors::Connections;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -28,7 +28,7 @@ impl Grants {
 }
 
 /// A log level, as recipes and the host use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace,
@@ -39,11 +39,11 @@ pub enum Level {
 }
 
 /// One line of a run's log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     pub level: Level,
     pub message: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<(String, String)>,
 }
 

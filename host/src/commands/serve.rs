@@ -1,0 +1,113 @@
+//! `switchboard serve`: the host itself.
+
+use super::{CommandError, Context};
+use crate::cli::ServeArgs;
+use crate::ingest::Sources;
+use crate::pipeline::registry::Registry;
+use crate::pipeline::{Pipeline, cron};
+use crate::server::{AppState, DEFAULT_MAX_BODY, Rejections, router};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The address `serve` listens on when neither flag nor config says.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandError> {
+    let sources = Sources::from_config(&ctx.config.sources).map_err(|e| CommandError::Input {
+        path: ctx.config_display(),
+        message: e.to_string(),
+    })?;
+    let admin_token = ctx.admin_token()?;
+    if admin_token.is_none() {
+        tracing::warn!(
+            "no admin token: the admin API refuses every request (set [server] admin_token or SWITCHBOARD_ADMIN_TOKEN)"
+        );
+    }
+    std::fs::create_dir_all(&ctx.plugins_dir).map_err(|e| CommandError::Input {
+        path: ctx.plugins_dir.display().to_string(),
+        message: format!("cannot create the plugins folder: {e}"),
+    })?;
+    let runtime = Arc::new(ctx.runtime()?);
+    let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
+    for (path, e) in registry.errors() {
+        eprintln!("warning: {}: not loaded: {e}", path.display());
+    }
+    let options = ctx.config.pipeline_options();
+    let reload = options.reload_interval;
+    let pipeline = Pipeline::start(runtime, registry.clone(), options)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    registry.watch(reload, stopped.clone());
+    cron::start(pipeline.clone(), stopped);
+
+    let addr: SocketAddr = args
+        .listen
+        .or(ctx.config.server.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CommandError::Input {
+            path: addr.to_string(),
+            message: format!("cannot listen: {e}"),
+        })?;
+    let local = listener.local_addr().map_err(|e| CommandError::Input {
+        path: addr.to_string(),
+        message: format!("cannot listen: {e}"),
+    })?;
+    let state = Arc::new(AppState {
+        pipeline: pipeline.clone(),
+        sources,
+        admin_token,
+        max_body: ctx.config.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        rejections: Rejections::default(),
+        started: Instant::now(),
+    });
+    let names: Vec<String> = registry
+        .current()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    tracing::info!(%local, plugins = ?names, "switchboard listening");
+    println!(
+        "switchboard listening on http://{local} ({} plugin(s): {})",
+        names.len(),
+        names.join(", ")
+    );
+    let _ = std::io::stdout().flush();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("stopping: finishing runs in flight");
+    let _ = stop.send(true);
+    pipeline.shutdown().await;
+    served.map_err(|e| CommandError::Input {
+        path: local.to_string(),
+        message: format!("server failed: {e}"),
+    })?;
+    eprintln!("switchboard stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,380 @@
+//! The pipeline's durable records, in one sled tree so that an event, its delivery id and
+//! its runs are written by one atomic transaction:
+//!
+//! | key                      | value                                   |
+//! |--------------------------|-----------------------------------------|
+//! | `e/<event id>`           | [`StoredEvent`] (JSON)                  |
+//! | `d/<source>\n<delivery>` | [`DeliveryMark`]: which event, when     |
+//! | `r/<run id>`             | [`RunRecord`] (JSON)                    |
+//! | `p/<run id>`             | due time (Unix ms, big-endian): pending |
+//! | `c/<plugin>/<trigger>`   | last cron fire (Unix ms, big-endian)    |
+//!
+//! Run ids are `<event id>.<plugin>`: one run per (event, plugin), by construction.
+
+use crate::model::{Event, Outcome};
+use crate::runtime::RunError;
+use crate::runtime::state::LogLine;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// Failed with an error that retrying cannot fix; replayable.
+    Failed,
+    /// Failed with retryable errors on every allowed attempt; replayable.
+    Dead,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Dead
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "dead" => RunStatus::Dead,
+            other => {
+                return Err(format!(
+                    "'{other}' is not a run status (queued, running, succeeded, failed, dead)"
+                ));
+            }
+        })
+    }
+}
+
+/// An accepted event, as kept in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event: Event,
+    /// The sender's id for this delivery (dedup key), when it has one.
+    pub delivery_id: String,
+    pub received_at: String,
+}
+
+/// A seen delivery: which event it became, and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryMark {
+    pub event_id: String,
+    pub at_ms: i64,
+}
+
+/// One run of one plugin on one event, across its attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub event_id: String,
+    pub plugin: String,
+    pub source: String,
+    pub kind: String,
+    pub status: RunStatus,
+    pub attempts: u32,
+    #[serde(default)]
+    pub replays: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// The version of the recipe that ran the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// The error, as a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub logs: Vec<LogLine>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logs_dropped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl RunRecord {
+    /// A queued run of `plugin` on `event`.
+    pub fn queued(event: &Event, plugin: &str, now: &str) -> Self {
+        RunRecord {
+            id: run_id(&event.id, plugin),
+            event_id: event.id.clone(),
+            plugin: plugin.to_string(),
+            source: event.source.clone(),
+            kind: event.kind.clone(),
+            status: RunStatus::Queued,
+            attempts: 0,
+            replays: 0,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            next_attempt_at: None,
+            started_at: None,
+            finished_at: None,
+            duration_us: None,
+            plugin_version: None,
+            outcome: None,
+            error: None,
+            reason: None,
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+}
+
+/// The run id of `plugin` on `event_id`.
+pub fn run_id(event_id: &str, plugin: &str) -> String {
+    format!("{event_id}.{plugin}")
+}
+
+pub(crate) fn event_key(id: &str) -> Vec<u8> {
+    format!("e/{id}").into_bytes()
+}
+pub(crate) fn run_key(id: &str) -> Vec<u8> {
+    format!("r/{id}").into_bytes()
+}
+pub(crate) fn pending_key(id: &str) -> Vec<u8> {
+    format!("p/{id}").into_bytes()
+}
+pub(crate) fn delivery_key(source: &str, delivery: &str) -> Vec<u8> {
+    format!("d/{source}\n{delivery}").into_bytes()
+}
+pub(crate) fn cron_key(plugin: &str, trigger: usize) -> Vec<u8> {
+    format!("c/{plugin}/{trigger}").into_bytes()
+}
+
+/// Failure of the pipeline's store.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("store error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl From<TransactionError<JournalError>> for JournalError {
+    fn from(e: TransactionError<JournalError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => JournalError::Sled(e),
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
+    serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialize")
+}
+
+/// What [`Journal::accept`] did with an event.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Stored, with these runs queued.
+    New { runs: Vec<RunRecord> },
+    /// The same delivery was accepted before, as this event.
+    Duplicate { event_id: String },
+}
+
+/// The pipeline's view of the store.
+#[derive(Clone)]
+pub struct Journal {
+    pub(crate) tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl Journal {
+    pub fn new(db: sled::Db) -> Result<Self, JournalError> {
+        Ok(Journal {
+            tree: db.open_tree("pipeline")?,
+            db,
+        })
+    }
+
+    /// A new event id; ids sort in creation order, across restarts.
+    pub fn next_event_id(&self) -> Result<String, JournalError> {
+        Ok(format!("evt_{:016x}", self.db.generate_id()?))
+    }
+
+    /// Flush everything written so far to disk.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Store an event and its queued runs atomically, unless the same delivery (source and
+    /// delivery id) was accepted less than `window_ms` ago.
+    pub fn accept(
+        &self,
+        stored: &StoredEvent,
+        plugins: &[String],
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<Accepted, JournalError> {
+        let event = &stored.event;
+        let dkey = delivery_key(&event.source, &stored.delivery_id);
+        let mark = encode(&DeliveryMark {
+            event_id: event.id.clone(),
+            at_ms: now_ms,
+        });
+        let runs: Vec<RunRecord> = plugins
+            .iter()
+            .map(|p| RunRecord::queued(event, p, &stored.received_at))
+            .collect();
+        let encoded_runs: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = runs
+            .iter()
+            .map(|r| (run_key(&r.id), encode(r), pending_key(&r.id)))
+            .collect();
+        let event_bytes = encode(stored);
+        let due = now_ms.to_be_bytes();
+        let result = self.tree.transaction(|tx| {
+            if let Some(existing) = tx.get(&dkey)? {
+                let seen: DeliveryMark =
+                    decode(&dkey, &existing).map_err(ConflictableTransactionError::Abort)?;
+                if now_ms - seen.at_ms < window_ms {
+                    return Ok(Accepted::Duplicate {
+                        event_id: seen.event_id,
+                    });
+                }
+            }
+            tx.insert(dkey.as_slice(), mark.as_slice())?;
+            tx.insert(event_key(&event.id), event_bytes.as_slice())?;
+            for (rkey, record, pkey) in &encoded_runs {
+                tx.insert(rkey.as_slice(), record.as_slice())?;
+                tx.insert(pkey.as_slice(), &due[..])?;
+            }
+            Ok(Accepted::New { runs: Vec::new() })
+        })?;
+        Ok(match result {
+            Accepted::New { .. } => Accepted::New { runs },
+            dup => dup,
+        })
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<StoredEvent>, JournalError> {
+        let key = event_key(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, JournalError> {
+        let key = run_key(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Write a run record; pending (with its due time) unless it is terminal.
+    pub fn put_run(&self, run: &RunRecord, due_ms: Option<i64>) -> Result<(), JournalError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(run_key(&run.id), encode(run));
+        match due_ms {
+            Some(due) if !run.status.is_terminal() => {
+                batch.insert(pending_key(&run.id), &due.to_be_bytes()[..])
+            }
+            _ => batch.remove(pending_key(&run.id)),
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every pending run (queued, or running when the host stopped), with its due time.
+    pub fn pending(&self) -> Result<Vec<(RunRecord, i64)>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"p/") {
+            let (key, due) = item?;
+            let id = String::from_utf8_lossy(&key[2..]).into_owned();
+            let due = due.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(0);
+            match self.run(&id)? {
+                Some(run) => out.push((run, due)),
+                None => {
+                    self.tree.remove(&key)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs, newest first, that `keep` accepts, at most `limit`.
+    pub fn runs(
+        &self,
+        mut keep: impl FnMut(&RunRecord) -> bool,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"r/").rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            let run: RunRecord = decode(&key, &value)?;
+            if keep(&run) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When a cron trigger last fired.
+    pub fn cron_last(&self, plugin: &str, trigger: usize) -> Result<Option<i64>, JournalError> {
+        Ok(self
+            .tree
+            .get(cron_key(plugin, trigger))?
+            .and_then(|v| v.as_ref().try_into().ok().map(i64::from_be_bytes)))
+    }
+
+    pub fn set_cron_last(&self, plugin: &str, trigger: usize, ms: i64) -> Result<(), JournalError> {
+        self.tree
+            .insert(cron_key(plugin, trigger), &ms.to_be_bytes()[..])?;
+        Ok(())
+    }
+
+    /// Forget deliveries older than `window_ms` (their ids may then be accepted again).
+    pub fn sweep_deliveries(&self, now_ms: i64, window_ms: i64) -> Result<usize, JournalError> {
+        let mut removed = 0;
+        for item in self.tree.scan_prefix(b"d/") {
+            let (key, value) = item?;
+            let old = decode::<DeliveryMark>(&key, &value)
+                .map(|m| now_ms - m.at_ms >= window_ms)
+                .unwrap_or(true);
+            if old {
+                self.tree.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,673 @@
+//! The durable event pipeline: accepted events are journaled and flushed before they are
+//! acknowledged, fanned out to one run per subscribed plugin, and executed by a bounded
+//! worker pool with retries, dead-lettering and replay.
+//!
+//! - [`journal`]: the records in sled (events, delivery ids, runs, the pending index);
+//! - [`commit`]: group commit, so concurrent acknowledgements share one flush;
+//! - [`queue`]: the in-memory schedule of pending runs and the concurrency limits;
+//! - [`registry`]: the plugins folder, hot reloaded;
+//! - [`cron`] and [`schedule`]: scheduled triggers.
+//!
+//! Crash safety: an event is acknowledged only after its runs are on disk in the pending
+//! index; at start every pending run is queued again (one that was running when the host
+//! died is retried, its attempt counted). A run's final state is written without a flush
+//! of its own (sled flushes within 500 ms, and at shutdown), so a crash may run a recipe
+//! again on an event it just finished: delivery to recipes is at least once, and the
+//! record of each (event, plugin) is always exactly one.
+
+pub mod commit;
+pub mod cron;
+pub mod journal;
+pub mod queue;
+pub mod registry;
+pub mod schedule;
+
+use crate::model::{Event, Trigger};
+use crate::runtime::{RunError, Runtime};
+use commit::{CommitError, Committer};
+use journal::{Accepted, Journal, JournalError, RunRecord, RunStatus, StoredEvent};
+use queue::{Next, Queue};
+use registry::Registry;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 in UTC with milliseconds: every timestamp the pipeline writes has this one
+/// shape, so they sort as strings.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// What to do at start about cron fires missed while the host was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CatchUp {
+    /// Run once for the latest missed fire.
+    #[default]
+    Once,
+    /// Skip missed fires.
+    Skip,
+}
+
+/// A cron trigger's schedule as the config sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CronOverride {
+    /// Do not fire.
+    Off,
+    /// Fire on this schedule instead of the manifest's.
+    Schedule {
+        expr: String,
+        timezone: Option<String>,
+    },
+}
+
+/// Settings of the pipeline; see [`crate::config`] for the TOML.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Runs in flight at once, over all plugins.
+    pub workers: usize,
+    /// Runs in flight at once for one plugin, unless `plugin_concurrency` says otherwise.
+    pub per_plugin: usize,
+    pub plugin_concurrency: HashMap<String, usize>,
+    /// Attempts before a run that keeps failing with retryable errors is dead.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// A repeated delivery id within this window is acknowledged and not run again.
+    pub dedup_window: Duration,
+    /// How long a shutdown waits for runs in flight.
+    pub grace: Duration,
+    pub cron_catch_up: CatchUp,
+    pub cron_overrides: BTreeMap<String, CronOverride>,
+    /// How often the plugins folder is looked at.
+    pub reload_interval: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            workers: 16,
+            per_plugin: 4,
+            plugin_concurrency: HashMap::new(),
+            // 1 + 2 + 4 + ... + 60 minutes: 8 tries over about two hours.
+            max_attempts: 8,
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(3600),
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            grace: Duration::from_secs(10),
+            cron_catch_up: CatchUp::Once,
+            cron_overrides: BTreeMap::new(),
+            reload_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why the pipeline could not take or find something.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("no run {0}")]
+    NoRun(String),
+    #[error("no recipe named '{0}' is loaded")]
+    NoPlugin(String),
+    #[error("run {id} is {status}; only finished runs can be replayed")]
+    NotFinished { id: String, status: &'static str },
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
+
+/// An event on its way in, before it has an id.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub source: String,
+    pub kind: String,
+    /// The sender's delivery id; repeated ids are deduplicated. `None`: never a duplicate.
+    pub delivery_id: Option<String>,
+    pub payload: Box<serde_json::value::RawValue>,
+}
+
+/// The answer to an accepted event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ack {
+    pub event_id: String,
+    /// True when this delivery was accepted before (nothing new is run).
+    pub duplicate: bool,
+    /// The runs queued for it.
+    pub runs: Vec<String>,
+}
+
+/// Counters the admin API reports.
+#[derive(Debug, Default, Serialize)]
+pub struct Counters {
+    pub accepted: std::sync::atomic::AtomicU64,
+    pub duplicates: std::sync::atomic::AtomicU64,
+    pub succeeded: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub dead: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub plugin: Option<String>,
+    pub status: Option<Vec<RunStatus>>,
+    pub event_id: Option<String>,
+    /// RFC 3339 bounds on `created_at`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: usize,
+}
+
+/// The pipeline.
+pub struct Pipeline {
+    journal: Journal,
+    committer: Committer,
+    registry: Arc<Registry>,
+    runtime: Arc<Runtime>,
+    options: PipelineOptions,
+    queue: Queue,
+    cron_active: Mutex<HashSet<String>>,
+    finished: broadcast::Sender<RunRecord>,
+    stopping: AtomicBool,
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    /// Open the pipeline over `store`, queue every pending run, and start the workers.
+    pub fn start(
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        options: PipelineOptions,
+    ) -> Result<Arc<Self>, PipelineError> {
+        let db = runtime.store().db();
+        let journal = Journal::new(db.clone())?;
+        let queue = Queue::new(
+            options.workers,
+            options.per_plugin,
+            options.plugin_concurrency.clone(),
+        );
+        let pipeline = Arc::new(Pipeline {
+            journal,
+            committer: Committer::start(db),
+            registry,
+            runtime,
+            options,
+            queue,
+            cron_active: Mutex::new(HashSet::new()),
+            finished: broadcast::channel(4096).0,
+            stopping: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let now = now_ms();
+        let mut resumed = 0;
+        for (mut run, due) in pipeline.journal.pending()? {
+            if run.status == RunStatus::Running {
+                // The host stopped mid-run: run it again now.
+                run.status = RunStatus::Queued;
+                run.updated_at = rfc3339(now);
+                pipeline.journal.put_run(&run, Some(now))?;
+            }
+            if run.source == cron::SOURCE {
+                pipeline
+                    .cron_active
+                    .lock()
+                    .unwrap()
+                    .insert(run.plugin.clone());
+            }
+            pipeline
+                .queue
+                .push(&run.plugin, &run.id, due.min(now.max(due)));
+            resumed += 1;
+        }
+        if resumed > 0 {
+            tracing::info!(runs = resumed, "resuming pending runs");
+        }
+        let scheduler = pipeline.clone();
+        tokio::spawn(async move { scheduler.schedule().await });
+        let sweeper = pipeline.clone();
+        tokio::spawn(async move {
+            let window = sweeper.options.dedup_window.as_millis() as i64;
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                if sweeper.stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                match sweeper.journal.sweep_deliveries(now_ms(), window) {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "forgot old delivery ids"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("sweeping delivery ids failed: {e}"),
+                }
+            }
+        });
+        Ok(pipeline)
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Runs reaching a final state, as they do.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunRecord> {
+        self.finished.subscribe()
+    }
+
+    /// (queued, running) right now.
+    pub fn load(&self) -> (usize, usize) {
+        self.queue.counts()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The plugins subscribed to an event of `source` and `kind`.
+    pub fn subscribers(&self, source: &str, kind: &str) -> Vec<String> {
+        self.registry
+            .current()
+            .iter()
+            .filter(|p| {
+                p.manifest.triggers.iter().any(|t| match t {
+                    Trigger::Webhook { source: s, kind: k } => {
+                        (s == "*" || s == source) && glob(k, kind)
+                    }
+                    Trigger::Cron { .. } => false,
+                })
+            })
+            .map(|p| p.name.to_string())
+            .collect()
+    }
+
+    /// Journal an event with a run for each plugin subscribed to it (or only for `only`),
+    /// and return once it is on disk.
+    pub async fn ingest(
+        &self,
+        incoming: Incoming,
+        only: Option<&str>,
+    ) -> Result<Ack, PipelineError> {
+        if self.is_stopping() {
+            return Err(PipelineError::ShuttingDown);
+        }
+        let plugins = match only {
+            Some(name) => {
+                if self.registry.current().get(name).is_none() {
+                    return Err(PipelineError::NoPlugin(name.to_string()));
+                }
+                vec![name.to_string()]
+            }
+            None => self.subscribers(&incoming.source, &incoming.kind),
+        };
+        let now = now_ms();
+        let id = self.journal.next_event_id()?;
+        let stored = StoredEvent {
+            delivery_id: incoming.delivery_id.unwrap_or_else(|| id.clone()),
+            received_at: rfc3339(now),
+            event: Event {
+                id,
+                source: incoming.source,
+                kind: incoming.kind,
+                time: rfc3339(now),
+                payload: incoming.payload,
+            },
+        };
+        let window = self.options.dedup_window.as_millis() as i64;
+        let accepted = self.journal.accept(&stored, &plugins, now, window)?;
+        self.committer.commit().await?;
+        Ok(match accepted {
+            Accepted::Duplicate { event_id } => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(source = %stored.event.source, delivery = %stored.delivery_id, event = %event_id, "duplicate delivery acknowledged");
+                Ack {
+                    event_id,
+                    duplicate: true,
+                    runs: Vec::new(),
+                }
+            }
+            Accepted::New { runs } => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                for run in &runs {
+                    self.queue.push(&run.plugin, &run.id, now);
+                }
+                tracing::debug!(event = %stored.event.id, kind = %stored.event.kind, runs = runs.len(), "event accepted");
+                Ack {
+                    event_id: stored.event.id,
+                    duplicate: false,
+                    runs: runs.into_iter().map(|r| r.id).collect(),
+                }
+            }
+        })
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, PipelineError> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        Ok(self.journal.runs(
+            |r| {
+                filter.plugin.as_ref().is_none_or(|p| &r.plugin == p)
+                    && filter.status.as_ref().is_none_or(|s| s.contains(&r.status))
+                    && filter.event_id.as_ref().is_none_or(|e| &r.event_id == e)
+                    && filter.since.as_ref().is_none_or(|t| &r.created_at >= t)
+                    && filter.until.as_ref().is_none_or(|t| &r.created_at < t)
+            },
+            limit,
+        )?)
+    }
+
+    pub fn run(&self, id: &str) -> Result<RunRecord, PipelineError> {
+        self.journal
+            .run(id)?
+            .ok_or_else(|| PipelineError::NoRun(id.to_string()))
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<StoredEvent>, PipelineError> {
+        Ok(self.journal.event(id)?)
+    }
+
+    /// Queue a finished run again, from its first attempt.
+    pub async fn replay(&self, id: &str) -> Result<RunRecord, PipelineError> {
+        let run = self.requeue(id)?;
+        self.committer.commit().await?;
+        self.queue.push(&run.plugin, &run.id, now_ms());
+        Ok(run)
+    }
+
+    /// Replay every run of `plugin` whose status is in `statuses`; returns their ids.
+    pub async fn replay_all(
+        &self,
+        plugin: &str,
+        statuses: &[RunStatus],
+    ) -> Result<Vec<String>, PipelineError> {
+        let runs = self.journal.runs(
+            |r| r.plugin == plugin && statuses.contains(&r.status),
+            usize::MAX,
+        )?;
+        let mut ids = Vec::with_capacity(runs.len());
+        for run in runs {
+            ids.push(self.requeue(&run.id)?.id);
+        }
+        self.committer.commit().await?;
+        let now = now_ms();
+        for id in &ids {
+            self.queue.push(plugin, id, now);
+        }
+        Ok(ids)
+    }
+
+    fn requeue(&self, id: &str) -> Result<RunRecord, PipelineError> {
+        if self.is_stopping() {
+            return Err(PipelineError::ShuttingDown);
+        }
+        let mut run = self.run(id)?;
+        if !run.status.is_terminal() {
+            return Err(PipelineError::NotFinished {
+                id: id.to_string(),
+                status: run.status.as_str(),
+            });
+        }
+        let now = now_ms();
+        run.status = RunStatus::Queued;
+        run.attempts = 0;
+        run.replays += 1;
+        run.updated_at = rfc3339(now);
+        run.next_attempt_at = None;
+        self.journal.put_run(&run, Some(now))?;
+        tracing::info!(run = %run.id, "run queued for replay");
+        Ok(run)
+    }
+
+    /// Stop taking work, give runs in flight `grace` to finish, and put the rest back in
+    /// the queue for the next start.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.queue.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + self.options.grace;
+        loop {
+            let idle = self.queue.idle.notified();
+            if self.queue.running().is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        let now = now_ms();
+        for id in self.queue.running() {
+            if let Ok(Some(mut run)) = self.journal.run(&id)
+                && run.status == RunStatus::Running
+            {
+                // Interrupted by us, not by the recipe: the attempt does not count.
+                run.status = RunStatus::Queued;
+                run.attempts = run.attempts.saturating_sub(1);
+                run.updated_at = rfc3339(now);
+                if let Err(e) = self.journal.put_run(&run, Some(now)) {
+                    tracing::error!(run = %id, "could not re-queue an interrupted run: {e}");
+                }
+                tracing::warn!(run = %id, "run interrupted by shutdown; queued for the next start");
+            }
+        }
+        if let Err(e) = self.journal.flush() {
+            tracing::error!("flushing the store at shutdown failed: {e}");
+        }
+    }
+
+    async fn schedule(self: Arc<Self>) {
+        loop {
+            if self.is_stopping() {
+                break;
+            }
+            match self.queue.next(now_ms()) {
+                Next::Run(plugin, run_id) => {
+                    let pipeline = self.clone();
+                    tokio::spawn(async move {
+                        let retry = pipeline.execute(&run_id).await;
+                        pipeline.queue.finish(&plugin, &run_id);
+                        if let Some(due) = retry
+                            && !pipeline.is_stopping()
+                        {
+                            pipeline.queue.push(&plugin, &run_id, due);
+                        }
+                    });
+                }
+                Next::Wait(ms) => {
+                    let wait = ms.map_or(Duration::from_secs(3600), |ms| {
+                        Duration::from_millis(ms.max(1) as u64)
+                    });
+                    let _ = tokio::time::timeout(wait, self.queue.wake.notified()).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt of one run; returns the due time of its retry, if it has one.
+    async fn execute(&self, run_id: &str) -> Option<i64> {
+        match self.attempt(run_id).await {
+            Ok(retry) => retry,
+            Err(e) => {
+                tracing::error!(run = %run_id, "run could not be recorded: {e}");
+                None
+            }
+        }
+    }
+
+    async fn attempt(&self, run_id: &str) -> Result<Option<i64>, PipelineError> {
+        let Some(mut run) = self.journal.run(run_id)? else {
+            return Ok(None);
+        };
+        if run.status.is_terminal() {
+            return Ok(None);
+        }
+        let started = now_ms();
+        run.status = RunStatus::Running;
+        run.attempts += 1;
+        run.started_at = Some(rfc3339(started));
+        run.updated_at = rfc3339(started);
+        run.next_attempt_at = None;
+        self.journal.put_run(&run, Some(started))?;
+
+        let event = self.journal.event(&run.event_id)?;
+        let plugin = self.registry.current().get(&run.plugin).cloned();
+        let result = match (event, plugin) {
+            (None, _) => Err(RunError::Trap {
+                message: format!("event {} is missing from the store", run.event_id),
+                panic: None,
+            }),
+            (Some(_), None) => Err(RunError::NotLoaded {
+                recipe: run.plugin.clone(),
+            }),
+            (Some(stored), Some(plugin)) => {
+                let report = self.runtime.run(&plugin, &stored.event).await;
+                run.plugin_version = Some(plugin.manifest.version.clone());
+                run.duration_us = Some(report.duration_us);
+                run.logs = report.logs;
+                run.logs_dropped = report.logs_dropped;
+                match (report.outcome, report.error) {
+                    (Some(o), _) => Ok(o),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => unreachable!("a run report has an outcome or an error"),
+                }
+            }
+        };
+        let now = now_ms();
+        run.updated_at = rfc3339(now);
+        let mut retry = None;
+        match result {
+            Ok(outcome) => {
+                run.status = RunStatus::Succeeded;
+                run.outcome = Some(outcome);
+                run.error = None;
+                run.reason = None;
+                self.counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                run.reason = Some(error.to_string());
+                run.outcome = None;
+                if error.is_retryable() && run.attempts < self.options.max_attempts {
+                    let due = now + self.backoff(run.attempts, retry_after(&error));
+                    run.status = RunStatus::Queued;
+                    run.next_attempt_at = Some(rfc3339(due));
+                    retry = Some(due);
+                    self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(run = %run.id, attempt = run.attempts, %error, next = %rfc3339(due), "run will be retried");
+                } else if error.is_retryable() {
+                    run.status = RunStatus::Dead;
+                    self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(run = %run.id, attempts = run.attempts, %error, "run is dead: out of attempts");
+                } else {
+                    run.status = RunStatus::Failed;
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                run.error = Some(error);
+            }
+        }
+        if run.status.is_terminal() {
+            run.finished_at = Some(rfc3339(now));
+        }
+        self.journal.put_run(&run, retry)?;
+        if run.status.is_terminal() {
+            if run.source == cron::SOURCE {
+                self.cron_active.lock().unwrap().remove(&run.plugin);
+            }
+            let _ = self.finished.send(run);
+        }
+        Ok(retry)
+    }
+
+    /// The delay before retry number `attempt` (1-based): exponential with equal jitter,
+    /// never sooner than the vendor's retry-after.
+    fn backoff(&self, attempt: u32, retry_after_ms: Option<u64>) -> i64 {
+        let base = self.options.retry_base.as_millis() as u64;
+        let max = self.options.retry_max.as_millis() as u64;
+        let exp = base
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
+            .min(max);
+        let jittered = exp / 2 + fastrand::u64(0..=exp / 2);
+        jittered.max(retry_after_ms.unwrap_or(0)) as i64
+    }
+}
+
+fn retry_after(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Recipe {
+            error: crate::model::RecipeError::RateLimited { retry_after_ms },
+        } => *retry_after_ms,
+        _ => None,
+    }
+}
+
+/// `pattern` with `*` matching any run of characters.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    if !text.ends_with(last) {
+        return false;
+    }
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", "customer.updated"));
+        assert!(glob("customer.*", "customer.updated"));
+        assert!(!glob("customer.*", "job.created"));
+        assert!(glob("*.created", "lead.created"));
+        assert!(glob("job.*.started", "job.appointment.started"));
+        assert!(!glob("job.*.started", "job.started"));
+        assert!(glob("ContactUpdate", "ContactUpdate"));
+        assert!(!glob("Contact", "ContactUpdate"));
+    }
+
+    #[test]
+    fn timestamps_sort_as_strings() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_768_435_200_123), "2026-01-15T00:00:00.123Z");
+        assert!(rfc3339(999) < rfc3339(1_000));
+    }
+}
