@@ -10,6 +10,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hello", "HELLO"),
     ("probe", "PROBE"),
     ("other-world", "OTHER_WORLD"),
+    ("pipe", "PIPE"),
 ];
 
 fn main() {
@@ -21,6 +22,7 @@ fn main() {
         "recipes/hello",
         "tests/guests/probe",
         "tests/guests/other-world",
+        "tests/guests/pipe",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
@@ -28,9 +30,36 @@ fn main() {
 
     ensure_wasm_target();
     let target_dir = root.join("target").join("guests");
+    let out = target_dir.join("wasm32-wasip2").join("wasm");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let mut consts = String::new();
+    // `pipe` as version 2 first (its file is overwritten by the version 1 build below).
+    build(&root, &target_dir, &["-p", "pipe", "--features", "v2"]);
+    let v2 = out_dir.join("pipe-v2.wasm");
+    std::fs::copy(out.join("pipe.wasm"), &v2).expect("copying pipe v2");
+    consts.push_str(&format!(
+        "/// `pipe` built with its `v2` feature: the same recipe, version 2.0.0.\npub const PIPE_V2: &str = {:?};\n",
+        v2.display().to_string()
+    ));
+    let packages: Vec<&str> = GUESTS.iter().flat_map(|(p, _)| ["-p", *p]).collect();
+    build(&root, &target_dir, &packages);
+
+    for (package, name) in GUESTS {
+        let file = out.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(file.is_file(), "expected guest at {}", file.display());
+        consts.push_str(&format!(
+            "/// `{package}`, built to a wasm32-wasip2 component.\npub const {name}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+    }
+    std::fs::write(out_dir.join("guests.rs"), consts).unwrap();
+}
+
+/// `cargo build` wasm guests with these extra arguments.
+fn build(root: &Path, target_dir: &Path, extra: &[&str]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "--profile",
@@ -39,10 +68,8 @@ fn main() {
             "wasm32-wasip2",
             "--target-dir",
         ])
-        .arg(&target_dir);
-    for (package, _) in GUESTS {
-        cmd.args(["-p", package]);
-    }
+        .arg(target_dir)
+        .args(extra);
     // The outer cargo's settings are not for wasm (and clippy's wrapper is not for builds).
     for var in [
         "RUSTFLAGS",
@@ -63,19 +90,6 @@ fn main() {
         status.success(),
         "building the wasm guests failed: {status}"
     );
-
-    let out = target_dir.join("wasm32-wasip2").join("wasm");
-    let mut consts = String::new();
-    for (package, name) in GUESTS {
-        let file = out.join(format!("{}.wasm", package.replace('-', "_")));
-        assert!(file.is_file(), "expected guest at {}", file.display());
-        consts.push_str(&format!(
-            "/// `{package}`, built to a wasm32-wasip2 component.\npub const {name}: &str = {:?};\n",
-            file.display().to_string()
-        ));
-    }
-    let dest = Path::new(&env::var("OUT_DIR").unwrap()).join("guests.rs");
-    std::fs::write(dest, consts).unwrap();
 }
 
 /// Install the wasm32-wasip2 target for the active toolchain if it is missing.

@@ -5,5 +5,6 @@ mod cli;
 mod contracts;
 mod loading;
 mod sandbox;
+mod serve;
 mod support;
 mod vendors;

@@ -1,0 +1,42 @@
+//! `pipe`: a test guest for the pipeline. It answers with its version, sleeps when asked
+//! (to keep runs in flight), and has a cron trigger the tests switch on in the config.
+
+use serde::Deserialize;
+use switchboard_sdk::prelude::*;
+
+const VERSION: &str = if cfg!(feature = "v2") {
+    "2.0.0"
+} else {
+    "1.0.0"
+};
+
+struct Pipe;
+
+#[derive(Deserialize, Default)]
+struct Ask {
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+impl Recipe for Pipe {
+    fn manifest() -> Manifest {
+        Manifest::new("pipe", VERSION)
+            .description("Test guest: answers with its version")
+            .on_webhook("test", "*")
+            // Once a year: the tests set their own schedule in the config.
+            .on_cron("0 0 0 1 1 *")
+    }
+
+    fn handle(event: Event) -> Result<Outcome> {
+        if event.source == "cron" {
+            return Ok(Outcome::done(format!("v{VERSION} tick")));
+        }
+        let ask: Ask = event.payload().unwrap_or_default();
+        if ask.sleep_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ask.sleep_ms));
+        }
+        Ok(Outcome::done(format!("v{VERSION}")))
+    }
+}
+
+export_recipe!(Pipe);

@@ -1,0 +1,971 @@
+//! `switchboard serve` end to end: the real binary, real HTTP, sled on disk, wasm guests
+//! built from source; vendors played by the sandbox.
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use switchboard::ingest::verify::{HmacVerifier, StandardVerifier};
+use switchboard_test_guests::{HELLO, PIPE, PIPE_V2, PROBE};
+
+const TOKEN: &str = "test-admin-token";
+
+/// A `switchboard serve` process.
+pub struct Host {
+    child: Child,
+    pub url: String,
+    http: reqwest::Client,
+    stderr: PathBuf,
+}
+
+impl Host {
+    /// Start the binary on `config` and wait until it listens.
+    pub fn start(config: &Path) -> Host {
+        let dir = config.parent().unwrap();
+        let stderr = dir.join(format!("stderr-{}.log", fastrand::u32(..)));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
+            .env("SWITCHBOARD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("starting switchboard serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("switchboard listening on ") {
+                    let url = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "switchboard serve did not start:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            }
+        };
+        Host {
+            child,
+            url,
+            http: reqwest::Client::new(),
+            stderr,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and wait for the exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub async fn hook(&self, source: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/hooks/{source}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        let response = request.send().await.expect("posting a webhook");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await.expect("calling the admin API");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn runs(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self
+            .admin("GET", &format!("/admin/runs?limit=10000&{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["runs"].as_array().unwrap().clone()
+    }
+
+    /// Wait until `done` holds for the runs `query` selects.
+    pub async fn wait_runs(
+        &self,
+        query: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let runs = self.runs(query).await;
+            if done(&runs) {
+                return runs;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "timed out waiting for {what}; runs: {}\n{}",
+                    serde_json::to_string_pretty(&runs).unwrap(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Run the CLI against this host.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .env("SWITCHBOARD_SERVER", &self.url)
+            .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A work dir with a plugins folder holding `plugins` and a config of `extra` TOML.
+pub fn setup(plugins: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    for (name, path) in plugins {
+        std::fs::copy(path, plugins_dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"data\"\nplugins_dir = \"{}\"\n{extra}",
+            plugins_dir.display()
+        ),
+    )
+    .unwrap();
+    (dir, config)
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn status_of(runs: &[Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in runs {
+        *out.entry(r["status"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    out
+}
+
+const WHSEC_OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WHSEC_NEW: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXJvdGF0aW9uLTEyMzQ=";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_deliveries_are_accepted_and_forgeries_and_bad_input_refused() {
+    use ed25519_dalek::Signer;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    use rsa::signature::SignatureEncoding;
+
+    let ed = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let ed_public = base64::engine::general_purpose::STANDARD.encode(ed.verifying_key().as_bytes());
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let rsa_public = rsa_key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let rsa_signer = SigningKey::<sha2::Sha256>::new(rsa_key);
+    let (dir, config) = setup(
+        &[("hello", HELLO)],
+        &format!(
+            r#"
+[sources.housecallpro]
+secret = {{ file = "hcp.secret" }}
+[sources.gohighlevel]
+ed25519_public_keys = ["{ed_public}"]
+rsa_public_keys = ["""{rsa_public}"""]
+[sources.forms]
+secrets = [{{ env = "FORMS_OLD" }}, {{ file = "forms.secret" }}]
+kind = "lead.created"
+[server]
+max_body_bytes = 4096
+"#
+        ),
+    );
+    std::fs::write(dir.path().join("hcp.secret"), "hcp-signing-secret\n").unwrap();
+    std::fs::write(dir.path().join("forms.secret"), WHSEC_NEW).unwrap();
+    // SAFETY: set before the child is spawned; no other thread reads this variable.
+    unsafe { std::env::set_var("FORMS_OLD", WHSEC_OLD) };
+    let host = Host::start(&config);
+
+    // Housecall Pro: HMAC over "{timestamp}.{body}".
+    let hcp = |body: &str, secret: &str, ts: i64| {
+        vec![
+            ("Api-Timestamp", ts.to_string()),
+            (
+                "Api-Signature",
+                HmacVerifier::sign(
+                    secret.as_bytes(),
+                    "{timestamp}.{body}",
+                    &ts.to_string(),
+                    body.as_bytes(),
+                ),
+            ),
+        ]
+    };
+    let body = r#"{"event":"customer.updated","customer":{"id":"cus_1","first_name":"Ada"}}"#;
+    let (s, ack) = host
+        .hook(
+            "housecallpro",
+            &hcp(body, "hcp-signing-secret", now()),
+            body,
+        )
+        .await;
+    assert_eq!(s, 202, "{ack}");
+    assert_eq!(ack["duplicate"], false);
+    assert_eq!(ack["runs"].as_array().unwrap().len(), 1);
+    let hcp_event = ack["event_id"].as_str().unwrap().to_string();
+    let tampered = body.replace("Ada", "Eve");
+    let (s, e) = host
+        .hook(
+            "housecallpro",
+            &hcp(body, "hcp-signing-secret", now()),
+            &tampered,
+        )
+        .await;
+    assert_eq!(s, 401, "tampered body: {e}");
+    let (s, _) = host
+        .hook("housecallpro", &hcp(body, "wrong-secret", now()), body)
+        .await;
+    assert_eq!(s, 401, "wrong secret");
+    let (s, e) = host
+        .hook(
+            "housecallpro",
+            &hcp(body, "hcp-signing-secret", now() - 600),
+            body,
+        )
+        .await;
+    assert_eq!(s, 401, "stale timestamp");
+    assert!(e["error"].as_str().unwrap().contains("tolerance"), "{e}");
+    // The same delivery again (re-signed, as a sender's retry is): acknowledged, not run.
+    let (s, dup) = host
+        .hook(
+            "housecallpro",
+            &hcp(body, "hcp-signing-secret", now()),
+            body,
+        )
+        .await;
+    assert_eq!(
+        (s, &dup["duplicate"], &dup["event_id"]),
+        (202, &json!(true), &json!(hcp_event))
+    );
+    // A setup ping: signed, no event.
+    let ping = r#"{"foo":"bar"}"#;
+    let (s, p) = host
+        .hook(
+            "housecallpro",
+            &hcp(ping, "hcp-signing-secret", now()),
+            ping,
+        )
+        .await;
+    assert_eq!((s, &p["ping"]), (200, &json!(true)));
+
+    // GoHighLevel: Ed25519 X-GHL-Signature, RSA X-WH-Signature fallback, webhookId dedup.
+    let ghl_body = |id: &str, ts: &str| {
+        json!({"type": "ContactUpdate", "locationId": "loc1", "id": "c1", "timestamp": ts, "webhookId": id})
+            .to_string()
+    };
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let fresh = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let b = ghl_body("wh-1", &fresh);
+    let ed_sig = |b: &str| vec![("X-GHL-Signature", b64(&ed.sign(b.as_bytes()).to_bytes()))];
+    let (s, ack) = host.hook("gohighlevel", &ed_sig(&b), &b).await;
+    assert_eq!(s, 202, "{ack}");
+    let (s, dup) = host.hook("gohighlevel", &ed_sig(&b), &b).await;
+    assert_eq!(
+        (s, &dup["duplicate"]),
+        (202, &json!(true)),
+        "replayed webhookId"
+    );
+    let b2 = ghl_body("wh-2", &fresh);
+    let rsa_sig = |b: &str| {
+        vec![(
+            "X-WH-Signature",
+            b64(&rsa_signer.sign(b.as_bytes()).to_bytes()),
+        )]
+    };
+    let (s, ack) = host.hook("gohighlevel", &rsa_sig(&b2), &b2).await;
+    assert_eq!(
+        (s, &ack["duplicate"]),
+        (202, &json!(false)),
+        "RSA fallback: {ack}"
+    );
+    let (s, _) = host
+        .hook("gohighlevel", &ed_sig(&b2), &b2.replace("c1", "c2"))
+        .await;
+    assert_eq!(s, 401, "tampered GHL body");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let forged = vec![(
+        "X-GHL-Signature",
+        b64(&other.sign(b2.as_bytes()).to_bytes()),
+    )];
+    assert_eq!(
+        host.hook("gohighlevel", &forged, &b2).await.0,
+        401,
+        "wrong key"
+    );
+    let stale = ghl_body("wh-3", "2025-01-28T14:35:00Z");
+    assert_eq!(
+        host.hook("gohighlevel", &ed_sig(&stale), &stale).await.0,
+        401,
+        "stale GHL timestamp"
+    );
+
+    // Standard Webhooks: two secrets while rotating; the header may carry several signatures.
+    let std_headers = |id: &str, body: &str, key: &[u8], ts: i64| {
+        vec![
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", ts.to_string()),
+            (
+                "webhook-signature",
+                StandardVerifier::sign(key, id, ts, body.as_bytes()),
+            ),
+        ]
+    };
+    let old = StandardVerifier::decode_secret(WHSEC_OLD).unwrap();
+    let new = StandardVerifier::decode_secret(WHSEC_NEW).unwrap();
+    let lead = r#"{"name":"Grace","phone":"+13035550100"}"#;
+    let (s, ack) = host
+        .hook("forms", &std_headers("msg_1", lead, &new, now()), lead)
+        .await;
+    assert_eq!(s, 202, "{ack}");
+    let mut both = std_headers("msg_2", lead, &old, now());
+    let newer = StandardVerifier::sign(&new, "msg_2", now(), lead.as_bytes());
+    both[2].1 = format!("v1,bm90IHRoZSBzaWduYXR1cmU= {} {newer}", both[2].1);
+    assert_eq!(
+        host.hook("forms", &both, lead).await.0,
+        202,
+        "several signatures"
+    );
+    let (s, dup) = host
+        .hook("forms", &std_headers("msg_1", lead, &new, now()), lead)
+        .await;
+    assert_eq!(
+        (s, &dup["duplicate"]),
+        (202, &json!(true)),
+        "replayed webhook-id"
+    );
+    let wrong = StandardVerifier::decode_secret("whsec_d3Jvbmctc2VjcmV0").unwrap();
+    assert_eq!(
+        host.hook("forms", &std_headers("msg_3", lead, &wrong, now()), lead)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        host.hook(
+            "forms",
+            &std_headers("msg_4", lead, &new, now() - 301),
+            lead
+        )
+        .await
+        .0,
+        401,
+        "stale webhook-timestamp"
+    );
+    assert_eq!(
+        host.hook(
+            "forms",
+            &std_headers("msg_5", lead, &new, now()),
+            &lead.replace("Grace", "Mallory")
+        )
+        .await
+        .0,
+        401
+    );
+
+    // Bad input: each refused with its status and reason, none stored, the server serves on.
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000));
+    let (s, e) = host
+        .hook("forms", &std_headers("msg_6", &big, &new, now()), &big)
+        .await;
+    assert_eq!(s, 413, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("4096"), "{e}");
+    let broken = r#"{"name": "#;
+    let (s, e) = host
+        .hook("forms", &std_headers("msg_7", broken, &new, now()), broken)
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"].as_str().unwrap().contains("not valid JSON"),
+        "{e}"
+    );
+    let (s, e) = host.hook("forms", &[], lead).await;
+    assert_eq!(s, 401);
+    assert!(e["error"].as_str().unwrap().contains("webhook-id"), "{e}");
+    let (s, e) = host.hook("nowhere", &[], lead).await;
+    assert_eq!(s, 404);
+    assert!(e["error"].as_str().unwrap().contains("nowhere"), "{e}");
+
+    // Exactly the accepted deliveries ran: HCP 1, GHL 2, forms 2.
+    let runs = host
+        .wait_runs("plugin=hello", "5 runs", |r| {
+            r.len() == 5 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let kinds: BTreeSet<&str> = runs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["ContactUpdate", "customer.updated", "lead.created"])
+    );
+    let (_, health) = host.admin("GET", "/admin/health", None).await;
+    assert_eq!(health["counters"]["accepted"], 5, "{health}");
+    assert_eq!(health["counters"]["duplicates"], 3, "{health}");
+    let rejected = &health["rejected"];
+    assert_eq!(
+        (
+            &rejected["too_large"],
+            &rejected["malformed"],
+            &rejected["unknown_source"]
+        ),
+        (&json!(1), &json!(1), &json!(1)),
+        "{health}"
+    );
+    assert_eq!(rejected["unauthorized"], 10, "{health}");
+    // The log says why, and never holds a secret.
+    let log = host.log();
+    assert!(log.contains("webhook refused"), "{log}");
+    for secret in ["hcp-signing-secret", WHSEC_NEW, WHSEC_OLD, TOKEN] {
+        assert!(!log.contains(secret), "secret in the log");
+    }
+
+    // Every admin route refuses without the token.
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        ("GET", "/admin/health"),
+        ("GET", "/admin/ready"),
+        ("GET", "/admin/plugins"),
+        ("GET", "/admin/runs"),
+        ("GET", "/admin/runs/x"),
+        ("POST", "/admin/runs/x/replay"),
+        ("POST", "/admin/plugins/hello/replay"),
+        ("POST", "/admin/trigger"),
+    ] {
+        for auth in [None, Some("Bearer wrong")] {
+            let mut r = http.request(method.parse().unwrap(), format!("{}{path}", host.url));
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            assert_eq!(
+                r.send().await.unwrap().status(),
+                401,
+                "{method} {path} {auth:?}"
+            );
+        }
+    }
+}
+
+/// An unsigned test source whose delivery id is the body's `n`.
+const TEST_SOURCE: &str = r#"
+[sources.test]
+scheme = "none"
+insecure = true
+kind = "test.event"
+delivery_id_field = "/n"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_events_arrive_loses_no_acknowledged_event() {
+    let (_dir, config) = setup(
+        &[("hello", HELLO), ("pipe", PIPE)],
+        &format!("{TEST_SOURCE}\n[plugins.pipe]\nconcurrency = 2\n"),
+    );
+    let host = Host::start(&config);
+    let url = host.url.clone();
+    // Eight senders post as fast as they are answered; each keeps what was acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..8u64 {
+        let (url, stop) = (url.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut acked = Vec::new();
+            let mut n = sender * 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let sent = http
+                    .post(format!("{url}/hooks/test"))
+                    .body(json!({"n": n, "sleep_ms": 5}).to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 202 => {
+                        let ack: Value = r.json().await.unwrap();
+                        acked.push(ack["event_id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) => panic!("unexpected answer {}", r.status()),
+                    Err(_) => break, // the server is gone
+                }
+            }
+            acked
+        }));
+    }
+    // Let a backlog build, make sure runs are queued and in flight, then kill.
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, h) = host.admin("GET", "/admin/health", None).await;
+        let pending = h["queued"].as_u64().unwrap() + h["running"].as_u64().unwrap();
+        let done = h["counters"]["succeeded"].as_u64().unwrap();
+        let accepted = h["counters"]["accepted"].as_u64().unwrap();
+        if pending > 20 && done > 20 && accepted > 300 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no backlog: {h}"
+        );
+    }
+    host.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for s in senders {
+        acked.extend(s.await.unwrap());
+    }
+    assert!(
+        acked.len() > 100,
+        "only {} events acknowledged",
+        acked.len()
+    );
+
+    let host = Host::start(&config);
+    let total = acked.len() * 2;
+    let runs = host
+        .wait_runs("", "every run to finish", |runs| {
+            runs.len() >= total && runs.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let mut per_event: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in &runs {
+        let plugins = per_event
+            .entry(r["event_id"].as_str().unwrap())
+            .or_default();
+        assert!(
+            plugins.insert(r["plugin"].as_str().unwrap()),
+            "two runs of one plugin: {r}"
+        );
+    }
+    for id in &acked {
+        assert_eq!(
+            per_event.get(id.as_str()).map(|p| p.len()),
+            Some(2),
+            "acknowledged event {id} did not reach both plugins"
+        );
+    }
+    assert!(
+        host.log().contains("resuming pending runs"),
+        "{}",
+        host.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_dead_runs_and_bulk_replay_against_the_vendor_sandbox() {
+    let sandbox = switchboard::sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        switchboard::sandbox::SandboxKeys::default(),
+    )
+    .await
+    .unwrap();
+    let (dir, config) = setup(
+        &[("probe", PROBE)],
+        &format!(
+            r#"{TEST_SOURCE}
+[pipeline]
+max_attempts = 3
+retry_base = "50ms"
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "sandboxLocation01"
+base_url = "{}"
+max_retries = 0
+"#,
+            sandbox.base_url("gohighlevel")
+        ),
+    );
+    std::fs::write(dir.path().join("ghl.key"), &sandbox.state.keys.gohighlevel).unwrap();
+    let host = Host::start(&config);
+    let faults = |f: Value| {
+        let url = format!("http://{}/_sandbox/faults/gohighlevel", sandbox.addr);
+        async move {
+            let s = reqwest::Client::new()
+                .put(url)
+                .json(&f)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(s, 204);
+        }
+    };
+    let search = |n: u32| {
+        json!({"n": n, "op": "contacts-search", "connection": "ghl", "text": "ada"}).to_string()
+    };
+
+    // Rate-limited twice (retry after 300 ms), then through.
+    faults(json!({"fail_next": 2, "status": 429, "retry_after": 1})).await;
+    let (s, ack) = host.hook("test", &[], &search(1)).await;
+    assert_eq!(s, 202);
+    let run_id = ack["runs"][0].as_str().unwrap().to_string();
+    let runs = host
+        .wait_runs("plugin=probe", "the rate-limited run to succeed", |r| {
+            r.len() == 1 && r[0]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(runs[0]["attempts"], 3, "{}", runs[0]);
+    let (_, h) = host.admin("GET", "/admin/health", None).await;
+    assert_eq!(h["counters"]["retried"], 2, "{h}");
+
+    // An outage: every attempt fails with a retryable 503, so the runs end dead.
+    faults(json!({"fail_always": true, "status": 503})).await;
+    for n in 2..=3 {
+        assert_eq!(host.hook("test", &[], &search(n)).await.0, 202);
+    }
+    let dead = host
+        .wait_runs("plugin=probe&status=dead", "two dead runs", |r| {
+            r.len() == 2
+        })
+        .await;
+    for r in &dead {
+        assert_eq!(r["attempts"], 3, "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("503"), "{r}");
+    }
+    // `runs show` prints the reason; `runs list` filters.
+    let dead_id = dead[0]["id"].as_str().unwrap();
+    let out = host.cli(&["runs", "show", dead_id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("dead after 3 attempt(s)") && text.contains("503"),
+        "{text}"
+    );
+    let out = host.cli(&["runs", "list", "--status", "dead"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = host.cli(&["runs", "list", "--status", "sleeping"]);
+    assert_eq!(out.status.code(), Some(2), "a bad filter is bad input");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sleeping"));
+
+    // The outage ends; a bulk replay of the plugin's dead runs succeeds.
+    faults(json!({})).await;
+    let out = host.cli(&["runs", "replay", "--plugin", "probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued 2 run(s)"));
+    let runs = host
+        .wait_runs("plugin=probe", "the replayed runs to succeed", |r| {
+            r.len() == 3 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    assert!(runs.iter().filter(|r| r["replays"] == 1).count() == 2);
+    // A single replay, and a run that is not finished cannot be replayed twice at once.
+    let (s, _) = host
+        .admin("POST", &format!("/admin/runs/{run_id}/replay"), None)
+        .await;
+    assert_eq!(s, 202);
+    let (s, e) = host
+        .admin("POST", "/admin/runs/evt_nope.probe/replay", None)
+        .await;
+    assert_eq!(s, 404, "{e}");
+
+    // A non-retryable error fails at once: the payload asks for nothing probe knows.
+    assert_eq!(
+        host.hook("test", &[], r#"{"n": 9, "op": "fly"}"#).await.0,
+        202
+    );
+    let failed = host
+        .wait_runs("plugin=probe&status=failed", "a failed run", |r| {
+            r.len() == 1
+        })
+        .await;
+    assert_eq!(failed[0]["attempts"], 1, "{}", failed[0]);
+
+    // `trigger --wait` runs one event through one plugin and prints what happened.
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"kind": "manual.check", "payload": {"op": "kv-set", "key": "k", "value": "v"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = host.cli(&[
+        "trigger",
+        "probe",
+        "--event",
+        event.to_str().unwrap(),
+        "--wait",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("succeeded"), "{text}");
+    std::fs::write(
+        &event,
+        r#"{"kind": "manual.check", "payload": {"op": "panic", "message": "boom"}}"#,
+    )
+    .unwrap();
+    let out = host.cli(&[
+        "trigger",
+        "probe",
+        "--event",
+        event.to_str().unwrap(),
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("boom"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_on_time_never_overlaps_and_catches_up_after_a_restart() {
+    let (_dir, config) = setup(
+        &[("pipe", PIPE)],
+        "[plugins.pipe]\ncron = \"* * * * * *\"\n[pipeline]\ngrace = \"5s\"\n",
+    );
+    let host = Host::start(&config);
+    let runs = host
+        .wait_runs("plugin=pipe&status=succeeded", "three cron runs", |r| {
+            r.len() >= 3
+        })
+        .await;
+    for r in &runs {
+        let (_, detail) = host
+            .admin(
+                "GET",
+                &format!("/admin/runs/{}", r["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        let scheduled = detail["event"]["event"]["payload"]["scheduled_at"]
+            .as_str()
+            .unwrap();
+        assert!(
+            scheduled.ends_with(".000Z"),
+            "fires on whole seconds: {scheduled}"
+        );
+        let lag = ms(detail["run"]["started_at"].as_str().unwrap()) - ms(scheduled);
+        assert!(
+            (0..500).contains(&lag),
+            "started {lag} ms after its time: {detail}"
+        );
+        assert_eq!(detail["run"]["outcome"]["summary"], "v1.0.0 tick");
+        assert_eq!(r["source"], "cron");
+    }
+    assert!(host.terminate(), "SIGTERM exits 0");
+    let stopped = now_ms();
+    std::thread::sleep(Duration::from_millis(2500));
+    let host = Host::start(&config);
+    let runs = host
+        .wait_runs("plugin=pipe", "the catch-up run", |r| {
+            r.len() >= 4 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let mut scheduled: Vec<i64> = Vec::new();
+    for r in &runs {
+        let (_, d) = host
+            .admin(
+                "GET",
+                &format!("/admin/runs/{}", r["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        scheduled.push(ms(d["event"]["event"]["payload"]["scheduled_at"]
+            .as_str()
+            .unwrap()));
+    }
+    // One fire stands for the seconds missed while down; no second in between runs twice.
+    let missed = scheduled
+        .iter()
+        .filter(|s| **s > stopped && **s < stopped + 2500)
+        .count();
+    assert_eq!(missed, 1, "exactly one catch-up fire: {scheduled:?}");
+    let unique: BTreeSet<_> = scheduled.iter().collect();
+    assert_eq!(unique.len(), scheduled.len());
+}
+
+fn ms(rfc3339: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_plugin_while_serving_switches_versions_with_no_failed_run() {
+    let (dir, config) = setup(
+        &[("pipe", PIPE)],
+        &format!("{TEST_SOURCE}\n[pipeline]\nreload_interval = \"100ms\"\n"),
+    );
+    let plugin = dir.path().join("plugins").join("pipe.wasm");
+    let host = Host::start(&config);
+    let url = host.url.clone();
+    let sender = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut n = 0;
+        let stop_at = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < stop_at {
+            n += 1;
+            let r = http
+                .post(format!("{url}/hooks/test"))
+                .body(json!({"n": n, "sleep_ms": 10}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        n
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Write version 2 in place, slowly: the half-written file must not be loaded.
+    let v2 = std::fs::read(PIPE_V2).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&plugin).unwrap();
+        f.write_all(&v2[..v2.len() / 2]).unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        f.write_all(&v2[v2.len() / 2..]).unwrap();
+    }
+    let sent = sender.await.unwrap();
+    let runs = host
+        .wait_runs("plugin=pipe", "every run to finish", |r| {
+            r.len() == sent
+                && r.iter()
+                    .all(|r| r["status"] != "queued" && r["status"] != "running")
+        })
+        .await;
+    assert_eq!(
+        status_of(&runs),
+        BTreeMap::from([("succeeded".to_string(), sent)])
+    );
+    let versions: BTreeSet<&str> = runs
+        .iter()
+        .map(|r| r["plugin_version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, BTreeSet::from(["1.0.0", "2.0.0"]));
+    // Newest first: once version 2 answered, version 1 never did again.
+    let first_v2 = runs
+        .iter()
+        .rposition(|r| r["plugin_version"] == "2.0.0")
+        .unwrap();
+    assert!(
+        runs[..first_v2]
+            .iter()
+            .all(|r| r["plugin_version"] == "2.0.0")
+    );
+    let (_, p) = host.admin("GET", "/admin/plugins", None).await;
+    assert_eq!(p["plugins"][0]["version"], "2.0.0", "{p}");
+
+    // A broken file leaves version 2 serving and says why; removing the file unloads it.
+    std::fs::write(&plugin, b"not wasm at all").unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, p) = host.admin("GET", "/admin/plugins", None).await;
+        if let Some(e) = p["errors"].as_array().and_then(|e| e.first()) {
+            assert!(
+                e["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not a WebAssembly file"),
+                "{p}"
+            );
+            assert_eq!(p["plugins"][0]["version"], "2.0.0", "{p}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no load error: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, ack) = host
+        .hook("test", &[], &json!({"n": 100_000}).to_string())
+        .await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        ack["runs"].as_array().unwrap().len(),
+        1,
+        "still subscribed: {ack}"
+    );
+    std::fs::remove_file(&plugin).unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, p) = host.admin("GET", "/admin/plugins", None).await;
+        if p["plugins"].as_array().unwrap().is_empty() {
+            assert!(p["errors"].as_array().unwrap().is_empty(), "{p}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not unloaded: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
