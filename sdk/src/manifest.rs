@@ -47,6 +47,11 @@ impl Manifest {
     }
 
     /// Run on a six-field cron schedule (`sec min hour day month weekday`), in UTC.
+    ///
+    /// Each fire is an event with source `cron`, the schedule as its kind, and
+    /// `{"schedule", "timezone", "scheduled_at"}` as its payload. A fire is skipped while the
+    /// previous scheduled run is still going; the host config can change or switch off the
+    /// schedule.
     pub fn on_cron(mut self, schedule: impl Into<String>) -> Self {
         self.triggers.push(wit::Trigger::Cron(wit::CronTrigger {
             schedule: schedule.into(),

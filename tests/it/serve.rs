@@ -791,6 +791,22 @@ async fn cron_fires_on_time_never_overlaps_and_catches_up_after_a_restart() {
             r.len() >= 3
         })
         .await;
+    // Each run takes 1.2 s on a 1 s schedule: the fires during a run are skipped, so runs
+    // never overlap.
+    let mut spans: Vec<(i64, i64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                ms(r["started_at"].as_str().unwrap()),
+                ms(r["finished_at"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping cron runs: {spans:?}");
+    }
+    assert!(host.log().contains("cron fire skipped"), "{}", host.log());
     for r in &runs {
         let (_, detail) = host
             .admin(
@@ -968,4 +984,61 @@ async fn replacing_a_plugin_while_serving_switches_versions_with_no_failed_run()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_short_runs_finish_and_requeues_long_ones() {
+    let (_dir, config) = setup(
+        &[("pipe", PIPE)],
+        &format!("{TEST_SOURCE}\n[pipeline]\ngrace = \"1s\"\n"),
+    );
+    let host = Host::start(&config);
+    let (_, short) = host
+        .hook("test", &[], &json!({"n": 1, "sleep_ms": 300}).to_string())
+        .await;
+    let (_, long) = host
+        .hook("test", &[], &json!({"n": 2, "sleep_ms": 5000}).to_string())
+        .await;
+    host.wait_runs("status=running", "both runs to start", |r| r.len() == 2)
+        .await;
+    let url = host.url.clone();
+    assert!(host.terminate(), "SIGTERM exits 0");
+    // It stopped accepting.
+    assert!(
+        reqwest::Client::new()
+            .post(format!("{url}/hooks/test"))
+            .body("{}")
+            .send()
+            .await
+            .is_err()
+    );
+
+    let host = Host::start(&config);
+    let short_run = short["runs"][0].as_str().unwrap();
+    let long_run = long["runs"][0].as_str().unwrap();
+    let runs = host
+        .wait_runs("", "both runs to succeed", |r| {
+            r.len() == 2 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    for r in &runs {
+        // The short run finished within the grace period; the long one was interrupted by
+        // the shutdown, which does not count as an attempt, and ran again after the start.
+        assert_eq!(r["attempts"], 1, "{r}");
+        if r["id"] == long_run {
+            assert!(
+                ms(r["started_at"].as_str().unwrap())
+                    > ms(
+                        runs.iter().find(|r| r["id"] == short_run).unwrap()["finished_at"]
+                            .as_str()
+                            .unwrap()
+                    )
+            );
+        }
+    }
+    assert!(
+        host.log().contains("resuming pending runs"),
+        "{}",
+        host.log()
+    );
 }

@@ -136,6 +136,9 @@ pub enum Received {
     Ping,
 }
 
+/// Source names the host uses for its own events (cron fires, admin triggers).
+const RESERVED: &[&str] = &["cron", "manual"];
+
 /// The configured sources, by name.
 #[derive(Default)]
 pub struct Sources {
@@ -166,6 +169,15 @@ impl Sources {
     pub fn from_config(config: &BTreeMap<String, SourceConfig>) -> Result<Self, SourceError> {
         let mut by_name = BTreeMap::new();
         for (name, c) in config {
+            if RESERVED.contains(&name.as_str()) {
+                return Err(SourceError {
+                    source_name: name.clone(),
+                    field: "name".into(),
+                    reason: format!(
+                        "'{name}' is the source of the host's own events; choose another name"
+                    ),
+                });
+            }
             by_name.insert(name.clone(), Source::new(name, c)?);
         }
         Ok(Sources { by_name })
@@ -424,6 +436,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.starts_with("sources.legacy.kind_field: "), "{e}");
+        let e = config("[cron]\nscheme = \"none\"\ninsecure = true\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("sources.cron.name: "), "{e}");
     }
 
     #[test]

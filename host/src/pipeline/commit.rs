@@ -1,12 +1,18 @@
-//! Group commit: callers that need their writes on disk wait for one shared flush.
+//! Group commit: callers that need their writes on disk wait for a shared flush.
 //!
-//! Each waiter joins the next batch; one task flushes sled for the whole batch on a
-//! blocking thread, while the waiters that arrive meanwhile gather for the next flush. So
-//! under load one `fsync` acknowledges many webhooks, and alone a webhook waits for one.
+//! Waiters gather into batches; each batch gets one `Db::flush` on a blocking thread. Up to
+//! [`MAX_FLUSHES`] flushes run at once, so a batch never waits for the previous flush to
+//! finish first (a flush started after a write makes that write durable, whatever other
+//! flushes are doing). Under load one `fsync` acknowledges many webhooks; alone, a webhook
+//! waits for one.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// Flushes in flight at once.
+pub const MAX_FLUSHES: usize = 4;
 
 /// Handle to the flushing task.
 #[derive(Clone)]
@@ -23,25 +29,32 @@ impl Committer {
     /// Start the flushing task for `db`.
     pub fn start(db: sled::Db) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+        let slots = Arc::new(Semaphore::new(MAX_FLUSHES));
         tokio::spawn(async move {
-            let mut batch = Vec::new();
             while let Some(first) = rx.recv().await {
-                batch.push(first);
+                // Wait for a free flush slot first: the batch keeps growing meanwhile.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
                 let db = db.clone();
-                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = &result {
-                    tracing::error!("flushing the store failed: {e}");
-                }
-                for waiter in batch.drain(..) {
-                    let _ = waiter.send(result.clone());
-                }
+                tokio::spawn(async move {
+                    let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    drop(slot);
+                    if let Err(e) = &result {
+                        tracing::error!("flushing the store failed: {e}");
+                    }
+                    for waiter in batch {
+                        let _ = waiter.send(result.clone());
+                    }
+                });
             }
         });
         Committer { tx }

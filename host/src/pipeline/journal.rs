@@ -15,7 +15,8 @@ use crate::model::{Event, Outcome};
 use crate::runtime::RunError;
 use crate::runtime::state::LogLine;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -183,15 +184,6 @@ pub enum JournalError {
     Corrupt { key: String, reason: String },
 }
 
-impl From<TransactionError<JournalError>> for JournalError {
-    fn from(e: TransactionError<JournalError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => JournalError::Sled(e),
-        }
-    }
-}
-
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T, JournalError> {
     serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -217,6 +209,15 @@ pub enum Accepted {
 pub struct Journal {
     pub(crate) tree: sled::Tree,
     db: sled::Db,
+    locks: Arc<[Mutex<()>]>,
+}
+
+const STRIPES: usize = 64;
+
+fn stripe(key: &[u8]) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) % STRIPES
 }
 
 impl Journal {
@@ -224,6 +225,7 @@ impl Journal {
         Ok(Journal {
             tree: db.open_tree("pipeline")?,
             db,
+            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
@@ -263,27 +265,35 @@ impl Journal {
             .collect();
         let event_bytes = encode(stored);
         let due = now_ms.to_be_bytes();
-        let result = self.tree.transaction(|tx| {
-            if let Some(existing) = tx.get(&dkey)? {
-                let seen: DeliveryMark =
-                    decode(&dkey, &existing).map_err(ConflictableTransactionError::Abort)?;
-                if now_ms - seen.at_ms < window_ms {
-                    return Ok(Accepted::Duplicate {
-                        event_id: seen.event_id,
-                    });
-                }
+        // Check-then-write under a lock on the delivery key (sled lets one process at a
+        // time open the store, so an in-process lock makes the pair atomic). Plain inserts,
+        // not a sled batch: a batch makes the following flush several times slower. The
+        // delivery mark goes last, and recovery drops runs whose event has no mark (it was
+        // never acknowledged), so a crash mid-way leaves nothing that would run.
+        let _guard = self.locks[stripe(&dkey)].lock().unwrap();
+        if let Some(existing) = self.tree.get(&dkey)? {
+            let seen: DeliveryMark = decode(&dkey, &existing)?;
+            if now_ms - seen.at_ms < window_ms {
+                return Ok(Accepted::Duplicate {
+                    event_id: seen.event_id,
+                });
             }
-            tx.insert(dkey.as_slice(), mark.as_slice())?;
-            tx.insert(event_key(&event.id), event_bytes.as_slice())?;
-            for (rkey, record, pkey) in &encoded_runs {
-                tx.insert(rkey.as_slice(), record.as_slice())?;
-                tx.insert(pkey.as_slice(), &due[..])?;
-            }
-            Ok(Accepted::New { runs: Vec::new() })
-        })?;
-        Ok(match result {
-            Accepted::New { .. } => Accepted::New { runs },
-            dup => dup,
+        }
+        self.tree.insert(event_key(&event.id), event_bytes)?;
+        for (rkey, record, pkey) in encoded_runs {
+            self.tree.insert(pkey, &due[..])?;
+            self.tree.insert(rkey, record)?;
+        }
+        self.tree.insert(dkey, mark)?;
+        Ok(Accepted::New { runs })
+    }
+
+    /// Whether `event` was acknowledged: its delivery mark names it.
+    fn acknowledged(&self, event: &StoredEvent) -> Result<bool, JournalError> {
+        let key = delivery_key(&event.event.source, &event.delivery_id);
+        Ok(match self.tree.get(&key)? {
+            Some(v) => decode::<DeliveryMark>(&key, &v)?.event_id == event.event.id,
+            None => false,
         })
     }
 
@@ -297,17 +307,21 @@ impl Journal {
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
-    /// Write a run record; pending (with its due time) unless it is terminal.
+    /// Write a run record; pending (with its due time) unless it is terminal. Two plain
+    /// writes, ordered so that a crash between them is harmless: recovery reads the run's
+    /// status and drops pending entries of finished runs.
     pub fn put_run(&self, run: &RunRecord, due_ms: Option<i64>) -> Result<(), JournalError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(run_key(&run.id), encode(run));
         match due_ms {
             Some(due) if !run.status.is_terminal() => {
-                batch.insert(pending_key(&run.id), &due.to_be_bytes()[..])
+                self.tree
+                    .insert(pending_key(&run.id), &due.to_be_bytes()[..])?;
+                self.tree.insert(run_key(&run.id), encode(run))?;
             }
-            _ => batch.remove(pending_key(&run.id)),
+            _ => {
+                self.tree.insert(run_key(&run.id), encode(run))?;
+                self.tree.remove(pending_key(&run.id))?;
+            }
         }
-        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
@@ -318,9 +332,28 @@ impl Journal {
             let (key, due) = item?;
             let id = String::from_utf8_lossy(&key[2..]).into_owned();
             let due = due.as_ref().try_into().map(i64::from_be_bytes).unwrap_or(0);
-            match self.run(&id)? {
-                Some(run) => out.push((run, due)),
-                None => {
+            let run = self.run(&id)?;
+            let live = match &run {
+                Some(run) if run.status.is_terminal() => false,
+                Some(run) if run.attempts == 0 && run.replays == 0 => {
+                    match self.event(&run.event_id)? {
+                        Some(event) if self.acknowledged(&event)? => true,
+                        _ => {
+                            // Written by a delivery that crashed before its answer: the
+                            // sender was never told it arrived, and will deliver it again.
+                            tracing::info!(run = %id, "dropping a run of an unacknowledged event");
+                            self.tree.remove(run_key(&id))?;
+                            self.tree.remove(event_key(&run.event_id))?;
+                            false
+                        }
+                    }
+                }
+                Some(_) => true,
+                None => false,
+            };
+            match run {
+                Some(run) if live => out.push((run, due)),
+                _ => {
                     self.tree.remove(&key)?;
                 }
             }

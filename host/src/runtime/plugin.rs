@@ -174,15 +174,11 @@ pub(crate) fn validate_manifest(m: &Manifest) -> Result<(), (String, String)> {
                     return bad(&format!("triggers[{i}].kind"), "must not be empty".into());
                 }
             }
-            Trigger::Cron { schedule, .. } => {
-                let fields = schedule.split_whitespace().count();
-                if fields != 6 {
-                    return bad(
-                        &format!("triggers[{i}].schedule"),
-                        format!(
-                            "'{schedule}' has {fields} fields; cron schedules have 6 (sec min hour day month weekday)"
-                        ),
-                    );
+            Trigger::Cron { schedule, timezone } => {
+                if let Err(e) =
+                    crate::pipeline::schedule::Schedule::parse(schedule, timezone.as_deref())
+                {
+                    return bad(&format!("triggers[{i}].{}", e.field), e.reason);
                 }
             }
         }
@@ -228,6 +224,12 @@ mod tests {
             timezone: None,
         }];
         assert_eq!(validate_manifest(&m).unwrap_err().0, "triggers[0].schedule");
+        let mut m = manifest();
+        m.triggers = vec![Trigger::Cron {
+            schedule: "0 0 9 * * Mon-Fri".into(),
+            timezone: Some("Denver".into()),
+        }];
+        assert_eq!(validate_manifest(&m).unwrap_err().0, "triggers[0].timezone");
         let mut m = manifest();
         m.connections.push(String::new());
         assert_eq!(validate_manifest(&m).unwrap_err().0, "connections[1]");
