@@ -75,6 +75,9 @@ pub struct StoredEvent {
     /// The sender's id for this delivery (dedup key), when it has one.
     pub delivery_id: String,
     pub received_at: String,
+    /// `received_at` in Unix milliseconds.
+    #[serde(default)]
+    pub received_ms: i64,
 }
 
 /// A seen delivery: which event it became, and when.
@@ -288,11 +291,16 @@ impl Journal {
         Ok(Accepted::New { runs })
     }
 
-    /// Whether `event` was acknowledged: its delivery mark names it.
-    fn acknowledged(&self, event: &StoredEvent) -> Result<bool, JournalError> {
+    /// Whether `event` was acknowledged: its delivery mark names it, or names a later
+    /// event that reused the delivery id once the dedup window had passed (a mark is only
+    /// replaced when it is older than the window, so this one was there).
+    fn acknowledged(&self, event: &StoredEvent, window_ms: i64) -> Result<bool, JournalError> {
         let key = delivery_key(&event.event.source, &event.delivery_id);
         Ok(match self.tree.get(&key)? {
-            Some(v) => decode::<DeliveryMark>(&key, &v)?.event_id == event.event.id,
+            Some(v) => {
+                let mark: DeliveryMark = decode(&key, &v)?;
+                mark.event_id == event.event.id || mark.at_ms - event.received_ms >= window_ms
+            }
             None => false,
         })
     }
@@ -326,7 +334,7 @@ impl Journal {
     }
 
     /// Every pending run (queued, or running when the host stopped), with its due time.
-    pub fn pending(&self) -> Result<Vec<(RunRecord, i64)>, JournalError> {
+    pub fn pending(&self, window_ms: i64) -> Result<Vec<(RunRecord, i64)>, JournalError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"p/") {
             let (key, due) = item?;
@@ -337,7 +345,7 @@ impl Journal {
                 Some(run) if run.status.is_terminal() => false,
                 Some(run) if run.attempts == 0 && run.replays == 0 => {
                     match self.event(&run.event_id)? {
-                        Some(event) if self.acknowledged(&event)? => true,
+                        Some(event) if self.acknowledged(&event, window_ms)? => true,
                         _ => {
                             // Written by a delivery that crashed before its answer: the
                             // sender was never told it arrived, and will deliver it again.
@@ -409,5 +417,64 @@ impl Journal {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(id: &str, delivery: &str) -> StoredEvent {
+        StoredEvent {
+            event: Event::new(id, "forms", "lead.created", "t", &serde_json::json!({})),
+            delivery_id: delivery.into(),
+            received_at: "2026-11-22T00:00:00.000Z".into(),
+            received_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn dedup_window_and_recovery_of_a_crashed_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let j = Journal::new(db).unwrap();
+        let plugins = vec!["a".to_string(), "b".to_string()];
+        let Accepted::New { runs } = j.accept(&stored("e1", "d1"), &plugins, 1_000, 500).unwrap()
+        else {
+            panic!("not new")
+        };
+        assert_eq!(runs.len(), 2);
+        // Same delivery inside the window: a duplicate of e1; after it: new again.
+        assert!(matches!(
+            j.accept(&stored("e2", "d1"), &plugins, 1_400, 500).unwrap(),
+            Accepted::Duplicate { event_id } if event_id == "e1"
+        ));
+        assert!(matches!(
+            j.accept(&stored("e3", "d1"), &plugins, 1_600, 500).unwrap(),
+            Accepted::New { .. }
+        ));
+        // A delivery that crashed after writing its runs but before its mark (the sender
+        // never got an answer) leaves nothing to run after a restart.
+        let crashed = stored("e4", "d4");
+        let run = RunRecord::queued(&crashed.event, "a", "now");
+        j.tree.insert(event_key("e4"), encode(&crashed)).unwrap();
+        j.tree
+            .insert(pending_key(&run.id), &0i64.to_be_bytes()[..])
+            .unwrap();
+        j.tree.insert(run_key(&run.id), encode(&run)).unwrap();
+        // A finished run whose pending entry survived a crash is not pending either.
+        let mut done = runs[0].clone();
+        done.status = RunStatus::Succeeded;
+        j.tree.insert(run_key(&done.id), encode(&done)).unwrap();
+        let pending: Vec<String> = j
+            .pending(500)
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r.id)
+            .collect();
+        assert_eq!(pending, vec!["e1.b", "e3.a", "e3.b"]);
+        assert!(j.run("e4.a").unwrap().is_none());
+        assert!(j.event("e4").unwrap().is_none());
+        assert!(j.tree.get(pending_key("e1.a")).unwrap().is_none());
     }
 }

@@ -224,7 +224,8 @@ impl Pipeline {
         });
         let now = now_ms();
         let mut resumed = 0;
-        for (mut run, due) in pipeline.journal.pending()? {
+        let window = pipeline.options.dedup_window.as_millis() as i64;
+        for (mut run, due) in pipeline.journal.pending(window)? {
             if run.status == RunStatus::Running {
                 // The host stopped mid-run: run it again now.
                 run.status = RunStatus::Queued;
@@ -333,6 +334,7 @@ impl Pipeline {
         let stored = StoredEvent {
             delivery_id: incoming.delivery_id.unwrap_or_else(|| id.clone()),
             received_at: rfc3339(now),
+            received_ms: now,
             event: Event {
                 id,
                 source: incoming.source,
