@@ -129,6 +129,14 @@ impl Host {
         body["runs"].as_array().unwrap().clone()
     }
 
+    /// `GET /admin/runs/{id}` of a run from a list: the run with its logs, and its event.
+    pub async fn run_detail(&self, run: &Value) -> Value {
+        let id = run["id"].as_str().unwrap();
+        let (status, detail) = self.admin("GET", &format!("/admin/runs/{id}"), None).await;
+        assert_eq!(status, 200, "{detail}");
+        detail
+    }
+
     /// Wait until `done` holds for the runs `query` selects.
     pub async fn wait_runs(
         &self,
@@ -808,13 +816,7 @@ async fn cron_fires_on_time_never_overlaps_and_catches_up_after_a_restart() {
     }
     assert!(host.log().contains("cron fire skipped"), "{}", host.log());
     for r in &runs {
-        let (_, detail) = host
-            .admin(
-                "GET",
-                &format!("/admin/runs/{}", r["id"].as_str().unwrap()),
-                None,
-            )
-            .await;
+        let detail = host.run_detail(r).await;
         let scheduled = detail["event"]["event"]["payload"]["scheduled_at"]
             .as_str()
             .unwrap();
@@ -841,13 +843,7 @@ async fn cron_fires_on_time_never_overlaps_and_catches_up_after_a_restart() {
         .await;
     let mut scheduled: Vec<i64> = Vec::new();
     for r in &runs {
-        let (_, d) = host
-            .admin(
-                "GET",
-                &format!("/admin/runs/{}", r["id"].as_str().unwrap()),
-                None,
-            )
-            .await;
+        let d = host.run_detail(r).await;
         scheduled.push(ms(d["event"]["event"]["payload"]["scheduled_at"]
             .as_str()
             .unwrap()));

@@ -7,6 +7,7 @@
 //! removed file unloads its plugin. Polling needs no platform notification API and sees
 //! every change on any filesystem, for one `stat` per file per interval.
 
+use crate::runtime::plugin::LoadError;
 use crate::runtime::{Plugins, Runtime};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -187,46 +188,18 @@ impl Registry {
         let old_name = previous.and_then(|p| p.plugin.clone());
         let plugin = match self.runtime.load(path).await {
             Ok(plugin) => plugin,
-            Err(e) => {
-                let kept = old_name
-                    .as_deref()
-                    .map(|n| format!("; version in use stays: {n}"))
-                    .unwrap_or_default();
-                tracing::error!("plugin refused: {e}{kept}");
-                self.errors
-                    .write()
-                    .unwrap()
-                    .insert(path.to_owned(), e.to_string());
-                self.files.lock().unwrap().insert(
-                    path.to_owned(),
-                    FileState {
-                        stamp: s,
-                        plugin: old_name,
-                    },
-                );
-                return false;
-            }
+            Err(e) => return self.refuse(path, s, old_name, e),
         };
         let name = plugin.name.to_string();
-        let current = self.current();
-        if let Some(other) = current.get(&name)
+        if let Some(other) = self.current().get(&name)
             && other.path != path
         {
-            let e = format!(
-                "{}: a recipe named '{name}' is already loaded from {}",
-                path.display(),
-                other.path.display()
-            );
-            tracing::error!("plugin refused: {e}");
-            self.errors.write().unwrap().insert(path.to_owned(), e);
-            self.files.lock().unwrap().insert(
-                path.to_owned(),
-                FileState {
-                    stamp: s,
-                    plugin: old_name,
-                },
-            );
-            return false;
+            let e = LoadError::Duplicate {
+                path: path.to_owned(),
+                name,
+                other: other.path.clone(),
+            };
+            return self.refuse(path, s, old_name, e);
         }
         let version = plugin.manifest.version.clone();
         let plugin = Arc::new(plugin);
@@ -250,6 +223,27 @@ impl Registry {
         );
         tracing::info!(plugin = %name, %version, path = %path.display(), "plugin loaded");
         true
+    }
+
+    /// Record why a file was not loaded; the version it replaced (if any) keeps serving.
+    fn refuse(&self, path: &Path, s: Stamp, old_name: Option<String>, e: LoadError) -> bool {
+        let kept = old_name
+            .as_deref()
+            .map(|n| format!("; the loaded version of '{n}' keeps serving"))
+            .unwrap_or_default();
+        tracing::error!("plugin refused: {e}{kept}");
+        self.errors
+            .write()
+            .unwrap()
+            .insert(path.to_owned(), e.to_string());
+        self.files.lock().unwrap().insert(
+            path.to_owned(),
+            FileState {
+                stamp: s,
+                plugin: old_name,
+            },
+        );
+        false
     }
 
     fn swap(&self, change: impl FnOnce(&mut Plugins)) {
