@@ -17,6 +17,9 @@
 //! cron = "0 */5 * * * *"       # replaces the manifest's schedule; "off" disables it
 //! timezone = "America/Denver"
 //!
+//! [plugins.hello.settings]     # the recipe's own settings (its SDK `settings` type)
+//! greeting = "hi"
+//!
 //! [server]                     # `switchboard serve`
 //! listen = "127.0.0.1:8080"
 //! admin_token = { env = "SWITCHBOARD_ADMIN_TOKEN" }   # bearer token of /admin
@@ -148,6 +151,8 @@ pub struct PluginSection {
     pub cron: Option<String>,
     /// The time zone of `cron`.
     pub timezone: Option<String>,
+    /// `[plugins.<name>.settings]`: the recipe's own settings, checked by the recipe at load.
+    pub settings: Option<toml::Table>,
 }
 
 const MAX_MEMORY_MIB: u32 = 4096;
@@ -309,6 +314,15 @@ impl Config {
                 .unwrap_or(defaults.memory_limit),
             max_instances: self.runtime.max_instances.unwrap_or(defaults.max_instances),
             cache_dir: Some(data_dir.join("cache")),
+            settings: self
+                .plugins
+                .iter()
+                .filter_map(|(name, p)| {
+                    let json = serde_json::to_string(p.settings.as_ref()?)
+                        .expect("TOML values serialize as JSON");
+                    Some((name.clone(), std::sync::Arc::from(json)))
+                })
+                .collect(),
             overrides: self
                 .plugins
                 .iter()

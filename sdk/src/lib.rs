@@ -48,6 +48,7 @@ pub mod kv;
 pub mod leads;
 pub mod log;
 pub mod messages;
+pub mod settings;
 pub mod vendor_http;
 
 pub use error::{Error, Result};
@@ -69,7 +70,7 @@ pub mod prelude {
     pub use crate::types::*;
     pub use crate::{
         Error, Event, Manifest, Outcome, Recipe, Result, contacts, data_export, export_recipe,
-        jobs, kv, leads, log, messages, vendor_http,
+        jobs, kv, leads, log, messages, settings, vendor_http,
     };
 }
 
@@ -89,6 +90,10 @@ pub trait Recipe {
 
 /// Export a type implementing [`Recipe`] as the plugin's entry points.
 ///
+/// `export_recipe!(MyRecipe, settings = MySettings)` also has the host check the recipe's
+/// settings (see [`settings`]) against `MySettings` at load; without it, a recipe takes no
+/// settings and a config that sets some is refused.
+///
 /// ```no_run
 /// # use switchboard_sdk::prelude::*;
 /// struct Noop;
@@ -101,6 +106,14 @@ pub trait Recipe {
 #[macro_export]
 macro_rules! export_recipe {
     ($recipe:ty) => {
+        $crate::export_recipe!(@export $recipe, |json: &str| $crate::settings::check_none(json));
+    };
+    ($recipe:ty, settings = $settings:ty) => {
+        $crate::export_recipe!(@export $recipe, |json: &str| {
+            $crate::settings::parse::<$settings>(json).map(|_| ())
+        });
+    };
+    (@export $recipe:ty, $check:expr) => {
         #[doc(hidden)]
         struct __SwitchboardExport;
 
@@ -116,6 +129,14 @@ macro_rules! export_recipe {
                 $crate::bindings::switchboard::recipes::types::Error,
             > {
                 $crate::__private::handle::<$recipe>(event)
+            }
+
+            fn check_settings(
+                settings: ::std::string::String,
+            ) -> ::core::result::Result<(), $crate::bindings::switchboard::recipes::types::Error>
+            {
+                let check: fn(&str) -> $crate::Result<()> = $check;
+                check(&settings).map_err(Into::into)
             }
         }
 

@@ -168,3 +168,67 @@ async fn kv_state_survives_a_host_restart() {
         Some(Outcome::Done("customer.updated seen 3 time(s)".into()))
     );
 }
+
+fn with_settings(name: &str, toml_text: &str) -> switchboard::runtime::RuntimeOptions {
+    let table: toml::Table = toml::from_str(toml_text).unwrap();
+    let mut options = options();
+    options
+        .settings
+        .insert(name.into(), serde_json::to_string(&table).unwrap().into());
+    options
+}
+
+#[tokio::test]
+async fn settings_reach_the_recipe_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime_at(
+        dir.path(),
+        with_settings("pipe", "label = \"west\"\nrepeat = 2\n"),
+        Connections::default(),
+    );
+    let plugin = load(&runtime, switchboard_test_guests::PIPE).await;
+    let report = runtime
+        .run(&plugin, &event("test.event", serde_json::json!({})))
+        .await;
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::Done("v1.0.0 westv1.0.0 west".into())),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_refuse_the_plugin_naming_the_setting() {
+    for (name, path, settings, expect) in [
+        (
+            "pipe",
+            switchboard_test_guests::PIPE,
+            "labl = \"x\"",
+            "unknown field `labl`",
+        ),
+        (
+            "pipe",
+            switchboard_test_guests::PIPE,
+            "repeat = \"twice\"",
+            "invalid type: string \"twice\"",
+        ),
+        (
+            "hello",
+            HELLO,
+            "greeting = \"hi\"",
+            "takes no settings, but the config sets greeting",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = runtime_at(
+            dir.path(),
+            with_settings(name, settings),
+            Connections::default(),
+        );
+        let e = runtime.load(std::path::Path::new(path)).await.unwrap_err();
+        assert!(matches!(e, LoadError::Settings { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("[plugins.{name}.settings]")), "{msg}");
+        assert!(msg.contains(expect), "{msg}");
+    }
+}

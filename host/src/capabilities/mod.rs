@@ -13,6 +13,7 @@ mod kv;
 mod leads;
 mod log;
 mod messages;
+mod settings;
 mod vendor_http;
 
 use crate::model::{Capability, RecipeError};

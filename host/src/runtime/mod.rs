@@ -53,6 +53,8 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Per-recipe overrides of the limits, by recipe name.
     pub overrides: BTreeMap<String, PluginOverrides>,
+    /// Per-recipe settings (JSON objects), by recipe name.
+    pub settings: BTreeMap<String, Arc<str>>,
 }
 
 impl Default for RuntimeOptions {
@@ -66,6 +68,7 @@ impl Default for RuntimeOptions {
             output_limit: 64 * 1024,
             cache_dir: None,
             overrides: BTreeMap::new(),
+            settings: BTreeMap::new(),
         }
     }
 }
@@ -390,6 +393,7 @@ impl Runtime {
                 grants: Arc::new(Grants::default()),
                 kv: None,
                 connections: Arc::new(Connections::default()),
+                settings: Arc::from("{}"),
                 memory_limit: limits.memory_limit,
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
@@ -397,12 +401,30 @@ impl Runtime {
             },
             limits.deadline,
         );
+        // Then, in the same instance, have it check its settings from the config.
+        let settings_for = |name: &str| -> Arc<str> {
+            self.options
+                .settings
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Arc::from("{}"))
+        };
         let call = async {
             let recipe = pre.instantiate_async(&mut store).await?;
-            recipe.call_manifest(&mut store).await
+            let manifest = plugin::manifest_from_wit(recipe.call_manifest(&mut store).await?);
+            let settings = settings_for(&manifest.name);
+            let checked = recipe.call_check_settings(&mut store, &settings).await?;
+            wasmtime::Result::Ok((manifest, settings, checked))
         };
-        let manifest = match tokio::time::timeout(limits.deadline, call).await {
-            Ok(Ok(m)) => plugin::manifest_from_wit(m),
+        let (manifest, settings) = match tokio::time::timeout(limits.deadline, call).await {
+            Ok(Ok((manifest, settings, Ok(())))) => (manifest, settings),
+            Ok(Ok((manifest, _, Err(e)))) => {
+                return Err(LoadError::Settings {
+                    path: path.to_owned(),
+                    name: manifest.name,
+                    reason: crate::model::RecipeError::from(e).to_string(),
+                });
+            }
             Ok(Err(e)) => {
                 let error = classify(e, limits, &store.data().stderr);
                 return Err(LoadError::Manifest {
@@ -449,6 +471,7 @@ impl Runtime {
             hash,
             imports,
             kv,
+            settings,
             pre,
         })
     }
@@ -509,6 +532,7 @@ impl Runtime {
                 grants: plugin.grants.clone(),
                 kv: plugin.kv.clone(),
                 connections: self.connections.clone(),
+                settings: plugin.settings.clone(),
                 memory_limit: limits.memory_limit,
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,

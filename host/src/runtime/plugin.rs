@@ -40,6 +40,12 @@ pub enum LoadError {
         field: String,
         reason: String,
     },
+    #[error("{}: settings of recipe '{name}' (config [plugins.{name}.settings]): {reason}", path.display())]
+    Settings {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
     #[error("{}: a recipe named '{name}' is already loaded from {}", path.display(), other.display())]
     Duplicate {
         path: PathBuf,
@@ -75,6 +81,8 @@ pub struct Plugin {
     pub imports: Vec<String>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) kv: Option<Kv>,
+    /// The settings from the config, checked by the recipe at load.
+    pub(crate) settings: Arc<str>,
     pub(crate) pre: RecipePre<RunState>,
 }
 

@@ -12,6 +12,17 @@ const VERSION: &str = if cfg!(feature = "v2") {
 
 struct Pipe;
 
+/// Settings from the host config; all optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Appended to every outcome.
+    label: Option<String>,
+    /// Times the outcome is repeated.
+    #[serde(default)]
+    repeat: u8,
+}
+
 #[derive(Deserialize, Default)]
 struct Ask {
     #[serde(default)]
@@ -37,8 +48,13 @@ impl Recipe for Pipe {
         if ask.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(ask.sleep_ms));
         }
-        Ok(Outcome::done(format!("v{VERSION}")))
+        let settings: Settings = settings::get()?;
+        let mut answer = format!("v{VERSION}");
+        if let Some(label) = settings.label {
+            answer = format!("{answer} {label}").repeat(settings.repeat.max(1) as usize);
+        }
+        Ok(Outcome::done(answer))
     }
 }
 
-export_recipe!(Pipe);
+export_recipe!(Pipe, settings = Settings);
