@@ -256,6 +256,27 @@ impl Config {
                 return Err(invalid(format!("pipeline.{field}"), "must be more than 0"));
             }
         }
+        if pl
+            .dedup_window
+            .is_some_and(|d| d < Duration::from_secs(300))
+        {
+            return Err(invalid(
+                "pipeline.dedup_window".into(),
+                "must be at least 5m, the signatures' timestamp tolerance (a shorter window lets a captured delivery run again)",
+            ));
+        }
+        let instances = config
+            .runtime
+            .max_instances
+            .unwrap_or(RuntimeOptions::default().max_instances);
+        if pl.workers.is_some_and(|w| w > instances as usize) {
+            return Err(invalid(
+                "pipeline.workers".into(),
+                &format!(
+                    "must not exceed runtime.max_instances ({instances}): every run in flight needs an instance"
+                ),
+            ));
+        }
         if config.server.max_body_bytes == Some(0) {
             return Err(invalid(
                 "server.max_body_bytes".into(),
@@ -371,5 +392,23 @@ mod tests {
             e,
             "t.toml: plugins.x.memory_limit_mib: must be between 1 and 4096"
         );
+        for (text, field) in [
+            (
+                "[pipeline]\ndedup_window = \"1m\"\n",
+                "pipeline.dedup_window",
+            ),
+            ("[pipeline]\nworkers = 200\n", "pipeline.workers"),
+            ("[pipeline]\nmax_attempts = 0\n", "pipeline.max_attempts"),
+            ("[plugins.x]\ncron = \"* * * *\"\n", "plugins.x.schedule"),
+            (
+                "[plugins.x]\ncron = \"* * * * * *\"\ntimezone = \"Nowhere\"\n",
+                "plugins.x.timezone",
+            ),
+        ] {
+            let e = Config::parse(Path::new("t.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("t.toml: {field}: ")), "{e}");
+        }
     }
 }

@@ -76,8 +76,13 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         names.join(", ")
     );
     let _ = std::io::stdout().flush();
+    let stopping = pipeline.clone();
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Refuse new events and runs at once, while open requests drain.
+            stopping.stop_accepting();
+        })
         .await;
     tracing::info!("stopping: finishing runs in flight");
     let _ = stop.send(true);

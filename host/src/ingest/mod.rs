@@ -111,9 +111,22 @@ pub enum Refusal {
     #[error("unknown source '{0}'")]
     UnknownSource(String),
     #[error("signature check failed: {0}")]
-    Unauthorized(#[from] VerifyError),
+    Unauthorized(VerifyError),
     #[error("{0}")]
     Malformed(String),
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            // A signed body that lacks what the scheme needs (GoHighLevel's `timestamp`,
+            // `webhookId`, `type`), or is not JSON: bad input, not a bad signature.
+            VerifyError::Malformed { what, reason } if what.starts_with("body") => {
+                Refusal::Malformed(format!("{what}: {reason}"))
+            }
+            e => Refusal::Unauthorized(e),
+        }
+    }
 }
 
 impl Refusal {
@@ -244,11 +257,24 @@ impl Source {
         let verifier = match scheme {
             SchemeKind::Housecallpro => {
                 let mut v = HmacVerifier::new(load_secrets(false)?);
-                if let Some(h) = &c.timestamp_header {
-                    v.timestamp_header = h.clone();
-                }
-                if let Some(h) = &c.signature_header {
-                    v.signature_header = h.clone();
+                for (field, header, slot) in [
+                    (
+                        "timestamp_header",
+                        &c.timestamp_header,
+                        &mut v.timestamp_header,
+                    ),
+                    (
+                        "signature_header",
+                        &c.signature_header,
+                        &mut v.signature_header,
+                    ),
+                ] {
+                    if let Some(h) = header {
+                        if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                            return Err(err(field, format!("'{h}' is not a valid header name")));
+                        }
+                        *slot = h.clone();
+                    }
                 }
                 if let Some(t) = &c.signed_content {
                     if !t.contains("{body}") {
@@ -397,6 +423,7 @@ impl Source {
             (None, None) => hex::encode(&Sha256::digest(body)[..16]),
         };
         Ok(Received::Event(Incoming {
+            event_id: None,
             source: self.name.clone(),
             kind,
             delivery_id: Some(delivery_id),

@@ -135,12 +135,27 @@ async fn catch_up(pipeline: &Pipeline, p: &Planned, now: i64) {
 /// Fire one trigger for the time it was scheduled at.
 pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
     let journal = pipeline.journal();
-    if !pipeline
-        .cron_active
-        .lock()
-        .unwrap()
-        .insert(p.plugin.clone())
-    {
+    let event_id = match journal.next_event_id() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(plugin = %p.plugin, "cron fire not recorded: {e}");
+            return;
+        }
+    };
+    // Claim the plugin for this fire's run before the run exists, so no other fire starts
+    // while it is queued or running, and only this run frees it.
+    let run_id = super::journal::run_id(&event_id, &p.plugin);
+    let free = {
+        let mut active = pipeline.cron_active.lock().unwrap();
+        match active.entry(p.plugin.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(run_id.clone());
+                true
+            }
+        }
+    };
+    if !free {
         tracing::warn!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), "cron fire skipped: the previous run is still going");
         let _ = journal.set_cron_last(&p.plugin, p.trigger, scheduled_ms);
         return;
@@ -151,18 +166,23 @@ pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
         "scheduled_at": rfc3339(scheduled_ms),
     });
     let incoming = Incoming {
+        event_id: Some(event_id),
         source: SOURCE.into(),
         kind: p.schedule.expr().to_string(),
         delivery_id: Some(format!("{}/{}/{scheduled_ms}", p.plugin, p.trigger)),
         payload: serde_json::value::to_raw_value(&payload).expect("JSON serializes"),
     };
-    match pipeline.ingest(incoming, Some(&p.plugin)).await {
-        Ok(ack) if ack.duplicate => {
-            pipeline.cron_active.lock().unwrap().remove(&p.plugin);
+    let release = || {
+        let mut active = pipeline.cron_active.lock().unwrap();
+        if active.get(&p.plugin) == Some(&run_id) {
+            active.remove(&p.plugin);
         }
+    };
+    match pipeline.ingest(incoming, Some(&p.plugin)).await {
+        Ok(ack) if ack.duplicate => release(),
         Ok(_) => {}
         Err(e) => {
-            pipeline.cron_active.lock().unwrap().remove(&p.plugin);
+            release();
             tracing::error!(plugin = %p.plugin, "cron fire not recorded: {e}");
         }
     }

@@ -291,17 +291,23 @@ impl Journal {
         Ok(Accepted::New { runs })
     }
 
-    /// Whether `event` was acknowledged: its delivery mark names it, or names a later
-    /// event that reused the delivery id once the dedup window had passed (a mark is only
-    /// replaced when it is older than the window, so this one was there).
-    fn acknowledged(&self, event: &StoredEvent, window_ms: i64) -> Result<bool, JournalError> {
+    /// Whether `event` was acknowledged. Its delivery mark is written last, so a mark that
+    /// names it says yes. A mark is only ever replaced or swept once it is older than the
+    /// window, so a mark naming a later event, or no mark, says yes for an event older than
+    /// the window; no mark for a younger event means its delivery crashed before the mark.
+    fn acknowledged(
+        &self,
+        event: &StoredEvent,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<bool, JournalError> {
         let key = delivery_key(&event.event.source, &event.delivery_id);
         Ok(match self.tree.get(&key)? {
             Some(v) => {
                 let mark: DeliveryMark = decode(&key, &v)?;
                 mark.event_id == event.event.id || mark.at_ms - event.received_ms >= window_ms
             }
-            None => false,
+            None => now_ms - event.received_ms >= window_ms,
         })
     }
 
@@ -333,8 +339,33 @@ impl Journal {
         Ok(())
     }
 
+    /// Put a run that is still `running` back to `queued`, its attempt not counted; false
+    /// when it is not running any more (it finished meanwhile and keeps its result).
+    pub fn requeue_interrupted(&self, id: &str, now: &str) -> Result<bool, JournalError> {
+        let key = run_key(id);
+        let Some(current) = self.tree.get(&key)? else {
+            return Ok(false);
+        };
+        let mut run: RunRecord = decode(&key, &current)?;
+        if run.status != RunStatus::Running {
+            return Ok(false);
+        }
+        run.status = RunStatus::Queued;
+        run.attempts = run.attempts.saturating_sub(1);
+        run.updated_at = now.to_string();
+        // Compare-and-swap: a worker writing the run's result meanwhile wins.
+        Ok(self
+            .tree
+            .compare_and_swap(&key, Some(current), Some(encode(&run)))?
+            .is_ok())
+    }
+
     /// Every pending run (queued, or running when the host stopped), with its due time.
-    pub fn pending(&self, window_ms: i64) -> Result<Vec<(RunRecord, i64)>, JournalError> {
+    pub fn pending(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<Vec<(RunRecord, i64)>, JournalError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"p/") {
             let (key, due) = item?;
@@ -345,7 +376,7 @@ impl Journal {
                 Some(run) if run.status.is_terminal() => false,
                 Some(run) if run.attempts == 0 && run.replays == 0 => {
                     match self.event(&run.event_id)? {
-                        Some(event) if self.acknowledged(&event, window_ms)? => true,
+                        Some(event) if self.acknowledged(&event, now_ms, window_ms)? => true,
                         _ => {
                             // Written by a delivery that crashed before its answer: the
                             // sender was never told it arrived, and will deliver it again.
@@ -411,8 +442,13 @@ impl Journal {
             let old = decode::<DeliveryMark>(&key, &value)
                 .map(|m| now_ms - m.at_ms >= window_ms)
                 .unwrap_or(true);
-            if old {
-                self.tree.remove(&key)?;
+            // Compare-and-swap: a mark rewritten meanwhile (the id reused) stays.
+            if old
+                && self
+                    .tree
+                    .compare_and_swap(&key, Some(value), None as Option<&[u8]>)?
+                    .is_ok()
+            {
                 removed += 1;
             }
         }
@@ -455,7 +491,8 @@ mod tests {
         ));
         // A delivery that crashed after writing its runs but before its mark (the sender
         // never got an answer) leaves nothing to run after a restart.
-        let crashed = stored("e4", "d4");
+        let mut crashed = stored("e4", "d4");
+        crashed.received_ms = 1_500;
         let run = RunRecord::queued(&crashed.event, "a", "now");
         j.tree.insert(event_key("e4"), encode(&crashed)).unwrap();
         j.tree
@@ -467,7 +504,7 @@ mod tests {
         done.status = RunStatus::Succeeded;
         j.tree.insert(run_key(&done.id), encode(&done)).unwrap();
         let pending: Vec<String> = j
-            .pending(500)
+            .pending(1_700, 500)
             .unwrap()
             .into_iter()
             .map(|(r, _)| r.id)

@@ -29,7 +29,7 @@ use journal::{Accepted, Journal, JournalError, RunRecord, RunStatus, StoredEvent
 use queue::{Next, Queue};
 use registry::Registry;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,6 +142,8 @@ pub enum PipelineError {
 /// An event on its way in, before it has an id.
 #[derive(Debug, Clone)]
 pub struct Incoming {
+    /// The event's id, when the caller took one already (`Journal::next_event_id`).
+    pub event_id: Option<String>,
     pub source: String,
     pub kind: String,
     /// The sender's delivery id; repeated ids are deduplicated. `None`: never a duplicate.
@@ -190,7 +192,8 @@ pub struct Pipeline {
     runtime: Arc<Runtime>,
     options: PipelineOptions,
     queue: Queue,
-    cron_active: Mutex<HashSet<String>>,
+    /// Plugins with a scheduled run not finished yet, and that run's id.
+    cron_active: Mutex<HashMap<String, String>>,
     finished: broadcast::Sender<RunRecord>,
     stopping: AtomicBool,
     pub counters: Counters,
@@ -217,7 +220,7 @@ impl Pipeline {
             runtime,
             options,
             queue,
-            cron_active: Mutex::new(HashSet::new()),
+            cron_active: Mutex::new(HashMap::new()),
             finished: broadcast::channel(4096).0,
             stopping: AtomicBool::new(false),
             counters: Counters::default(),
@@ -225,7 +228,7 @@ impl Pipeline {
         let now = now_ms();
         let mut resumed = 0;
         let window = pipeline.options.dedup_window.as_millis() as i64;
-        for (mut run, due) in pipeline.journal.pending(window)? {
+        for (mut run, due) in pipeline.journal.pending(now, window)? {
             if run.status == RunStatus::Running {
                 // The host stopped mid-run: run it again now.
                 run.status = RunStatus::Queued;
@@ -237,7 +240,7 @@ impl Pipeline {
                     .cron_active
                     .lock()
                     .unwrap()
-                    .insert(run.plugin.clone());
+                    .insert(run.plugin.clone(), run.id.clone());
             }
             pipeline
                 .queue
@@ -330,7 +333,10 @@ impl Pipeline {
             None => self.subscribers(&incoming.source, &incoming.kind),
         };
         let now = now_ms();
-        let id = self.journal.next_event_id()?;
+        let id = match incoming.event_id {
+            Some(id) => id,
+            None => self.journal.next_event_id()?,
+        };
         let stored = StoredEvent {
             delivery_id: incoming.delivery_id.unwrap_or_else(|| id.clone()),
             received_at: rfc3339(now),
@@ -345,7 +351,16 @@ impl Pipeline {
         };
         let window = self.options.dedup_window.as_millis() as i64;
         let accepted = self.journal.accept(&stored, &plugins, now, window)?;
-        self.committer.commit().await?;
+        // Flush and queue in a task of its own: if the caller goes away (a client that
+        // disconnects), the runs it journaled are still queued.
+        let queued: Vec<(String, String)> = match &accepted {
+            Accepted::New { runs } => runs
+                .iter()
+                .map(|r| (r.plugin.clone(), r.id.clone()))
+                .collect(),
+            Accepted::Duplicate { .. } => Vec::new(),
+        };
+        self.commit_then_queue(queued, now).await?;
         Ok(match accepted {
             Accepted::Duplicate { event_id } => {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -358,9 +373,6 @@ impl Pipeline {
             }
             Accepted::New { runs } => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                for run in &runs {
-                    self.queue.push(&run.plugin, &run.id, now);
-                }
                 tracing::debug!(event = %stored.event.id, kind = %stored.event.kind, runs = runs.len(), "event accepted");
                 Ack {
                     event_id: stored.event.id,
@@ -396,11 +408,35 @@ impl Pipeline {
         Ok(self.journal.event(id)?)
     }
 
+    /// Wait for a flush, then queue `runs` (plugin, run id) due at `due`. The flush runs in
+    /// a task of its own and the runs are queued even if the caller is dropped meanwhile,
+    /// or the flush fails (they are in the store; the caller hears of the failure).
+    async fn commit_then_queue(
+        &self,
+        runs: Vec<(String, String)>,
+        due: i64,
+    ) -> Result<(), PipelineError> {
+        struct QueueOnDrop<'a>(&'a Queue, Vec<(String, String)>, i64);
+        impl Drop for QueueOnDrop<'_> {
+            fn drop(&mut self) {
+                for (plugin, id) in &self.1 {
+                    self.0.push(plugin, id, self.2);
+                }
+            }
+        }
+        let _queue = QueueOnDrop(&self.queue, runs, due);
+        let committer = self.committer.clone();
+        tokio::spawn(async move { committer.commit().await })
+            .await
+            .unwrap_or_else(|e| Err(CommitError(e.to_string())))?;
+        Ok(())
+    }
+
     /// Queue a finished run again, from its first attempt.
     pub async fn replay(&self, id: &str) -> Result<RunRecord, PipelineError> {
         let run = self.requeue(id)?;
-        self.committer.commit().await?;
-        self.queue.push(&run.plugin, &run.id, now_ms());
+        self.commit_then_queue(vec![(run.plugin.clone(), run.id.clone())], now_ms())
+            .await?;
         Ok(run)
     }
 
@@ -415,15 +451,27 @@ impl Pipeline {
             usize::MAX,
         )?;
         let mut ids = Vec::with_capacity(runs.len());
+        let mut failure = None;
         for run in runs {
-            ids.push(self.requeue(&run.id)?.id);
+            match self.requeue(&run.id) {
+                Ok(run) => ids.push(run.id),
+                // Replayed meanwhile by someone else: already on its way.
+                Err(PipelineError::NotFinished { .. }) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
-        self.committer.commit().await?;
-        let now = now_ms();
-        for id in &ids {
-            self.queue.push(plugin, id, now);
+        let queued = ids
+            .iter()
+            .map(|id| (plugin.to_string(), id.clone()))
+            .collect();
+        self.commit_then_queue(queued, now_ms()).await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ids),
         }
-        Ok(ids)
     }
 
     fn requeue(&self, id: &str) -> Result<RunRecord, PipelineError> {
@@ -448,11 +496,16 @@ impl Pipeline {
         Ok(run)
     }
 
+    /// Stop accepting events and starting runs: the first step of a shutdown.
+    pub fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.queue.wake.notify_one();
+    }
+
     /// Stop taking work, give runs in flight `grace` to finish, and put the rest back in
     /// the queue for the next start.
     pub async fn shutdown(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.queue.wake.notify_one();
+        self.stop_accepting();
         let deadline = tokio::time::Instant::now() + self.options.grace;
         loop {
             let idle = self.queue.idle.notified();
@@ -465,17 +518,14 @@ impl Pipeline {
         }
         let now = now_ms();
         for id in self.queue.running() {
-            if let Ok(Some(mut run)) = self.journal.run(&id)
-                && run.status == RunStatus::Running
-            {
-                // Interrupted by us, not by the recipe: the attempt does not count.
-                run.status = RunStatus::Queued;
-                run.attempts = run.attempts.saturating_sub(1);
-                run.updated_at = rfc3339(now);
-                if let Err(e) = self.journal.put_run(&run, Some(now)) {
-                    tracing::error!(run = %id, "could not re-queue an interrupted run: {e}");
+            // Interrupted by us, not by the recipe: the attempt does not count. Only if it
+            // is still running: a run that just finished keeps its result.
+            match self.journal.requeue_interrupted(&id, &rfc3339(now)) {
+                Ok(true) => {
+                    tracing::warn!(run = %id, "run interrupted by shutdown; queued for the next start")
                 }
-                tracing::warn!(run = %id, "run interrupted by shutdown; queued for the next start");
+                Ok(false) => {}
+                Err(e) => tracing::error!(run = %id, "could not re-queue an interrupted run: {e}"),
             }
         }
         if let Err(e) = self.journal.flush() {
@@ -594,12 +644,16 @@ impl Pipeline {
         }
         if run.status.is_terminal() {
             run.finished_at = Some(rfc3339(now));
+            if run.source == cron::SOURCE {
+                // Only the scheduled run itself frees the plugin for its next fire.
+                let mut active = self.cron_active.lock().unwrap();
+                if active.get(&run.plugin) == Some(&run.id) {
+                    active.remove(&run.plugin);
+                }
+            }
         }
         self.journal.put_run(&run, retry)?;
         if run.status.is_terminal() {
-            if run.source == cron::SOURCE {
-                self.cron_active.lock().unwrap().remove(&run.plugin);
-            }
             let _ = self.finished.send(run);
         }
         Ok(retry)

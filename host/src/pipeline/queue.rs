@@ -15,6 +15,8 @@ struct State {
     /// Runs queued or running, so a run is never queued twice.
     present: HashSet<String>,
     running_ids: HashSet<String>,
+    /// Runs queued again (replayed) while still running: queued when they finish.
+    again: HashMap<String, (String, i64)>,
 }
 
 /// What the scheduler should do next.
@@ -50,9 +52,15 @@ impl Queue {
         self.limits.get(plugin).copied().unwrap_or(self.per_plugin)
     }
 
-    /// Queue a run due at `due_ms`; false when it is already queued or running.
+    /// Queue a run due at `due_ms`. A run that is running now (its final state may be
+    /// written already) is queued again when it finishes; false when it is queued already.
     pub fn push(&self, plugin: &str, run_id: &str, due_ms: i64) -> bool {
         let mut s = self.state.lock().unwrap();
+        if s.running_ids.contains(run_id) {
+            s.again
+                .insert(run_id.to_string(), (plugin.to_string(), due_ms));
+            return true;
+        }
         if !s.present.insert(run_id.to_string()) {
             return false;
         }
@@ -106,6 +114,13 @@ impl Queue {
         s.total_running = s.total_running.saturating_sub(1);
         s.running_ids.remove(run_id);
         s.present.remove(run_id);
+        if let Some((plugin, due)) = s.again.remove(run_id) {
+            s.present.insert(run_id.to_string());
+            s.heaps
+                .entry(plugin)
+                .or_default()
+                .push(Reverse((due, run_id.to_string())));
+        }
         let idle = s.total_running == 0;
         drop(s);
         self.wake.notify_one();
@@ -157,6 +172,13 @@ mod tests {
         assert!(matches!(q.next(10), Next::Wait(None)), "global limit 2");
         q.finish("a", "a2");
         let Next::Run(_, id) = q.next(10) else {
+            panic!()
+        };
+        assert_eq!(id, "a1");
+        // Replayed while running: queued again once it finishes.
+        assert!(q.push("a", "a1", 20));
+        q.finish("a", "a1");
+        let Next::Run(_, id) = q.next(20) else {
             panic!()
         };
         assert_eq!(id, "a1");

@@ -37,6 +37,8 @@ struct FileState {
     stamp: Stamp,
     /// The plugin this file provides, when it loaded.
     plugin: Option<String>,
+    /// Refused because another file had its recipe's name: tried again when a plugin goes.
+    duplicate: bool,
 }
 
 /// A plugin as the admin API shows it.
@@ -149,6 +151,7 @@ impl Registry {
         }
         let known = self.files.lock().unwrap().clone();
         let mut changed = false;
+        let mut unloaded = false;
         for (path, state) in &known {
             if !seen.contains_key(path) {
                 self.files.lock().unwrap().remove(path);
@@ -161,14 +164,20 @@ impl Registry {
                     });
                     tracing::info!(plugin = %name, path = %path.display(), "plugin file removed; unloaded");
                     changed = true;
+                    unloaded = true;
                 }
             }
         }
         for (path, s) in seen {
-            if known.get(&path).is_some_and(|k| k.stamp == s) {
+            // Unchanged files stay as they are, except one refused for a name that a
+            // file removed just now held (a new version dropped in before the old left).
+            let retry = known
+                .get(&path)
+                .is_some_and(|k| k.stamp == s && k.duplicate && unloaded);
+            if known.get(&path).is_some_and(|k| k.stamp == s) && !retry {
                 continue;
             }
-            if settle {
+            if settle && !retry {
                 let mut settling = self.settling.lock().unwrap();
                 if settling.get(&path) != Some(&s) {
                     settling.insert(path, s);
@@ -219,6 +228,7 @@ impl Registry {
             FileState {
                 stamp: s,
                 plugin: Some(name.clone()),
+                duplicate: false,
             },
         );
         tracing::info!(plugin = %name, %version, path = %path.display(), "plugin loaded");
@@ -227,6 +237,7 @@ impl Registry {
 
     /// Record why a file was not loaded; the version it replaced (if any) keeps serving.
     fn refuse(&self, path: &Path, s: Stamp, old_name: Option<String>, e: LoadError) -> bool {
+        let duplicate = matches!(e, LoadError::Duplicate { .. });
         let kept = old_name
             .as_deref()
             .map(|n| format!("; the loaded version of '{n}' keeps serving"))
@@ -241,6 +252,7 @@ impl Registry {
             FileState {
                 stamp: s,
                 plugin: old_name,
+                duplicate,
             },
         );
         false

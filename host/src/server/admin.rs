@@ -283,7 +283,14 @@ async fn trigger(
     if body.kind.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "kind: must not be empty");
     }
+    if body.source == crate::pipeline::cron::SOURCE {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "source: 'cron' is reserved for scheduled events",
+        );
+    }
     let incoming = Incoming {
+        event_id: None,
         source: body.source,
         kind: body.kind,
         delivery_id: None,
@@ -303,7 +310,12 @@ async fn trigger(
     let mut results = Vec::new();
     let wait = async {
         while !pending.is_empty() {
-            match finished.recv().await {
+            if app.pipeline.is_stopping() {
+                break;
+            }
+            let next = tokio::time::timeout(Duration::from_millis(200), finished.recv()).await;
+            let Ok(next) = next else { continue };
+            match next {
                 Ok(run) => {
                     if pending.remove(&run.id) {
                         results.push(run);
