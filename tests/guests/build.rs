@@ -11,6 +11,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("probe", "PROBE"),
     ("other-world", "OTHER_WORLD"),
     ("pipe", "PIPE"),
+    ("hcp-contact-to-ghl", "HCP_CONTACT_TO_GHL"),
 ];
 
 fn main() {
@@ -20,6 +21,7 @@ fn main() {
         "wit",
         "sdk",
         "recipes/hello",
+        "recipes/hcp-contact-to-ghl",
         "tests/guests/probe",
         "tests/guests/other-world",
         "tests/guests/pipe",

@@ -4,6 +4,7 @@
 mod cli;
 mod contracts;
 mod loading;
+mod recipes;
 mod sandbox;
 mod serve;
 mod support;

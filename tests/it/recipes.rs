@@ -1,0 +1,217 @@
+//! Our recipes end to end: signed webhooks into a running host, the vendors played by the
+//! sandbox, results checked through the sandbox's own API.
+
+use crate::serve::{Host, setup};
+use serde_json::{Value, json};
+use switchboard::ingest::verify::HmacVerifier;
+use switchboard::sandbox::{self, RunningSandbox, SandboxKeys};
+use switchboard_test_guests::HCP_CONTACT_TO_GHL;
+
+const HCP_SECRET: &str = "hcp-webhook-secret";
+
+async fn sandbox() -> RunningSandbox {
+    sandbox::start("127.0.0.1:0".parse().unwrap(), SandboxKeys::default())
+        .await
+        .unwrap()
+}
+
+/// A call to the sandbox as the vendor's own API client would make it.
+async fn vendor(
+    sb: &RunningSandbox,
+    method: &str,
+    vendor: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let keys = &sb.state.keys;
+    let mut r = reqwest::Client::new().request(
+        method.parse().unwrap(),
+        format!("{}{path}", sb.base_url(vendor)),
+    );
+    r = match vendor {
+        "housecallpro" => r.header("authorization", format!("Token {}", keys.housecallpro)),
+        "gohighlevel" => r
+            .bearer_auth(&keys.gohighlevel)
+            .header("Version", "2021-07-28"),
+        other => panic!("no client for {other}"),
+    };
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let response = r.send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{method} {path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+fn signed_hcp(body: &str) -> Vec<(&'static str, String)> {
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    vec![
+        ("Api-Timestamp", ts.clone()),
+        (
+            "Api-Signature",
+            HmacVerifier::sign(
+                HCP_SECRET.as_bytes(),
+                "{timestamp}.{body}",
+                &ts,
+                body.as_bytes(),
+            ),
+        ),
+    ]
+}
+
+/// The GHL contact id a run's outcome names (`GHL contact <id> created from HCP ...`).
+fn ghl_id(run: &Value) -> String {
+    let summary = run["outcome"]["summary"].as_str().unwrap();
+    summary.split_whitespace().nth(2).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hcp_contact_to_ghl_syncs_skips_echoes_notes_and_tags_deleted_customers() {
+    let sb = sandbox().await;
+    let (dir, config) = setup(
+        &[("hcp-contact-to-ghl", HCP_CONTACT_TO_GHL)],
+        &format!(
+            r#"
+[sources.housecallpro]
+secret = {{ file = "hcp.secret" }}
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "sandboxLocation01"
+base_url = "{}"
+[plugins.hcp-contact-to-ghl.settings]
+tags = ["from-hcp"]
+deleted_tag = "gone"
+"#,
+            sb.base_url("gohighlevel")
+        ),
+    );
+    std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
+    std::fs::write(dir.path().join("ghl.key"), &sb.state.keys.gohighlevel).unwrap();
+    let host = Host::start(&config);
+    // The sandbox's Housecall Pro sends its signed webhooks to the host.
+    let status = reqwest::Client::new()
+        .put(format!("http://{}/_sandbox/webhooks/housecallpro", sb.addr))
+        .json(&json!({"url": format!("{}/hooks/housecallpro", host.url), "secret": HCP_SECRET}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success());
+
+    // A customer is created in Housecall Pro.
+    let customer = vendor(
+        &sb,
+        "POST",
+        "housecallpro",
+        "/customers",
+        Some(json!({
+            "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+            "mobile_number": "(303) 555-0100", "lead_source": "Google", "notes": "Gate code 1234",
+            "addresses": [{"street": "1 Main St", "city": "Denver", "state": "CO", "zip": "80202"}],
+        })),
+    )
+    .await;
+    let hcp_id = customer["id"].as_str().unwrap().to_string();
+    let runs = host
+        .wait_runs(
+            "plugin=hcp-contact-to-ghl&status=succeeded",
+            "the created sync",
+            |r| r.len() == 1,
+        )
+        .await;
+    let id = ghl_id(&runs[0]);
+    let contact =
+        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    assert_eq!(contact["firstName"], "Ada", "{contact}");
+    assert_eq!(contact["email"], "ada@example.com");
+    assert_eq!(contact["phone"], "+13035550100", "E.164: {contact}");
+    assert_eq!(contact["source"], "Google");
+    assert_eq!(contact["city"], "Denver");
+    assert!(
+        contact["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("from-hcp")),
+        "{contact}"
+    );
+    let notes = vendor(
+        &sb,
+        "GET",
+        "gohighlevel",
+        &format!("/contacts/{id}/notes"),
+        None,
+    )
+    .await;
+    assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "{notes}");
+    assert_eq!(notes["notes"][0]["body"], "Gate code 1234");
+
+    // An update that changes nothing we sync (an echo) is skipped; a real one updates the
+    // same contact, and unchanged notes add no second note.
+    vendor(
+        &sb,
+        "PUT",
+        "housecallpro",
+        &format!("/customers/{hcp_id}"),
+        Some(json!({"first_name": "Ada"})),
+    )
+    .await;
+    vendor(
+        &sb,
+        "PUT",
+        "housecallpro",
+        &format!("/customers/{hcp_id}"),
+        Some(json!({"last_name": "King"})),
+    )
+    .await;
+    let runs = host
+        .wait_runs("plugin=hcp-contact-to-ghl", "three syncs", |r| {
+            r.len() == 3 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    // Newest first.
+    assert_eq!(runs[1]["outcome"]["status"], "skipped", "{}", runs[1]);
+    assert_eq!(runs[0]["outcome"]["status"], "done", "{}", runs[0]);
+    assert_eq!(ghl_id(&runs[0]), id, "the same GHL contact");
+    let contact =
+        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    assert_eq!(contact["lastName"], "King");
+    let notes = vendor(
+        &sb,
+        "GET",
+        "gohighlevel",
+        &format!("/contacts/{id}/notes"),
+        None,
+    )
+    .await;
+    assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "{notes}");
+
+    // A delivery sent twice runs once.
+    let deleted = json!({"event": "customer.deleted", "customer": {"id": hcp_id}}).to_string();
+    let (s1, first) = host
+        .hook("housecallpro", &signed_hcp(&deleted), &deleted)
+        .await;
+    let (s2, second) = host
+        .hook("housecallpro", &signed_hcp(&deleted), &deleted)
+        .await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(
+        (&first["duplicate"], &second["duplicate"]),
+        (&json!(false), &json!(true))
+    );
+    // Deleted in HCP: the GHL contact is tagged, not deleted.
+    host.wait_runs("plugin=hcp-contact-to-ghl", "the delete", |r| {
+        r.len() == 4 && r.iter().all(|r| r["status"] == "succeeded")
+    })
+    .await;
+    let contact =
+        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    assert!(
+        contact["tags"].as_array().unwrap().contains(&json!("gone")),
+        "{contact}"
+    );
+}
