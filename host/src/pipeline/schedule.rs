@@ -69,19 +69,32 @@ impl Schedule {
     }
 
     /// The latest fire in `(after_ms, now_ms]`: a fire missed while the host was down.
-    /// Looks at most `limit` fires ahead (a second-level schedule after a long outage).
+    /// Walks at most `limit` fires; when that is not enough (a seconds-level schedule after a
+    /// long outage) it looks again from a day before `now_ms`.
     pub fn last_missed(&self, after_ms: i64, now_ms: i64, limit: usize) -> Option<i64> {
-        let after: DateTime<Utc> = Utc.timestamp_millis_opt(after_ms).single()?;
-        let local = after.with_timezone(&self.timezone);
-        let mut last = None;
-        for t in self.cron.after(&local).take(limit) {
-            let ms = t.with_timezone(&Utc).timestamp_millis();
-            if ms > now_ms {
-                break;
+        let walk = |from_ms: i64| -> Option<(Option<i64>, bool)> {
+            let from: DateTime<Utc> = Utc.timestamp_millis_opt(from_ms).single()?;
+            let mut last = None;
+            for t in self
+                .cron
+                .after(&from.with_timezone(&self.timezone))
+                .take(limit)
+            {
+                let ms = t.with_timezone(&Utc).timestamp_millis();
+                if ms > now_ms {
+                    return Some((last, true));
+                }
+                last = Some(ms);
             }
-            last = Some(ms);
+            Some((last, false))
+        };
+        match walk(after_ms)? {
+            (last, true) => last,
+            (last, false) => {
+                let recent = walk(after_ms.max(now_ms - 86_400_000))?.0;
+                recent.or(last)
+            }
         }
-        last
     }
 }
 
@@ -100,6 +113,12 @@ mod tests {
         assert_eq!(every.next_after(1_000), Some(2_000));
         assert_eq!(every.last_missed(0, 9_500, 100), Some(8_000));
         assert_eq!(every.last_missed(8_000, 9_500, 100), None);
+        // A long outage on a seconds schedule: still the latest missed fire.
+        let day = 86_400_000;
+        assert_eq!(
+            every.last_missed(0, 3 * day + 1_500, 100_000),
+            Some(3 * day)
+        );
     }
 
     #[test]
