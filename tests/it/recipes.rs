@@ -47,6 +47,18 @@ async fn vendor(
     response.json().await.unwrap()
 }
 
+/// A GoHighLevel contact, from the sandbox's API.
+async fn ghl_contact(sb: &RunningSandbox, id: &str) -> Value {
+    let path = format!("/contacts/{id}");
+    vendor(sb, "GET", "gohighlevel", &path, None).await["contact"].clone()
+}
+
+/// A GoHighLevel contact's notes, from the sandbox's API.
+async fn ghl_notes(sb: &RunningSandbox, id: &str) -> Value {
+    let path = format!("/contacts/{id}/notes");
+    vendor(sb, "GET", "gohighlevel", &path, None).await
+}
+
 fn signed_hcp(body: &str) -> Vec<(&'static str, String)> {
     let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
     vec![
@@ -125,8 +137,7 @@ deleted_tag = "gone"
         )
         .await;
     let id = ghl_id(&runs[0]);
-    let contact =
-        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    let contact = ghl_contact(&sb, &id).await;
     assert_eq!(contact["firstName"], "Ada", "{contact}");
     assert_eq!(contact["email"], "ada@example.com");
     assert_eq!(contact["phone"], "+13035550100", "E.164: {contact}");
@@ -139,14 +150,7 @@ deleted_tag = "gone"
             .contains(&json!("from-hcp")),
         "{contact}"
     );
-    let notes = vendor(
-        &sb,
-        "GET",
-        "gohighlevel",
-        &format!("/contacts/{id}/notes"),
-        None,
-    )
-    .await;
+    let notes = ghl_notes(&sb, &id).await;
     assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "{notes}");
     assert_eq!(notes["notes"][0]["body"], "Gate code 1234");
 
@@ -177,17 +181,9 @@ deleted_tag = "gone"
     assert_eq!(runs[1]["outcome"]["status"], "skipped", "{}", runs[1]);
     assert_eq!(runs[0]["outcome"]["status"], "done", "{}", runs[0]);
     assert_eq!(ghl_id(&runs[0]), id, "the same GHL contact");
-    let contact =
-        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    let contact = ghl_contact(&sb, &id).await;
     assert_eq!(contact["lastName"], "King");
-    let notes = vendor(
-        &sb,
-        "GET",
-        "gohighlevel",
-        &format!("/contacts/{id}/notes"),
-        None,
-    )
-    .await;
+    let notes = ghl_notes(&sb, &id).await;
     assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "{notes}");
 
     // A delivery sent twice runs once.
@@ -208,8 +204,7 @@ deleted_tag = "gone"
         r.len() == 4 && r.iter().all(|r| r["status"] == "succeeded")
     })
     .await;
-    let contact =
-        &vendor(&sb, "GET", "gohighlevel", &format!("/contacts/{id}"), None).await["contact"];
+    let contact = ghl_contact(&sb, &id).await;
     assert!(
         contact["tags"].as_array().unwrap().contains(&json!("gone")),
         "{contact}"
