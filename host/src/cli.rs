@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// Address to listen on [default: `[server] listen`, else 127.0.0.1:8080]; port 0 picks one.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Start the vendor sandbox too, and wire every connection, webhook source and the
+    /// admin token the config does not set to it (keys under `<data dir>/sandbox/`).
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --sandbox: drive each loaded recipe once through the sandbox, print what it did,
+    /// and exit (0 when every run succeeded, 1 otherwise).
+    #[arg(long, requires = "sandbox")]
+    pub tour: bool,
 }
 
 /// How to reach a running server's admin API.

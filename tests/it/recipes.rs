@@ -210,3 +210,88 @@ deleted_tag = "gone"
         "{contact}"
     );
 }
+
+/// The one-command demo: `serve --sandbox` wires the sandbox in and prints commands that
+/// work when pasted; `--tour` drives each recipe and exits 0.
+#[test]
+fn the_sandbox_demo_prints_working_commands_and_the_tour_passes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(HCP_CONTACT_TO_GHL, plugins.join("hcp-contact-to-ghl.wasm")).unwrap();
+    std::fs::copy(switchboard_test_guests::HELLO, plugins.join("hello.wasm")).unwrap();
+    let switchboard = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.current_dir(dir.path())
+            .env_remove("SWITCHBOARD_ADMIN_TOKEN")
+            .args(["--plugins-dir", "plugins", "--data-dir", "data"])
+            .args(["serve", "--sandbox", "--listen", "127.0.0.1:0"])
+            .args(extra);
+        cmd
+    };
+
+    let tour = switchboard(&["--tour"]).output().unwrap();
+    let text = String::from_utf8_lossy(&tour.stdout);
+    assert!(
+        tour.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&tour.stderr)
+    );
+    assert!(
+        text.contains("customer.created -> hcp-contact-to-ghl: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Ada King <ada@example.com> +13035550100"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tour.ping: ") && !text.contains(" failed"),
+        "{text}"
+    );
+
+    let mut child = switchboard(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut guide = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let last = line.contains(" runs list ");
+        guide.push(line);
+        if last {
+            break;
+        }
+    }
+    let pasted = |prefix: &str| {
+        let line = guide
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' line in {guide:#?}"));
+        Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let hello = pasted("echo ");
+    let out = String::from_utf8_lossy(&hello.stdout);
+    assert!(
+        hello.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&hello.stderr)
+    );
+    assert!(out.contains("succeeded"), "{out}");
+    let listed = pasted("SWITCHBOARD_ADMIN_TOKEN=");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(".hello "),
+        "{listed:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

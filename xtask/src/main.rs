@@ -1,7 +1,8 @@
 //! Build tasks for Switchboard, as a cargo alias (`cargo xtask <task>`).
 //!
 //! - `ci`: what CI runs: format check, clippy with `-D warnings`, every test.
-//! - `demo`: the main job: build the recipes into `plugins/` and run them.
+//! - `demo`: the main job: build the recipes into `plugins/` and serve them with the vendor
+//!   sandbox wired in (`demo --tour`: a scripted tour that exits).
 //! - `recipes`: build every crate under `recipes/` to a wasm component in `plugins/`.
 //!
 //! Every task installs the `wasm32-wasip2` target (and rustfmt/clippy) when missing.
@@ -12,14 +13,15 @@ use std::process::{Command, ExitCode};
 const USAGE: &str = "usage: cargo xtask <ci|demo|recipes>
 
   ci        format check, clippy -D warnings, all tests (what .ci/run runs)
-  demo      build the recipes into plugins/ and run hello on a sample event
+  demo      build the recipes and serve them with the vendor sandbox wired in
+            (`demo --tour`: drive each recipe once through the sandbox, then exit)
   recipes   build every recipe under recipes/ to plugins/<name>.wasm";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
-        Some("demo") => demo(),
+        Some("demo") => demo(std::env::args().nth(2).as_deref() == Some("--tour")),
         Some("recipes") => recipes().map(|_| ()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -190,7 +192,7 @@ fn count(result: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn demo() -> Result<(), String> {
+fn demo(tour: bool) -> Result<(), String> {
     recipes()?;
     run(
         "build switchboard",
@@ -198,33 +200,15 @@ fn demo() -> Result<(), String> {
     )?;
     let root = root();
     let bin = root.join("target/debug/switchboard");
-    let event = root.join("target/demo-event.json");
-    std::fs::write(
-        &event,
-        r#"{"source": "demo", "kind": "customer.updated", "payload": {"customer": {"id": "cus_1", "first_name": "Ada"}}}"#,
-    )
-    .map_err(|e| format!("writing {}: {e}", event.display()))?;
-    let sb = || {
-        let mut cmd = Command::new(&bin);
-        cmd.current_dir(&root);
-        cmd
-    };
-    run("switchboard plugins list", sb().args(["plugins", "list"]))?;
-    run(
-        "switchboard plugins inspect plugins/hello.wasm",
-        sb().args(["plugins", "inspect", "plugins/hello.wasm"]),
-    )?;
-    for _ in 0..2 {
-        run(
-            "switchboard run plugins/hello.wasm --event target/demo-event.json",
-            sb().args(["run", "plugins/hello.wasm", "--event"])
-                .arg(&event),
-        )?;
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(&root).args(["serve", "--sandbox"]);
+    if tour {
+        cmd.arg("--tour");
     }
-    println!("\nThe count persists in .switchboard/ across runs. Try your own event:");
-    println!(
-        "  echo '{{\"kind\": \"lead.created\"}}' | {} run hello --event -",
-        bin.strip_prefix(&root).unwrap_or(&bin).display()
-    );
-    Ok(())
+    let what = if tour {
+        "switchboard serve --sandbox --tour"
+    } else {
+        "switchboard serve --sandbox   (Ctrl-C stops it)"
+    };
+    run(what, &mut cmd)
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod connections;
+mod demo;
 mod plugins;
 mod run;
 mod sandbox;

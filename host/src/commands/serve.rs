@@ -1,5 +1,6 @@
 //! `switchboard serve`: the host itself.
 
+use super::demo::Demo;
 use super::{CommandError, Context};
 use crate::cli::ServeArgs;
 use crate::ingest::Sources;
@@ -16,6 +17,15 @@ use std::time::Instant;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandError> {
+    // With --sandbox: the vendor sandbox, and a context whose config points at it.
+    let sandboxed;
+    let (demo, ctx) = if args.sandbox {
+        let (demo, wired) = Demo::start(ctx).await?;
+        sandboxed = wired;
+        (Some(demo), &sandboxed)
+    } else {
+        (None, ctx)
+    };
     let sources = Sources::from_config(&ctx.config.sources).map_err(|e| CommandError::Input {
         path: ctx.config_display(),
         message: e.to_string(),
@@ -75,15 +85,40 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         names.len(),
         names.join(", ")
     );
-    let _ = std::io::stdout().flush();
+    let (quit, quitting) = tokio::sync::oneshot::channel::<()>();
     let stopping = pipeline.clone();
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Refuse new events and runs at once, while open requests drain.
-            stopping.stop_accepting();
-        })
-        .await;
+    let server = tokio::spawn(
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = quitting => {}
+                }
+                // Refuse new events and runs at once, while open requests drain.
+                stopping.stop_accepting();
+            })
+            .into_future(),
+    );
+    let mut code = ExitCode::SUCCESS;
+    if let Some(demo) = &demo {
+        let url = format!("http://{local}");
+        demo.connect_webhooks(&url).await?;
+        if args.tour {
+            if !demo.tour(&pipeline).await {
+                code = ExitCode::from(super::EXIT_RUN_FAILED);
+            }
+            let _ = quit.send(());
+        } else {
+            let bin = std::env::args()
+                .next()
+                .unwrap_or_else(|| "switchboard".into());
+            demo.print_guide(&pipeline, &url, &bin);
+        }
+    }
+    let _ = std::io::stdout().flush();
+    let served = server
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     tracing::info!("stopping: finishing runs in flight");
     let _ = stop.send(true);
     pipeline.shutdown().await;
@@ -92,7 +127,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         message: format!("server failed: {e}"),
     })?;
     eprintln!("switchboard stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 /// Ctrl-C or SIGTERM.
