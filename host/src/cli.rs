@@ -55,6 +55,41 @@ pub enum Command {
     Runs(RunsCommand),
     /// Send a manual event to a running server (admin API).
     Trigger(TriggerArgs),
+    /// Scaffold a recipe crate that builds to a component and passes its own test.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The recipe's name: lowercase letters, digits and '-'.
+    pub name: String,
+    /// What starts it.
+    #[arg(long, value_enum, default_value_t = NewTrigger::Webhook)]
+    pub trigger: NewTrigger,
+    /// Where to create it [default: recipes/<name> if ./recipes exists, else ./<name>].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The switchboard-sdk crate [default: an sdk/ folder found above this one].
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+/// The trigger of a new recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewTrigger {
+    /// A webhook (`lead.created` from any source).
+    Webhook,
+    /// A cron schedule (every five minutes).
+    Cron,
+}
+
+impl NewTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewTrigger::Webhook => "webhook",
+            NewTrigger::Cron => "cron",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

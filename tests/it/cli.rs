@@ -291,3 +291,71 @@ fn the_sandbox_command_serves_the_vendor_apis() {
     let _ = child.wait();
     assert_eq!(answer, r#"{"account_id":2,"lead_source_id":null}"#);
 }
+
+/// `switchboard new` makes a crate that passes its own test, builds to a component, and
+/// runs in the host; bad names and existing folders are refused.
+#[test]
+fn new_scaffolds_a_recipe_that_tests_builds_and_runs() {
+    let dir = workdir();
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = sdk.to_str().unwrap();
+    let out = switchboard(dir.path(), &["new", "Lead Greeter", "--sdk", sdk]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("lowercase"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = switchboard(dir.path(), &["new", "lead-greeter", "--sdk", sdk]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = switchboard(dir.path(), &["new", "lead-greeter", "--sdk", sdk]);
+    assert_eq!(out.status.code(), Some(2), "exists: {}", text(&out.stderr));
+    let out = switchboard(
+        dir.path(),
+        &["new", "ticker", "--trigger", "cron", "--sdk", sdk],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Shared with other runs of this test, so the SDK's dependencies build once.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold");
+    let cargo = |crate_dir: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .current_dir(dir.path().join(crate_dir))
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?} in {crate_dir}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    for crate_dir in ["lead-greeter", "ticker"] {
+        assert!(cargo(crate_dir, &["test", "--quiet"]).contains("1 passed"));
+    }
+    cargo(
+        "lead-greeter",
+        &["build", "--quiet", "--target", "wasm32-wasip2"],
+    );
+    std::fs::copy(
+        target.join("wasm32-wasip2/debug/lead_greeter.wasm"),
+        dir.path().join("plugins/lead-greeter.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lead.json"),
+        r#"{"kind": "lead.created", "payload": {"name": "Ada", "email": "ada@example.com"}}"#,
+    )
+    .unwrap();
+    let out = switchboard(dir.path(), &["run", "lead-greeter", "--event", "lead.json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("welcome, Ada <ada@example.com>"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -93,8 +93,44 @@ fn recipes() -> Result<Vec<PathBuf>, String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // Crates with a workspace of their own (as `switchboard new` makes them) build on
+    // their own, in release; the others are members of ours.
+    let standalone = |name: &String| {
+        std::fs::read_to_string(root.join("recipes").join(name).join("Cargo.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"))
+    };
+    let (own, names): (Vec<String>, Vec<String>) = names.into_iter().partition(standalone);
     // The same target dir as the tests' guest build, so each is built once.
     let target_dir = root.join("target").join("guests");
+    let mut built = Vec::new();
+    let plugins = root.join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(|e| format!("creating plugins/: {e}"))?;
+    for name in &own {
+        let dir = root.join("recipes").join(name);
+        run(
+            &format!("build recipes/{name} (its own workspace) to wasm32-wasip2"),
+            cargo()
+                .current_dir(&dir)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--target-dir",
+                ])
+                .arg(&target_dir),
+        )?;
+        let from = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        let to = plugins.join(format!("{name}.wasm"));
+        std::fs::copy(&from, &to)
+            .map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
+        built.push(to);
+    }
+    if names.is_empty() {
+        return Ok(built);
+    }
     let mut cmd = cargo();
     cmd.args([
         "build",
@@ -109,9 +145,6 @@ fn recipes() -> Result<Vec<PathBuf>, String> {
         cmd.args(["-p", name]);
     }
     run("build recipes to wasm32-wasip2", &mut cmd)?;
-    let plugins = root.join("plugins");
-    std::fs::create_dir_all(&plugins).map_err(|e| format!("creating plugins/: {e}"))?;
-    let mut built = Vec::new();
     for name in &names {
         let from = target_dir
             .join("wasm32-wasip2/wasm")

@@ -3,6 +3,7 @@
 mod admin;
 mod connections;
 mod demo;
+mod new;
 mod plugins;
 mod run;
 mod sandbox;
@@ -172,5 +173,6 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Serve(args) => serve::serve(&ctx, args).await,
         Command::Runs(command) => admin::runs(&ctx, command).await,
         Command::Trigger(args) => admin::trigger(&ctx, args).await,
+        Command::New(args) => new::new(args),
     }
 }
