@@ -164,6 +164,12 @@ deleted_tag = "gone"
         Some(json!({"first_name": "Ada"})),
     )
     .await;
+    // (The sandbox sends each webhook on its own task, so two at once may arrive in either
+    // order; this test wants the echo first.)
+    host.wait_runs("plugin=hcp-contact-to-ghl", "the echo", |r| {
+        r.len() == 2 && r.iter().all(|r| r["status"] == "succeeded")
+    })
+    .await;
     vendor(
         &sb,
         "PUT",
@@ -186,6 +192,26 @@ deleted_tag = "gone"
     let notes = ghl_notes(&sb, &id).await;
     assert_eq!(notes["notes"].as_array().unwrap().len(), 1, "{notes}");
 
+    // A late delivery of an older state does not overwrite the newer one.
+    let stale = json!({"event": "customer.updated", "customer": {
+        "id": hcp_id, "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+        "updated_at": "2020-01-01T00:00:00Z"}})
+    .to_string();
+    assert_eq!(
+        host.hook("housecallpro", &signed_hcp(&stale), &stale)
+            .await
+            .0,
+        202
+    );
+    let runs = host
+        .wait_runs("plugin=hcp-contact-to-ghl", "the stale delivery", |r| {
+            r.len() == 4 && r.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let summary = runs[0]["outcome"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("older than"), "{}", runs[0]);
+    assert_eq!(ghl_contact(&sb, &id).await["lastName"], "King");
+
     // A delivery sent twice runs once.
     let deleted = json!({"event": "customer.deleted", "customer": {"id": hcp_id}}).to_string();
     let (s1, first) = host
@@ -201,7 +227,7 @@ deleted_tag = "gone"
     );
     // Deleted in HCP: the GHL contact is tagged, not deleted.
     host.wait_runs("plugin=hcp-contact-to-ghl", "the delete", |r| {
-        r.len() == 4 && r.iter().all(|r| r["status"] == "succeeded")
+        r.len() == 5 && r.iter().all(|r| r["status"] == "succeeded")
     })
     .await;
     let contact = ghl_contact(&sb, &id).await;

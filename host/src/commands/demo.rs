@@ -22,6 +22,10 @@ pub struct Demo {
     pub sandbox: RunningSandbox,
     pub dir: PathBuf,
     hcp_secret: String,
+    /// How the printed commands get the admin token: `SWITCHBOARD_ADMIN_TOKEN=$(cat …) `
+    /// for a generated one, `--config …` when the config has it, nothing for the env.
+    token_prefix: String,
+    config_flag: String,
 }
 
 fn io(path: &Path, e: std::io::Error) -> CommandError {
@@ -116,8 +120,17 @@ impl Demo {
                 ed25519_public_keys: vec![running.state.ghl_public_key()],
                 ..SourceConfig::default()
             });
+        let (mut token_prefix, mut config_flag) = (String::new(), String::new());
         if config.server.admin_token.is_none() && ctx.admin_token()?.is_none() {
             config.server.admin_token = Some(secret_file(&dir, "admin-token", &random_hex())?);
+            token_prefix = format!(
+                "SWITCHBOARD_ADMIN_TOKEN=$(cat {}) ",
+                dir.join("admin-token").display()
+            );
+        } else if config.server.admin_token.is_some()
+            && let Some(path) = &ctx.config_path
+        {
+            config_flag = format!(" --config {}", path.display());
         }
         let ctx = Context {
             config_path: ctx.config_path.clone(),
@@ -130,6 +143,8 @@ impl Demo {
                 sandbox: running,
                 dir,
                 hcp_secret,
+                token_prefix,
+                config_flag,
             },
             ctx,
         ))
@@ -163,10 +178,7 @@ impl Demo {
     /// Print where things are and a ready-to-paste command per loaded recipe.
     pub fn print_guide(&self, pipeline: &Pipeline, host: &str, bin: &str) {
         let keys = &self.sandbox.state.keys;
-        let token = format!(
-            "SWITCHBOARD_ADMIN_TOKEN=$(cat {})",
-            self.dir.join("admin-token").display()
-        );
+        let (token, flag) = (&self.token_prefix, &self.config_flag);
         println!(
             "vendor sandbox on http://{} (connections ghl, hcp, hb, pb, wh; keys in {})",
             self.sandbox.addr,
@@ -198,11 +210,11 @@ impl Demo {
                 .unwrap_or_else(|| "demo.ping".into());
             println!("# {}: a manual event", plugin.name);
             println!(
-                "echo '{{\"kind\": \"{kind}\", \"payload\": {{}}}}' | {token} {bin} trigger {} --server {host} --event - --wait",
+                "echo '{{\"kind\": \"{kind}\", \"payload\": {{}}}}' | {token}{bin}{flag} trigger {} --server {host} --event - --wait",
                 plugin.name
             );
         }
-        println!("\n# what ran, and why\n{token} {bin} runs list --server {host}");
+        println!("\n# what ran, and why\n{token}{bin}{flag} runs list --server {host}");
     }
 
     /// The scripted tour: drive each loaded recipe once through the sandbox, print what it

@@ -50,6 +50,8 @@ struct Customer {
     addresses: Vec<HcpAddress>,
     #[serde(skip_serializing)]
     notes: Option<String>,
+    #[serde(skip_serializing)]
+    updated_at: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -91,6 +93,15 @@ impl Recipe for HcpContactToGhl {
 }
 
 fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
+    // Webhooks may arrive out of order: never let an older state overwrite a newer one.
+    let seen_key = format!("updated/{}", customer.id);
+    if let (Some(this), Some(seen)) = (&customer.updated_at, kv::get::<String>(&seen_key)?)
+        && *this < seen
+    {
+        return Ok(Outcome::skipped(format!(
+            "older than the state synced ({seen})"
+        )));
+    }
     let hash = digest(&serde_json::to_vec(customer).map_err(|e| Error::other(e.to_string()))?);
     if kv::get::<String>(&format!("hash/{}", customer.id))?.as_deref() == Some(&hash) {
         return Ok(Outcome::skipped("nothing relevant changed"));
@@ -134,6 +145,9 @@ fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
     let ghl_id = upserted.contact.id.unwrap_or_default();
     kv::set(&format!("ghl/{}", customer.id), &ghl_id)?;
     kv::set(&format!("hash/{}", customer.id), &hash)?;
+    if let Some(updated_at) = &customer.updated_at {
+        kv::set(&seen_key, updated_at)?;
+    }
     if let Some(notes) = customer.notes.as_deref().filter(|n| !n.trim().is_empty()) {
         let key = format!("notes/{}", customer.id);
         if kv::get::<String>(&key)?.as_deref() != Some(&digest(notes.as_bytes())) {
