@@ -28,13 +28,6 @@ pub struct Demo {
     config_flag: String,
 }
 
-fn io(path: &Path, e: std::io::Error) -> CommandError {
-    CommandError::Input {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// 32 hex characters from the OS's randomness.
 fn random_hex() -> String {
     use std::io::Read;
@@ -51,7 +44,7 @@ fn random_hex() -> String {
 /// Write `value` to `dir/name` (owner-only) and return it as a secret source.
 fn secret_file(dir: &Path, name: &str, value: &str) -> Result<SecretSource, CommandError> {
     let path = dir.join(name);
-    std::fs::write(&path, value).map_err(|e| io(&path, e))?;
+    std::fs::write(&path, value).map_err(|e| CommandError::input(path.display(), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -68,12 +61,11 @@ impl Demo {
         let keys = SandboxKeys::default();
         let running = sandbox::start("127.0.0.1:0".parse().expect("an address"), keys.clone())
             .await
-            .map_err(|e| CommandError::Input {
-                path: "sandbox".into(),
-                message: format!("cannot start the vendor sandbox: {e}"),
+            .map_err(|e| {
+                CommandError::input("sandbox", format!("cannot start the vendor sandbox: {e}"))
             })?;
         let dir = ctx.data_dir.join("sandbox");
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| CommandError::input(dir.display(), e))?;
         let mut config: Config = ctx.config.clone();
         for (name, vendor, key, file) in [
             ("ghl", Vendor::Gohighlevel, &keys.gohighlevel, "gohighlevel"),

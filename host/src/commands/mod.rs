@@ -59,6 +59,14 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    /// Bad input named by `path` (a file, an address, a name) and what is wrong with it.
+    pub fn input(path: impl std::fmt::Display, message: impl std::fmt::Display) -> Self {
+        CommandError::Input {
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {

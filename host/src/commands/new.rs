@@ -6,19 +6,13 @@ use crate::cli::{NewArgs, NewTrigger};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
-fn input(path: &Path, message: impl Into<String>) -> CommandError {
-    CommandError::Input {
-        path: path.display().to_string(),
-        message: message.into(),
-    }
-}
-
 /// The SDK: `--sdk`, else an `sdk/` beside a folder above the current one.
 fn find_sdk(given: Option<&Path>) -> Result<PathBuf, CommandError> {
     if let Some(p) = given {
-        return std::fs::canonicalize(p).map_err(|e| input(p, format!("--sdk: {e}")));
+        return std::fs::canonicalize(p)
+            .map_err(|e| CommandError::input(p.display(), format!("--sdk: {e}")));
     }
-    let cwd = std::env::current_dir().map_err(|e| input(Path::new("."), e.to_string()))?;
+    let cwd = std::env::current_dir().map_err(|e| CommandError::input(".", e))?;
     cwd.ancestors()
         .map(|a| a.join("sdk"))
         .find(|sdk| {
@@ -26,8 +20,7 @@ fn find_sdk(given: Option<&Path>) -> Result<PathBuf, CommandError> {
                 .is_ok_and(|t| t.contains("name = \"switchboard-sdk\""))
         })
         .ok_or_else(|| {
-            input(
-                &cwd,
+            CommandError::input(cwd.display(),
                 "cannot find the switchboard-sdk crate above this folder; pass --sdk <path to sdk/>",
             )
         })
@@ -50,15 +43,9 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 
 pub fn new(args: NewArgs) -> Result<ExitCode, CommandError> {
     let name = &args.name;
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !valid {
-        return Err(input(
-            Path::new(name),
+    if !crate::runtime::plugin::valid_name(name) {
+        return Err(CommandError::input(
+            name,
             "a recipe name is 1-64 lowercase letters, digits or '-', not starting with '-'",
         ));
     }
@@ -70,11 +57,14 @@ pub fn new(args: NewArgs) -> Result<ExitCode, CommandError> {
         }
     });
     if dir.exists() {
-        return Err(input(&dir, "already exists; choose another name or --dir"));
+        return Err(CommandError::input(
+            dir.display(),
+            "already exists; choose another name or --dir",
+        ));
     }
     let sdk = find_sdk(args.sdk.as_deref())?;
-    std::fs::create_dir_all(dir.join("src")).map_err(|e| input(&dir, e.to_string()))?;
-    let abs = std::fs::canonicalize(&dir).map_err(|e| input(&dir, e.to_string()))?;
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| CommandError::input(dir.display(), e))?;
+    let abs = std::fs::canonicalize(&dir).map_err(|e| CommandError::input(dir.display(), e))?;
     let sdk_path = relative(&abs, &sdk);
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk_path)),
@@ -83,7 +73,7 @@ pub fn new(args: NewArgs) -> Result<ExitCode, CommandError> {
     ];
     for (file, text) in files {
         let path = dir.join(file);
-        std::fs::write(&path, text).map_err(|e| input(&path, e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| CommandError::input(path.display(), e))?;
     }
     println!(
         "created {} (a {} recipe)",

@@ -26,19 +26,19 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     } else {
         (None, ctx)
     };
-    let sources = Sources::from_config(&ctx.config.sources).map_err(|e| CommandError::Input {
-        path: ctx.config_display(),
-        message: e.to_string(),
-    })?;
+    let sources = Sources::from_config(&ctx.config.sources)
+        .map_err(|e| CommandError::input(ctx.config_display(), e))?;
     let admin_token = ctx.admin_token()?;
     if admin_token.is_none() {
         tracing::warn!(
             "no admin token: the admin API refuses every request (set [server] admin_token or SWITCHBOARD_ADMIN_TOKEN)"
         );
     }
-    std::fs::create_dir_all(&ctx.plugins_dir).map_err(|e| CommandError::Input {
-        path: ctx.plugins_dir.display().to_string(),
-        message: format!("cannot create the plugins folder: {e}"),
+    std::fs::create_dir_all(&ctx.plugins_dir).map_err(|e| {
+        CommandError::input(
+            ctx.plugins_dir.display(),
+            format!("cannot create the plugins folder: {e}"),
+        )
     })?;
     let runtime = Arc::new(ctx.runtime()?);
     let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
@@ -58,14 +58,9 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| CommandError::Input {
-            path: addr.to_string(),
-            message: format!("cannot listen: {e}"),
-        })?;
-    let local = listener.local_addr().map_err(|e| CommandError::Input {
-        path: addr.to_string(),
-        message: format!("cannot listen: {e}"),
-    })?;
+        .and_then(|l| Ok((l.local_addr()?, l)));
+    let (local, listener) =
+        listener.map_err(|e| CommandError::input(addr, format!("cannot listen: {e}")))?;
     let state = Arc::new(AppState {
         pipeline: pipeline.clone(),
         sources,
@@ -122,10 +117,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     tracing::info!("stopping: finishing runs in flight");
     let _ = stop.send(true);
     pipeline.shutdown().await;
-    served.map_err(|e| CommandError::Input {
-        path: local.to_string(),
-        message: format!("server failed: {e}"),
-    })?;
+    served.map_err(|e| CommandError::input(local, format!("server failed: {e}")))?;
     eprintln!("switchboard stopped");
     Ok(code)
 }

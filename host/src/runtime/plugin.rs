@@ -149,7 +149,9 @@ pub(crate) fn manifest_from_wit(m: wit::Manifest) -> Manifest {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+/// Whether `s` is a valid recipe or connection name: 1-64 lowercase letters, digits or
+/// `-`, not starting with `-`.
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
