@@ -153,6 +153,10 @@ pub struct PluginSection {
     pub timezone: Option<String>,
     /// `[plugins.<name>.settings]`: the recipe's own settings, checked by the recipe at load.
     pub settings: Option<toml::Table>,
+    /// Which configured connection each connection name of the recipe uses, e.g.
+    /// `{ ghl = "ghl-west" }`; unmapped names use the connection of that name.
+    #[serde(default)]
+    pub connections: BTreeMap<String, String>,
 }
 
 const MAX_MEMORY_MIB: u32 = 4096;
@@ -343,6 +347,12 @@ impl Config {
                         .expect("TOML values serialize as JSON");
                     Some((name.clone(), std::sync::Arc::from(json)))
                 })
+                .collect(),
+            connection_maps: self
+                .plugins
+                .iter()
+                .filter(|(_, p)| !p.connections.is_empty())
+                .map(|(name, p)| (name.clone(), p.connections.clone()))
                 .collect(),
             overrides: self
                 .plugins

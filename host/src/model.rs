@@ -101,11 +101,68 @@ impl fmt::Display for Capability {
 }
 
 /// What a successful run did.
+///
+/// As JSON: `{"status": "done" | "skipped" | "deferred", "summary": "...", "until": "..."}`
+/// (`until` only when deferred).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", content = "summary", rename_all = "kebab-case")]
+#[serde(into = "OutcomeJson", try_from = "OutcomeJson")]
 pub enum Outcome {
     Done(String),
     Skipped(String),
+    /// Run the event again at `until` (RFC 3339), for `reason`.
+    Deferred {
+        until: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Done(s) => write!(f, "done: {s}"),
+            Outcome::Skipped(s) => write!(f, "skipped: {s}"),
+            Outcome::Deferred { until, reason } => write!(f, "deferred until {until}: {reason}"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutcomeJson {
+    status: String,
+    summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
+}
+
+impl From<Outcome> for OutcomeJson {
+    fn from(o: Outcome) -> Self {
+        let (status, summary, until) = match o {
+            Outcome::Done(s) => ("done", s, None),
+            Outcome::Skipped(s) => ("skipped", s, None),
+            Outcome::Deferred { until, reason } => ("deferred", reason, Some(until)),
+        };
+        OutcomeJson {
+            status: status.into(),
+            summary,
+            until,
+        }
+    }
+}
+
+impl TryFrom<OutcomeJson> for Outcome {
+    type Error = String;
+
+    fn try_from(j: OutcomeJson) -> Result<Self, String> {
+        match (j.status.as_str(), j.until) {
+            ("done", _) => Ok(Outcome::Done(j.summary)),
+            ("skipped", _) => Ok(Outcome::Skipped(j.summary)),
+            ("deferred", Some(until)) => Ok(Outcome::Deferred {
+                until,
+                reason: j.summary,
+            }),
+            (other, _) => Err(format!("unknown outcome status '{other}'")),
+        }
+    }
 }
 
 /// The error of the WIT contract: what a capability call or a recipe reports.

@@ -19,6 +19,26 @@ use crate::types::{Contact, Query};
 
 pub use wit::{ContactPage, Upserted};
 
+/// A phone number in E.164, as CRMs want it: `(303) 828-6690` → `+13038286690` (10 digits are
+/// taken as North American), `+44 20 7946 0958` → `+442079460958`; `None` when it is not a
+/// phone number.
+///
+/// ```
+/// assert_eq!(switchboard_sdk::contacts::e164("(303) 828-6690").as_deref(), Some("+13038286690"));
+/// assert_eq!(switchboard_sdk::contacts::e164("1-303-828-6690").as_deref(), Some("+13038286690"));
+/// assert_eq!(switchboard_sdk::contacts::e164("+44 20 7946 0958").as_deref(), Some("+442079460958"));
+/// assert_eq!(switchboard_sdk::contacts::e164("ext. 12"), None);
+/// ```
+pub fn e164(number: &str) -> Option<String> {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    match digits.len() {
+        10 if !number.trim_start().starts_with('+') => Some(format!("+1{digits}")),
+        11 if digits.starts_with('1') => Some(format!("+{digits}")),
+        8..=15 if number.trim_start().starts_with('+') => Some(format!("+{digits}")),
+        _ => None,
+    }
+}
+
 /// A contact with every field unset, to fill with struct update syntax.
 pub fn empty() -> Contact {
     Contact {

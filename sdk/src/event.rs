@@ -83,6 +83,14 @@ pub enum Outcome {
     Done(String),
     /// The recipe chose not to act; the text says why.
     Skipped(String),
+    /// Not now: the host holds the run and runs this event again at `until`, without
+    /// counting an attempt, across restarts (quiet hours, a daily quota). Nothing is dropped.
+    Deferred {
+        /// When to run again, RFC 3339 (e.g. from [`clock::next`](crate::clock::next)).
+        until: String,
+        /// Why, for the run's record.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -95,6 +103,14 @@ impl Outcome {
     pub fn skipped(reason: impl Into<String>) -> Self {
         Outcome::Skipped(reason.into())
     }
+
+    /// Run this event again at `until` (RFC 3339), for `reason`.
+    pub fn deferred(until: impl Into<String>, reason: impl Into<String>) -> Self {
+        Outcome::Deferred {
+            until: until.into(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl From<Outcome> for wit::Outcome {
@@ -102,6 +118,9 @@ impl From<Outcome> for wit::Outcome {
         match o {
             Outcome::Done(s) => wit::Outcome::Done(s),
             Outcome::Skipped(s) => wit::Outcome::Skipped(s),
+            Outcome::Deferred { until, reason } => {
+                wit::Outcome::Deferred(wit::Deferral { until, reason })
+            }
         }
     }
 }

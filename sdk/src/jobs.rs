@@ -5,6 +5,24 @@ use crate::Result;
 use crate::bindings::switchboard::recipes::jobs as wit;
 use crate::types::{Job, Query};
 
+/// A job with every field unset, to fill with struct update syntax.
+pub fn empty() -> Job {
+    Job {
+        id: None,
+        contact_id: None,
+        contact: None,
+        title: None,
+        description: None,
+        status: None,
+        category: None,
+        start: None,
+        end: None,
+        duration_minutes: None,
+        address: None,
+        raw: None,
+    }
+}
+
 pub use wit::JobPage;
 
 /// List jobs matching a query.

@@ -41,6 +41,7 @@ mod error;
 mod event;
 mod manifest;
 
+pub mod clock;
 pub mod contacts;
 pub mod data_export;
 pub mod jobs;
@@ -62,6 +63,21 @@ pub mod types {
     pub use crate::bindings::switchboard::recipes::types::{
         Address, Capability, Channel, Contact, Job, Lead, Message, Phone, PhoneKind, Query,
     };
+
+    /// A query with every filter unset, to fill with struct update syntax.
+    pub fn query() -> Query {
+        Query {
+            text: None,
+            email: None,
+            phone: None,
+            status: None,
+            updated_after: None,
+            starts_after: None,
+            starts_before: None,
+            limit: None,
+            cursor: None,
+        }
+    }
 }
 pub use types::Capability;
 
@@ -69,8 +85,8 @@ pub use types::Capability;
 pub mod prelude {
     pub use crate::types::*;
     pub use crate::{
-        Error, Event, Manifest, Outcome, Recipe, Result, contacts, data_export, export_recipe,
-        jobs, kv, leads, log, messages, settings, vendor_http,
+        Error, Event, Manifest, Outcome, Recipe, Result, clock, contacts, data_export,
+        export_recipe, jobs, kv, leads, log, messages, settings, vendor_http,
     };
 }
 

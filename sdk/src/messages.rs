@@ -3,7 +3,21 @@
 
 use crate::Result;
 use crate::bindings::switchboard::recipes::messages as wit;
-use crate::types::Message;
+use crate::types::{Channel, Message};
+
+/// A text to `to` (a contact id or an E.164 number, as the vendor takes it).
+pub fn sms(to: impl Into<String>, body: impl Into<String>) -> Message {
+    Message {
+        id: None,
+        channel: Channel::Sms,
+        to: to.into(),
+        body: Some(body.into()),
+        media_url: None,
+        status: None,
+        sent_at: None,
+        raw: None,
+    }
+}
 
 /// Send a message; the answer carries the vendor's id and status.
 pub fn send(connection: &str, message: &Message) -> Result<Message> {

@@ -12,6 +12,16 @@ const GUESTS: &[(&str, &str)] = &[
     ("other-world", "OTHER_WORLD"),
     ("pipe", "PIPE"),
     ("hcp-contact-to-ghl", "HCP_CONTACT_TO_GHL"),
+    ("new-lead-sms", "NEW_LEAD_SMS"),
+    ("lead-router", "LEAD_ROUTER"),
+    (
+        "ghl-appointment-to-pocketboss",
+        "GHL_APPOINTMENT_TO_POCKETBOSS",
+    ),
+    (
+        "welcomehome-prospects-to-ghl",
+        "WELCOMEHOME_PROSPECTS_TO_GHL",
+    ),
 ];
 
 fn main() {
@@ -20,8 +30,7 @@ fn main() {
     for dir in [
         "wit",
         "sdk",
-        "recipes/hello",
-        "recipes/hcp-contact-to-ghl",
+        "recipes",
         "tests/guests/probe",
         "tests/guests/other-world",
         "tests/guests/pipe",

@@ -218,6 +218,19 @@ async fn bad_settings_refuse_the_plugin_naming_the_setting() {
             "greeting = \"hi\"",
             "takes no settings, but the config sets greeting",
         ),
+        // Time zones are checked by the host's clock, quiet hours by the SDK.
+        (
+            "new-lead-sms",
+            switchboard_test_guests::NEW_LEAD_SMS,
+            "time_zone = \"Mars/Olympus\"",
+            "'Mars/Olympus' is not an IANA time zone",
+        ),
+        (
+            "new-lead-sms",
+            switchboard_test_guests::NEW_LEAD_SMS,
+            "quiet_hours = \"9pm-8am\"",
+            "'9pm' is not a time of day (HH:MM)",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let runtime = runtime_at(
@@ -231,4 +244,23 @@ async fn bad_settings_refuse_the_plugin_naming_the_setting() {
         assert!(msg.contains(&format!("[plugins.{name}.settings]")), "{msg}");
         assert!(msg.contains(expect), "{msg}");
     }
+}
+
+#[tokio::test]
+async fn a_connection_map_must_name_connections_the_recipe_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.connection_maps.insert(
+        "hello".into(),
+        [("ghl".to_string(), "ghl-west".to_string())].into(),
+    );
+    let runtime = runtime_at(dir.path(), opts, Connections::default());
+    let e = runtime.load(std::path::Path::new(HELLO)).await.unwrap_err();
+    assert!(matches!(e, LoadError::Connections { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("[plugins.hello] connections"), "{msg}");
+    assert!(
+        msg.contains("maps 'ghl', which the recipe does not use"),
+        "{msg}"
+    );
 }

@@ -7,6 +7,11 @@ use switchboard::ingest::verify::HmacVerifier;
 use switchboard::sandbox::{self, RunningSandbox, SandboxKeys};
 use switchboard_test_guests::HCP_CONTACT_TO_GHL;
 
+mod ghl_appointment_to_pocketboss;
+mod lead_router;
+mod new_lead_sms;
+mod welcomehome_prospects_to_ghl;
+
 const HCP_SECRET: &str = "hcp-webhook-secret";
 
 async fn sandbox() -> RunningSandbox {
@@ -33,6 +38,9 @@ async fn vendor(
         "gohighlevel" => r
             .bearer_auth(&keys.gohighlevel)
             .header("Version", "2021-07-28"),
+        "homebase360" => r.header("x-api-key", &keys.homebase360),
+        "pocketboss" => r.bearer_auth(&keys.pocketboss),
+        "welcomehome" => r.header("authorization", format!("Token token={}", keys.welcomehome)),
         other => panic!("no client for {other}"),
     };
     if let Some(b) = body {
@@ -246,8 +254,23 @@ fn the_sandbox_demo_prints_working_commands_and_the_tour_passes() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(HCP_CONTACT_TO_GHL, plugins.join("hcp-contact-to-ghl.wasm")).unwrap();
-    std::fs::copy(switchboard_test_guests::HELLO, plugins.join("hello.wasm")).unwrap();
+    use switchboard_test_guests as guests;
+    for (name, wasm) in [
+        ("hcp-contact-to-ghl", HCP_CONTACT_TO_GHL),
+        ("hello", guests::HELLO),
+        ("new-lead-sms", guests::NEW_LEAD_SMS),
+        ("lead-router", guests::LEAD_ROUTER),
+        (
+            "ghl-appointment-to-pocketboss",
+            guests::GHL_APPOINTMENT_TO_POCKETBOSS,
+        ),
+        (
+            "welcomehome-prospects-to-ghl",
+            guests::WELCOMEHOME_PROSPECTS_TO_GHL,
+        ),
+    ] {
+        std::fs::copy(wasm, plugins.join(format!("{name}.wasm"))).unwrap();
+    }
     let switchboard = |extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.current_dir(dir.path())
@@ -273,8 +296,21 @@ fn the_sandbox_demo_prints_working_commands_and_the_tour_passes() {
         text.contains("Ada King <ada@example.com> +13035550100"),
         "{text}"
     );
+    // The tour's steps: a new lead, a GHL appointment, cron ticks, what each recipe did.
+    for step in [
+        "lead.created -> lead-router: ",
+        "lead.created -> new-lead-sms: ",
+        "Homebase360 texted +13035550142: \"Hi Grace,",
+        "AppointmentCreate -> ghl-appointment-to-pocketboss: ",
+        "PocketBoss appointment: ",
+        "Homebase360 texted +13035550143: \"Hi Linus,",
+        "done: 2 prospect(s) synced",
+        "tour.ping: ",
+    ] {
+        assert!(text.contains(step), "no '{step}' in {text}");
+    }
     assert!(
-        text.contains("tour.ping: ") && !text.contains(" failed"),
+        !text.contains(" failed") && !text.contains("no run finished"),
         "{text}"
     );
 
@@ -305,14 +341,23 @@ fn the_sandbox_demo_prints_working_commands_and_the_tour_passes() {
             .output()
             .unwrap()
     };
-    let hello = pasted("echo ");
-    let out = String::from_utf8_lossy(&hello.stdout);
-    assert!(
-        hello.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&hello.stderr)
-    );
-    assert!(out.contains("succeeded"), "{out}");
+    // One command per recipe; each, pasted, runs its recipe to success.
+    let commands: Vec<&String> = guide.iter().filter(|l| l.starts_with("echo ")).collect();
+    assert_eq!(commands.len(), 5, "{guide:#?}");
+    for command in commands {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("succeeded"),
+            "{command}\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let listed = pasted("SWITCHBOARD_ADMIN_TOKEN=");
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains(".hello "),

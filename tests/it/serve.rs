@@ -1091,3 +1091,48 @@ async fn sigterm_lets_short_runs_finish_and_requeues_long_ones() {
         host.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_run_waits_without_spending_attempts_survives_a_crash_and_then_runs() {
+    let (_dir, config) = setup(&[("pipe", PIPE)], TEST_SOURCE);
+    let host = Host::start(&config);
+    let until = time::OffsetDateTime::from_unix_timestamp(now() + 4).unwrap();
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, _) = host
+        .hook(
+            "test",
+            &[],
+            &json!({"n": 1, "defer_until": until}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // The recipe said "not now": the run is held until then, no attempt spent.
+    let runs = host
+        .wait_runs("plugin=pipe", "the deferral", |runs| {
+            runs.len() == 1 && runs[0]["outcome"]["status"] == "deferred"
+        })
+        .await;
+    let run = &runs[0];
+    assert_eq!(run["status"], "queued", "{run}");
+    assert_eq!(run["attempts"], 0, "{run}");
+    assert_eq!(run["deferrals"], 1, "{run}");
+    assert_eq!(run["outcome"]["until"], until.as_str(), "{run}");
+    assert_eq!(run["outcome"]["summary"], "asked to wait", "{run}");
+    assert_eq!(ms(run["next_attempt_at"].as_str().unwrap()), ms(&until));
+
+    // A crash while it waits loses nothing: after a restart it runs at its time.
+    host.kill();
+    let host = Host::start(&config);
+    let runs = host
+        .wait_runs("plugin=pipe&status=succeeded", "the deferred run", |runs| {
+            runs.len() == 1
+        })
+        .await;
+    let run = &runs[0];
+    assert!(now_ms() >= ms(&until), "ran before its time: {run}");
+    assert_eq!(run["attempts"], 1, "{run}");
+    assert_eq!(run["deferrals"], 1, "{run}");
+    assert_eq!(run["outcome"]["status"], "done", "{run}");
+}

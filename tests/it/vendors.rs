@@ -1404,7 +1404,7 @@ async fn a_recipe_streams_an_export_page_by_page() {
         .await;
     assert_eq!(
         done(&r),
-        "7 rows in 3 pages, columns id|first_name|last_name|email|community_id|created_at|updated_at"
+        "7 rows in 3 pages, columns id|first_name|last_name|email|community_id|created_at|updated_at|phone"
     );
 }
 

@@ -6,6 +6,7 @@
 //!
 //! [`Connector`]: crate::vendors::Connector
 
+mod clock;
 mod contacts;
 mod data_export;
 mod jobs;
@@ -86,7 +87,12 @@ impl RunState {
         connection: &str,
     ) -> Result<(Arc<dyn crate::vendors::Connector>, Call), RecipeError> {
         self.check_grant(capability, Some(connection))?;
-        let connector = self.connections.get(connection)?.clone();
+        let name = self
+            .grants
+            .aliases
+            .get(connection)
+            .map_or(connection, String::as_str);
+        let connector = self.connections.get(name)?.clone();
         Ok((
             connector,
             Call {

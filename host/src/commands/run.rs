@@ -2,7 +2,7 @@
 
 use super::{CommandError, Context, EXIT_RUN_FAILED};
 use crate::cli::RunArgs;
-use crate::model::{Event, Outcome};
+use crate::model::Event;
 use crate::runtime::RunReport;
 use crate::runtime::plugin::Plugin;
 use serde::Deserialize;
@@ -148,8 +148,7 @@ fn print_report(event: &Event, report: &RunReport) {
         report.recipe, event.source, event.kind, event.id
     );
     match (&report.outcome, &report.error) {
-        (Some(Outcome::Done(s)), _) => println!("outcome: done: {s}"),
-        (Some(Outcome::Skipped(s)), _) => println!("outcome: skipped: {s}"),
+        (Some(outcome), _) => println!("outcome: {outcome}"),
         (None, Some(e)) => println!("failed: {e}"),
         (None, None) => {}
     }

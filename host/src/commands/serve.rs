@@ -99,7 +99,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         let url = format!("http://{local}");
         demo.connect_webhooks(&url).await?;
         if args.tour {
-            if !demo.tour(&pipeline).await {
+            if !demo.tour(&pipeline, &url).await {
                 code = ExitCode::from(super::EXIT_RUN_FAILED);
             }
             let _ = quit.send(());
@@ -107,7 +107,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             let bin = std::env::args()
                 .next()
                 .unwrap_or_else(|| "switchboard".into());
-            demo.print_guide(&pipeline, &url, &bin);
+            demo.print_guide(&pipeline, &url, &bin).await;
         }
     }
     let _ = std::io::stdout().flush();

@@ -99,6 +99,9 @@ pub struct RunRecord {
     pub attempts: u32,
     #[serde(default)]
     pub replays: u32,
+    /// How often the recipe deferred this run (deferrals are not attempts).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub deferrals: u32,
     pub created_at: String,
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +132,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 impl RunRecord {
     /// A queued run of `plugin` on `event`.
     pub fn queued(event: &Event, plugin: &str, now: &str) -> Self {
@@ -141,6 +148,7 @@ impl RunRecord {
             status: RunStatus::Queued,
             attempts: 0,
             replays: 0,
+            deferrals: 0,
             created_at: now.to_string(),
             updated_at: now.to_string(),
             next_attempt_at: None,

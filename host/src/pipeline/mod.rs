@@ -22,7 +22,7 @@ pub mod queue;
 pub mod registry;
 pub mod schedule;
 
-use crate::model::{Event, Trigger};
+use crate::model::{Event, Outcome, RecipeError, Trigger};
 use crate::runtime::{RunError, Runtime};
 use commit::{CommitError, Committer};
 use journal::{Accepted, Journal, JournalError, RunRecord, RunStatus, StoredEvent};
@@ -170,6 +170,8 @@ pub struct Counters {
     pub failed: std::sync::atomic::AtomicU64,
     pub dead: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
+    /// Runs a recipe deferred (held until a later time, not counted as attempts).
+    pub deferred: std::sync::atomic::AtomicU64,
 }
 
 /// Filters for listing runs.
@@ -613,8 +615,30 @@ impl Pipeline {
         let now = now_ms();
         run.updated_at = rfc3339(now);
         let mut retry = None;
+        let result = result.and_then(|outcome| match outcome {
+            Outcome::Deferred { until, reason } => match deferral_due(&until, now) {
+                Ok(due) => Ok(Err((due, until, reason))),
+                Err(reason) => Err(RunError::Recipe {
+                    error: RecipeError::invalid("deferral.until", reason),
+                }),
+            },
+            outcome => Ok(Ok(outcome)),
+        });
         match result {
-            Ok(outcome) => {
+            Ok(Err((due, until, reason))) => {
+                // Not an attempt: the recipe asked to run later (quiet hours, a daily quota).
+                run.attempts -= 1;
+                run.deferrals += 1;
+                run.status = RunStatus::Queued;
+                run.next_attempt_at = Some(rfc3339(due));
+                run.error = None;
+                run.reason = None;
+                tracing::info!(run = %run.id, %until, %reason, "run deferred");
+                run.outcome = Some(Outcome::Deferred { until, reason });
+                retry = Some(due);
+                self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ok(outcome)) => {
                 run.status = RunStatus::Succeeded;
                 run.outcome = Some(outcome);
                 run.error = None;
@@ -670,6 +694,21 @@ impl Pipeline {
         let jittered = exp / 2 + fastrand::u64(0..=exp / 2);
         jittered.max(retry_after_ms.unwrap_or(0)) as i64
     }
+}
+
+/// Deferrals are held at least a second (no busy loop on a past instant) and at most 31 days.
+const DEFER_MIN_MS: i64 = 1_000;
+const DEFER_MAX_MS: i64 = 31 * 24 * 3_600_000;
+
+/// When a run deferred until `until` (RFC 3339) runs again, as unix milliseconds.
+fn deferral_due(until: &str, now: i64) -> Result<i64, String> {
+    let at = time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("'{until}' is not an RFC 3339 instant: {e}"))?;
+    let at = (at.unix_timestamp_nanos() / 1_000_000) as i64;
+    if at > now + DEFER_MAX_MS {
+        return Err(format!("'{until}' is more than 31 days away"));
+    }
+    Ok(at.max(now + DEFER_MIN_MS))
 }
 
 fn retry_after(error: &RunError) -> Option<u64> {

@@ -55,6 +55,8 @@ pub struct RuntimeOptions {
     pub overrides: BTreeMap<String, PluginOverrides>,
     /// Per-recipe settings (JSON objects), by recipe name.
     pub settings: BTreeMap<String, Arc<str>>,
+    /// Per-recipe connection maps (the recipe's name -> a configured connection), by recipe.
+    pub connection_maps: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for RuntimeOptions {
@@ -69,6 +71,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             overrides: BTreeMap::new(),
             settings: BTreeMap::new(),
+            connection_maps: BTreeMap::new(),
         }
     }
 }
@@ -462,10 +465,24 @@ impl Runtime {
         } else {
             None
         };
+        let mut grants = Grants::from_manifest(&manifest);
+        if let Some(map) = self.options.connection_maps.get(&manifest.name) {
+            if let Some(undeclared) = map.keys().find(|k| !grants.connections.contains(*k)) {
+                return Err(LoadError::Connections {
+                    path: path.to_owned(),
+                    name: manifest.name.clone(),
+                    reason: format!(
+                        "maps '{undeclared}', which the recipe does not use (it uses: {})",
+                        manifest.connections.join(", ")
+                    ),
+                });
+            }
+            grants.aliases = map.clone();
+        }
         Ok(Plugin {
             name: manifest.name.as_str().into(),
             limits: self.limits_for(&manifest.name),
-            grants: Arc::new(Grants::from_manifest(&manifest)),
+            grants: Arc::new(grants),
             manifest,
             path: path.to_owned(),
             hash,
@@ -555,6 +572,10 @@ impl Runtime {
             Ok(Ok(Ok(outcome))) => Ok(match outcome {
                 wit::Outcome::Done(s) => Outcome::Done(s),
                 wit::Outcome::Skipped(s) => Outcome::Skipped(s),
+                wit::Outcome::Deferred(d) => Outcome::Deferred {
+                    until: d.until,
+                    reason: d.reason,
+                },
             }),
             Ok(Ok(Err(error))) => Err(RunError::Recipe {
                 error: error.into(),

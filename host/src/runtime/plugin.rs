@@ -40,6 +40,12 @@ pub enum LoadError {
         field: String,
         reason: String,
     },
+    #[error("{}: connections of recipe '{name}' (config [plugins.{name}] connections): {reason}", path.display())]
+    Connections {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
     #[error("{}: settings of recipe '{name}' (config [plugins.{name}.settings]): {reason}", path.display())]
     Settings {
         path: PathBuf,

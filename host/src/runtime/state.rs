@@ -5,7 +5,7 @@ use crate::model::{Capability, Manifest, RecipeError};
 use crate::store::Kv;
 use crate::vendors::Connections;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -15,6 +15,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub struct Grants {
     pub capabilities: BTreeSet<Capability>,
     pub connections: BTreeSet<String>,
+    /// The configured connection each of the recipe's connection names uses, where the
+    /// config maps it (`[plugins.<name>] connections = { ghl = "ghl-west" }`).
+    pub aliases: BTreeMap<String, String>,
 }
 
 impl Grants {
@@ -23,6 +26,7 @@ impl Grants {
         Grants {
             capabilities: manifest.capabilities.iter().copied().collect(),
             connections: manifest.connections.iter().cloned().collect(),
+            aliases: BTreeMap::new(),
         }
     }
 }

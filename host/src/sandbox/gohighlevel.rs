@@ -32,6 +32,27 @@ impl SandboxState {
             .push(event);
     }
 
+    /// Book an appointment on a GoHighLevel calendar, as a user would: it is stored with the
+    /// contact's appointments and announced with a signed `AppointmentCreate` webhook.
+    /// `appointment` needs `contactId` and `startTime`; `id` and dates are filled in.
+    pub fn book_ghl_appointment(self: &Arc<Self>, mut appointment: Value) -> Value {
+        let contact = appointment["contactId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if appointment.get("id").is_none() {
+            appointment["id"] = json!(new_id());
+        }
+        let now = now();
+        appointment["dateAdded"] = json!(now);
+        appointment["dateUpdated"] = json!(now);
+        appointment["appointmentStatus"] = json!("confirmed");
+        self.add_ghl_appointment(&contact, appointment.clone());
+        let body = json!({"locationId": GHL_LOCATION, "appointment": appointment});
+        self.emit_ghl("AppointmentCreate", &body);
+        appointment
+    }
+
     /// Set a GoHighLevel contact's business.
     pub fn set_ghl_business(&self, contact: &str, business: &str) {
         if let Some(c) = self.ghl.lock().unwrap().contacts.get_mut(contact) {

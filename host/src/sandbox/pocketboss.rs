@@ -18,6 +18,18 @@ pub struct Pb {
     appointments: Vec<Value>,
 }
 
+impl SandboxState {
+    /// PocketBoss' leads, oldest first (its API has no read endpoint; for tests and tours).
+    pub fn pocketboss_leads(&self) -> Vec<Value> {
+        self.pb.lock().unwrap().leads.clone()
+    }
+
+    /// PocketBoss' appointments, oldest first.
+    pub fn pocketboss_appointments(&self) -> Vec<Value> {
+        self.pb.lock().unwrap().appointments.clone()
+    }
+}
+
 type Reply = (StatusCode, Json<Value>);
 
 fn fail(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Reply {

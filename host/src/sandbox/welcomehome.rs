@@ -33,6 +33,34 @@ impl Wh {
     }
 }
 
+impl SandboxState {
+    /// Change a WelcomeHome prospect's first person (`{"last_name": ...}`), as a user editing
+    /// it in WelcomeHome would (the API has no prospect update); its `updated_at` becomes now.
+    /// Returns whether the prospect exists.
+    pub fn edit_wh_prospect(&self, id: u64, changes: &Value) -> bool {
+        let mut wh = self.wh.lock().unwrap();
+        let Some(p) = wh.prospects.iter_mut().find(|p| p["id"] == id) else {
+            return false;
+        };
+        p["updated_at"] = json!(now());
+        let kind = match p["influencers"].get(0) {
+            Some(_) => "influencers",
+            None => "residents",
+        };
+        let Some(person) = p[kind].get_mut(0) else {
+            return false;
+        };
+        for (k, v) in changes.as_object().into_iter().flatten() {
+            person[k] = v.clone();
+        }
+        let person = person.clone();
+        if let Some(i) = wh.influencers.iter_mut().find(|i| i["id"] == person["id"]) {
+            *i = person;
+        }
+        true
+    }
+}
+
 type Reply = (StatusCode, Json<Value>);
 
 fn fail(status: StatusCode, message: &str) -> Reply {
@@ -477,6 +505,7 @@ const PROSPECT_COLUMNS: &[&str] = &[
     "community_id",
     "created_at",
     "updated_at",
+    "phone",
 ];
 
 /// The rows of a table, sorted by `updated_at`.
@@ -505,6 +534,7 @@ fn table(wh: &Wh, name: &str) -> (Vec<&'static str>, Vec<Vec<String>>) {
                         cell(&p["community_id"]),
                         cell(&p["created_at"]),
                         cell(&p["updated_at"]),
+                        cell(&who["phone"]),
                     ];
                     (cell(&p["updated_at"]), row)
                 })

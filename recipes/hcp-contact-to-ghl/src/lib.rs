@@ -15,8 +15,6 @@ use switchboard_sdk::serde_json;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Settings {
-    /// The GoHighLevel connection.
-    connection: String,
     /// Tags added to every synced contact.
     tags: Vec<String>,
     /// The tag a deleted HCP customer's contact gets.
@@ -25,11 +23,7 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            connection: "ghl".into(),
-            tags: vec!["housecall-pro".into()],
-            deleted_tag: "hcp-deleted".into(),
-        }
+        Settings { tags: vec!["housecall-pro".into()], deleted_tag: "hcp-deleted".into() }
     }
 }
 
@@ -69,6 +63,9 @@ struct Payload {
     customer: Customer,
 }
 
+/// The GoHighLevel connection (the config may map it: `[plugins.hcp-contact-to-ghl] connections`).
+const GHL: &str = "ghl";
+
 struct HcpContactToGhl;
 
 impl Recipe for HcpContactToGhl {
@@ -78,7 +75,7 @@ impl Recipe for HcpContactToGhl {
             .on_webhook("housecallpro", "customer.*")
             .uses(Capability::Contacts)
             .uses(Capability::Kv)
-            .connection("ghl")
+            .connection(GHL)
     }
 
     fn handle(event: Event) -> Result<Outcome> {
@@ -98,9 +95,7 @@ fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
     if let (Some(this), Some(seen)) = (&customer.updated_at, kv::get::<String>(&seen_key)?)
         && *this < seen
     {
-        return Ok(Outcome::skipped(format!(
-            "older than the state synced ({seen})"
-        )));
+        return Ok(Outcome::skipped(format!("older than the state synced ({seen})")));
     }
     let hash = digest(&serde_json::to_vec(customer).map_err(|e| Error::other(e.to_string()))?);
     if kv::get::<String>(&format!("hash/{}", customer.id))?.as_deref() == Some(&hash) {
@@ -119,12 +114,7 @@ fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
             (PhoneKind::Work, &customer.work_number),
         ]
         .into_iter()
-        .filter_map(|(kind, n)| {
-            Some(Phone {
-                kind,
-                number: e164(n.as_deref()?)?,
-            })
-        })
+        .filter_map(|(kind, n)| Some(Phone { kind, number: contacts::e164(n.as_deref()?)? }))
         .collect(),
         addresses: customer
             .addresses
@@ -141,7 +131,7 @@ fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
         source: customer.lead_source.clone(),
         ..contacts::empty()
     };
-    let upserted = contacts::upsert(&settings.connection, &contact)?;
+    let upserted = contacts::upsert(GHL, &contact)?;
     let ghl_id = upserted.contact.id.unwrap_or_default();
     kv::set(&format!("ghl/{}", customer.id), &ghl_id)?;
     kv::set(&format!("hash/{}", customer.id), &hash)?;
@@ -151,53 +141,28 @@ fn sync(settings: &Settings, customer: &Customer) -> Result<Outcome> {
     if let Some(notes) = customer.notes.as_deref().filter(|n| !n.trim().is_empty()) {
         let key = format!("notes/{}", customer.id);
         if kv::get::<String>(&key)?.as_deref() != Some(&digest(notes.as_bytes())) {
-            contacts::add_note(&settings.connection, &ghl_id, notes)?;
+            contacts::add_note(GHL, &ghl_id, notes)?;
             kv::set(&key, &digest(notes.as_bytes()))?;
         }
     }
-    let verb = if upserted.created {
-        "created"
-    } else {
-        "updated"
-    };
-    Ok(Outcome::done(format!(
-        "GHL contact {ghl_id} {verb} from HCP {}",
-        customer.id
-    )))
+    let verb = if upserted.created { "created" } else { "updated" };
+    Ok(Outcome::done(format!("GHL contact {ghl_id} {verb} from HCP {}", customer.id)))
 }
 
 fn mark_deleted(settings: &Settings, hcp_id: &str) -> Result<Outcome> {
     let Some(ghl_id) = kv::get::<String>(&format!("ghl/{hcp_id}"))? else {
         return Ok(Outcome::skipped(format!("HCP {hcp_id} was never synced")));
     };
-    contacts::add_tags(
-        &settings.connection,
-        &ghl_id,
-        std::slice::from_ref(&settings.deleted_tag),
-    )?;
+    contacts::add_tags(GHL, &ghl_id, std::slice::from_ref(&settings.deleted_tag))?;
     kv::delete(&format!("hash/{hcp_id}"))?;
-    Ok(Outcome::done(format!(
-        "GHL contact {ghl_id} tagged {}",
-        settings.deleted_tag
-    )))
-}
-
-/// A US/CA number in E.164 (`(303) 828-6690` -> `+13038286690`); `None` if it is not one.
-fn e164(number: &str) -> Option<String> {
-    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
-    match digits.len() {
-        10 => Some(format!("+1{digits}")),
-        11 if digits.starts_with('1') => Some(format!("+{digits}")),
-        8..=15 if number.trim_start().starts_with('+') => Some(format!("+{digits}")),
-        _ => None,
-    }
+    Ok(Outcome::done(format!("GHL contact {ghl_id} tagged {}", settings.deleted_tag)))
 }
 
 /// A content hash (64-bit FNV-1a): enough to tell "changed" from "the same".
 fn digest(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    });
+    let hash = bytes
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
     format!("{hash:016x}")
 }
 

@@ -21,10 +21,7 @@ impl Recipe for Hello {
             &format!("{} event #{count}", event.kind),
             &[("kind", &event.kind), ("source", &event.source)],
         );
-        Ok(Outcome::done(format!(
-            "{} seen {count} time(s)",
-            event.kind
-        )))
+        Ok(Outcome::done(format!("{} seen {count} time(s)", event.kind)))
     }
 }
 

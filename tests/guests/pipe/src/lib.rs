@@ -27,6 +27,8 @@ struct Settings {
 struct Ask {
     #[serde(default)]
     sleep_ms: u64,
+    /// Defer the run until this instant (`YYYY-MM-DDTHH:MM:SSZ`) if it is still ahead.
+    defer_until: Option<String>,
 }
 
 impl Recipe for Pipe {
@@ -47,6 +49,11 @@ impl Recipe for Pipe {
         let ask: Ask = event.payload().unwrap_or_default();
         if ask.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(ask.sleep_ms));
+        }
+        if let Some(until) = ask.defer_until
+            && clock::now("UTC")?.utc < until
+        {
+            return Ok(Outcome::deferred(until, "asked to wait"));
         }
         let settings: Settings = settings::get()?;
         let mut answer = format!("v{VERSION}");

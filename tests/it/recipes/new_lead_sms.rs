@@ -1,0 +1,289 @@
+//! `new-lead-sms` end to end: leads from a signed web-form webhook and from a cron poll of
+//! Homebase360, each texted once, across restarts; quiet hours and the daily SMS cap defer
+//! runs and drop nothing.
+
+use super::{sandbox, vendor};
+use crate::serve::{Host, setup};
+use serde_json::{Value, json};
+use switchboard::ingest::verify::StandardVerifier;
+use switchboard::sandbox::RunningSandbox;
+use switchboard_test_guests::NEW_LEAD_SMS;
+
+const LEADS_SECRET: &str = "whsec_bGVhZC1mb3JtLXNpZ25pbmcta2V5LTAxMjM0NTY3";
+
+/// A host running `new-lead-sms` against the sandbox's Homebase360, with a `leads` source.
+fn start(sb: &RunningSandbox, plugin_toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, config) = setup(
+        &[("new-lead-sms", NEW_LEAD_SMS)],
+        &format!(
+            r#"
+[sources.leads]
+secret = {{ file = "leads.secret" }}
+kind = "lead.created"
+[connections.homebase]
+vendor = "homebase360"
+secret = {{ file = "hb.key" }}
+base_url = "{}"
+[plugins.new-lead-sms]
+connections = {{ hb = "homebase" }}   # the recipe's `hb` is this config's `homebase`
+{plugin_toml}
+"#,
+            sb.base_url("homebase360")
+        ),
+    );
+    std::fs::write(dir.path().join("hb.key"), &sb.state.keys.homebase360).unwrap();
+    std::fs::write(dir.path().join("leads.secret"), LEADS_SECRET).unwrap();
+    (dir, config)
+}
+
+/// Deliver a web-form lead, signed as Standard Webhooks with delivery id `id`.
+async fn post_lead(host: &Host, id: &str, lead: &Value) -> (u16, Value) {
+    let body = lead.to_string();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = StandardVerifier::decode_secret(LEADS_SECRET).unwrap();
+    let headers = vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            StandardVerifier::sign(&key, id, ts, body.as_bytes()),
+        ),
+    ];
+    host.hook("leads", &headers, &body).await
+}
+
+/// The texts Homebase360 sent, as the bodies of its successful `POST /messages`.
+fn texts(sb: &RunningSandbox) -> Vec<Value> {
+    sb.state
+        .exchanges("homebase360")
+        .into_iter()
+        .filter(|e| e.method == "POST" && e.path == "/messages" && e.status == 200)
+        .filter_map(|e| e.request)
+        .collect()
+}
+
+/// A lead created in Homebase360 directly (as its own web app would), with a new customer.
+async fn hb_lead(sb: &RunningSandbox, first: &str, mobile: &str) -> Value {
+    let body = json!({"firstName": first, "lastName": "Test", "phone": {"mobile": mobile}});
+    vendor(sb, "POST", "homebase360", "/leads", Some(body)).await["data"].clone()
+}
+
+async fn hb_leads(sb: &RunningSandbox, query: &str) -> Vec<Value> {
+    let page = vendor(
+        sb,
+        "GET",
+        "homebase360",
+        &format!("/leads?limit=100&{query}"),
+        None,
+    )
+    .await;
+    page["data"].as_array().unwrap().clone()
+}
+
+/// Wait until the sandbox has sent `n` texts.
+async fn wait_texts(sb: &RunningSandbox, n: usize) -> Vec<Value> {
+    let start = std::time::Instant::now();
+    loop {
+        let sent = texts(sb);
+        if sent.len() >= n {
+            return sent;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "{} texts, expected {n}",
+            sent.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_lead_sms_texts_every_lead_once_from_the_form_and_the_poll_across_restarts() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(
+        &sb,
+        r#"cron = "* * * * * *"
+[plugins.new-lead-sms.settings]
+template = "Hi {first_name}, this is Acme Plumbing."
+time_zone = "America/Denver""#,
+    );
+    // A lead entered in Homebase360 itself: the poll finds it.
+    let grace = hb_lead(&sb, "Grace", "+13035550101").await;
+    let host = Host::start(&config);
+    let sent = wait_texts(&sb, 1).await;
+    assert_eq!(sent[0]["customerId"], grace["customerId"]);
+    assert_eq!(sent[0]["message"], "Hi Grace, this is Acme Plumbing.");
+
+    // A web-form lead: recorded in Homebase360 (a customer found by phone), then texted.
+    let form = json!({"id": "form-1", "first_name": "Ada", "last_name": "Lovelace",
+        "phone": "+13035550100", "email": "ada@example.com", "notes": "Leaky faucet"});
+    let (status, ack) = post_lead(&host, "msg_1", &form).await;
+    assert_eq!(status, 202, "{ack}");
+    let sent = wait_texts(&sb, 2).await;
+    assert_eq!(sent[1]["message"], "Hi Ada, this is Acme Plumbing.");
+    let ada = sent[1]["customerId"].as_str().unwrap().to_string();
+    let customers = vendor(
+        &sb,
+        "GET",
+        "homebase360",
+        "/customers?phone=%2B13035550100",
+        None,
+    )
+    .await;
+    assert_eq!(
+        customers["data"][0]["customerId"],
+        ada.as_str(),
+        "{customers}"
+    );
+
+    // The same delivery again is a duplicate; the form resending the lead is a new delivery
+    // that texts nobody and records no second lead.
+    let (status, ack) = post_lead(&host, "msg_1", &form).await;
+    assert_eq!(
+        (status, ack["duplicate"].as_bool()),
+        (202, Some(true)),
+        "{ack}"
+    );
+    assert_eq!(post_lead(&host, "msg_2", &form).await.0, 202);
+    host.wait_runs(
+        "plugin=new-lead-sms&status=succeeded",
+        "both form deliveries",
+        |runs| runs.iter().filter(|r| r["source"] == "leads").count() == 2,
+    )
+    .await;
+    assert_eq!(hb_leads(&sb, &format!("customerId={ada}")).await.len(), 1);
+
+    // Texted leads left `new`, so the poll no longer sees them.
+    assert!(hb_leads(&sb, "status=new").await.is_empty());
+
+    // A crash and a restart: ticks go on, nobody is texted again; a lead for a customer
+    // already texted is marked but not texted; a new customer is.
+    host.kill();
+    let host = Host::start(&config);
+    hb_lead(&sb, "Grace", "+13035550101").await;
+    let linus = hb_lead(&sb, "Linus", "+13035550102").await;
+    let sent = wait_texts(&sb, 3).await;
+    assert_eq!(sent[2]["customerId"], linus["customerId"]);
+    let ticks = |runs: &[Value]| runs.iter().filter(|r| r["source"] == "cron").count();
+    let before = ticks(&host.runs("plugin=new-lead-sms&status=succeeded").await);
+    host.wait_runs(
+        "plugin=new-lead-sms&status=succeeded",
+        "two more ticks",
+        |runs| ticks(runs) >= before + 2,
+    )
+    .await;
+    assert!(hb_leads(&sb, "status=new").await.is_empty());
+    let sent = texts(&sb);
+    assert_eq!(sent.len(), 3, "texted twice: {sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_lead_sms_holds_leads_through_quiet_hours_and_across_a_restart() {
+    let sb = sandbox().await;
+    // Quiet hours from this hour (UTC) for two hours: now is inside them.
+    let hour = time::OffsetDateTime::now_utc().hour();
+    let (_dir, config) = start(
+        &sb,
+        &format!(
+            "cron = \"off\"\n[plugins.new-lead-sms.settings]\ntime_zone = \"UTC\"\nquiet_hours = \"{hour:02}:00-{:02}:00\"",
+            (hour + 2) % 24
+        ),
+    );
+    let host = Host::start(&config);
+    let form = json!({"id": "form-9", "first_name": "Ada", "phone": "+13035550100"});
+    assert_eq!(post_lead(&host, "msg_9", &form).await.0, 202);
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "the deferral", |runs| {
+            runs.len() == 1 && runs[0]["outcome"]["status"] == "deferred"
+        })
+        .await;
+    let end = time::OffsetDateTime::now_utc()
+        .replace_time(time::Time::from_hms((hour + 2) % 24, 0, 0).unwrap());
+    let end = if end < time::OffsetDateTime::now_utc() {
+        end + time::Duration::days(1)
+    } else {
+        end
+    };
+    let end = end
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let run = &runs[0];
+    assert_eq!(run["status"], "queued", "{run}");
+    assert_eq!(run["attempts"], 0, "{run}");
+    assert_eq!(run["outcome"]["summary"], "quiet hours", "{run}");
+    assert_eq!(run["outcome"]["until"], end.as_str(), "{run}");
+    assert!(texts(&sb).is_empty());
+
+    // Nothing is lost across a crash: the run is still held for the end of quiet hours
+    // (if the crash beat the deferral to the disk, the run asks again after the restart).
+    host.kill();
+    let host = Host::start(&config);
+    let after = host
+        .wait_runs("plugin=new-lead-sms", "the run held again", |runs| {
+            runs.len() == 1
+                && runs[0]["status"] == "queued"
+                && runs[0]["outcome"]["status"] == "deferred"
+        })
+        .await;
+    let after = &after[0];
+    assert_eq!(after["next_attempt_at"], run["next_attempt_at"], "{after}");
+    assert!(texts(&sb).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_lead_sms_stops_at_the_daily_cap_and_defers_the_rest_to_tomorrow() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(&sb, "cron = \"* * * * * *\"");
+    // One lead more than Homebase360 texts in a day.
+    let cap = switchboard::sandbox::homebase360::SMS_PER_DAY as usize;
+    for i in 0..=cap {
+        hb_lead(&sb, &format!("Lead{i}"), &format!("+1303600{i:04}")).await;
+    }
+    let host = Host::start(&config);
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "the poll to hit the cap", |runs| {
+            runs.iter().any(|r| r["outcome"]["status"] == "deferred")
+        })
+        .await;
+    let held: Vec<&Value> = runs.iter().filter(|r| r["status"] == "queued").collect();
+    assert_eq!(held.len(), 1, "{runs:?}");
+    let held = held[0];
+    assert!(
+        held["outcome"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("SMS cap"),
+        "{held}"
+    );
+    // Held until the quota resets at midnight UTC, not dropped and not failed.
+    let midnight = time::OffsetDateTime::now_utc()
+        .date()
+        .next_day()
+        .unwrap()
+        .midnight();
+    let until = held["outcome"]["until"].as_str().unwrap();
+    let until =
+        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (until - midnight.assume_utc()).whole_seconds().abs() <= 5,
+        "{held}"
+    );
+    assert_eq!(texts(&sb).len(), cap);
+    // The lead past the cap is still new: the next day's poll texts it.
+    assert_eq!(hb_leads(&sb, "status=new").await.len(), 1);
+
+    // A form lead meanwhile is recorded and held too.
+    let form = json!({"id": "form-cap", "first_name": "Ada", "phone": "+13035550100"});
+    assert_eq!(post_lead(&host, "msg_cap", &form).await.0, 202);
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "the form lead's deferral", |runs| {
+            runs.iter()
+                .any(|r| r["source"] == "leads" && r["outcome"]["status"] == "deferred")
+        })
+        .await;
+    let form_run = runs.iter().find(|r| r["source"] == "leads").unwrap();
+    assert_eq!(form_run["status"], "queued", "{form_run}");
+    assert_eq!(form_run["attempts"], 0, "{form_run}");
+    assert_eq!(texts(&sb).len(), cap);
+    assert_eq!(hb_leads(&sb, "status=new").await.len(), 2);
+}
