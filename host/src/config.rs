@@ -29,6 +29,7 @@
 //! workers = 16                 # runs in flight, all plugins
 //! per_plugin = 4
 //! max_attempts = 8             # then a run that keeps failing is dead
+//! max_deferrals = 1000         # then a run its recipe keeps deferring fails
 //! retry_base = "1m"            # doubles per attempt, with jitter, up to retry_max
 //! retry_max = "1h"
 //! dedup_window = "7d"
@@ -115,6 +116,7 @@ pub struct PipelineSection {
     pub workers: Option<usize>,
     pub per_plugin: Option<usize>,
     pub max_attempts: Option<u32>,
+    pub max_deferrals: Option<u32>,
     #[serde(default, with = "humantime_serde")]
     pub retry_base: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -250,6 +252,7 @@ impl Config {
             ("workers", pl.workers == Some(0)),
             ("per_plugin", pl.per_plugin == Some(0)),
             ("max_attempts", pl.max_attempts == Some(0)),
+            ("max_deferrals", pl.max_deferrals == Some(0)),
             ("retry_base", pl.retry_base.is_some_and(|d| d.is_zero())),
             (
                 "reload_interval",
@@ -303,6 +306,7 @@ impl Config {
                 .filter_map(|(n, s)| s.concurrency.map(|c| (n.clone(), c)))
                 .collect(),
             max_attempts: p.max_attempts.unwrap_or(d.max_attempts),
+            max_deferrals: p.max_deferrals.unwrap_or(d.max_deferrals),
             retry_base: p.retry_base.unwrap_or(d.retry_base),
             retry_max: p.retry_max.unwrap_or(d.retry_max),
             dedup_window: p.dedup_window.unwrap_or(d.dedup_window),

@@ -44,7 +44,9 @@ pub fn after_ms(ms: u64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    rfc3339((now + std::time::Duration::from_millis(ms)).as_secs() as i64)
+    // Rounded up: never earlier than asked (a quota reset at midnight is not 23:59:59).
+    let at = now + std::time::Duration::from_millis(ms);
+    rfc3339((at.as_secs() + u64::from(at.subsec_nanos() > 0)) as i64)
 }
 
 /// Seconds since 1970 as RFC 3339 in UTC (`2026-11-22T08:30:00Z`).
@@ -207,11 +209,10 @@ impl Window {
 
     /// If it is inside the window now in `timezone`, the instant (RFC 3339) it ends.
     pub fn end_if_inside(&self, timezone: &str) -> Result<Option<String>> {
-        if self.contains(&now(timezone)?) {
-            next(timezone, self.end).map(Some)
-        } else {
-            Ok(None)
-        }
+        // The end first, then the time: if the window ends between the two calls, the time
+        // says "outside" (rather than "inside" with tomorrow's end).
+        let end = next(timezone, self.end)?;
+        Ok(self.contains(&now(timezone)?).then_some(end))
     }
 }
 

@@ -184,6 +184,25 @@ fn a_bad_config_names_the_file_and_field() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("sb.toml: runtime.memory_limit_mib"), "{err}");
+
+    // A recipe's connection mapped to one the config does not have: refused before any run.
+    std::fs::write(
+        dir.path().join("sb.toml"),
+        "[plugins.probe]\nconnections = { ghl = \"ghl-west\" }\n",
+    )
+    .unwrap();
+    let out = switchboard(
+        dir.path(),
+        &["--config", "sb.toml", "run", "hello", "--event", "ev.json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "sb.toml: plugins.probe.connections.ghl: no connection named 'ghl-west' is configured"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -20,6 +20,36 @@ async fn sandbox() -> RunningSandbox {
         .unwrap()
 }
 
+/// `[connections.<name>]` tables pointing `(name, vendor)` pairs at the sandbox, their keys
+/// in files that [`write_keys`] writes next to the config.
+fn connections(sb: &RunningSandbox, pairs: &[(&str, &str)]) -> String {
+    let mut toml = String::new();
+    for (name, vendor) in pairs {
+        toml.push_str(&format!(
+            "[connections.{name}]\nvendor = \"{vendor}\"\nsecret = {{ file = \"{vendor}.key\" }}\nbase_url = \"{}\"\n",
+            sb.base_url(vendor)
+        ));
+        if *vendor == "gohighlevel" {
+            toml.push_str(&format!("location_id = \"{}\"\n", sandbox::GHL_LOCATION));
+        }
+    }
+    toml
+}
+
+/// The sandbox's API keys, as `<vendor>.key` files in `dir` (see [`connections`]).
+fn write_keys(sb: &RunningSandbox, dir: &std::path::Path) {
+    let k = &sb.state.keys;
+    for (vendor, key) in [
+        ("gohighlevel", &k.gohighlevel),
+        ("housecallpro", &k.housecallpro),
+        ("homebase360", &k.homebase360),
+        ("pocketboss", &k.pocketboss),
+        ("welcomehome", &k.welcomehome),
+    ] {
+        std::fs::write(dir.join(format!("{vendor}.key")), key).unwrap();
+    }
+}
+
 /// A call to the sandbox as the vendor's own API client would make it.
 async fn vendor(
     sb: &RunningSandbox,
@@ -98,20 +128,16 @@ async fn hcp_contact_to_ghl_syncs_skips_echoes_notes_and_tags_deleted_customers(
             r#"
 [sources.housecallpro]
 secret = {{ file = "hcp.secret" }}
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "sandboxLocation01"
-base_url = "{}"
+{}
 [plugins.hcp-contact-to-ghl.settings]
 tags = ["from-hcp"]
 deleted_tag = "gone"
 "#,
-            sb.base_url("gohighlevel")
+            connections(&sb, &[("ghl", "gohighlevel")])
         ),
     );
     std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
-    std::fs::write(dir.path().join("ghl.key"), &sb.state.keys.gohighlevel).unwrap();
+    write_keys(&sb, dir.path());
     let host = Host::start(&config);
     // The sandbox's Housecall Pro sends its signed webhooks to the host.
     let status = reqwest::Client::new()

@@ -1096,7 +1096,8 @@ async fn sigterm_lets_short_runs_finish_and_requeues_long_ones() {
 async fn a_deferred_run_waits_without_spending_attempts_survives_a_crash_and_then_runs() {
     let (_dir, config) = setup(&[("pipe", PIPE)], TEST_SOURCE);
     let host = Host::start(&config);
-    let until = time::OffsetDateTime::from_unix_timestamp(now() + 4).unwrap();
+    // Far enough ahead for a slow CI machine to see the run held.
+    let until = time::OffsetDateTime::from_unix_timestamp(now() + 8).unwrap();
     let until = until
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -1135,4 +1136,27 @@ async fn a_deferred_run_waits_without_spending_attempts_survives_a_crash_and_the
     assert_eq!(run["attempts"], 1, "{run}");
     assert_eq!(run["deferrals"], 1, "{run}");
     assert_eq!(run["outcome"]["status"], "done", "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_deferred_too_often_fails_with_its_reason() {
+    let (_dir, config) = setup(
+        &[("pipe", PIPE)],
+        &format!("{TEST_SOURCE}\n[pipeline]\nmax_deferrals = 2\n"),
+    );
+    let host = Host::start(&config);
+    let body = json!({"n": 1, "always_defer": true}).to_string();
+    assert_eq!(host.hook("test", &[], &body).await.0, 202);
+    let runs = host
+        .wait_runs("plugin=pipe&status=failed", "the run to give up", |runs| {
+            runs.len() == 1
+        })
+        .await;
+    let run = &runs[0];
+    assert_eq!(run["deferrals"], 2, "{run}");
+    assert_eq!(run["attempts"], 1, "{run}");
+    assert!(
+        run["reason"].as_str().unwrap().contains("deferred 2 times"),
+        "{run}"
+    );
 }

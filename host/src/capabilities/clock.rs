@@ -42,7 +42,9 @@ fn local_time(tz: Tz, at: DateTime<Utc>) -> LocalTime {
     }
 }
 
-/// The first instant after `now` at which the wall clock in `tz` reads `hour:minute`.
+/// The first instant after `now` at which the wall clock in `tz` reads `hour:minute`. A time
+/// the clock reads twice (DST ends) counts both times; a time it skips (DST starts) is taken
+/// as the instant the clock jumps past it.
 fn next(tz: Tz, now: DateTime<Utc>, hour: u8, minute: u8) -> Result<String, RecipeError> {
     let time = NaiveTime::from_hms_opt(hour.into(), minute.into(), 0).ok_or_else(|| {
         RecipeError::invalid("hour", format!("{hour}:{minute:02} is not a time of day"))
@@ -50,13 +52,19 @@ fn next(tz: Tz, now: DateTime<Utc>, hour: u8, minute: u8) -> Result<String, Reci
     let today = now.with_timezone(&tz).date_naive();
     for day in 0..3 {
         let naive = (today + Duration::days(day)).and_time(time);
-        let at = match tz.from_local_datetime(&naive) {
-            LocalResult::Single(t) => t,
-            LocalResult::Ambiguous(earliest, _) => earliest,
-            // Skipped by a DST change: the next day's.
-            LocalResult::None => continue,
+        let candidates = match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => vec![t],
+            LocalResult::Ambiguous(earliest, latest) => vec![earliest, latest],
+            // In a gap: the first wall-clock minute after it.
+            LocalResult::None => (1..=180)
+                .find_map(|m| {
+                    tz.from_local_datetime(&(naive + Duration::minutes(m)))
+                        .earliest()
+                })
+                .into_iter()
+                .collect(),
         };
-        if at.with_timezone(&Utc) > now {
+        if let Some(at) = candidates.into_iter().find(|t| t.with_timezone(&Utc) > now) {
             return Ok(at
                 .with_timezone(&Utc)
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -96,9 +104,17 @@ mod tests {
         assert_eq!(next(denver, now, 8, 0).unwrap(), "2026-01-15T15:00:00Z");
         // 21:00 local is still today.
         assert_eq!(next(denver, now, 21, 0).unwrap(), "2026-01-15T04:00:00Z");
-        // 02:30 does not exist on 2026-03-08 in Denver (clocks jump 02:00 -> 03:00).
+        // 02:30 does not exist on 2026-03-08 in Denver (clocks jump 02:00 -> 03:00): the
+        // jump is when it would have been.
         let before = utc("2026-03-08T08:00:00Z"); // 01:00 MST
-        assert_eq!(next(denver, before, 2, 30).unwrap(), "2026-03-09T08:30:00Z");
+        assert_eq!(next(denver, before, 2, 30).unwrap(), "2026-03-08T09:00:00Z"); // 03:00 MDT
+        // 01:30 happens twice on 2026-11-01 (clocks fall back 02:00 -> 01:00): after the
+        // first, the second is next.
+        let between = utc("2026-11-01T07:40:00Z"); // 01:40 MDT
+        assert_eq!(
+            next(denver, between, 1, 30).unwrap(),
+            "2026-11-01T08:30:00Z"
+        ); // 01:30 MST
         assert!(next(denver, now, 24, 0).is_err());
     }
 

@@ -438,17 +438,18 @@ impl Demo {
             .await;
     }
 
-    /// The last text Homebase360 sent, as the sandbox saw it.
-    fn print_texts(&self) {
-        let sent = self
-            .sandbox
-            .state
-            .exchanges("homebase360")
-            .into_iter()
-            .rev()
-            .find(|e| e.method == "POST" && e.path == "/messages" && e.status == 200);
-        if let Some(r) = sent.and_then(|e| e.response) {
-            let m = &r["data"];
+    /// The texts Homebase360 has sent, as the sandbox answered them.
+    fn texts(&self) -> Vec<serde_json::Value> {
+        let exchanges = self.sandbox.state.exchanges("homebase360").into_iter();
+        exchanges
+            .filter(|e| e.method == "POST" && e.path == "/messages" && e.status == 200)
+            .filter_map(|e| e.response.map(|mut r| r["data"].take()))
+            .collect()
+    }
+
+    /// Print the texts sent after the first `since`.
+    fn print_texts(&self, since: usize) {
+        for m in self.texts().iter().skip(since) {
             println!(
                 "  Homebase360 texted {}: \"{}\"",
                 m["to"].as_str().unwrap_or("?"),
@@ -570,6 +571,7 @@ impl Demo {
             let lead = json!({"id": format!("tour-{}", &random_hex()[..8]), "first_name": "Grace",
                 "last_name": "Hopper", "phone": "+13035550142", "email": "grace@example.com",
                 "source": "Website", "notes": "Water heater quote"});
+            let sent = self.texts().len();
             match self.post_lead(host, &lead).await {
                 Ok(runs) => {
                     for run in runs {
@@ -577,7 +579,7 @@ impl Demo {
                             format!("lead.created -> {}", run.rsplit('.').next().unwrap_or(""));
                         ok &= report(&step, run_finished(pipeline, &run).await);
                     }
-                    self.print_texts();
+                    self.print_texts(sent);
                 }
                 Err(e) => {
                     println!("  the host refused the lead: {e}");
@@ -630,14 +632,13 @@ impl Demo {
                 "new-lead-sms" => self.seed_hb_lead().await,
                 _ => self.seed_prospects().await,
             }
+            let sent = self.texts().len();
             let Some(run_id) = tick(pipeline, &plugin.name).await else {
                 ok = false;
                 continue;
             };
             ok &= report("cron tick", run_finished(pipeline, &run_id).await);
-            if &*plugin.name == "new-lead-sms" {
-                self.print_texts();
-            }
+            self.print_texts(sent);
         }
         for plugin in plugins.iter().filter(|p| !TOURED.contains(&&*p.name)) {
             println!("- {}: a manual event", plugin.name);

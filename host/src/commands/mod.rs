@@ -158,7 +158,22 @@ impl Context {
     fn build_runtime(&self, with_connections: bool) -> Result<Runtime, CommandError> {
         let store = self.store()?;
         let connections = if with_connections {
-            self.connections(&store)?
+            let connections = self.connections(&store)?;
+            // A recipe's connection mapped to one that does not exist: say so now, not in
+            // every run.
+            for (recipe, plugin) in &self.config.plugins {
+                for (name, target) in &plugin.connections {
+                    if connections.get(target).is_err() {
+                        return Err(CommandError::input(
+                            self.config_display(),
+                            format!(
+                                "plugins.{recipe}.connections.{name}: no connection named '{target}' is configured"
+                            ),
+                        ));
+                    }
+                }
+            }
+            connections
         } else {
             Connections::default()
         };

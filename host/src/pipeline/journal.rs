@@ -165,6 +165,13 @@ impl RunRecord {
     }
 }
 
+impl RunRecord {
+    /// Held by its recipe until a later time (queued, outcome deferred).
+    pub fn is_deferred(&self) -> bool {
+        self.status == RunStatus::Queued && matches!(self.outcome, Some(Outcome::Deferred { .. }))
+    }
+}
+
 /// The run id of `plugin` on `event_id`.
 pub fn run_id(event_id: &str, plugin: &str) -> String {
     format!("{event_id}.{plugin}")

@@ -90,6 +90,8 @@ pub struct PipelineOptions {
     pub plugin_concurrency: HashMap<String, usize>,
     /// Attempts before a run that keeps failing with retryable errors is dead.
     pub max_attempts: u32,
+    /// Deferrals after which a run that keeps deferring fails (replayable).
+    pub max_deferrals: u32,
     /// First retry delay; doubles per attempt, with jitter, up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -111,6 +113,7 @@ impl Default for PipelineOptions {
             plugin_concurrency: HashMap::new(),
             // 1 + 2 + 4 + ... + 60 minutes: 8 tries over about two hours.
             max_attempts: 8,
+            max_deferrals: 1_000,
             retry_base: Duration::from_secs(60),
             retry_max: Duration::from_secs(3600),
             dedup_window: Duration::from_secs(7 * 24 * 3600),
@@ -284,7 +287,7 @@ impl Pipeline {
         &self.journal
     }
 
-    /// Runs reaching a final state, as they do.
+    /// Runs reaching a final state, or deferred by their recipe (held, `queued`), as they do.
     pub fn subscribe(&self) -> broadcast::Receiver<RunRecord> {
         self.finished.subscribe()
     }
@@ -615,7 +618,14 @@ impl Pipeline {
         let now = now_ms();
         run.updated_at = rfc3339(now);
         let mut retry = None;
+        let mut deferred = false;
+        let (deferrals, max_deferrals) = (run.deferrals, self.options.max_deferrals);
         let result = result.and_then(|outcome| match outcome {
+            Outcome::Deferred { .. } if deferrals >= max_deferrals => Err(RunError::Recipe {
+                error: RecipeError::Other {
+                    message: format!("deferred {deferrals} times; not held any longer"),
+                },
+            }),
             Outcome::Deferred { until, reason } => match deferral_due(&until, now) {
                 Ok(due) => Ok(Err((due, until, reason))),
                 Err(reason) => Err(RunError::Recipe {
@@ -636,6 +646,7 @@ impl Pipeline {
                 tracing::info!(run = %run.id, %until, %reason, "run deferred");
                 run.outcome = Some(Outcome::Deferred { until, reason });
                 retry = Some(due);
+                deferred = true;
                 self.counters.deferred.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Ok(outcome)) => {
@@ -677,7 +688,7 @@ impl Pipeline {
             }
         }
         self.journal.put_run(&run, retry)?;
-        if run.status.is_terminal() {
+        if run.status.is_terminal() || deferred {
             let _ = self.finished.send(run);
         }
         Ok(retry)

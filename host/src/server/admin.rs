@@ -324,7 +324,7 @@ async fn trigger(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some: read the records instead.
                     pending.retain(|id| match app.pipeline.run(id) {
-                        Ok(r) if r.status.is_terminal() => {
+                        Ok(r) if r.status.is_terminal() || r.is_deferred() => {
                             results.push(r);
                             false
                         }

@@ -153,8 +153,9 @@ impl Recipe for GhlAppointmentToPocketBoss {
         match &pushed.pocketboss {
             None => {
                 let category = category(&s, &a, &title);
-                let appointment = jobs::create(
+                let appointment = create_once(
                     "pb",
+                    &a.id,
                     &Job {
                         contact: Some(contact.clone()),
                         category: Some(format!("{category:?}")),
@@ -170,6 +171,9 @@ impl Recipe for GhlAppointmentToPocketBoss {
                         ..job(&title, &a, &end)
                     },
                 )?;
+                let Some(appointment) = appointment else {
+                    return Ok(busy());
+                };
                 let id = appointment.id.unwrap_or_default();
                 said.push(format!(
                     "PocketBoss appointment {id} created ({category:?}, {minutes} min)"
@@ -194,13 +198,14 @@ impl Recipe for GhlAppointmentToPocketBoss {
             Some(_) => {}
             None => match hb_customer(&contact)? {
                 Some(customer) => {
-                    let created = jobs::create(
-                        "hb",
-                        &Job { contact_id: Some(customer.clone()), ..job(&title, &a, &end) },
-                    )?;
+                    let new = Job { contact_id: Some(customer.clone()), ..job(&title, &a, &end) };
+                    let Some(created) = create_once("hb", &a.id, &new)? else {
+                        return Ok(busy());
+                    };
                     let id = created.id.unwrap_or_default();
                     said.push(format!("Homebase360 job {id} created for customer {customer}"));
                     pushed.homebase360 = Some(id);
+                    kv::set(&key, &pushed)?;
                     acted = true;
                 }
                 None => said.push(format!(
@@ -221,6 +226,25 @@ impl Recipe for GhlAppointmentToPocketBoss {
             Outcome::skipped(summary)
         })
     }
+}
+
+/// Create `job` through `connection` once per GHL appointment: claimed in kv first, so two
+/// runs of one appointment at once (Create and Update often arrive together) cannot both
+/// create it; a failed create releases the claim. `None`: another run holds it.
+fn create_once(connection: &str, appointment: &str, job: &Job) -> Result<Option<Job>> {
+    let claim = format!("claim/{connection}/{appointment}");
+    if !kv::set_if_absent_raw(&claim, b"")? {
+        return Ok(None);
+    }
+    jobs::create(connection, job).map(Some).inspect_err(|_| {
+        let _ = kv::delete(&claim);
+    })
+}
+
+/// Another run of this appointment is creating its records: run again in two seconds, when
+/// its state is in kv.
+fn busy() -> Outcome {
+    Outcome::deferred(clock::after_ms(2_000), "another run is pushing this appointment")
 }
 
 /// A job with the appointment's title, times and notes; other fields unset.

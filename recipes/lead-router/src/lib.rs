@@ -8,7 +8,8 @@
 //!   never replaced.
 //!
 //! Each push is recorded in kv (`routed/<source>/<id>`) as soon as it succeeds: a retry
-//! redoes only what failed, and the same lead delivered again is skipped. Housecall Pro's own
+//! redoes only what failed, and the same lead delivered again is skipped (or, while the first
+//! delivery is still being routed, deferred until it is done). Housecall Pro's own
 //! `lead.created` (another shape) is not routed.
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,12 @@ impl Recipe for LeadRouter {
         let mut routed: Routed = kv::get(&key)?.unwrap_or_default();
         if routed.gohighlevel.is_some() {
             return Ok(Outcome::skipped(format!("lead {source}/{} was routed already", web.id)));
+        }
+        // One delivery of a lead at a time: another one (the form sent twice) waits for it.
+        let claim = format!("claim/{source}/{}", web.id);
+        if !kv::set_if_absent(&claim, &event.id)? && kv::get(&claim)? != Some(event.id.clone()) {
+            let until = switchboard_sdk::clock::after_ms(2_000);
+            return Ok(Outcome::deferred(until, "another delivery of this lead is being routed"));
         }
         let lead = Lead { source: Some(source.clone()), ..web.lead() };
         if routed.pocketboss.is_none() {

@@ -3,8 +3,9 @@
 //! Leads come from a cron poll of Homebase360 leads with status `new` (texted ones move to
 //! `first_contact`) and from a signed lead webhook (source `leads`, a [`leads::WebLead`]),
 //! recorded as a Homebase360 lead first (Homebase360 finds the customer by phone).
-//! A customer is claimed in kv before the text goes out, so none is texted twice; quiet
-//! hours and the 500-a-day cap defer the run: they never drop a lead.
+//! Each customer gets one text: claimed in kv right before it goes out (so a crash at that very
+//! instant costs the text, never doubles it); quiet hours and the 500-a-day cap defer the
+//! run: they never drop a lead.
 
 use serde::Deserialize;
 use switchboard_sdk::clock::{TimeZone, Window, after_ms};
@@ -53,7 +54,8 @@ impl Recipe for NewLeadSms {
                 Ok(sent) => texted += u32::from(sent),
                 Err(Error::RateLimited(ms)) => {
                     let until = after_ms(ms.unwrap_or(3_600_000));
-                    return Ok(Outcome::deferred(until, format!("SMS cap ({texted} sent)")));
+                    let why = format!("Homebase360 rate limit or SMS cap ({texted} sent)");
+                    return Ok(Outcome::deferred(until, why));
                 }
                 Err(e) if event.source == "cron" => log::warn(&format!("{:?}: {e}", lead.id)),
                 Err(e) => return Err(e),
@@ -80,11 +82,15 @@ fn text(s: &Settings, lead: &Lead) -> Result<bool> {
         return Err(Error::invalid("lead", "no id or customer id"));
     };
     let claim = format!("texted/{customer}");
-    let fresh = kv::set_if_absent_raw(&claim, b"")?;
+    let fresh = kv::get_raw(&claim)?.is_none();
     if fresh {
         let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
         let template = s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
         let sms = messages::sms(customer, template.replace("{first_name}", &name));
+        // Claimed right before the send: a concurrent run that lost the claim texts nobody.
+        if !kv::set_if_absent_raw(&claim, b"")? {
+            return Ok(false);
+        }
         if let Err(e) = messages::send("hb", &sms) {
             kv::delete(&claim)?;
             return Err(e);

@@ -2,7 +2,7 @@
 //! with Ed25519, into a running host; GoHighLevel, PocketBoss and Homebase360 played by
 //! the sandbox.
 
-use super::{sandbox, vendor};
+use super::{connections, sandbox, vendor, write_keys};
 use crate::serve::{Host, setup};
 use base64::Engine;
 use ed25519_dalek::Signer;
@@ -61,36 +61,22 @@ async fn ghl_appointments_reach_pocketboss_once_and_homebase360_for_known_custom
             r#"
 [sources.gohighlevel]
 ed25519_public_keys = ["{public}"]
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "{GHL_LOCATION}"
-base_url = "{ghl}"
-[connections.pb]
-vendor = "pocketboss"
-secret = {{ file = "pb.key" }}
-base_url = "{pb}"
-[connections.hb]
-vendor = "homebase360"
-secret = {{ file = "hb.key" }}
-base_url = "{hb}"
+{}
 [plugins.ghl-appointment-to-pocketboss.settings]
 categories = {{ "cal-maint" = "Maintenance", "install" = "Installation" }}
 default_duration_minutes = 45
 "#,
-            ghl = sb.base_url("gohighlevel"),
-            pb = sb.base_url("pocketboss"),
-            hb = sb.base_url("homebase360"),
+            connections(
+                &sb,
+                &[
+                    ("ghl", "gohighlevel"),
+                    ("pb", "pocketboss"),
+                    ("hb", "homebase360")
+                ]
+            ),
         ),
     );
-    let keys = &sb.state.keys;
-    for (file, key) in [
-        ("pb.key", &keys.pocketboss),
-        ("hb.key", &keys.homebase360),
-        ("ghl.key", &keys.gohighlevel),
-    ] {
-        std::fs::write(dir.path().join(file), key).unwrap();
-    }
+    write_keys(&sb, dir.path());
     let host = Host::start(&config);
 
     // Ada is a GHL contact and a Homebase360 customer (same mobile); Bob only a GHL contact.

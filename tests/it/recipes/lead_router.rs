@@ -1,7 +1,7 @@
 //! `lead-router` end to end: leads signed the Standard Webhooks way into a running host;
 //! PocketBoss, Homebase360 and GoHighLevel played by the sandbox.
 
-use super::{ghl_contact, sandbox, vendor};
+use super::{connections, ghl_contact, sandbox, vendor, write_keys};
 use crate::serve::{Host, setup};
 use serde_json::{Value, json};
 use switchboard::ingest::verify::StandardVerifier;
@@ -51,36 +51,22 @@ secrets = [{{ file = "forms.secret" }}]
 kind = "lead.created"
 [pipeline]
 retry_base = "50ms"
-[connections.pb]
-vendor = "pocketboss"
-secret = {{ file = "pb.key" }}
-base_url = "{pb}"
-[connections.hb]
-vendor = "homebase360"
-secret = {{ file = "hb.key" }}
-base_url = "{hb}"
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "{GHL_LOCATION}"
-base_url = "{ghl}"
+{}
 [plugins.lead-router.settings]
 tags = ["new-lead"]
 "#,
-            pb = sb.base_url("pocketboss"),
-            hb = sb.base_url("homebase360"),
-            ghl = sb.base_url("gohighlevel"),
+            connections(
+                &sb,
+                &[
+                    ("pb", "pocketboss"),
+                    ("hb", "homebase360"),
+                    ("ghl", "gohighlevel")
+                ]
+            ),
         ),
     );
-    let keys = &sb.state.keys;
-    for (file, key) in [
-        ("forms.secret", FORMS_SECRET),
-        ("pb.key", &keys.pocketboss),
-        ("hb.key", &keys.homebase360),
-        ("ghl.key", &keys.gohighlevel),
-    ] {
-        std::fs::write(dir.path().join(file), key).unwrap();
-    }
+    std::fs::write(dir.path().join("forms.secret"), FORMS_SECRET).unwrap();
+    write_keys(&sb, dir.path());
     let host = Host::start(&config);
 
     // Ada is already a Homebase360 customer (by her mobile) and a tagged GHL contact.

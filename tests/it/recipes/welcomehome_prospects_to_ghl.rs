@@ -2,7 +2,7 @@
 //! sandbox's API, the export pulled by the recipe on cron or a manual trigger, the contacts
 //! checked through the GoHighLevel sandbox's API and its exchange log.
 
-use super::{sandbox, vendor};
+use super::{connections, sandbox, vendor, write_keys};
 use crate::serve::{Host, setup};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -19,23 +19,13 @@ fn configure(sb: &RunningSandbox, extra: &str) -> (tempfile::TempDir, PathBuf) {
         &[(PLUGIN, WELCOMEHOME_PROSPECTS_TO_GHL)],
         &format!(
             r#"
-[connections.wh]
-vendor = "welcomehome"
-secret = {{ file = "wh.key" }}
-base_url = "{}"
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "sandboxLocation01"
-base_url = "{}"
+{}
 {extra}
 "#,
-            sb.base_url("welcomehome"),
-            sb.base_url("gohighlevel"),
+            connections(sb, &[("wh", "welcomehome"), ("ghl", "gohighlevel")]),
         ),
     );
-    std::fs::write(dir.path().join("wh.key"), &sb.state.keys.welcomehome).unwrap();
-    std::fs::write(dir.path().join("ghl.key"), &sb.state.keys.gohighlevel).unwrap();
+    write_keys(sb, dir.path());
     (dir, config)
 }
 

@@ -29,6 +29,9 @@ struct Ask {
     sleep_ms: u64,
     /// Defer the run until this instant (`YYYY-MM-DDTHH:MM:SSZ`) if it is still ahead.
     defer_until: Option<String>,
+    /// Defer the run every time (until now: the host holds it its minimum second).
+    #[serde(default)]
+    always_defer: bool,
 }
 
 impl Recipe for Pipe {
@@ -49,6 +52,9 @@ impl Recipe for Pipe {
         let ask: Ask = event.payload().unwrap_or_default();
         if ask.sleep_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(ask.sleep_ms));
+        }
+        if ask.always_defer {
+            return Ok(Outcome::deferred(clock::now("UTC")?.utc, "never ready"));
         }
         if let Some(until) = ask.defer_until
             && clock::now("UTC")?.utc < until

@@ -114,7 +114,7 @@ impl Recipe for Probe {
                 done(format!("printed {bytes}"))
             }
             Op::LeadsList { connection } => {
-                let page = leads::list(&connection, &empty_query())?;
+                let page = leads::list(&connection, &query())?;
                 done(format!("{} leads", page.leads.len()))
             }
             Op::ContactsGet { connection, id } => {
@@ -145,7 +145,7 @@ impl Recipe for Probe {
                     &connection,
                     &Query {
                         text: Some(text),
-                        ..empty_query()
+                        ..query()
                     },
                 )?;
                 let names: Vec<String> = page
@@ -202,20 +202,6 @@ impl Recipe for Probe {
                 ))
             }
         }
-    }
-}
-
-fn empty_query() -> Query {
-    Query {
-        text: None,
-        email: None,
-        phone: None,
-        status: None,
-        updated_after: None,
-        starts_after: None,
-        starts_before: None,
-        limit: None,
-        cursor: None,
     }
 }
 
