@@ -64,6 +64,17 @@ pub mod types {
         Address, Capability, Channel, Contact, Job, Lead, Message, Phone, PhoneKind, Query,
     };
 
+    /// An address with every field unset, to fill with struct update syntax.
+    pub fn address() -> Address {
+        Address {
+            street: None,
+            city: None,
+            state: None,
+            postal_code: None,
+            country: None,
+        }
+    }
+
     /// A query with every filter unset, to fill with struct update syntax.
     pub fn query() -> Query {
         Query {
