@@ -1160,3 +1160,34 @@ async fn a_run_deferred_too_often_fails_with_its_reason() {
         "{run}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_a_deferred_run_runs_it_now() {
+    let (_dir, config) = setup(&[("pipe", PIPE)], TEST_SOURCE);
+    let host = Host::start(&config);
+    let until = time::OffsetDateTime::from_unix_timestamp(now() + 3600).unwrap();
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = json!({"n": 1, "defer_until": until}).to_string();
+    assert_eq!(host.hook("test", &[], &body).await.0, 202);
+    let runs = host
+        .wait_runs("plugin=pipe", "the deferral", |runs| {
+            runs.len() == 1 && runs[0]["deferrals"] == 1
+        })
+        .await;
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    // An operator asks for it now: it runs at once (and its recipe, still not ready, defers
+    // it again) instead of in an hour.
+    let (status, answer) = host
+        .admin("POST", &format!("/admin/runs/{id}/replay"), None)
+        .await;
+    assert!(status < 300, "{status} {answer}");
+    let runs = host
+        .wait_runs("plugin=pipe", "the second deferral", |runs| {
+            runs[0]["deferrals"] == 2
+        })
+        .await;
+    assert_eq!(runs[0]["status"], "queued", "{}", runs[0]);
+    assert_eq!(runs[0]["attempts"], 0, "{}", runs[0]);
+}

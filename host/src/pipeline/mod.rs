@@ -437,7 +437,7 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Queue a finished run again, from its first attempt.
+    /// Queue a finished run again, from its first attempt; a deferred run, now.
     pub async fn replay(&self, id: &str) -> Result<RunRecord, PipelineError> {
         let run = self.requeue(id)?;
         self.commit_then_queue(vec![(run.plugin.clone(), run.id.clone())], now_ms())
@@ -484,13 +484,21 @@ impl Pipeline {
             return Err(PipelineError::ShuttingDown);
         }
         let mut run = self.run(id)?;
+        let now = now_ms();
+        if run.is_deferred() {
+            // Held by its recipe: run it now instead (the recipe decides again).
+            run.next_attempt_at = None;
+            run.updated_at = rfc3339(now);
+            self.journal.put_run(&run, Some(now))?;
+            tracing::info!(run = %run.id, "deferred run released by a replay");
+            return Ok(run);
+        }
         if !run.status.is_terminal() {
             return Err(PipelineError::NotFinished {
                 id: id.to_string(),
                 status: run.status.as_str(),
             });
         }
-        let now = now_ms();
         run.status = RunStatus::Queued;
         run.attempts = 0;
         run.replays += 1;

@@ -53,7 +53,8 @@ impl Queue {
     }
 
     /// Queue a run due at `due_ms`. A run that is running now (its final state may be
-    /// written already) is queued again when it finishes; false when it is queued already.
+    /// written already) is queued again when it finishes; a run queued already is only
+    /// brought forward (a replay of a deferred run), never put back: false when unchanged.
     pub fn push(&self, plugin: &str, run_id: &str, due_ms: i64) -> bool {
         let mut s = self.state.lock().unwrap();
         if s.running_ids.contains(run_id) {
@@ -62,7 +63,18 @@ impl Queue {
             return true;
         }
         if !s.present.insert(run_id.to_string()) {
-            return false;
+            let heap = s.heaps.entry(plugin.to_string()).or_default();
+            if !heap
+                .iter()
+                .any(|Reverse((due, id))| id == run_id && *due > due_ms)
+            {
+                return false;
+            }
+            heap.retain(|Reverse((_, id))| id != run_id);
+            heap.push(Reverse((due_ms, run_id.to_string())));
+            drop(s);
+            self.wake.notify_one();
+            return true;
         }
         s.heaps
             .entry(plugin.to_string())
@@ -183,5 +195,20 @@ mod tests {
         };
         assert_eq!(id, "a1");
         assert_eq!(q.counts(), (0, 2));
+    }
+
+    #[test]
+    fn a_queued_run_is_only_ever_brought_forward() {
+        let q = Queue::new(2, 2, HashMap::new());
+        assert!(q.push("a", "held", 1_000));
+        assert!(!q.push("a", "held", 2_000), "not put back");
+        assert!(matches!(q.next(0), Next::Wait(Some(1_000))));
+        assert!(q.push("a", "held", 5), "brought forward");
+        assert_eq!(q.counts(), (1, 0), "still queued once");
+        let Next::Run(_, id) = q.next(5) else {
+            panic!()
+        };
+        assert_eq!(id, "held");
+        assert!(matches!(q.next(5), Next::Wait(None)), "no second copy");
     }
 }
