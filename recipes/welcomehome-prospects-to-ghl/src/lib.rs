@@ -14,8 +14,10 @@
 //!   `synced_through`, to the newest `updated_at` seen.
 //! - Runs at 02:00 America/Denver (`cron` and `timezone` under
 //!   `[plugins.welcomehome-prospects-to-ghl]` change that) and on a manual trigger
-//!   (`switchboard trigger welcomehome-prospects-to-ghl`). Give it `concurrency = 1`, and for
-//!   a first sync of many prospects a longer `deadline` (GHL takes 100 calls per 10 s).
+//!   (`switchboard trigger welcomehome-prospects-to-ghl`). Give it `concurrency = 1`.
+//! - A long sync (a first one: GHL takes 100 calls per 10 s) works in slices of `run_seconds`
+//!   (default 5, under the host's run deadline): each slice saves its progress and defers
+//!   the run to go on at once, so no deadline or attempt limit cuts a big export short.
 
 use serde::{Deserialize, Serialize};
 use switchboard_sdk::prelude::*;
@@ -32,6 +34,8 @@ struct Settings {
     source: String,
     /// Prospects per export page (WelcomeHome allows 1 to 10000).
     page_size: u32,
+    /// Work per run before deferring the rest to the next run (keep under the deadline).
+    run_seconds: u64,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             tags: vec!["welcomehome".into()],
             source: "WelcomeHome".into(),
             page_size: 100,
+            run_seconds: 5,
         }
     }
 }
@@ -86,6 +91,7 @@ impl Recipe for WelcomeHomeProspectsToGhl {
             ..Progress::default()
         });
         let rows_before = p.rows;
+        let started = std::time::Instant::now();
         let (mut synced, mut skipped) = (0, 0);
         let request = data_export::ExportRequest {
             table: "Prospects".into(),
@@ -114,6 +120,10 @@ impl Recipe for WelcomeHomeProspectsToGhl {
                 p.ids.push(id);
                 p.rows += 1;
                 kv::set(IN_FLIGHT, &p)?;
+                if started.elapsed().as_secs() >= s.run_seconds {
+                    let done = format!("{synced} prospect(s) synced, {skipped} skipped; going on");
+                    return Ok(Outcome::deferred(clock::after_ms(0), done));
+                }
             }
             match page.next.take() {
                 Some(cursor) => page = data_export::next_page(WH, &cursor)?,

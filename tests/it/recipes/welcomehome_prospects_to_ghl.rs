@@ -129,6 +129,7 @@ cron = "* * * * * *"
 community = "1"
 tags = ["senior-living"]
 page_size = 2
+run_seconds = 60   # one run per sync here (slices have a test of their own)
 "#
         ),
     );
@@ -235,7 +236,7 @@ async fn a_killed_export_resumes_after_the_last_synced_prospect() {
     let (_dir, config) = configure(
         &sb,
         &format!(
-            "[plugins.{PLUGIN}]\ncron = \"off\"\n[plugins.{PLUGIN}.settings]\npage_size = 3\n"
+            "[plugins.{PLUGIN}]\ncron = \"off\"\n[plugins.{PLUGIN}.settings]\npage_size = 3\nrun_seconds = 60\n"
         ),
     );
     let host = Host::start(&config);
@@ -329,4 +330,51 @@ async fn a_killed_export_resumes_after_the_last_synced_prospect() {
         "{answer}"
     );
     assert_eq!(upserts(&sb).values().sum::<usize>(), 10);
+}
+
+/// A long sync works in slices: each run stops after `run_seconds` (0 here: after every
+/// prospect), saves its progress and defers the rest, so no deadline cuts the export short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_export_goes_on_in_slices_without_spending_attempts() {
+    let sb = sandbox().await;
+    let (_dir, config) = configure(
+        &sb,
+        &format!(
+            "[plugins.{PLUGIN}]\ncron = \"off\"\n[plugins.{PLUGIN}.settings]\nrun_seconds = 0\n"
+        ),
+    );
+    for n in 1..=3 {
+        prospect(&sb, 1, person(n)).await;
+    }
+    let host = Host::start(&config);
+    let (status, answer) = host
+        .admin(
+            "POST",
+            "/admin/trigger",
+            Some(json!({"plugin": PLUGIN, "kind": "sync"})),
+        )
+        .await;
+    assert!(status < 300, "{answer}");
+    let runs = host
+        .wait_runs(
+            &format!("plugin={PLUGIN}&status=succeeded"),
+            "the sliced sync",
+            |runs| runs.len() == 1,
+        )
+        .await;
+    let run = &runs[0];
+    assert_eq!(run["attempts"], 1, "{run}");
+    assert!(
+        run["deferrals"].as_u64().unwrap() >= 2,
+        "one slice per prospect: {run}"
+    );
+    assert_eq!(
+        upserts(&sb),
+        counts(&[
+            ("pat1@example.com", 1),
+            ("pat2@example.com", 1),
+            ("pat3@example.com", 1)
+        ])
+    );
+    assert_eq!(ghl_contacts(&sb).await.len(), 3);
 }
