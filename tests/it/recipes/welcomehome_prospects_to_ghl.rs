@@ -61,6 +61,12 @@ async fn ghl_contacts(sb: &RunningSandbox) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// A manual sync, waited for: (status, answer).
+async fn sync_now(host: &Host) -> (u16, Value) {
+    let body = json!({"plugin": PLUGIN, "kind": "sync", "wait": true});
+    host.admin("POST", "/admin/trigger", Some(body)).await
+}
+
 /// How often each email was upserted into GoHighLevel (the sandbox's exchange log).
 fn upserts(sb: &RunningSandbox) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
@@ -202,13 +208,7 @@ run_seconds = 60   # one run per sync here (slices have a test of their own)
     assert_eq!(contacts["pat6@example.com"]["phone"], "+13035550106");
 
     // A manual trigger runs the same sync: nothing changed since.
-    let (status, answer) = host
-        .admin(
-            "POST",
-            "/admin/trigger",
-            Some(json!({"plugin": PLUGIN, "kind": "sync", "wait": true})),
-        )
-        .await;
+    let (status, answer) = sync_now(&host).await;
     assert_eq!(status, 200, "{answer}");
     let run = &answer["runs"][0];
     assert_eq!(
@@ -318,13 +318,7 @@ async fn a_killed_export_resumes_after_the_last_synced_prospect() {
     assert_eq!(contacts["pat2@example.com"]["firstName"], "Patricia");
 
     // The export is complete: the next sync finds nothing new.
-    let (_, answer) = host
-        .admin(
-            "POST",
-            "/admin/trigger",
-            Some(json!({"plugin": PLUGIN, "kind": "sync", "wait": true})),
-        )
-        .await;
+    let (_, answer) = sync_now(&host).await;
     assert_eq!(
         answer["runs"][0]["outcome"]["status"], "skipped",
         "{answer}"
