@@ -155,7 +155,7 @@ impl<'de> Deserialize<'de> for TimeZone {
 }
 
 /// A wall-clock time of day, `HH:MM` (24-hour).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TimeOfDay {
     /// 0-23.
     pub hour: u8,
@@ -184,8 +184,9 @@ impl fmt::Display for TimeOfDay {
 }
 
 /// A daily window of wall-clock time, `"HH:MM-HH:MM"`; it may wrap midnight
-/// (`"21:00-08:00"`). The start is inside, the end is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`"21:00-08:00"`). The start is inside, the end is not; the default (`"00:00-00:00"`)
+/// is empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {
     /// Where it starts.
     pub start: TimeOfDay,
@@ -209,6 +210,9 @@ impl Window {
 
     /// If it is inside the window now in `timezone`, the instant (RFC 3339) it ends.
     pub fn end_if_inside(&self, timezone: &str) -> Result<Option<String>> {
+        if self.start == self.end {
+            return Ok(None);
+        }
         // The end first, then the time: if the window ends between the two calls, the time
         // says "outside" (rather than "inside" with tomorrow's end).
         let end = next(timezone, self.end)?;
@@ -293,6 +297,10 @@ mod tests {
         let quiet: Window = "21:00-08:00".parse().unwrap();
         assert!(quiet.contains(&at(21, 0)) && quiet.contains(&at(3, 0)));
         assert!(!quiet.contains(&at(8, 0)) && !quiet.contains(&at(12, 0)));
+        assert!(
+            !Window::default().contains(&at(0, 0)),
+            "the default window is empty"
+        );
         let lunch: Window = "12:00-13:30".parse().unwrap();
         assert!(lunch.contains(&at(13, 29)) && !lunch.contains(&at(13, 30)));
         assert!(!lunch.contains(&at(11, 59)));

@@ -75,6 +75,32 @@ pub fn set_if_absent<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<bool
     set_if_absent_raw(key, &serde_json::to_vec(value)?)
 }
 
+/// Do `f` at most once per `key`, across runs and restarts: the key is claimed right before
+/// `f` runs and released if `f` fails, so a failure can be tried again and a success is never
+/// repeated (a crash in the middle of `f` counts as done). `None`: claimed before.
+///
+/// ```no_run
+/// # use switchboard_sdk::{kv, messages, Result};
+/// # fn f(customer: &str) -> Result<()> {
+/// let sms = messages::sms(customer, "Welcome!");
+/// if kv::once(&format!("welcomed/{customer}"), || messages::send("hb", &sms))?.is_none() {
+///     // welcomed before
+/// }
+/// # Ok(()) }
+/// ```
+pub fn once<T>(key: &str, f: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+    if !set_if_absent_raw(key, b"")? {
+        return Ok(None);
+    }
+    match f() {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => {
+            delete(key)?;
+            Err(e)
+        }
+    }
+}
+
 /// Atomically update the JSON value under `key` with `f` (given the current value, if
 /// any), retrying on concurrent changes; returns the new value.
 pub fn update<T, F>(key: &str, mut f: F) -> Result<T>

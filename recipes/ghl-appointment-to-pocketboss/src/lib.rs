@@ -213,17 +213,11 @@ fn job(s: &Settings, a: &Appointment) -> Result<Job> {
     })
 }
 
-/// Create `job` through `connection` once per GHL appointment: claimed in kv first, so two
-/// runs of one appointment at once (Create and Update often arrive together) cannot both
-/// create it; a failed create releases the claim. `None`: another run holds it.
+/// Create `job` through `connection` once per GHL appointment (`kv::once`): two runs of one
+/// appointment at once (Create and Update often arrive together) cannot both create it.
+/// `None`: another run holds it.
 fn create_once(connection: &str, appointment: &str, job: &Job) -> Result<Option<Job>> {
-    let claim = format!("claim/{connection}/{appointment}");
-    if !kv::set_if_absent_raw(&claim, b"")? {
-        return Ok(None);
-    }
-    jobs::create(connection, job).map(Some).inspect_err(|_| {
-        let _ = kv::delete(&claim);
-    })
+    kv::once(&format!("claim/{connection}/{appointment}"), || jobs::create(connection, job))
 }
 
 /// Another run of this appointment is creating its records: run again once it is done.

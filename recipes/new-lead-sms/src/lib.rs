@@ -2,23 +2,21 @@
 //!
 //! Leads come from a cron poll of Homebase360 leads with status `new` (texted ones move to
 //! `first_contact`) and from a signed lead webhook (source `leads`, a [`leads::WebLead`]),
-//! recorded as a Homebase360 lead first (Homebase360 finds the customer by phone).
-//! Each customer gets one text: claimed in kv right before it goes out (so a crash at that very
-//! instant costs the text, never doubles it); quiet hours and the 500-a-day cap defer the
-//! run: they never drop a lead.
+//! recorded as a Homebase360 lead first. Each customer is texted once (`kv::once`); quiet
+//! hours and the 500-a-day cap defer the run: they never drop a lead.
 
 use serde::Deserialize;
 use switchboard_sdk::clock::{TimeZone, Window, after_ms};
 use switchboard_sdk::{leads::WebLead, prelude::*};
 
 /// `[plugins.new-lead-sms.settings]`: `template` (`{first_name}` is filled in),
-/// `time_zone` (IANA, default UTC), `quiet_hours` (e.g. `"21:00-08:00"`).
+/// `time_zone` (IANA, default UTC), `quiet_hours` (e.g. `"21:00-08:00"`, default none).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct Settings {
     template: Option<String>,
     time_zone: TimeZone,
-    quiet_hours: Option<Window>,
+    quiet_hours: Window,
 }
 
 struct NewLeadSms;
@@ -38,9 +36,7 @@ impl Recipe for NewLeadSms {
 
     fn handle(event: Event) -> Result<Outcome> {
         let s: Settings = settings::get()?;
-        if let Some(end) =
-            s.quiet_hours.map(|q| q.end_if_inside(&s.time_zone)).transpose()?.flatten()
-        {
+        if let Some(end) = s.quiet_hours.end_if_inside(&s.time_zone)? {
             return Ok(Outcome::deferred(end, "quiet hours"));
         }
         let new = Query { status: Some("new".into()), limit: Some(100), ..query() };
@@ -53,9 +49,8 @@ impl Recipe for NewLeadSms {
             match text(&s, lead) {
                 Ok(sent) => texted += u32::from(sent),
                 Err(Error::RateLimited(ms)) => {
-                    let until = after_ms(ms.unwrap_or(3_600_000));
                     let why = format!("Homebase360 rate limit or SMS cap ({texted} sent)");
-                    return Ok(Outcome::deferred(until, why));
+                    return Ok(Outcome::deferred(after_ms(ms.unwrap_or(3_600_000)), why));
                 }
                 Err(e) if event.source == "cron" => log::warn(&format!("{:?}: {e}", lead.id)),
                 Err(e) => return Err(e),
@@ -76,28 +71,21 @@ fn record(web: WebLead) -> Result<Lead> {
     Ok(lead)
 }
 
-/// Text the lead's customer unless this recipe already has; true if a text went out.
+/// Text the lead's customer unless this recipe has; true if a text went out.
 fn text(s: &Settings, lead: &Lead) -> Result<bool> {
     let (Some(id), Some(customer)) = (&lead.id, &lead.contact_id) else {
         return Err(Error::invalid("lead", "no id or customer id"));
     };
-    let claim = format!("texted/{customer}");
-    let fresh = kv::get_raw(&claim)?.is_none();
-    if fresh {
+    let key = format!("texted/{customer}");
+    let mut sent = false;
+    if kv::get_raw(&key)?.is_none() {
         let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
         let template = s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
         let sms = messages::sms(customer, template.replace("{first_name}", &name));
-        // Claimed right before the send: a concurrent run that lost the claim texts nobody.
-        if !kv::set_if_absent_raw(&claim, b"")? {
-            return Ok(false);
-        }
-        if let Err(e) = messages::send("hb", &sms) {
-            kv::delete(&claim)?;
-            return Err(e);
-        }
+        sent = kv::once(&key, || messages::send("hb", &sms))?.is_some();
     }
     leads::update("hb", id, &Lead { status: Some("first_contact".into()), ..leads::empty() })?;
-    Ok(fresh)
+    Ok(sent)
 }
 
 export_recipe!(NewLeadSms, settings = Settings);
