@@ -29,6 +29,7 @@ use switchboard::pipeline::registry::Registry;
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::SecretSource;
+use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
 use switchboard::server::{AppState, Rejections, router};
 use switchboard::store::Store;
 use switchboard::vendors::Connections;
@@ -156,15 +157,28 @@ async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>)
         },
     )]))
     .unwrap();
+    let connections = Arc::new(ConnectionCounters::default());
     let state = Arc::new(AppState {
         pipeline: pipeline.clone(),
         sources,
         admin_token: None,
         max_body: switchboard::server::DEFAULT_MAX_BODY,
+        body_timeout: Duration::from_secs(30),
         rejections: Rejections::default(),
+        connections: connections.clone(),
         started: Instant::now(),
     });
-    (serve(router(state)).await, pipeline)
+    // The real accept loop (timeouts, connection cap), as `switchboard serve` runs it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(listener::serve(
+        listener,
+        router(state),
+        ConnectionLimits::default(),
+        connections,
+        std::future::pending(),
+    ));
+    (format!("http://{addr}"), pipeline)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -144,6 +144,9 @@ pub enum RunsCommand {
         /// Only runs created before this RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
+        /// Only runs with calls whose outcome is unknown (to check by hand).
+        #[arg(long)]
+        unconfirmed: bool,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -168,6 +171,10 @@ pub enum RunsCommand {
         /// With --plugin: which runs (comma-separated) [default: failed,dead].
         #[arg(long, requires = "plugin")]
         status: Option<String>,
+        /// With an id: send the run's unconfirmed calls again (after checking by hand that
+        /// they did not take effect); calls that took effect are never sent again.
+        #[arg(long, requires = "id")]
+        resend_unconfirmed: bool,
     },
 }
 
@@ -182,7 +189,8 @@ pub struct TriggerArgs {
     /// optionally with `source` [default: manual].
     #[arg(long, short, value_name = "FILE|-")]
     pub event: String,
-    /// Wait for the runs to finish and print them; exit 1 if any failed.
+    /// Wait for the runs to finish (or be deferred by their recipe) and print them; exit 1
+    /// if any failed.
     #[arg(long)]
     pub wait: bool,
 }

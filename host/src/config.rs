@@ -9,11 +9,22 @@
 //! deadline = "10s"             # per run, host calls included
 //! memory_limit_mib = 64        # per instance
 //! max_instances = 128          # instances alive at once
+//! max_outcome_bytes = 65536    # outcome and error text kept per run (longer is cut, marked)
+//! log_lines = 1000             # a run's log: lines kept...
+//! log_bytes = 262144           # ...and bytes
+//! host_log_lines = 50          # of those, copied to the host's own log (the rest counted)
+//! host_log_bytes = 16384
+//! kv_max_keys = 250000         # each recipe's kv quota (a write past it: quota-exceeded)
+//! kv_max_bytes = 134217728
+//! cpu_slice = "50ms"           # guest CPU time after which a run is demoted to the slow lane
+//! slow_lane = 1                # demoted runs executing at once (0: no demotion)
 //!
 //! [plugins.hello]              # per-recipe overrides, by recipe name
 //! deadline = "2s"
 //! memory_limit_mib = 16
 //! concurrency = 2              # runs in flight at once (default: pipeline.per_plugin)
+//! kv_max_keys = 1000           # this recipe's kv quota, over [runtime]'s
+//! kv_max_bytes = 1048576
 //! cron = "0 */5 * * * *"       # replaces the manifest's schedule; "off" disables it
 //! timezone = "America/Denver"
 //!
@@ -24,6 +35,10 @@
 //! listen = "127.0.0.1:8080"
 //! admin_token = { env = "SWITCHBOARD_ADMIN_TOKEN" }   # bearer token of /admin
 //! max_body_bytes = 1048576
+//! header_timeout = "10s"       # a request's headers must arrive within this
+//! body_timeout = "30s"         # a webhook's body must arrive within this
+//! idle_timeout = "60s"         # a connection with no request in flight is closed after this
+//! max_connections = 1024       # at the cap, the longest-idle connection makes room
 //!
 //! [pipeline]
 //! workers = 16                 # runs in flight, all plugins
@@ -107,6 +122,28 @@ pub struct ServerSection {
     /// The bearer token of the admin API; default: `$SWITCHBOARD_ADMIN_TOKEN`.
     pub admin_token: Option<SecretSource>,
     pub max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+}
+
+impl ServerSection {
+    /// Default time a webhook's body may take.
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The connection limits this section asks for, over the defaults.
+    pub fn connection_limits(&self) -> crate::server::listener::ConnectionLimits {
+        let d = crate::server::listener::ConnectionLimits::default();
+        crate::server::listener::ConnectionLimits {
+            header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+        }
+    }
 }
 
 /// `[pipeline]`
@@ -138,6 +175,16 @@ pub struct RuntimeSection {
     pub deadline: Option<Duration>,
     pub memory_limit_mib: Option<u32>,
     pub max_instances: Option<u32>,
+    pub max_outcome_bytes: Option<usize>,
+    pub log_lines: Option<usize>,
+    pub log_bytes: Option<usize>,
+    pub host_log_lines: Option<usize>,
+    pub host_log_bytes: Option<usize>,
+    pub kv_max_keys: Option<u64>,
+    pub kv_max_bytes: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub cpu_slice: Option<Duration>,
+    pub slow_lane: Option<usize>,
 }
 
 /// `[plugins.<name>]`
@@ -149,6 +196,9 @@ pub struct PluginSection {
     pub memory_limit_mib: Option<u32>,
     /// Runs of this plugin in flight at once.
     pub concurrency: Option<usize>,
+    /// This recipe's kv quota.
+    pub kv_max_keys: Option<u64>,
+    pub kv_max_bytes: Option<u64>,
     /// A cron schedule replacing the manifest's, or `off`.
     pub cron: Option<String>,
     /// The time zone of `cron`.
@@ -223,19 +273,46 @@ impl Config {
             config.runtime.deadline,
             config.runtime.memory_limit_mib,
         )?;
-        if config.runtime.max_instances == Some(0) {
-            return Err(invalid(
-                "runtime.max_instances".into(),
-                "must be more than 0",
-            ));
+        let rt = &config.runtime;
+        for (field, zero) in [
+            ("max_instances", rt.max_instances == Some(0)),
+            (
+                "max_outcome_bytes",
+                rt.max_outcome_bytes.is_some_and(|n| n < 256),
+            ),
+            ("log_lines", rt.log_lines == Some(0)),
+            ("log_bytes", rt.log_bytes == Some(0)),
+            ("kv_max_keys", rt.kv_max_keys == Some(0)),
+            ("kv_max_bytes", rt.kv_max_bytes == Some(0)),
+            ("cpu_slice", rt.cpu_slice.is_some_and(|d| d.is_zero())),
+        ] {
+            if zero {
+                let least = if field == "max_outcome_bytes" {
+                    "256"
+                } else {
+                    "0"
+                };
+                let reason = if least == "0" {
+                    "must be more than 0".to_string()
+                } else {
+                    format!("must be at least {least}")
+                };
+                return Err(invalid(format!("runtime.{field}"), &reason));
+            }
         }
         for (name, p) in &config.plugins {
             check(format!("plugins.{name}"), p.deadline, p.memory_limit_mib)?;
-            if p.concurrency == Some(0) {
-                return Err(invalid(
-                    format!("plugins.{name}.concurrency"),
-                    "must be more than 0",
-                ));
+            for (field, zero) in [
+                ("concurrency", p.concurrency == Some(0)),
+                ("kv_max_keys", p.kv_max_keys == Some(0)),
+                ("kv_max_bytes", p.kv_max_bytes == Some(0)),
+            ] {
+                if zero {
+                    return Err(invalid(
+                        format!("plugins.{name}.{field}"),
+                        "must be more than 0",
+                    ));
+                }
             }
             if let Some(expr) = p.cron.as_deref().filter(|c| *c != "off") {
                 Schedule::parse(expr, p.timezone.as_deref())
@@ -263,13 +340,38 @@ impl Config {
                 return Err(invalid(format!("pipeline.{field}"), "must be more than 0"));
             }
         }
-        if pl
+        // A delivery may be resent as long as its signed timestamp is within tolerance (on
+        // either side of now): the window must cover twice the largest tolerance, or a
+        // resent delivery runs again.
+        let window = pl
             .dedup_window
-            .is_some_and(|d| d < Duration::from_secs(300))
-        {
+            .unwrap_or(PipelineOptions::default().dedup_window);
+        let widest = config
+            .sources
+            .iter()
+            .filter(|(_, s)| s.scheme != Some(crate::ingest::SchemeKind::None))
+            .map(|(name, s)| {
+                (
+                    s.tolerance
+                        .unwrap_or(crate::ingest::verify::DEFAULT_TOLERANCE),
+                    name.as_str(),
+                )
+            })
+            .max();
+        let (tolerance, by) = widest.unwrap_or((crate::ingest::verify::DEFAULT_TOLERANCE, ""));
+        if window < tolerance * 2 {
+            let whose = if by.is_empty() {
+                "the default signature tolerance".to_string()
+            } else {
+                format!("sources.{by}.tolerance")
+            };
             return Err(invalid(
                 "pipeline.dedup_window".into(),
-                "must be at least 5m, the signatures' timestamp tolerance (a shorter window lets a captured delivery run again)",
+                &format!(
+                    "{} is less than twice {whose} ({}): a delivery resent within its tolerance would run again",
+                    humantime::format_duration(window),
+                    humantime::format_duration(tolerance),
+                ),
             ));
         }
         let instances = config
@@ -284,11 +386,20 @@ impl Config {
                 ),
             ));
         }
-        if config.server.max_body_bytes == Some(0) {
-            return Err(invalid(
-                "server.max_body_bytes".into(),
-                "must be more than 0",
-            ));
+        let sv = &config.server;
+        for (field, zero) in [
+            ("max_body_bytes", sv.max_body_bytes == Some(0)),
+            ("max_connections", sv.max_connections == Some(0)),
+            (
+                "header_timeout",
+                sv.header_timeout.is_some_and(|d| d.is_zero()),
+            ),
+            ("body_timeout", sv.body_timeout.is_some_and(|d| d.is_zero())),
+            ("idle_timeout", sv.idle_timeout.is_some_and(|d| d.is_zero())),
+        ] {
+            if zero {
+                return Err(invalid(format!("server.{field}"), "must be more than 0"));
+            }
         }
         Ok(config)
     }
@@ -342,6 +453,40 @@ impl Config {
                 .map(mib)
                 .unwrap_or(defaults.memory_limit),
             max_instances: self.runtime.max_instances.unwrap_or(defaults.max_instances),
+            max_outcome_bytes: self
+                .runtime
+                .max_outcome_bytes
+                .unwrap_or(defaults.max_outcome_bytes),
+            log_limits: crate::runtime::state::LogLimits {
+                max_lines: self
+                    .runtime
+                    .log_lines
+                    .unwrap_or(defaults.log_limits.max_lines),
+                max_bytes: self
+                    .runtime
+                    .log_bytes
+                    .unwrap_or(defaults.log_limits.max_bytes),
+                host_lines: self
+                    .runtime
+                    .host_log_lines
+                    .unwrap_or(defaults.log_limits.host_lines),
+                host_bytes: self
+                    .runtime
+                    .host_log_bytes
+                    .unwrap_or(defaults.log_limits.host_bytes),
+            },
+            kv_quota: crate::store::KvQuota {
+                max_keys: self
+                    .runtime
+                    .kv_max_keys
+                    .unwrap_or(defaults.kv_quota.max_keys),
+                max_bytes: self
+                    .runtime
+                    .kv_max_bytes
+                    .unwrap_or(defaults.kv_quota.max_bytes),
+            },
+            cpu_slice: self.runtime.cpu_slice.unwrap_or(defaults.cpu_slice),
+            slow_lane: self.runtime.slow_lane.unwrap_or(defaults.slow_lane),
             cache_dir: Some(data_dir.join("cache")),
             settings: self
                 .plugins
@@ -367,6 +512,8 @@ impl Config {
                         PluginOverrides {
                             deadline: p.deadline,
                             memory_limit: p.memory_limit_mib.map(mib),
+                            kv_max_keys: p.kv_max_keys,
+                            kv_max_bytes: p.kv_max_bytes,
                         },
                     )
                 })
@@ -411,6 +558,15 @@ mod tests {
                 "[pipeline]\ndedup_window = \"1m\"\n",
                 "pipeline.dedup_window",
             ),
+            (
+                "[pipeline]\ndedup_window = \"5m\"\n",
+                "pipeline.dedup_window",
+            ),
+            (
+                "[pipeline]\ndedup_window = \"1h\"\n[sources.forms]\ntolerance = \"1h\"\n",
+                "pipeline.dedup_window",
+            ),
+            ("[server]\nidle_timeout = \"0s\"\n", "server.idle_timeout"),
             ("[pipeline]\nworkers = 200\n", "pipeline.workers"),
             ("[pipeline]\nmax_attempts = 0\n", "pipeline.max_attempts"),
             ("[plugins.x]\ncron = \"* * * *\"\n", "plugins.x.schedule"),

@@ -6,6 +6,60 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 in UTC with milliseconds: every timestamp the host writes has this one shape, so
+/// they sort as strings.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Cut `text` to at most `limit` bytes (on a character boundary), marking the cut.
+pub fn bound_text(text: &mut String, limit: usize) {
+    if text.len() <= limit {
+        return;
+    }
+    let total = text.len();
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!(" [... cut: {end} of {total} bytes kept]"));
+}
+
+/// The id of the run of `recipe` on the event `event_id`: one run per (event, recipe).
+pub fn run_id(event_id: &str, recipe: &str) -> String {
+    format!("{event_id}.{recipe}")
+}
+
+/// A host call that may have changed a vendor, whose outcome the run does not know: the
+/// request may have gone out, and its answer never came back. Shown on the run's record for
+/// an operator to check by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unconfirmed {
+    /// The call's position in the run (its effect journal key).
+    pub position: u32,
+    /// E.g. `messages.send`.
+    pub call: String,
+    pub connection: String,
+    pub reason: String,
+}
+
 /// Something that happened, delivered to recipes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +241,11 @@ pub enum RecipeError {
     Timeout,
     #[error("denied: {message}")]
     Denied { message: String },
+    /// The request may have taken effect; the host will not send it again.
+    #[error("unknown outcome: {message}")]
+    UnknownOutcome { message: String },
+    #[error("quota exceeded: {message}")]
+    QuotaExceeded { message: String },
     #[error("{message}")]
     Other { message: String },
 }
@@ -200,12 +259,54 @@ impl RecipeError {
         }
     }
 
+    /// Cut every text in the error to `limit` bytes.
+    pub fn bound(&mut self, limit: usize) {
+        match self {
+            RecipeError::NotFound { message }
+            | RecipeError::Unauthorized { message }
+            | RecipeError::Forbidden { message }
+            | RecipeError::Unsupported { message }
+            | RecipeError::Upstream { message, .. }
+            | RecipeError::Denied { message }
+            | RecipeError::UnknownOutcome { message }
+            | RecipeError::QuotaExceeded { message }
+            | RecipeError::Other { message } => bound_text(message, limit),
+            RecipeError::Invalid { field, reason } => {
+                bound_text(field, limit);
+                bound_text(reason, limit);
+            }
+            RecipeError::RateLimited { .. } | RecipeError::Timeout => {}
+        }
+    }
+
     /// Whether trying again later may succeed (rate limits, vendor failures, timeouts).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             RecipeError::RateLimited { .. } | RecipeError::Upstream { .. } | RecipeError::Timeout
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_sort_as_strings() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_768_435_200_123), "2026-01-15T00:00:00.123Z");
+        assert!(rfc3339(999) < rfc3339(1_000));
+    }
+
+    #[test]
+    fn bounded_text_is_cut_on_a_character_boundary_with_a_marker() {
+        let mut s = "é".repeat(10);
+        bound_text(&mut s, 5);
+        assert_eq!(s, "éé [... cut: 4 of 20 bytes kept]");
+        let mut short = "ok".to_string();
+        bound_text(&mut short, 5);
+        assert_eq!(short, "ok");
     }
 }
 

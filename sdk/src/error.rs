@@ -34,6 +34,14 @@ pub enum Error {
     Timeout,
     /// The recipe did not declare this capability or connection.
     Denied(String),
+    /// The request may have reached the vendor, and whether it took effect is unknown (the
+    /// connection broke or timed out after sending, or an earlier attempt of this run sent it
+    /// and never learned the answer). The host never sends such a request again by itself:
+    /// treat the effect as possibly done, record that, and do not act as if it failed (or
+    /// as if it succeeded). The run's record shows the call as unconfirmed.
+    UnknownOutcome(String),
+    /// A quota ran out (the recipe's kv keys or bytes); the message names the numbers.
+    QuotaExceeded(String),
     /// Anything else.
     Other(String),
 }
@@ -54,6 +62,17 @@ impl Error {
     pub fn other(message: impl Into<String>) -> Self {
         Error::Other(message.into())
     }
+
+    /// Whether the error proves the request took no effect: it was refused before it left
+    /// the host, or the vendor answered that it did not do it. False for
+    /// [`Error::UnknownOutcome`], [`Error::Timeout`] (it may have been sent) and
+    /// [`Error::Other`].
+    pub fn took_no_effect(&self) -> bool {
+        !matches!(
+            self,
+            Error::UnknownOutcome(_) | Error::Timeout | Error::Other(_)
+        )
+    }
 }
 
 impl fmt::Display for Error {
@@ -71,6 +90,8 @@ impl fmt::Display for Error {
             }
             Error::Timeout => write!(f, "timed out"),
             Error::Denied(m) => write!(f, "denied: {m}"),
+            Error::UnknownOutcome(m) => write!(f, "unknown outcome: {m}"),
+            Error::QuotaExceeded(m) => write!(f, "quota exceeded: {m}"),
             Error::Other(m) => f.write_str(m),
         }
     }
@@ -102,6 +123,8 @@ impl From<wit::Error> for Error {
             },
             wit::Error::Timeout => Error::Timeout,
             wit::Error::Denied(m) => Error::Denied(m),
+            wit::Error::UnknownOutcome(m) => Error::UnknownOutcome(m),
+            wit::Error::QuotaExceeded(m) => Error::QuotaExceeded(m),
             wit::Error::Other(m) => Error::Other(m),
         }
     }
@@ -123,6 +146,8 @@ impl From<Error> for wit::Error {
             }
             Error::Timeout => wit::Error::Timeout,
             Error::Denied(m) => wit::Error::Denied(m),
+            Error::UnknownOutcome(m) => wit::Error::UnknownOutcome(m),
+            Error::QuotaExceeded(m) => wit::Error::QuotaExceeded(m),
             Error::Other(m) => wit::Error::Other(m),
         }
     }

@@ -75,27 +75,85 @@ pub fn set_if_absent<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<bool
     set_if_absent_raw(key, &serde_json::to_vec(value)?)
 }
 
-/// Do `f` at most once per `key`, across runs and restarts: the key is claimed right before
-/// `f` runs and released if `f` fails, so a failure can be tried again and a success is never
-/// repeated (a crash in the middle of `f` counts as done). `None`: claimed before.
+/// What [`once`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Once<T> {
+    /// `f` ran in this run and succeeded (on a retry of this run, the host's effect journal
+    /// answers the calls an earlier attempt made, so `f` takes effect once).
+    Done(T),
+    /// An earlier run did it, and it was confirmed.
+    Before,
+    /// Another run claimed it and has not confirmed it: that run is doing it now, or it ended
+    /// without knowing whether it took effect (its record shows the call as unconfirmed).
+    /// Do not do it again, and do not act as if it was done.
+    Held {
+        /// The id of the event whose run holds the claim.
+        by: String,
+    },
+}
+
+/// A claim in kv: which run (event) made it, and whether its effect was confirmed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    run: String,
+    done: bool,
+}
+
+/// Do `f` at most once per `key`, across runs, retries and restarts.
+///
+/// The key is claimed for this run right before `f` runs. The claim is durable before any
+/// request `f` sends leaves the host (the host writes its effect journal to disk first, and
+/// the claim with it), and it is kept unless `f` fails with an error that proves nothing took
+/// effect (see [`Error::took_no_effect`]): then it is released, so a later run can try again.
+/// On `Ok`, the claim is marked confirmed. A retry or replay of the same run finds its own
+/// claim and runs `f` again, where the host answers the calls that already took effect from its journal
+/// instead of sending them again, and answers [`Error::UnknownOutcome`] for a call whose
+/// outcome an earlier attempt never learned.
 ///
 /// ```no_run
-/// # use switchboard_sdk::{kv, messages, Result};
+/// # use switchboard_sdk::{kv, kv::Once, messages, Result};
 /// # fn f(customer: &str) -> Result<()> {
 /// let sms = messages::sms(customer, "Welcome!");
-/// if kv::once(&format!("welcomed/{customer}"), || messages::send("hb", &sms))?.is_none() {
-///     // welcomed before
+/// match kv::once(&format!("welcomed/{customer}"), || messages::send("hb", &sms)) {
+///     Ok(Once::Done(_)) => {}                 // sent now
+///     Ok(Once::Before) => {}                  // welcomed before
+///     Ok(Once::Held { by }) => {}             // another run holds it, unconfirmed
+///     Err(switchboard_sdk::Error::UnknownOutcome(_)) => {} // maybe sent: do not resend
+///     Err(e) => return Err(e),                // nothing was sent; the claim is released
 /// }
 /// # Ok(()) }
 /// ```
-pub fn once<T>(key: &str, f: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
-    if !set_if_absent_raw(key, b"")? {
-        return Ok(None);
+pub fn once<T>(key: &str, f: impl FnOnce() -> Result<T>) -> Result<Once<T>> {
+    let run = crate::__private::current_event();
+    let mine = serde_json::to_vec(&Claim {
+        run: run.clone(),
+        done: false,
+    })?;
+    if !set_if_absent_raw(key, &mine)? {
+        match get_raw(key)? {
+            // Claims from before claims named their run were only ever made confirmed.
+            Some(bytes) => match serde_json::from_slice::<Claim>(&bytes) {
+                // This run's own claim, from an earlier attempt: go on (the journal answers).
+                Ok(Claim { run: by, .. }) if by == run => {}
+                Ok(Claim {
+                    run: by,
+                    done: false,
+                }) => return Ok(Once::Held { by }),
+                Ok(Claim { done: true, .. }) | Err(_) => return Ok(Once::Before),
+            },
+            // Released meanwhile: claim it again.
+            None => return once(key, f),
+        }
     }
     match f() {
-        Ok(value) => Ok(Some(value)),
+        Ok(value) => {
+            set_raw(key, &serde_json::to_vec(&Claim { run, done: true })?)?;
+            Ok(Once::Done(value))
+        }
         Err(e) => {
-            delete(key)?;
+            if e.took_no_effect() {
+                compare_and_swap_raw(key, Some(&mine), None)?;
+            }
             Err(e)
         }
     }

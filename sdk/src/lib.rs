@@ -197,6 +197,16 @@ pub mod __private {
     }
 
     pub fn handle<R: crate::Recipe>(event: wit::Event) -> Result<wit::Outcome, wit::Error> {
+        CURRENT_EVENT.with(|e| *e.borrow_mut() = event.id.clone());
         R::handle(event.into()).map(Into::into).map_err(Into::into)
+    }
+
+    std::thread_local! {
+        static CURRENT_EVENT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+
+    /// The id of the event being handled (an instance handles one event).
+    pub fn current_event() -> String {
+        CURRENT_EVENT.with(|e| e.borrow().clone())
     }
 }

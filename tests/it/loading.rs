@@ -24,7 +24,7 @@ async fn hello_loads_with_its_manifest() {
         hello
             .imports
             .iter()
-            .any(|i| i == "switchboard:recipes/kv@0.1.0"),
+            .any(|i| i == "switchboard:recipes/kv@0.2.0"),
         "{:?}",
         hello.imports
     );

@@ -3,6 +3,7 @@
 
 mod cli;
 mod contracts;
+mod faults;
 mod loading;
 mod recipes;
 mod sandbox;

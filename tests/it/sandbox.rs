@@ -86,6 +86,7 @@ async fn an_infinite_loop_stops_at_the_deadline() {
         PluginOverrides {
             deadline: Some(deadline),
             memory_limit: None,
+            ..Default::default()
         },
     );
     let rt = runtime_at(dir.path(), opts, Connections::default());
@@ -144,6 +145,7 @@ async fn a_per_plugin_memory_cap_applies() {
         PluginOverrides {
             deadline: None,
             memory_limit: Some(8 << 20),
+            ..Default::default()
         },
     );
     let rt = runtime_at(dir.path(), opts, Connections::default());
@@ -329,6 +331,7 @@ async fn the_deadline_bounds_time_spent_in_host_calls() {
         PluginOverrides {
             deadline: Some(Duration::from_millis(500)),
             memory_limit: None,
+            ..Default::default()
         },
     );
     let rt = runtime_at(dir.path(), opts, connections);
@@ -423,6 +426,7 @@ async fn a_full_instance_pool_is_a_retryable_error_not_a_crash() {
         PluginOverrides {
             deadline: Some(Duration::from_millis(1500)),
             memory_limit: None,
+            ..Default::default()
         },
     );
     opts.max_instances = 1;
@@ -458,6 +462,7 @@ async fn a_busy_recipe_does_not_stall_other_runs_on_the_same_thread() {
         PluginOverrides {
             deadline: Some(Duration::from_secs(3)),
             memory_limit: None,
+            ..Default::default()
         },
     );
     let rt = Arc::new(runtime_at(dir.path(), opts, Connections::default()));
@@ -475,4 +480,19 @@ async fn a_busy_recipe_does_not_stall_other_runs_on_the_same_thread() {
         busy.await.unwrap().error,
         Some(RunError::Timeout { deadline_ms: 3000 })
     ));
+}
+
+#[tokio::test]
+async fn a_stack_overflow_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), Connections::default());
+    let p = load(&rt, PROBE).await;
+    let ok = probe(&rt, &p, json!({"op": "recurse", "depth": 100})).await;
+    assert!(done(&ok).starts_with("recursed"), "{ok:?}");
+    let r = probe(&rt, &p, json!({"op": "recurse", "depth": 10_000_000})).await;
+    let error = r.error.expect("a failure").to_string();
+    assert!(error.contains("stack overflow"), "{error}");
+    // The host is fine, and so is the next run.
+    let ok = probe(&rt, &p, json!({"op": "recurse", "depth": 100})).await;
+    assert!(done(&ok).starts_with("recursed"), "{ok:?}");
 }

@@ -24,9 +24,15 @@ pub struct Host {
 impl Host {
     /// Start the binary on `config` and wait until it listens.
     pub fn start(config: &Path) -> Host {
+        Host::start_with(config, |_| {})
+    }
+
+    /// [`Host::start`], with the command adjusted by `configure` first.
+    pub fn start_with(config: &Path, configure: impl FnOnce(&mut Command)) -> Host {
         let dir = config.parent().unwrap();
         let stderr = dir.join(format!("stderr-{}.log", fastrand::u32(..)));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
             .arg("--config")
             .arg(config)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -34,9 +40,9 @@ impl Host {
             .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
             .env("SWITCHBOARD_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("starting switchboard serve");
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        configure(&mut command);
+        let mut child = command.spawn().expect("starting switchboard serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -95,14 +101,19 @@ impl Host {
 
     /// Wait (up to 30 s) for the process to exit; returns whether it exited 0.
     pub fn wait_exit(&mut self) -> bool {
+        self.wait_status().success()
+    }
+
+    /// Wait (up to 30 s) for the process to exit; returns its status.
+    pub fn wait_status(&mut self) -> std::process::ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
+                return status;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
-                "serve did not stop on SIGTERM"
+                "serve did not stop"
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -51,7 +51,8 @@ pub fn event(kind: &str, payload: serde_json::Value) -> Event {
     )
 }
 
-/// A vendor connection double that counts calls: `/ping` answers at once, `/slow` takes a minute.
+/// A vendor connection double that counts calls: `/ping` answers at once, `/slow` takes a
+/// minute, `/panic` panics (a bug in host code, as a guest could trigger one).
 pub struct Double {
     pub calls: AtomicUsize,
 }
@@ -78,6 +79,9 @@ impl Connector for Double {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if request.path == "/slow" {
             tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        if request.path == "/panic" {
+            panic!("the double panicked");
         }
         Ok(HttpResponse {
             status: 200,

@@ -1625,10 +1625,37 @@ async fn a_dropped_connection_is_retried_for_reads_but_not_for_creates() {
         )
         .await
         .unwrap_err();
+    // Not resent, and not called a failure: the request may have reached GoHighLevel.
     assert!(
-        matches!(&err, RecipeError::Upstream { status: 502, message } if message.contains("connection broke")),
+        matches!(&err, RecipeError::UnknownOutcome { message } if message.contains("may have taken effect")),
         "{err:?}"
     );
+    // The same when GoHighLevel did create the contact and only its answer was lost: one
+    // contact, one request, and the client says it cannot know.
+    f.faults("gohighlevel", json!({"drop_after_next": 1})).await;
+    let err = ghl
+        .contacts_create(
+            &c,
+            &Contact {
+                first_name: Some("Twice".into()),
+                emails: vec!["twice@example.com".into()],
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RecipeError::UnknownOutcome { .. }), "{err:?}");
+    let found = ghl
+        .contacts_search(
+            &c,
+            &Query {
+                email: Some("twice@example.com".into()),
+                ..Query::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1, "created once, and not resent");
 }
 
 #[tokio::test]

@@ -127,7 +127,11 @@ impl Host for RunState {
     async fn create(&mut self, connection: String, contact: Contact) -> Result<Contact, Error> {
         let (c, call) = self.connector(Contacts, &connection)?;
         let contact = contact_from_wit(contact)?;
-        Ok(contact_to_wit(c.contacts_create(&call, &contact).await?))
+        let send = async { c.contacts_create(&call, &contact).await };
+        let created = self
+            .effect("contacts.create", &connection, &contact, send)
+            .await?;
+        Ok(contact_to_wit(created))
     }
 
     async fn update(
@@ -155,7 +159,10 @@ impl Host for RunState {
 
     async fn delete(&mut self, connection: String, id: String) -> Result<(), Error> {
         let (c, call) = self.connector(Contacts, &connection)?;
-        Ok(c.contacts_delete(&call, &id).await?)
+        let send = async { c.contacts_delete(&call, &id).await };
+        Ok(self
+            .effect("contacts.delete", &connection, &id, send)
+            .await?)
     }
 
     async fn add_tags(
@@ -185,6 +192,9 @@ impl Host for RunState {
         body: String,
     ) -> Result<String, Error> {
         let (c, call) = self.connector(Contacts, &connection)?;
-        Ok(c.contacts_add_note(&call, &id, &body).await?)
+        let send = async { c.contacts_add_note(&call, &id, &body).await };
+        Ok(self
+            .effect("contacts.add-note", &connection, &(&id, &body), send)
+            .await?)
     }
 }

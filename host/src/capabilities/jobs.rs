@@ -60,7 +60,14 @@ impl Host for RunState {
 
     async fn create(&mut self, connection: String, job: Job) -> Result<Job, Error> {
         let (c, call) = self.connector(Jobs, &connection)?;
-        Ok(job_to_wit(c.jobs_create(&call, &job_from_wit(job)?).await?))
+        let job = job_from_wit(job)?;
+        let send = async { c.jobs_create(&call, &job).await };
+        let created = if c.dedupes("jobs.create") {
+            send.await?
+        } else {
+            self.effect("jobs.create", &connection, &job, send).await?
+        };
+        Ok(job_to_wit(created))
     }
 
     async fn update(&mut self, connection: String, id: String, job: Job) -> Result<Job, Error> {

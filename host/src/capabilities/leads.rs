@@ -54,7 +54,14 @@ impl Host for RunState {
 
     async fn create(&mut self, connection: String, lead: Lead) -> Result<Pushed, Error> {
         let (c, call) = self.connector(Leads, &connection)?;
-        let (lead, created) = c.leads_create(&call, &lead_from_wit(lead)?).await?;
+        let lead = lead_from_wit(lead)?;
+        let send = async { c.leads_create(&call, &lead).await };
+        let (lead, created) = if c.dedupes("leads.create") {
+            send.await?
+        } else {
+            self.effect("leads.create", &connection, &lead, send)
+                .await?
+        };
         Ok(Pushed {
             lead: lead_to_wit(lead),
             created,

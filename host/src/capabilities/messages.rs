@@ -43,7 +43,11 @@ fn message_to_wit(m: model::Message) -> Message {
 impl Host for RunState {
     async fn send(&mut self, connection: String, message: Message) -> Result<Message, Error> {
         let (c, call) = self.connector(Messages, &connection)?;
-        let sent = c.messages_send(&call, &message_from_wit(message)?).await?;
+        let message = message_from_wit(message)?;
+        let send = async { c.messages_send(&call, &message).await };
+        let sent = self
+            .effect("messages.send", &connection, &message, send)
+            .await?;
         Ok(message_to_wit(sent))
     }
 

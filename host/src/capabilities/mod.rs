@@ -9,6 +9,7 @@
 mod clock;
 mod contacts;
 mod data_export;
+mod effect;
 mod jobs;
 mod kv;
 mod leads;
@@ -23,6 +24,8 @@ use crate::runtime::state::RunState;
 use crate::store::KvError;
 use crate::vendors::Call;
 use std::sync::Arc;
+
+pub use effect::RunEffects;
 
 impl From<RecipeError> for WitError {
     fn from(e: RecipeError) -> Self {
@@ -40,6 +43,8 @@ impl From<RecipeError> for WitError {
             }
             RecipeError::Timeout => WitError::Timeout,
             RecipeError::Denied { message } => WitError::Denied(message),
+            RecipeError::UnknownOutcome { message } => WitError::UnknownOutcome(message),
+            RecipeError::QuotaExceeded { message } => WitError::QuotaExceeded(message),
             RecipeError::Other { message } => WitError::Other(message),
         }
     }
@@ -61,6 +66,8 @@ impl From<WitError> for RecipeError {
             }
             WitError::Timeout => RecipeError::Timeout,
             WitError::Denied(message) => RecipeError::Denied { message },
+            WitError::UnknownOutcome(message) => RecipeError::UnknownOutcome { message },
+            WitError::QuotaExceeded(message) => RecipeError::QuotaExceeded { message },
             WitError::Other(message) => RecipeError::Other { message },
         }
     }
@@ -73,6 +80,9 @@ impl From<KvError> for RecipeError {
                 RecipeError::invalid("key", e.to_string())
             }
             KvError::ValueTooLarge { .. } => RecipeError::invalid("value", e.to_string()),
+            KvError::QuotaExceeded { .. } => RecipeError::QuotaExceeded {
+                message: e.to_string(),
+            },
             KvError::Store(message) => RecipeError::Other { message },
         }
     }

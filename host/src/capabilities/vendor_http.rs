@@ -76,7 +76,15 @@ impl Host for RunState {
             body: request.body,
         };
         validate(&request)?;
-        let response = connector.http(&call, request).await?;
+        // POST and PATCH are not idempotent: journaled, so a re-run never sends them twice.
+        let response = if matches!(request.method.as_str(), "POST" | "PATCH") {
+            let what = format!("vendor-http.send {}", request.method);
+            let fingerprint = request.clone();
+            let send = async { connector.http(&call, request).await };
+            self.effect(&what, &connection, &fingerprint, send).await?
+        } else {
+            connector.http(&call, request).await?
+        };
         Ok(Response {
             status: response.status,
             headers: response.headers,

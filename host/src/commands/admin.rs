@@ -91,10 +91,14 @@ pub async fn runs(ctx: &Context, command: RunsCommand) -> Result<ExitCode, Comma
             status,
             since,
             until,
+            unconfirmed,
             limit,
         } => {
             let client = Client::new(ctx, &admin)?;
             let mut query = vec![("limit", limit.to_string())];
+            if unconfirmed {
+                query.push(("unconfirmed", "true".into()));
+            }
             for (k, v) in [
                 ("plugin", plugin),
                 ("status", status),
@@ -117,8 +121,14 @@ pub async fn runs(ctx: &Context, command: RunsCommand) -> Result<ExitCode, Comma
                 println!("no runs");
             }
             for r in &runs {
+                let unconfirmed = r["unconfirmed"].as_array().map_or(0, Vec::len);
+                let flag = if unconfirmed > 0 {
+                    format!("  [{unconfirmed} unconfirmed]")
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{:<40} {:<10} {:>2} {}  {}",
+                    "{:<40} {:<10} {:>2} {}  {}{flag}",
                     r["id"].as_str().unwrap_or(""),
                     r["status"].as_str().unwrap_or(""),
                     r["attempts"],
@@ -169,12 +179,38 @@ pub async fn runs(ctx: &Context, command: RunsCommand) -> Result<ExitCode, Comma
             if !s.is_empty() {
                 println!("result     {s}");
             }
+            for u in r["unconfirmed"].as_array().into_iter().flatten() {
+                println!(
+                    "unconfirmed {} through '{}' (call #{}): {}",
+                    u["call"].as_str().unwrap_or(""),
+                    u["connection"].as_str().unwrap_or(""),
+                    u["position"],
+                    u["reason"].as_str().unwrap_or("")
+                );
+            }
+            let effects = value["effects"].as_array().cloned().unwrap_or_default();
+            if !effects.is_empty() {
+                println!("effects");
+            }
+            for e in &effects {
+                println!(
+                    "  {} {} through '{}': {} (sent {})",
+                    e["position"],
+                    e["call"].as_str().unwrap_or(""),
+                    e["connection"].as_str().unwrap_or(""),
+                    e["state"].as_str().unwrap_or(""),
+                    e["sent_at"].as_str().unwrap_or("")
+                );
+            }
             for line in r["logs"].as_array().into_iter().flatten() {
                 println!(
                     "  [{}] {}",
                     line["level"].as_str().unwrap_or(""),
                     line["message"].as_str().unwrap_or("")
                 );
+            }
+            if let Some(n) = r["logs_dropped"].as_u64().filter(|n| *n > 0) {
+                println!("  ({n} more log line(s) dropped past the run's log limits)");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -183,15 +219,21 @@ pub async fn runs(ctx: &Context, command: RunsCommand) -> Result<ExitCode, Comma
             id,
             plugin,
             status,
+            resend_unconfirmed,
         } => {
             let client = Client::new(ctx, &admin)?;
             let value = match (id, plugin) {
                 (Some(id), _) => {
+                    let query = if resend_unconfirmed {
+                        vec![("resend_unconfirmed", "true".to_string())]
+                    } else {
+                        vec![]
+                    };
                     client
                         .call(
                             reqwest::Method::POST,
                             &format!("/admin/runs/{id}/replay"),
-                            &[],
+                            &query,
                             None,
                         )
                         .await?
@@ -245,8 +287,13 @@ pub async fn trigger(ctx: &Context, args: TriggerArgs) -> Result<ExitCode, Comma
         .call(reqwest::Method::POST, "/admin/trigger", &[], Some(body))
         .await?;
     let runs = value["runs"].as_array().cloned().unwrap_or_default();
-    let failed = runs.iter().any(|r| r["status"] != "succeeded")
-        || (args.wait && value["complete"] == false);
+    // Answered: succeeded, or held by its recipe until later (the server's `wait` counts a
+    // deferral as an answer too).
+    let answered = |r: &Value| {
+        r["status"] == "succeeded"
+            || (r["status"] == "queued" && r["outcome"]["status"] == "deferred")
+    };
+    let failed = !runs.iter().all(answered) || (args.wait && value["complete"] == false);
     if args.admin.json {
         print_json(&value);
     } else {

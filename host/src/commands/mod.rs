@@ -24,6 +24,9 @@ pub const EXIT_RUN_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when the server cannot be reached, or fails.
 pub const EXIT_UNAVAILABLE: u8 = 3;
+/// Exit code of `serve` when its store failed (a full disk, a read-only remount): start it
+/// again once the store can be written (`EX_IOERR` of sysexits).
+pub const EXIT_STORE_FAILED: u8 = 74;
 
 /// What stops a command before it can do its work.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,11 @@ pub enum CommandError {
     Pipeline(#[from] crate::pipeline::PipelineError),
     #[error("{url}: {message}")]
     Server { url: String, message: String },
+    #[error(
+        "{}: the store failed: {message}; stopped so that a supervisor starts the host again once the store can be written (every acknowledged event is on disk)",
+        path.display()
+    )]
+    StoreFailed { path: PathBuf, message: String },
     #[error("the server refused ({status}): {message}")]
     Refused { status: u16, message: String },
     #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
@@ -71,6 +79,7 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Server { .. } | CommandError::Pipeline(_) => EXIT_UNAVAILABLE,
+            CommandError::StoreFailed { .. } => EXIT_STORE_FAILED,
             _ => EXIT_BAD_INPUT,
         }
     }

@@ -6,6 +6,7 @@ use crate::cli::ServeArgs;
 use crate::ingest::Sources;
 use crate::pipeline::registry::Registry;
 use crate::pipeline::{Pipeline, cron};
+use crate::server::listener::{self, ConnectionCounters};
 use crate::server::{AppState, DEFAULT_MAX_BODY, Rejections, router};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     }
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
+    let pipeline_store = runtime.store().clone();
     let pipeline = Pipeline::start(runtime, registry.clone(), options)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
@@ -56,17 +58,25 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         .listen
         .or(ctx.config.server.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
-    let listener = tokio::net::TcpListener::bind(addr)
+    let bound = tokio::net::TcpListener::bind(addr)
         .await
         .and_then(|l| Ok((l.local_addr()?, l)));
-    let (local, listener) =
-        listener.map_err(|e| CommandError::input(addr, format!("cannot listen: {e}")))?;
+    let (local, socket) =
+        bound.map_err(|e| CommandError::input(addr, format!("cannot listen: {e}")))?;
+    let server_config = &ctx.config.server;
+    let mut limits = server_config.connection_limits();
+    limits.max_connections = listener::fit_to_file_limit(limits.max_connections);
+    let connections = Arc::new(ConnectionCounters::default());
     let state = Arc::new(AppState {
         pipeline: pipeline.clone(),
         sources,
         admin_token,
-        max_body: ctx.config.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        max_body: server_config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        body_timeout: server_config
+            .body_timeout
+            .unwrap_or(crate::config::ServerSection::BODY_TIMEOUT),
         rejections: Rejections::default(),
+        connections: connections.clone(),
         started: Instant::now(),
     });
     let names: Vec<String> = registry
@@ -82,18 +92,36 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     );
     let (quit, quitting) = tokio::sync::oneshot::channel::<()>();
     let stopping = pipeline.clone();
-    let server = tokio::spawn(
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown_signal() => {}
-                    _ = quitting => {}
-                }
-                // Refuse new events and runs at once, while open requests drain.
-                stopping.stop_accepting();
-            })
-            .into_future(),
-    );
+    // A failed store does not come back in this process (sled keeps failing until it is
+    // opened anew): answer "not ready" and 503 for a grace period, so load balancers and
+    // senders see it, then stop, and exit for a supervisor to start the host again.
+    let store_failed = {
+        let failures = pipeline_store.failures().clone();
+        let grace = ctx.config.pipeline_options().grace;
+        async move {
+            let e = failures.wait().await;
+            tracing::error!(
+                "the store failed ({e}): not ready; stopping in {}, to be started again once the disk can be written (nothing acknowledged is lost)",
+                humantime::format_duration(grace)
+            );
+            tokio::time::sleep(grace).await;
+        }
+    };
+    let server = tokio::spawn(listener::serve(
+        socket,
+        router(state),
+        limits,
+        connections,
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = quitting => {}
+                _ = store_failed => {}
+            }
+            // Refuse new events and runs at once, while open requests drain.
+            stopping.stop_accepting();
+        },
+    ));
     let mut code = ExitCode::SUCCESS;
     if let Some(demo) = &demo {
         let url = format!("http://{local}");
@@ -111,13 +139,17 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         }
     }
     let _ = std::io::stdout().flush();
-    let served = server
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let served = server.await;
     tracing::info!("stopping: finishing runs in flight");
     let _ = stop.send(true);
     pipeline.shutdown().await;
     served.map_err(|e| CommandError::input(local, format!("server failed: {e}")))?;
+    if let Some(e) = pipeline.store_failure() {
+        return Err(CommandError::StoreFailed {
+            path: ctx.data_dir.join("store"),
+            message: e,
+        });
+    }
     eprintln!("switchboard stopped");
     Ok(code)
 }

@@ -11,7 +11,7 @@
 //!
 //! Run ids are `<event id>.<plugin>`: one run per (event, plugin), by construction.
 
-use crate::model::{Event, Outcome};
+use crate::model::{Event, Outcome, Unconfirmed};
 use crate::runtime::RunError;
 use crate::runtime::state::LogLine;
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,10 @@ pub struct RunRecord {
     /// The error, as a sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Calls of the last attempt that may have changed a vendor and whose outcome is
+    /// unknown: to be checked by hand (the host never sends them again by itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<Unconfirmed>,
     #[serde(default)]
     pub logs: Vec<LogLine>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -159,6 +163,7 @@ impl RunRecord {
             outcome: None,
             error: None,
             reason: None,
+            unconfirmed: Vec::new(),
             logs: Vec::new(),
             logs_dropped: 0,
         }
@@ -172,10 +177,7 @@ impl RunRecord {
     }
 }
 
-/// The run id of `plugin` on `event_id`.
-pub fn run_id(event_id: &str, plugin: &str) -> String {
-    format!("{event_id}.{plugin}")
-}
+pub use crate::model::run_id;
 
 pub(crate) fn event_key(id: &str) -> Vec<u8> {
     format!("e/{id}").into_bytes()

@@ -3,7 +3,6 @@
 //! worker pool with retries, dead-lettering and replay.
 //!
 //! - [`journal`]: the records in sled (events, delivery ids, runs, the pending index);
-//! - [`commit`]: group commit, so concurrent acknowledgements share one flush;
 //! - [`queue`]: the in-memory schedule of pending runs and the concurrency limits;
 //! - [`registry`]: the plugins folder, hot reloaded;
 //! - [`cron`] and [`schedule`]: scheduled triggers.
@@ -15,7 +14,6 @@
 //! again on an event it just finished: delivery to recipes is at least once, and the
 //! record of each (event, plugin) is always exactly one.
 
-pub mod commit;
 pub mod cron;
 pub mod journal;
 pub mod queue;
@@ -24,7 +22,9 @@ pub mod schedule;
 
 use crate::model::{Event, Outcome, RecipeError, Trigger};
 use crate::runtime::{RunError, Runtime};
-use commit::{CommitError, Committer};
+use crate::store::commit::CommitError;
+use crate::store::effects::{Effect, Effects};
+use futures_util::FutureExt;
 use journal::{Accepted, Journal, JournalError, RunRecord, RunStatus, StoredEvent};
 use queue::{Next, Queue};
 use registry::Registry;
@@ -35,27 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// RFC 3339 in UTC with milliseconds: every timestamp the pipeline writes has this one
-/// shape, so they sort as strings.
-pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
+pub use crate::model::{now_ms, rfc3339};
 
 /// What to do at start about cron fires missed while the host was down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -140,6 +120,8 @@ pub enum PipelineError {
     NotFinished { id: String, status: &'static str },
     #[error("the host is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// An event on its way in, before it has an id.
@@ -186,13 +168,15 @@ pub struct RunFilter {
     /// RFC 3339 bounds on `created_at`.
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Only runs with (true) or without (false) unconfirmed calls.
+    pub unconfirmed: Option<bool>,
     pub limit: usize,
 }
 
 /// The pipeline.
 pub struct Pipeline {
     journal: Journal,
-    committer: Committer,
+    effects: Effects,
     registry: Arc<Registry>,
     runtime: Arc<Runtime>,
     options: PipelineOptions,
@@ -213,6 +197,7 @@ impl Pipeline {
     ) -> Result<Arc<Self>, PipelineError> {
         let db = runtime.store().db();
         let journal = Journal::new(db.clone())?;
+        let effects = runtime.store().effects()?;
         let queue = Queue::new(
             options.workers,
             options.per_plugin,
@@ -220,7 +205,7 @@ impl Pipeline {
         );
         let pipeline = Arc::new(Pipeline {
             journal,
-            committer: Committer::start(db),
+            effects,
             registry,
             runtime,
             options,
@@ -297,6 +282,18 @@ impl Pipeline {
         self.queue.counts()
     }
 
+    /// Report a store I/O error behind a journal error (readiness answers from it).
+    fn note(&self, e: &JournalError) {
+        if let JournalError::Sled(e) = e {
+            self.runtime.store().failures().report(e);
+        }
+    }
+
+    /// The store's I/O failure, if it has failed.
+    pub fn store_failure(&self) -> Option<String> {
+        self.runtime.store().failure()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -355,7 +352,10 @@ impl Pipeline {
             },
         };
         let window = self.options.dedup_window.as_millis() as i64;
-        let accepted = self.journal.accept(&stored, &plugins, now, window)?;
+        let accepted = self
+            .journal
+            .accept(&stored, &plugins, now, window)
+            .inspect_err(|e| self.note(e))?;
         // Flush and queue in a task of its own: if the caller goes away (a client that
         // disconnects), the runs it journaled are still queued.
         let queued: Vec<(String, String)> = match &accepted {
@@ -388,6 +388,11 @@ impl Pipeline {
         })
     }
 
+    /// The effect journal of a run: every call that may change a vendor, in order.
+    pub fn effects(&self, run: &str) -> Result<Vec<Effect>, PipelineError> {
+        Ok(self.effects.of_run(run)?)
+    }
+
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, PipelineError> {
         let limit = if filter.limit == 0 { 100 } else { filter.limit };
@@ -398,6 +403,9 @@ impl Pipeline {
                     && filter.event_id.as_ref().is_none_or(|e| &r.event_id == e)
                     && filter.since.as_ref().is_none_or(|t| &r.created_at >= t)
                     && filter.until.as_ref().is_none_or(|t| &r.created_at < t)
+                    && filter
+                        .unconfirmed
+                        .is_none_or(|u| u != r.unconfirmed.is_empty())
             },
             limit,
         )?)
@@ -430,15 +438,30 @@ impl Pipeline {
             }
         }
         let _queue = QueueOnDrop(&self.queue, runs, due);
-        let committer = self.committer.clone();
-        tokio::spawn(async move { committer.commit().await })
+        let store = self.runtime.store().clone();
+        tokio::spawn(async move { store.commit().await })
             .await
             .unwrap_or_else(|e| Err(CommitError(e.to_string())))?;
         Ok(())
     }
 
-    /// Queue a finished run again, from its first attempt; a deferred run, now.
-    pub async fn replay(&self, id: &str) -> Result<RunRecord, PipelineError> {
+    /// Queue a finished run again, from its first attempt; a deferred run, now. Calls the run
+    /// made that took effect are answered from the effect journal, not sent again; with
+    /// `resend_unconfirmed`, calls whose outcome is unknown are forgotten first and sent
+    /// again (an operator checked that they did not take effect).
+    pub async fn replay(
+        &self,
+        id: &str,
+        resend_unconfirmed: bool,
+    ) -> Result<RunRecord, PipelineError> {
+        if resend_unconfirmed {
+            // Only a finished run: forgetting calls under a running attempt changes nothing.
+            let run = self.run(id)?;
+            if run.status.is_terminal() {
+                let forgotten = self.effects.forget_unconfirmed(id)?;
+                tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
+            }
+        }
         let run = self.requeue(id)?;
         self.commit_then_queue(vec![(run.plugin.clone(), run.id.clone())], now_ms())
             .await?;
@@ -555,8 +578,21 @@ impl Pipeline {
                 Next::Run(plugin, run_id) => {
                     let pipeline = self.clone();
                     tokio::spawn(async move {
-                        let retry = pipeline.execute(&run_id).await;
-                        pipeline.queue.finish(&plugin, &run_id);
+                        // The slot is given back however the attempt ends, a panic included.
+                        let slot = Slot {
+                            queue: &pipeline.queue,
+                            plugin: &plugin,
+                            run_id: &run_id,
+                        };
+                        let attempt = std::panic::AssertUnwindSafe(pipeline.execute(&run_id));
+                        let retry = match attempt.catch_unwind().await {
+                            Ok(retry) => retry,
+                            Err(panic) => {
+                                pipeline.fail_after_panic(&run_id, &*panic);
+                                None
+                            }
+                        };
+                        drop(slot);
                         if let Some(due) = retry
                             && !pipeline.is_stopping()
                         {
@@ -574,12 +610,48 @@ impl Pipeline {
         }
     }
 
+    /// End a run whose attempt panicked in host code: failed, with the panic's message.
+    fn fail_after_panic(&self, run_id: &str, panic: &(dyn std::any::Any + Send)) {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(run = %run_id, panic = %message.escape_debug(), "host code panicked during a run");
+        let recorded = self.journal.run(run_id).map(|run| {
+            let mut run = run?;
+            let now = rfc3339(now_ms());
+            let error = RunError::HostPanic { message };
+            run.status = RunStatus::Failed;
+            run.reason = Some(error.to_string());
+            run.error = Some(error);
+            run.outcome = None;
+            run.finished_at = Some(now.clone());
+            run.updated_at = now;
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            Some(run)
+        });
+        match recorded {
+            Ok(Some(run)) => {
+                if let Err(e) = self.journal.put_run(&run, None) {
+                    tracing::error!(run = %run_id, "recording the panicked run failed: {e}");
+                }
+                let _ = self.finished.send(run);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(run = %run_id, "reading the panicked run failed: {e}"),
+        }
+    }
+
     /// One attempt of one run; returns the due time of its retry, if it has one.
     async fn execute(&self, run_id: &str) -> Option<i64> {
         match self.attempt(run_id).await {
             Ok(retry) => retry,
             Err(e) => {
                 tracing::error!(run = %run_id, "run could not be recorded: {e}");
+                if let PipelineError::Journal(e) = &e {
+                    self.note(e);
+                }
                 None
             }
         }
@@ -616,6 +688,7 @@ impl Pipeline {
                 run.duration_us = Some(report.duration_us);
                 run.logs = report.logs;
                 run.logs_dropped = report.logs_dropped;
+                run.unconfirmed = report.unconfirmed;
                 match (report.outcome, report.error) {
                     (Some(o), _) => Ok(o),
                     (None, Some(e)) => Err(e),
@@ -715,6 +788,19 @@ impl Pipeline {
     }
 }
 
+/// A run's worker slot, given back to the queue when dropped.
+struct Slot<'a> {
+    queue: &'a Queue,
+    plugin: &'a str,
+    run_id: &'a str,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.queue.finish(self.plugin, self.run_id);
+    }
+}
+
 /// Deferrals are held at least a second (no busy loop on a past instant) and at most 31 days.
 const DEFER_MIN_MS: i64 = 1_000;
 const DEFER_MAX_MS: i64 = 31 * 24 * 3_600_000;
@@ -739,27 +825,9 @@ fn retry_after(error: &RunError) -> Option<u64> {
     }
 }
 
-/// `pattern` with `*` matching any run of characters.
+/// `pattern` with `*` matching any run of characters (and `?` any one character).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    if !text.ends_with(last) {
-        return false;
-    }
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
+    wildmatch::WildMatch::new(pattern).matches(text)
 }
 
 #[cfg(test)]
@@ -776,12 +844,9 @@ mod tests {
         assert!(!glob("job.*.started", "job.started"));
         assert!(glob("ContactUpdate", "ContactUpdate"));
         assert!(!glob("Contact", "ContactUpdate"));
-    }
-
-    #[test]
-    fn timestamps_sort_as_strings() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_768_435_200_123), "2026-01-15T00:00:00.123Z");
-        assert!(rfc3339(999) < rfc3339(1_000));
+        // Non-ASCII text and patterns (a hand-written matcher once sliced inside a character).
+        assert!(!glob("é*é", "éa"));
+        assert!(glob("*é", "caféé"));
+        assert!(!glob("ab*cd", "abé"));
     }
 }

@@ -16,11 +16,14 @@ pub mod output;
 pub mod plugin;
 pub mod state;
 
-use crate::model::{Event, Outcome, RecipeError};
-use crate::store::Store;
+use crate::capabilities::RunEffects;
+use crate::model::{Event, Outcome, RecipeError, Unconfirmed, bound_text};
+use crate::store::effects::Effects;
+use crate::store::{KvQuota, Store};
 use crate::vendors::Connections;
 use bindings::types as wit;
 use cache::{ComponentCache, content_hash};
+use futures_util::FutureExt;
 use plugin::{LoadError, Plugin, PluginLimits};
 use serde::{Deserialize, Serialize};
 use state::{Grants, Level, LogLimits, LogLine, MemoryLimitExceeded, RunSetup, RunState};
@@ -49,6 +52,15 @@ pub struct RuntimeOptions {
     pub log_limits: LogLimits,
     /// Bytes of stdout, and of stderr, kept per run.
     pub output_limit: usize,
+    /// Longest outcome or error text kept from a run, in bytes; longer text is cut with a
+    /// marker saying how much was dropped.
+    pub max_outcome_bytes: usize,
+    /// Default kv quota of one recipe.
+    pub kv_quota: KvQuota,
+    /// Guest CPU time after which a run is demoted to the slow lane.
+    pub cpu_slice: Duration,
+    /// Demoted runs executing at once; 0 turns demotion off.
+    pub slow_lane: usize,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// Per-recipe overrides of the limits, by recipe name.
@@ -68,6 +80,10 @@ impl Default for RuntimeOptions {
             epoch_tick: Duration::from_millis(5),
             log_limits: LogLimits::default(),
             output_limit: 64 * 1024,
+            max_outcome_bytes: 64 * 1024,
+            kv_quota: KvQuota::default(),
+            cpu_slice: Duration::from_millis(50),
+            slow_lane: 1,
             cache_dir: None,
             overrides: BTreeMap::new(),
             settings: BTreeMap::new(),
@@ -81,6 +97,8 @@ impl Default for RuntimeOptions {
 pub struct PluginOverrides {
     pub deadline: Option<Duration>,
     pub memory_limit: Option<usize>,
+    pub kv_max_keys: Option<u64>,
+    pub kv_max_bytes: Option<u64>,
 }
 
 /// Failure to build the runtime itself.
@@ -88,6 +106,8 @@ pub struct PluginOverrides {
 pub enum RuntimeError {
     #[error("cannot configure the wasm engine: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why a run did not produce an outcome.
@@ -121,6 +141,9 @@ pub enum RunError {
     /// No plugin of that name is loaded (it was removed, or never loaded).
     #[error("no recipe named '{recipe}' is loaded")]
     NotLoaded { recipe: String },
+    /// The host itself failed during the run (a bug): the run ends, the host goes on.
+    #[error("host panic: {message}")]
+    HostPanic { message: String },
 }
 
 impl RunError {
@@ -129,9 +152,29 @@ impl RunError {
         match self {
             RunError::Recipe { error } => error.is_retryable(),
             RunError::Timeout { .. } | RunError::Instantiate { .. } => true,
-            RunError::MemoryLimit { .. } | RunError::Trap { .. } | RunError::NotLoaded { .. } => {
-                false
+            RunError::MemoryLimit { .. }
+            | RunError::Trap { .. }
+            | RunError::NotLoaded { .. }
+            | RunError::HostPanic { .. } => false,
+        }
+    }
+
+    /// Cut every text in the error to `limit` bytes.
+    pub fn bound(&mut self, limit: usize) {
+        match self {
+            RunError::Recipe { error } => error.bound(limit),
+            RunError::Trap { message, panic } => {
+                bound_text(message, limit);
+                if let Some(p) = panic {
+                    bound_text(p, limit);
+                }
             }
+            RunError::Instantiate { message } | RunError::HostPanic { message } => {
+                bound_text(message, limit)
+            }
+            RunError::Timeout { .. }
+            | RunError::MemoryLimit { .. }
+            | RunError::NotLoaded { .. } => {}
         }
     }
 }
@@ -149,6 +192,9 @@ pub struct RunReport {
     /// Log lines dropped past the run's log limits.
     #[serde(skip_serializing_if = "is_zero")]
     pub logs_dropped: usize,
+    /// Calls that may have changed a vendor, whose outcome this run does not know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<Unconfirmed>,
     pub duration_us: u64,
 }
 
@@ -213,9 +259,19 @@ pub struct Runtime {
     options: RuntimeOptions,
     store: Store,
     connections: Arc<Connections>,
+    effects: Effects,
+    fairness: Arc<Fairness>,
     cache: Option<ComponentCache>,
     compilations: Arc<AtomicU64>,
     _ticker: EpochTicker,
+}
+
+/// How runs that keep the CPU busy are kept from starving the others.
+struct Fairness {
+    /// The slow lane's turns; `None`: no demotion.
+    lane: Option<Arc<tokio::sync::Semaphore>>,
+    /// Epoch ticks of guest time before a run is demoted.
+    demote_after_ticks: u32,
 }
 
 /// Build the engine configuration shared by the runtime and the benchmarks' baseline.
@@ -248,6 +304,7 @@ pub fn engine_config(options: &RuntimeOptions) -> Config {
         .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
         .wasm_component_model(true)
         .epoch_interruption(true)
         .memory_init_cow(true)
@@ -274,12 +331,22 @@ impl Runtime {
         .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let cache = options.cache_dir.clone().map(ComponentCache::new);
         let ticker = EpochTicker::start(&engine, options.epoch_tick);
+        let effects = store.effects()?;
+        let fairness = Arc::new(Fairness {
+            lane: (options.slow_lane > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(options.slow_lane))),
+            demote_after_ticks: (options.cpu_slice.as_micros()
+                / options.epoch_tick.as_micros().max(1))
+            .max(1) as u32,
+        });
         Ok(Runtime {
             engine,
             linker,
             options,
             store,
             connections: Arc::new(connections),
+            effects,
+            fairness,
             cache,
             compilations: Arc::new(AtomicU64::new(0)),
             _ticker: ticker,
@@ -315,6 +382,10 @@ impl Runtime {
         PluginLimits {
             deadline: o.deadline.unwrap_or(self.options.deadline),
             memory_limit: o.memory_limit.unwrap_or(self.options.memory_limit),
+            kv_quota: KvQuota {
+                max_keys: o.kv_max_keys.unwrap_or(self.options.kv_quota.max_keys),
+                max_bytes: o.kv_max_bytes.unwrap_or(self.options.kv_quota.max_bytes),
+            },
         }
     }
 
@@ -388,6 +459,7 @@ impl Runtime {
         let limits = PluginLimits {
             deadline: self.options.deadline,
             memory_limit: self.options.memory_limit,
+            kv_quota: self.options.kv_quota,
         };
         let mut store = self.new_store(
             RunSetup {
@@ -401,6 +473,7 @@ impl Runtime {
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
                 deadline_at: Instant::now(),
+                effects: None,
             },
             limits.deadline,
         );
@@ -456,7 +529,7 @@ impl Runtime {
         let kv = if uses_kv {
             Some(
                 self.store
-                    .kv(&manifest.name)
+                    .kv(&manifest.name, self.limits_for(&manifest.name).kv_quota)
                     .map_err(|source| LoadError::Store {
                         path: path.to_owned(),
                         source,
@@ -523,17 +596,52 @@ impl Runtime {
         store.limiter(|s| &mut s.limiter);
         // Every epoch tick, a running guest yields to the executor so a busy recipe never
         // stalls the thread other runs share; past its deadline it traps instead.
+        //
+        // Fair CPU: a run that has used more than `cpu_slice` of guest time is demoted to the
+        // slow lane, whose few turns (`slow_lane` at once, first come first served) it must
+        // take before each further tick. However many runs spin until their deadline, they
+        // hold at most `slow_lane` threads, and intake and other recipes keep the rest. A
+        // lane turn is given back at every tick and whenever the guest calls the host (a
+        // demoted run waiting on a vendor holds no turn).
         store.set_epoch_deadline(1);
+        let fairness = self.fairness.clone();
+        let turn = Arc::new(std::sync::Mutex::new(
+            None::<tokio::sync::OwnedSemaphorePermit>,
+        ));
+        let mut ticks = 0u32;
+        let held = turn.clone();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline_at {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::YieldCustom(
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            held.lock().unwrap().take();
+            ticks = ticks.saturating_add(1);
+            match &fairness.lane {
+                Some(lane) if ticks > fairness.demote_after_ticks => {
+                    let (lane, held) = (lane.clone(), held.clone());
+                    Ok(UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(async move {
+                            if let Ok(permit) = lane.acquire_owned().await {
+                                *held.lock().unwrap() = Some(permit);
+                            }
+                        }),
+                    ))
+                }
+                _ => Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
-                ))
+                )),
             }
         });
+        if self.fairness.lane.is_some() {
+            store.call_hook(move |_, hook| {
+                if matches!(hook, wasmtime::CallHook::CallingHost) {
+                    turn.lock().unwrap().take();
+                }
+                Ok(())
+            });
+        }
         store
     }
 
@@ -554,6 +662,10 @@ impl Runtime {
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
                 deadline_at: Instant::now(),
+                effects: Some(RunEffects::new(
+                    self.effects.clone(),
+                    crate::model::run_id(&event.id, &plugin.name),
+                )),
             },
             limits.deadline,
         );
@@ -568,23 +680,45 @@ impl Runtime {
             let recipe = plugin.pre.instantiate_async(&mut store).await?;
             recipe.call_handle(&mut store, &wit_event).await
         };
+        // A panic in host code (a capability, a vendor client) ends this run, not the host.
+        let call = std::panic::AssertUnwindSafe(call).catch_unwind();
+        let limit = self.options.max_outcome_bytes;
         let result = match tokio::time::timeout(limits.deadline, call).await {
-            Ok(Ok(Ok(outcome))) => Ok(match outcome {
-                wit::Outcome::Done(s) => Outcome::Done(s),
-                wit::Outcome::Skipped(s) => Outcome::Skipped(s),
-                wit::Outcome::Deferred(d) => Outcome::Deferred {
-                    until: d.until,
-                    reason: d.reason,
-                },
+            Ok(Ok(Ok(Ok(outcome)))) => Ok(match outcome {
+                wit::Outcome::Done(mut s) => {
+                    bound_text(&mut s, limit);
+                    Outcome::Done(s)
+                }
+                wit::Outcome::Skipped(mut s) => {
+                    bound_text(&mut s, limit);
+                    Outcome::Skipped(s)
+                }
+                wit::Outcome::Deferred(mut d) => {
+                    bound_text(&mut d.until, 64);
+                    bound_text(&mut d.reason, limit);
+                    Outcome::Deferred {
+                        until: d.until,
+                        reason: d.reason,
+                    }
+                }
             }),
-            Ok(Ok(Err(error))) => Err(RunError::Recipe {
+            Ok(Ok(Ok(Err(error)))) => Err(RunError::Recipe {
                 error: error.into(),
             }),
-            Ok(Err(e)) => Err(classify(e, limits, &store.data().stderr)),
+            Ok(Ok(Err(e))) => Err(classify(e, limits, &store.data().stderr)),
+            Ok(Err(panic)) => {
+                let message = panic_message(&*panic);
+                tracing::error!(recipe = %plugin.name, event = %event.id, panic = %message.escape_debug(), "host code panicked during a run");
+                Err(RunError::HostPanic { message })
+            }
             Err(_elapsed) => Err(RunError::Timeout {
                 deadline_ms: limits.deadline.as_millis() as u64,
             }),
         };
+        let result = result.map_err(|mut e| {
+            e.bound(limit);
+            e
+        });
         let mut state = store.into_data();
         for (stream, output, level) in [
             ("stdout", state.stdout.clone(), Level::Info),
@@ -607,7 +741,12 @@ impl Runtime {
             }
         }
         if let Err(error) = &result {
-            tracing::warn!(recipe = %plugin.name, event = %event.id, %error, "run failed");
+            let mut text = error.to_string();
+            bound_text(&mut text, 1024);
+            tracing::warn!(recipe = %plugin.name, event = %event.id, error = %text.escape_debug(), "run failed");
+        }
+        if state.log.not_copied > 0 {
+            tracing::info!(recipe = %plugin.name, event = %event.id, lines = state.log.not_copied, "log lines of the run not copied to the host log (per-run budget); they are in the run's log");
         }
         let (outcome, error) = match result {
             Ok(o) => (Some(o), None),
@@ -620,9 +759,35 @@ impl Runtime {
             error,
             logs: state.log.lines,
             logs_dropped: state.log.dropped,
+            unconfirmed: state.effects.map(|fx| fx.unconfirmed).unwrap_or_default(),
             duration_us: started.elapsed().as_micros() as u64,
         }
     }
+}
+
+/// Guest frames kept in a trap's backtrace.
+const BACKTRACE_FRAMES: usize = 1024;
+
+/// Whether a backtrace shows a recursion: deep, or one function repeated at the top.
+fn recursing(backtrace: &wasmtime::WasmBacktrace) -> bool {
+    let frames = backtrace.frames();
+    let Some(top) = frames.first() else {
+        return false;
+    };
+    let repeated = frames
+        .iter()
+        .take_while(|f| f.func_index() == top.func_index())
+        .count();
+    frames.len() >= BACKTRACE_FRAMES - 24 || repeated >= 16
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Turn a wasmtime error from instantiating or calling a guest into a [`RunError`].
@@ -641,6 +806,25 @@ fn classify(
         Some(Trap::Interrupt) => RunError::Timeout {
             deadline_ms: limits.deadline.as_millis() as u64,
         },
+        Some(Trap::StackOverflow) => RunError::Trap {
+            message: "stack overflow: the recipe's call stack is exhausted (deep or endless recursion)"
+                .into(),
+            panic: None,
+        },
+        // Rust keeps a shadow stack in linear memory, below the data: overflowing it reads
+        // out of bounds. A recursion at that moment (a deep guest backtrace, or its innermost
+        // frames all one function) tells it apart from a plain bug.
+        Some(Trap::MemoryOutOfBounds)
+            if error
+                .downcast_ref::<wasmtime::WasmBacktrace>()
+                .is_some_and(recursing) =>
+        {
+            RunError::Trap {
+                message: "stack overflow: out of bounds memory access deep in a recursion (the recipe's stack is exhausted)"
+                    .into(),
+                panic: None,
+            }
+        }
         Some(trap) => {
             let (text, _) = stderr.contents();
             let panic = text.find("panicked at").map(|i| {

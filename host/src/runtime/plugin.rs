@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The world every recipe must target.
-pub const RECIPE_WORLD: &str = "switchboard:recipes/recipe@0.1.0";
+pub const RECIPE_WORLD: &str = "switchboard:recipes/recipe@0.2.0";
 
 /// Why a plugin file was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,8 @@ pub struct PluginLimits {
     pub deadline: Duration,
     /// Largest linear memory, in bytes.
     pub memory_limit: usize,
+    /// What its kv may hold.
+    pub kv_quota: crate::store::KvQuota,
 }
 
 /// A recipe ready to run: compile once, instantiate per event.
@@ -83,7 +85,7 @@ pub struct Plugin {
     /// SHA-256 of the component's bytes.
     pub hash: String,
     pub limits: PluginLimits,
-    /// The component's imports, as WIT names (e.g. `switchboard:recipes/kv@0.1.0`).
+    /// The component's imports, as WIT names (e.g. `switchboard:recipes/kv@0.2.0`).
     pub imports: Vec<String>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) kv: Option<Kv>,

@@ -1,6 +1,7 @@
 //! Per-run state: what one `Store` holds while a recipe handles one event.
 
 use super::output::CapturedOutput;
+use crate::capabilities::RunEffects;
 use crate::model::{Capability, Manifest, RecipeError};
 use crate::store::Kv;
 use crate::vendors::Connections;
@@ -54,8 +55,14 @@ pub struct LogLine {
 /// Limits on what one run may log.
 #[derive(Debug, Clone, Copy)]
 pub struct LogLimits {
+    /// Lines kept in the run's log.
     pub max_lines: usize,
+    /// Bytes kept in the run's log.
     pub max_bytes: usize,
+    /// Of the lines kept, how many are also copied to the host's own log.
+    pub host_lines: usize,
+    /// And how many bytes of them.
+    pub host_bytes: usize,
 }
 
 impl Default for LogLimits {
@@ -63,6 +70,8 @@ impl Default for LogLimits {
         LogLimits {
             max_lines: 1000,
             max_bytes: 256 * 1024,
+            host_lines: 50,
+            host_bytes: 16 * 1024,
         }
     }
 }
@@ -74,6 +83,20 @@ pub struct RunLog {
     bytes: usize,
     pub lines: Vec<LogLine>,
     pub dropped: usize,
+    /// Lines and bytes copied to the host's log so far.
+    host_lines: usize,
+    host_bytes: usize,
+    /// Kept lines not copied to the host's log (its budget was spent).
+    pub not_copied: usize,
+}
+
+fn line_size(line: &LogLine) -> usize {
+    line.message.len()
+        + line
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 impl RunLog {
@@ -84,19 +107,29 @@ impl RunLog {
         }
     }
 
-    pub fn push(&mut self, line: LogLine) {
-        let size = line.message.len()
-            + line
-                .fields
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>();
+    /// Keep `line` if the run's log has room; returns whether it did.
+    pub fn push(&mut self, line: LogLine) -> bool {
+        let size = line_size(&line);
         if self.lines.len() >= self.limits.max_lines || self.bytes + size > self.limits.max_bytes {
             self.dropped += 1;
-            return;
+            return false;
         }
         self.bytes += size;
         self.lines.push(line);
+        true
+    }
+
+    /// Whether a kept line of `size` bytes may also go to the host's log (counted if not).
+    fn copy_to_host(&mut self, size: usize) -> bool {
+        if self.host_lines >= self.limits.host_lines
+            || self.host_bytes + size > self.limits.host_bytes
+        {
+            self.not_copied += 1;
+            return false;
+        }
+        self.host_lines += 1;
+        self.host_bytes += size;
+        true
     }
 }
 
@@ -165,6 +198,8 @@ pub struct RunState {
     pub(crate) stderr: CapturedOutput,
     /// When the run must be over; host calls pass it to vendors so retries stop in time.
     pub(crate) deadline_at: std::time::Instant,
+    /// The effect journal of this run; `None` where nothing is journaled (loading).
+    pub(crate) effects: Option<RunEffects>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -181,6 +216,7 @@ pub struct RunSetup {
     pub log_limits: LogLimits,
     pub output_limit: usize,
     pub deadline_at: std::time::Instant,
+    pub effects: Option<RunEffects>,
 }
 
 impl RunState {
@@ -208,13 +244,34 @@ impl RunState {
             stdout,
             stderr,
             deadline_at: setup.deadline_at,
+            effects: setup.effects,
             wasi,
             table: ResourceTable::new(),
         }
     }
 
-    /// Append to the run's log and mirror it to the host's tracing.
+    /// Append to the run's log and, within the run's budget for it, to the host's log
+    /// (escaped: a recipe cannot forge a host log line).
     pub fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let line = LogLine {
+            level,
+            message,
+            fields,
+        };
+        let size = line_size(&line);
+        let enabled = match level {
+            Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !self.log.push(line) || !enabled || !self.log.copy_to_host(size) {
+            return;
+        }
+        let kept = self.log.lines.last().expect("just pushed");
+        let message = kept.message.escape_debug().to_string();
+        let fields = &kept.fields;
         let recipe = &*self.recipe;
         let event = &self.event_id;
         match level {
@@ -224,11 +281,6 @@ impl RunState {
             Level::Warn => tracing::warn!(recipe, event, ?fields, "{message}"),
             Level::Error => tracing::error!(recipe, event, ?fields, "{message}"),
         }
-        self.log.push(LogLine {
-            level,
-            message,
-            fields,
-        });
     }
 
     /// Check that the recipe declared `capability` (and `connection`, when the call names one).

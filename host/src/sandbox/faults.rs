@@ -29,9 +29,16 @@ pub struct Faults {
     pub status: Option<u16>,
     /// `Retry-After` seconds on 429s (default 1).
     pub retry_after: Option<u64>,
-    /// Break the connection of the next `drop_next` requests mid-answer.
+    /// Break the connection of the next `drop_next` requests mid-answer, before the vendor
+    /// does anything.
     #[serde(default)]
     pub drop_next: u32,
+    /// Do what the next `drop_after_next` requests ask, then break the connection before the
+    /// answer: the client cannot know that it took effect.
+    #[serde(default)]
+    pub drop_after_next: u32,
+    /// Only requests whose path (under the vendor's prefix) starts with this; default all.
+    pub path: Option<String>,
 }
 
 /// A response body that fails as soon as it is read: the connection breaks.
@@ -64,13 +71,19 @@ pub async fn inject(
         .unwrap()
         .entry(vendor.to_string())
         .or_default() += 1;
-    let (latency, fail, status, retry_after, drop) = {
+    let path = request.uri().path().to_string();
+    let (latency, fail, status, retry_after, drop, drop_after) = {
         let mut faults = state.faults.lock().unwrap();
-        match faults.get_mut(vendor) {
-            None => (0, false, 500, 1, false),
+        let applies = |f: &Faults| f.path.as_ref().is_none_or(|p| path.starts_with(p.as_str()));
+        match faults.get_mut(vendor).filter(|f| applies(f)) {
+            None => (0, false, 500, 1, false, false),
             Some(f) => {
                 let drop = f.drop_next > 0;
                 f.drop_next = f.drop_next.saturating_sub(1);
+                let drop_after = !drop && f.drop_after_next > 0;
+                if drop_after {
+                    f.drop_after_next -= 1;
+                }
                 let fail = if f.fail_next > 0 {
                     f.fail_next -= 1;
                     true
@@ -83,6 +96,7 @@ pub async fn inject(
                     f.status.unwrap_or(500),
                     f.retry_after.unwrap_or(1),
                     drop,
+                    drop_after,
                 )
             }
         }
@@ -91,6 +105,11 @@ pub async fn inject(
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if drop {
+        return Response::new(axum::body::Body::new(Broken));
+    }
+    if drop_after {
+        // The vendor does it; its answer never arrives.
+        let _ = record(&state, vendor, request, next).await;
         return Response::new(axum::body::Body::new(Broken));
     }
     if fail {

@@ -92,6 +92,15 @@ impl SandboxState {
 }
 
 impl SandboxState {
+    /// Set what `vendor` gets wrong from now on (as `PUT /_sandbox/faults/<vendor>` does);
+    /// `Faults::default()` clears it.
+    pub fn set_faults(&self, vendor: &str, faults: Faults) {
+        self.faults
+            .lock()
+            .unwrap()
+            .insert(vendor.to_string(), faults);
+    }
+
     /// The requests `vendor` answered (not faulted ones), oldest first.
     pub fn exchanges(&self, vendor: &str) -> Vec<Exchange> {
         self.exchanges

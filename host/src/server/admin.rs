@@ -5,9 +5,9 @@
 //! | `GET /admin/health`                    | liveness, counts, counters                  |
 //! | `GET /admin/ready`                     | 200 when serving, 503 when shutting down    |
 //! | `GET /admin/plugins`                   | loaded plugins with manifests; load errors  |
-//! | `GET /admin/runs?plugin&status&since&until&event&limit` | runs, newest first |
-//! | `GET /admin/runs/{id}`                 | a run with its logs, and its event          |
-//! | `POST /admin/runs/{id}/replay`         | queue a finished run again                  |
+//! | `GET /admin/runs?plugin&status&since&until&event&unconfirmed&limit` | runs, newest first |
+//! | `GET /admin/runs/{id}`                 | a run with its logs, its event and its effect journal |
+//! | `POST /admin/runs/{id}/replay?resend_unconfirmed` | queue a finished run again      |
 //! | `POST /admin/plugins/{name}/replay?status=failed,dead` | replay a plugin's runs     |
 //! | `POST /admin/trigger`                  | a manual event: `{plugin?, source?, kind, payload?, wait?}` |
 
@@ -36,7 +36,8 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/runs/{id}", get(run))
         .route("/admin/runs/{id}/replay", post(replay))
         .route("/admin/trigger", post(trigger))
-        .layer(middleware::from_fn_with_state(state, authorize))
+        // On matched routes only: any other path is a 404, not a request for a token.
+        .route_layer(middleware::from_fn_with_state(state, authorize))
 }
 
 /// Refuse any request without the bearer token (compared in constant time).
@@ -79,7 +80,7 @@ fn pipeline_error(e: PipelineError) -> Response {
         PipelineError::NoRun(_) | PipelineError::NoPlugin(_) => StatusCode::NOT_FOUND,
         PipelineError::NotFinished { .. } => StatusCode::CONFLICT,
         PipelineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        PipelineError::Journal(_) | PipelineError::Commit(_) => {
+        PipelineError::Journal(_) | PipelineError::Commit(_) | PipelineError::Store(_) => {
             tracing::error!("admin request failed: {e}");
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -89,8 +90,18 @@ fn pipeline_error(e: PipelineError) -> Response {
 
 async fn health(State(app): State<Arc<AppState>>) -> Response {
     let (queued, running) = app.pipeline.load();
+    let store = app.pipeline.store_failure();
+    let status = match (&store, app.pipeline.is_stopping()) {
+        (Some(_), _) => "failing",
+        (None, true) => "stopping",
+        (None, false) => "ok",
+    };
     Json(json!({
-        "status": if app.pipeline.is_stopping() { "stopping" } else { "ok" },
+        "status": status,
+        "store": match &store {
+            Some(e) => json!({ "ok": false, "error": e }),
+            None => json!({ "ok": true }),
+        },
         "uptime_s": app.started.elapsed().as_secs(),
         "plugins": app.pipeline.registry().current().len(),
         "plugin_errors": app.pipeline.registry().errors().len(),
@@ -98,15 +109,20 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         "running": running,
         "counters": &app.pipeline.counters,
         "rejected": &app.rejections,
+        "connections": &*app.connections,
     }))
     .into_response()
 }
 
 async fn ready(State(app): State<Arc<AppState>>) -> Response {
-    if app.pipeline.is_stopping() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    match super::not_ready(&app) {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": reason })),
+        )
+            .into_response(),
+        None => Json(json!({ "ready": true })).into_response(),
     }
-    Json(json!({ "ready": true })).into_response()
 }
 
 async fn plugins(State(app): State<Arc<AppState>>) -> Response {
@@ -133,6 +149,8 @@ struct RunsQuery {
     event: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// Only runs with (`true`) or without (`false`) unconfirmed calls.
+    unconfirmed: Option<bool>,
     limit: Option<usize>,
 }
 
@@ -177,6 +195,7 @@ async fn runs(
                 .as_deref()
                 .map(|t| parse_time("until", t))
                 .transpose()?,
+            unconfirmed: q.unconfirmed,
             limit: q.limit.unwrap_or(100).min(10_000),
         })
     })();
@@ -206,11 +225,31 @@ async fn run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Respon
         Err(e) => return pipeline_error(e),
     };
     let event = app.pipeline.event(&run.event_id).ok().flatten();
-    Json(json!({ "run": run, "event": event })).into_response()
+    let effects = match app.pipeline.effects(&run.id) {
+        Ok(effects) => effects,
+        Err(e) => return pipeline_error(e),
+    };
+    Json(json!({ "run": run, "event": event, "effects": effects })).into_response()
 }
 
-async fn replay(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match app.pipeline.replay(&id).await {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayOneQuery {
+    /// Forget the run's unconfirmed calls first, so the replay sends them again.
+    #[serde(default)]
+    resend_unconfirmed: bool,
+}
+
+async fn replay(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: Result<Query<ReplayOneQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match app.pipeline.replay(&id, q.resend_unconfirmed).await {
         Ok(run) => (StatusCode::ACCEPTED, Json(json!({ "run": run }))).into_response(),
         Err(e) => pipeline_error(e),
     }

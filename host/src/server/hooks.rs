@@ -1,52 +1,81 @@
 //! `POST /hooks/<source>`: verify, journal durably, acknowledge.
+//!
+//! Nothing is read before it is worth reading: an unknown source is refused before its body,
+//! a `Content-Length` over the limit is answered 413 at once, and a body must arrive within
+//! `body_timeout`.
 
-use super::{AppState, error};
+use super::{AppState, error, printable};
 use crate::ingest::{Received, Refusal};
 use crate::pipeline::PipelineError;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub(super) async fn receive(
     State(app): State<Arc<AppState>>,
     Path(source): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let counters = &app.rejections;
+    let shown = printable(&source);
+    if let Some(e) = app.pipeline.store_failure() {
+        return unavailable(&format!("the store failed ({e}); deliver again later"));
+    }
     if app.sources.get(&source).is_none() {
         counters.unknown_source.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%source, "webhook refused: unknown source");
-        // The configured names go to the log, not to whoever asked.
-        tracing::debug!(configured = ?app.sources.names().collect::<Vec<_>>(), "sources");
+        tracing::warn!(source = %shown, "webhook refused: unknown source");
         return error(StatusCode::NOT_FOUND, format!("unknown source '{source}'"));
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            counters.too_large.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%source, limit = app.max_body, "webhook refused: body too large");
+    let (parts, body) = request.into_parts();
+    let too_large = || {
+        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(source = %shown, limit = app.max_body, "webhook refused: body too large");
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the {} byte limit", app.max_body),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        return too_large();
+    }
+    let read = Limited::new(body, app.max_body).collect();
+    let body = match tokio::time::timeout(app.body_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+        Ok(Err(e)) => {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(source = %shown, "webhook refused: reading the body failed: {e}");
             return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body is larger than the {} byte limit", app.max_body),
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {e}"),
             );
         }
-        Err(rejection) => {
-            counters.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%source, "webhook refused: {rejection}");
-            return error(StatusCode::BAD_REQUEST, rejection.body_text());
+        Err(_) => {
+            counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(source = %shown, timeout = ?app.body_timeout, "webhook refused: body too slow");
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}",
+                    humantime::format_duration(app.body_timeout)
+                ),
+            );
         }
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let incoming = match app.sources.receive(&source, &headers, &body, now) {
+    let incoming = match app.sources.receive(&source, &parts.headers, &body, now) {
         Ok(Received::Event(incoming)) => incoming,
         Ok(Received::Ping) => {
-            tracing::info!(%source, "webhook setup ping acknowledged");
+            tracing::info!(source = %shown, "webhook setup ping acknowledged");
             return (StatusCode::OK, Json(serde_json::json!({ "ping": true }))).into_response();
         }
         Err(refusal) => {
@@ -56,23 +85,32 @@ pub(super) async fn receive(
                 Refusal::Malformed(_) => &counters.malformed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%source, "webhook refused: {refusal}");
+            tracing::warn!(source = %shown, "webhook refused: {}", printable(&refusal.to_string()));
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
             return error(status, refusal.to_string());
         }
     };
     match app.pipeline.ingest(incoming, None).await {
         Ok(ack) => (StatusCode::ACCEPTED, Json(ack)).into_response(),
-        Err(PipelineError::ShuttingDown) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down; deliver again later",
-        ),
+        Err(PipelineError::ShuttingDown) => unavailable("shutting down; deliver again later"),
         Err(e) => {
-            tracing::error!(%source, "webhook could not be stored: {e}");
+            tracing::error!(source = %shown, "webhook could not be stored: {e}");
+            if let Some(e) = app.pipeline.store_failure() {
+                return unavailable(&format!("the store failed ({e}); deliver again later"));
+            }
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not store the event",
             )
         }
     }
+}
+
+/// 503 with a `Retry-After`: not stored, the sender should deliver it again.
+fn unavailable(message: &str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+    response
 }

@@ -3,12 +3,12 @@
 
 mod admin;
 mod hooks;
+pub mod listener;
 
 use crate::ingest::Sources;
 use crate::pipeline::Pipeline;
 use crate::secrets::Secret;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct Rejections {
     pub unauthorized: AtomicU64,
     /// 404: no such source.
     pub unknown_source: AtomicU64,
+    /// 408: the body did not arrive within `body_timeout`.
+    pub timed_out: AtomicU64,
 }
 
 /// What the handlers share.
@@ -39,16 +41,57 @@ pub struct AppState {
     /// `None`: the admin API refuses every request.
     pub admin_token: Option<Secret>,
     pub max_body: usize,
+    /// How long a webhook's body may take to arrive.
+    pub body_timeout: std::time::Duration,
     pub rejections: Rejections,
+    pub connections: Arc<listener::ConnectionCounters>,
     pub started: Instant,
 }
 
 /// The whole HTTP app.
 pub fn router(state: Arc<AppState>) -> Router {
-    let hooks = Router::new()
-        .route("/hooks/{source}", axum::routing::post(hooks::receive))
-        .layer(DefaultBodyLimit::max(state.max_body));
-    hooks.merge(admin::router(state.clone())).with_state(state)
+    let hooks = Router::new().route("/hooks/{source}", axum::routing::post(hooks::receive));
+    hooks
+        .merge(admin::router(state.clone()))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .with_state(state)
+}
+
+/// Why the host cannot take work now, if it cannot: the store failed, or it is stopping.
+pub(crate) fn not_ready(app: &AppState) -> Option<String> {
+    if let Some(e) = app.pipeline.store_failure() {
+        return Some(format!("the store failed: {e}"));
+    }
+    app.pipeline
+        .is_stopping()
+        .then(|| "shutting down".to_string())
+}
+
+/// A handler panicked: answer 500 (the server stays up) and say so in the log.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = %printable(message), "a request handler panicked");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+/// Text from a client, fit for a log line: control characters and quotes escaped (a `\n` in
+/// a source name cannot forge a line, an escape sequence cannot reach a terminal), cut at
+/// 200 characters.
+pub fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(200).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// A JSON error body: `{"error": "..."}`.
@@ -58,4 +101,14 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
         axum::Json(serde_json::json!({ "error": message.into() })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_what_could_forge_a_log_line() {
+        assert_eq!(super::printable("forms"), "forms");
+        assert_eq!(super::printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(super::printable(&"x".repeat(300)).len(), 203);
+    }
 }

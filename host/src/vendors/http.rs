@@ -295,7 +295,10 @@ impl VendorHttp {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, request))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -310,7 +313,7 @@ impl VendorHttp {
         let body = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(e))?
+            .map_err(|e| self.transport_error(e, request))?
             .to_vec();
         Ok(Response {
             status,
@@ -319,7 +322,22 @@ impl VendorHttp {
         })
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> RecipeError {
+    /// The error a failed exchange means. A request that may have reached the vendor (the
+    /// connection broke or timed out after connecting) and is not safe to send twice is
+    /// `unknown-outcome`: it may have taken effect, and nobody should send it again blindly.
+    fn transport_error(&self, e: reqwest::Error, request: &Request) -> RecipeError {
+        let detail = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| e.to_string());
+        if !e.is_connect() && !request.retry {
+            let what = if e.is_timeout() { "timed out" } else { "broke" };
+            return RecipeError::UnknownOutcome {
+                message: self.redactor.redact(&format!(
+                    "{} {} to {}: the connection {what} after the request was sent, so it may have taken effect ({detail})",
+                    request.method, request.path, self.vendor
+                )),
+            };
+        }
         if e.is_timeout() {
             return RecipeError::Timeout;
         }
@@ -332,11 +350,8 @@ impl VendorHttp {
         RecipeError::Upstream {
             status: StatusCode::BAD_GATEWAY.as_u16(),
             message: self.redactor.redact(&format!(
-                "could not reach {}: {reason} ({})",
-                self.vendor,
-                std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| e.to_string())
+                "could not reach {}: {reason} ({detail})",
+                self.vendor
             )),
         }
     }

@@ -30,7 +30,7 @@ pub struct Call {
 }
 
 /// A raw request through a connection; `path` is relative to the vendor's base URL.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HttpRequest {
     pub method: String,
     pub path: String,
@@ -40,7 +40,7 @@ pub struct HttpRequest {
 }
 
 /// The vendor's answer to an [`HttpRequest`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -59,6 +59,13 @@ fn unsupported<T>(vendor: &str, operation: &str) -> Result<T, RecipeError> {
 pub trait Connector: Send + Sync + 'static {
     /// The vendor's name, e.g. `gohighlevel`.
     fn vendor(&self) -> &str;
+
+    /// Whether the vendor deduplicates `call` (e.g. `leads.create`) itself, so sending it
+    /// twice is harmless: such calls are resent on a retry instead of being journaled.
+    fn dedupes(&self, call: &str) -> bool {
+        let _ = call;
+        false
+    }
 
     /// Call the vendor's cheapest authenticated endpoint; `Ok` says what answered.
     async fn check(&self, call: &Call) -> Result<String, RecipeError> {

@@ -131,6 +131,11 @@ impl Connector for PocketBoss {
         raw_http(&self.http, call, request).await
     }
 
+    /// PocketBoss merges a lead into the one with the same email, then phone.
+    fn dedupes(&self, call: &str) -> bool {
+        call == "leads.create"
+    }
+
     async fn leads_create(&self, call: &Call, l: &Lead) -> Result<(Lead, bool), RecipeError> {
         let c = l.contact.as_ref().ok_or_else(|| {
             RecipeError::invalid("contact", "PocketBoss leads carry the person's details")

@@ -607,35 +607,11 @@ impl Connector for WelcomeHome {
         self.use_cursor(call, cursor).await?;
         let (path, query) = cursor.split_once('?').unwrap_or((cursor, ""));
         let mut r = Request::new(Method::GET, path);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            r.query.push((decode(k), decode(v)));
-        }
+        r.query = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
         self.export_page(call, r).await
     }
-}
-
-/// Percent-decode a query component.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -654,6 +630,14 @@ mod tests {
         let (cols, rows) = parse_csv(b"id,name\n1,\"Smith, Ann\"\n2,Bob\n").unwrap();
         assert_eq!(cols, ["id", "name"]);
         assert_eq!(rows[0], ["1", "Smith, Ann"]);
-        assert_eq!(decode("a%20b+c%5B1%5D"), "a b c[1]");
+        let pairs = |q: &str| -> Vec<(String, String)> {
+            form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+        };
+        assert_eq!(
+            pairs("cursor=a%20b+c%5B1%5D"),
+            [("cursor".to_string(), "a b c[1]".to_string())]
+        );
+        // A cursor a recipe made up: a '%' before a multi-byte character decodes, never panics.
+        assert_eq!(pairs("c=%a\u{e9}")[0].1, "%a\u{e9}");
     }
 }

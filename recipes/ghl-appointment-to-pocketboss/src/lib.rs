@@ -215,9 +215,14 @@ fn job(s: &Settings, a: &Appointment) -> Result<Job> {
 
 /// Create `job` through `connection` once per GHL appointment (`kv::once`): two runs of one
 /// appointment at once (Create and Update often arrive together) cannot both create it.
-/// `None`: another run holds it.
+/// `None`: another run created it or is creating it (it records the id when it is done). A
+/// create whose outcome is unknown fails the run (shown unconfirmed), and is never resent.
 fn create_once(connection: &str, appointment: &str, job: &Job) -> Result<Option<Job>> {
-    kv::once(&format!("claim/{connection}/{appointment}"), || jobs::create(connection, job))
+    let key = format!("claim/{connection}/{appointment}");
+    Ok(match kv::once(&key, || jobs::create(connection, job))? {
+        kv::Once::Done(job) => Some(job),
+        kv::Once::Before | kv::Once::Held { .. } => None,
+    })
 }
 
 /// Another run of this appointment is creating its records: run again once it is done.

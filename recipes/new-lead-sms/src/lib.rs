@@ -3,11 +3,14 @@
 //! Leads come from a cron poll of Homebase360 leads with status `new` (texted ones move to
 //! `first_contact`) and from a signed lead webhook (source `leads`, a [`leads::WebLead`]),
 //! recorded as a Homebase360 lead first. Each customer is texted once (`kv::once`); quiet
-//! hours and the 500-a-day cap defer the run: they never drop a lead.
+//! hours and the 500-a-day cap defer the run: they never drop a lead. A lead moves to
+//! `first_contact` only once its text is confirmed sent: one whose text may or may not have
+//! gone out (the connection broke after sending, the host died mid-send) stays `new` and is
+//! named as unconfirmed in the run's outcome, for someone to check.
 
 use serde::Deserialize;
 use switchboard_sdk::clock::{TimeZone, Window, after_ms};
-use switchboard_sdk::{leads::WebLead, prelude::*};
+use switchboard_sdk::{kv::Once, leads::WebLead, prelude::*};
 
 /// `[plugins.new-lead-sms.settings]`: `template` (`{first_name}` is filled in),
 /// `time_zone` (IANA, default UTC), `quiet_hours` (e.g. `"21:00-08:00"`, default none).
@@ -44,10 +47,16 @@ impl Recipe for NewLeadSms {
             "cron" => leads::list("hb", &new)?.leads,
             _ => vec![record(event.payload()?)?],
         };
-        let mut texted = 0;
+        let (mut texted, mut unconfirmed) = (0, Vec::new());
         for lead in &leads {
             match text(&s, lead) {
-                Ok(sent) => texted += u32::from(sent),
+                Ok(Texted::Sent) => texted += 1,
+                Ok(Texted::Before) => {}
+                Ok(Texted::Unconfirmed(why)) => {
+                    let id = lead.id.clone().unwrap_or_default();
+                    log::warn(&format!("lead {id}: text unconfirmed, left new: {why}"));
+                    unconfirmed.push(id);
+                }
                 Err(Error::RateLimited(ms)) => {
                     let why = format!("Homebase360 rate limit or SMS cap ({texted} sent)");
                     return Ok(Outcome::deferred(after_ms(ms.unwrap_or(3_600_000)), why));
@@ -56,8 +65,21 @@ impl Recipe for NewLeadSms {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Outcome::done(format!("texted {texted} of {} leads", leads.len())))
+        let mut summary = format!("texted {texted} of {} leads", leads.len());
+        if !unconfirmed.is_empty() {
+            summary += &format!("; text unconfirmed, left new: {}", unconfirmed.join(", "));
+        }
+        Ok(Outcome::done(summary))
     }
+}
+
+/// What became of one lead's text.
+enum Texted {
+    Sent,
+    /// Texted by an earlier run.
+    Before,
+    /// Maybe sent, maybe not: never resent by itself, and the lead stays `new`.
+    Unconfirmed(String),
 }
 
 /// Record a web lead in Homebase360, once per lead id.
@@ -71,21 +93,29 @@ fn record(web: WebLead) -> Result<Lead> {
     Ok(lead)
 }
 
-/// Text the lead's customer unless this recipe has; true if a text went out.
-fn text(s: &Settings, lead: &Lead) -> Result<bool> {
+/// Text the lead's customer unless this recipe has, and once the text is confirmed, move the
+/// lead to `first_contact`.
+fn text(s: &Settings, lead: &Lead) -> Result<Texted> {
     let (Some(id), Some(customer)) = (&lead.id, &lead.contact_id) else {
         return Err(Error::invalid("lead", "no id or customer id"));
     };
-    let key = format!("texted/{customer}");
-    let mut sent = false;
-    if kv::get_raw(&key)?.is_none() {
-        let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
-        let template = s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
-        let sms = messages::sms(customer, template.replace("{first_name}", &name));
-        sent = kv::once(&key, || messages::send("hb", &sms))?.is_some();
-    }
+    let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
+    let template = s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
+    let sms = messages::sms(customer, template.replace("{first_name}", &name));
+    let texted = match kv::once(&format!("texted/{customer}"), || messages::send("hb", &sms)) {
+        Ok(Once::Done(_)) => Texted::Sent,
+        Ok(Once::Before) => Texted::Before,
+        Ok(Once::Held { by }) => {
+            let why = format!(
+                "customer {customer} is claimed by the run of {by} (in flight, or unconfirmed)"
+            );
+            return Ok(Texted::Unconfirmed(why));
+        }
+        Err(Error::UnknownOutcome(why)) => return Ok(Texted::Unconfirmed(why)),
+        Err(e) => return Err(e),
+    };
     leads::update("hb", id, &Lead { status: Some("first_contact".into()), ..leads::empty() })?;
-    Ok(sent)
+    Ok(texted)
 }
 
 export_recipe!(NewLeadSms, settings = Settings);

@@ -283,3 +283,303 @@ async fn new_lead_sms_stops_at_the_daily_cap_and_defers_the_rest_to_tomorrow() {
     assert_eq!(texts(&sb).len(), cap);
     assert_eq!(hb_leads(&sb, "status=new").await.len(), 2);
 }
+
+/// Set Homebase360's faults in the sandbox (as `PUT /_sandbox/faults/homebase360` does).
+fn hb_faults(sb: &RunningSandbox, faults: Value) {
+    sb.state
+        .set_faults("homebase360", serde_json::from_value(faults).unwrap());
+}
+
+/// The form's Homebase360 lead, by its customer's mobile, if there is one; never two.
+async fn find_lead(sb: &RunningSandbox, mobile: &str) -> Option<Value> {
+    let customers = vendor(
+        sb,
+        "GET",
+        "homebase360",
+        &format!("/customers?phone={}", mobile.replace('+', "%2B")),
+        None,
+    )
+    .await;
+    let customer = customers["data"][0]["customerId"].as_str()?.to_string();
+    let leads = hb_leads(sb, &format!("customerId={customer}")).await;
+    assert!(leads.len() <= 1, "one Homebase360 lead per form: {leads:?}");
+    leads.first().cloned()
+}
+
+async fn lead_of(sb: &RunningSandbox, mobile: &str) -> Value {
+    find_lead(sb, mobile)
+        .await
+        .unwrap_or_else(|| panic!("no lead for {mobile}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_right_after_a_vendor_create_never_creates_it_twice() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(&sb, "cron = \"off\"");
+    // Kill the host right after Homebase360 did something the recipe asked: created the
+    // form's lead, or sent its text. Then at several delays after that, as it happens.
+    let points = [
+        ("/leads", 0),
+        ("/messages", 0),
+        ("/leads", 5),
+        ("/messages", 5),
+        ("/messages", 30),
+        ("/leads", 100),
+        ("/messages", 250),
+    ];
+    let mut host = Host::start(&config);
+    let mut events = Vec::new();
+    for (i, (path, delay)) in points.iter().enumerate() {
+        let phone = format!("+1303555{i:04}");
+        // This form's lead (its phone), or its text (its greeting).
+        let marker = if *path == "/leads" {
+            phone.clone()
+        } else {
+            format!("Hi K{i},")
+        };
+        let done = |sb: &RunningSandbox| {
+            sb.state
+                .exchanges("homebase360")
+                .iter()
+                .filter(|e| e.method == "POST" && e.path == *path && e.status < 300)
+                .filter(|e| {
+                    e.request
+                        .as_ref()
+                        .is_some_and(|r| r.to_string().contains(&marker))
+                })
+                .count()
+        };
+        let form =
+            json!({"id": format!("kill-{i}"), "first_name": format!("K{i}"), "phone": phone});
+        let (status, ack) = post_lead(&host, &format!("kill_{i}"), &form).await;
+        assert_eq!(status, 202, "{ack}");
+        events.push(ack["event_id"].as_str().unwrap().to_string());
+        let waited = std::time::Instant::now();
+        while done(&sb) == 0 {
+            assert!(
+                waited.elapsed().as_secs() < 30,
+                "no POST {path} for form {i}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
+        host.kill();
+        host = Host::start(&config);
+    }
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "every form's run", |runs| {
+            runs.len() == points.len()
+                && runs
+                    .iter()
+                    .all(|r| r["status"] == "succeeded" || r["status"] == "failed")
+        })
+        .await;
+    // Each customer was texted at most once, and each form made at most one lead.
+    let sent = texts(&sb);
+    let mut customers: Vec<&str> = sent
+        .iter()
+        .map(|t| t["customerId"].as_str().unwrap())
+        .collect();
+    customers.sort();
+    let before = customers.len();
+    customers.dedup();
+    assert_eq!(customers.len(), before, "a customer texted twice: {sent:?}");
+    for (i, event) in events.iter().enumerate() {
+        let run = runs
+            .iter()
+            .find(|r| r["event_id"] == event.as_str())
+            .unwrap();
+        let lead = find_lead(&sb, &format!("+1303555{i:04}")).await;
+        let texted = |lead: &Value| sent.iter().any(|t| t["customerId"] == lead["customerId"]);
+        if run["status"] == "failed" {
+            // Killed between journaling a create and learning its answer: the run cannot
+            // know whether it took effect, so it ends failed with the call unconfirmed, for
+            // an operator, and never creates it again.
+            assert!(
+                run["reason"].as_str().unwrap().contains("unknown outcome"),
+                "{run}"
+            );
+            assert!(!run["unconfirmed"].as_array().unwrap().is_empty(), "{run}");
+            continue;
+        }
+        let lead = lead.unwrap_or_else(|| panic!("no lead for form {i}: {run}"));
+        let summary = run["outcome"]["summary"].as_str().unwrap();
+        match lead["status"].as_str().unwrap() {
+            // A confirmed text moved the lead on.
+            "first_contact" => assert!(texted(&lead), "moved on without a text: {lead}"),
+            // A text the host could not confirm left it new, and the run says so.
+            "new" => assert!(
+                summary.contains(&format!("left new: {}", lead["leadId"].as_str().unwrap())),
+                "{run}"
+            ),
+            other => panic!("lead status {other}"),
+        }
+    }
+    assert!(!sent.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_whose_answer_is_lost_is_never_sent_twice_and_an_operator_can_resend_it() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(&sb, "cron = \"* * * * * *\"");
+    let host = Host::start(&config);
+
+    // Homebase360 sends the text, then the connection breaks before its answer.
+    hb_faults(&sb, json!({"drop_after_next": 1, "path": "/messages"}));
+    let form = json!({"id": "lost-1", "first_name": "Ada", "phone": "+13035550100"});
+    assert_eq!(post_lead(&host, "lost_1", &form).await.0, 202);
+    let runs = host
+        .wait_runs(
+            "plugin=new-lead-sms&unconfirmed=true",
+            "the unconfirmed run",
+            |runs| runs.len() == 1,
+        )
+        .await;
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let lead = lead_of(&sb, "+13035550100").await;
+    let summary = run["outcome"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!(
+            "text unconfirmed, left new: {}",
+            lead["leadId"].as_str().unwrap()
+        )),
+        "{summary}"
+    );
+    assert_eq!(run["unconfirmed"][0]["call"], "messages.send", "{run}");
+    assert_eq!(run["unconfirmed"][0]["connection"], "hb", "{run}");
+    assert_eq!(lead["status"], "new");
+    assert_eq!(texts(&sb).len(), 1);
+    // Polls go on: the lead is still new, and still not texted again.
+    let polls = |runs: &[Value]| runs.iter().filter(|r| r["source"] == "cron").count();
+    host.wait_runs(
+        "plugin=new-lead-sms&status=succeeded",
+        "three polls",
+        |runs| polls(runs) >= 3,
+    )
+    .await;
+    assert_eq!(texts(&sb).len(), 1, "texted twice");
+    assert_eq!(lead_of(&sb, "+13035550100").await["status"], "new");
+    // The operator's view.
+    let id = run["id"].as_str().unwrap();
+    let list = host.cli(&["runs", "list", "--unconfirmed"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains(id) && list.contains("[1 unconfirmed]"),
+        "{list}"
+    );
+    let show = host.cli(&["runs", "show", id]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("unconfirmed messages.send through 'hb'"),
+        "{show}"
+    );
+    assert!(
+        show.contains("messages.send through 'hb': unknown"),
+        "{show}"
+    );
+
+    // Here the connection breaks before Homebase360 did anything: the operator checks, sees
+    // no text, and replays the run sending its unconfirmed call again.
+    hb_faults(&sb, json!({"drop_next": 1, "path": "/messages"}));
+    let form = json!({"id": "lost-2", "first_name": "Bo", "phone": "+13035550111"});
+    assert_eq!(post_lead(&host, "lost_2", &form).await.0, 202);
+    let runs = host
+        .wait_runs(
+            "plugin=new-lead-sms&unconfirmed=true",
+            "the second unconfirmed run",
+            |runs| runs.len() == 2,
+        )
+        .await;
+    let bo = runs.iter().find(|r| r["id"] != run["id"]).unwrap();
+    let bo_id = bo["id"].as_str().unwrap();
+    assert_eq!(texts(&sb).len(), 1, "nothing was sent for Bo");
+    // A plain replay does not send it either: its outcome is still unknown.
+    assert_eq!(host.cli(&["runs", "replay", bo_id]).status.code(), Some(0));
+    host.wait_runs(
+        &format!("event={}", bo["event_id"].as_str().unwrap()),
+        "the replay",
+        |runs| runs[0]["replays"] == 1 && runs[0]["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(texts(&sb).len(), 1);
+    let out = host.cli(&["runs", "replay", bo_id, "--resend-unconfirmed"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = host
+        .wait_runs(
+            &format!("event={}", bo["event_id"].as_str().unwrap()),
+            "the resend",
+            |runs| runs[0]["replays"] == 2 && runs[0]["status"] == "succeeded",
+        )
+        .await;
+    assert!(replayed[0]["unconfirmed"].is_null(), "{}", replayed[0]);
+    let sent = texts(&sb);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1]["message"], "Hi Bo, we will call you soon!");
+    assert_eq!(
+        lead_of(&sb, "+13035550111").await["status"],
+        "first_contact"
+    );
+    // Replaying once more repeats nothing that took effect: the journal answers.
+    assert_eq!(host.cli(&["runs", "replay", bo_id]).status.code(), Some(0));
+    host.wait_runs(
+        &format!("event={}", bo["event_id"].as_str().unwrap()),
+        "the last replay",
+        |runs| runs[0]["replays"] == 3 && runs[0]["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(texts(&sb).len(), 2, "a replay sent a text again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_while_the_text_is_in_flight_leaves_the_lead_unconfirmed() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(&sb, "cron = \"off\"");
+    let host = Host::start(&config);
+    // Homebase360 takes its time over texts; the host dies while one is on its way.
+    hb_faults(&sb, json!({"latency_ms": 3000, "path": "/messages"}));
+    let form = json!({"id": "flight-1", "first_name": "Ada", "phone": "+13035550100"});
+    let before = sb.state.requests("homebase360");
+    assert_eq!(post_lead(&host, "flight_1", &form).await.0, 202);
+    // The lead (POST /leads), the customer (GET), then the text (POST /messages).
+    let waited = std::time::Instant::now();
+    while sb.state.requests("homebase360") < before + 3 {
+        assert!(waited.elapsed().as_secs() < 30, "the text was never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    host.kill();
+    hb_faults(&sb, json!({}));
+    let host = Host::start(&config);
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "the re-run", |runs| {
+            runs.len() == 1 && runs[0]["status"] == "succeeded"
+        })
+        .await;
+    let run = &runs[0];
+    let lead = lead_of(&sb, "+13035550100").await;
+    assert_eq!(lead["status"], "new", "moved on without a confirmed text");
+    assert!(
+        run["outcome"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "text unconfirmed, left new: {}",
+                lead["leadId"].as_str().unwrap()
+            )),
+        "{run}"
+    );
+    assert_eq!(run["unconfirmed"][0]["call"], "messages.send", "{run}");
+    assert!(
+        run["unconfirmed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before the answer came back"),
+        "{run}"
+    );
+    assert!(texts(&sb).len() <= 1);
+}

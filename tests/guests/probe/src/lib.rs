@@ -60,6 +60,41 @@ enum Op {
         page_size: u32,
     },
     Sandbox,
+    /// An outcome of `bytes` bytes.
+    Outcome {
+        bytes: usize,
+    },
+    /// An error whose message is `bytes` bytes.
+    Fail {
+        bytes: usize,
+    },
+    /// `lines` warn lines of `bytes` bytes each.
+    LogFlood {
+        lines: usize,
+        bytes: usize,
+    },
+    /// Write keys of `value_len`-byte values until kv refuses; the refusal is the outcome.
+    KvFlood {
+        value_len: usize,
+    },
+    /// Recurse `depth` deep (a stack overflow when it is too deep).
+    Recurse {
+        depth: u64,
+    },
+    /// Defer the run `ms` milliseconds.
+    Defer {
+        ms: u64,
+    },
+}
+
+/// A function that cannot be turned into a loop: each frame keeps a buffer alive.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let buffer = std::hint::black_box([depth as u8; 256]);
+    if depth == 0 {
+        return buffer[0] as u64;
+    }
+    recurse(depth - 1) + std::hint::black_box(buffer[255]) as u64
 }
 
 impl Recipe for Probe {
@@ -191,6 +226,26 @@ impl Recipe for Probe {
                     String::from_utf8_lossy(&res.body)
                 ))
             }
+            Op::Outcome { bytes } => done("o".repeat(bytes)),
+            Op::Fail { bytes } => Err(Error::other("e".repeat(bytes))),
+            Op::LogFlood { lines, bytes } => {
+                let line = "l".repeat(bytes);
+                for _ in 0..lines {
+                    log::warn(&line);
+                }
+                done(format!("logged {lines} lines"))
+            }
+            Op::KvFlood { value_len } => {
+                let value = vec![b'v'; value_len];
+                for n in 0u64.. {
+                    if let Err(e) = kv::set_raw(&format!("flood/{n:08}"), &value) {
+                        return done(format!("{n} keys written, then: {e}"));
+                    }
+                }
+                unreachable!()
+            }
+            Op::Recurse { depth } => done(format!("recursed: {}", recurse(depth))),
+            Op::Defer { ms } => Ok(Outcome::deferred(clock::after_ms(ms), "asked to")),
             Op::Sandbox => {
                 let env = std::env::vars().count();
                 let args = std::env::args().count();

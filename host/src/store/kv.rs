@@ -1,0 +1,331 @@
+//! Recipe kv: one sled tree per recipe, with limits per key and value and a quota per recipe
+//! (keys and bytes held), so one recipe cannot fill the disk every recipe shares.
+
+use super::Failures;
+use std::sync::{Arc, Mutex};
+
+/// Largest key a recipe may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value a recipe may store, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// How much one recipe's kv may hold: keys, and bytes of keys and values together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota {
+            max_keys: 250_000,
+            max_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Why a kv call was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KvError {
+    #[error("key is {len} bytes; keys are at most {MAX_KEY_BYTES} bytes")]
+    KeyTooLarge { len: usize },
+    #[error("key is empty")]
+    EmptyKey,
+    #[error("value is {len} bytes; values are at most {MAX_VALUE_BYTES} bytes")]
+    ValueTooLarge { len: usize },
+    #[error(
+        "recipe '{recipe}' kv would hold {keys} keys and {bytes} bytes; its quota is {max_keys} keys and {max_bytes} bytes (config [plugins.{recipe}] kv_max_keys, kv_max_bytes)"
+    )]
+    QuotaExceeded {
+        recipe: String,
+        keys: u64,
+        bytes: u64,
+        max_keys: u64,
+        max_bytes: u64,
+    },
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+/// Keys and bytes one recipe's kv holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// One recipe's durable key-value space.
+#[derive(Clone)]
+pub struct Kv {
+    inner: Arc<Space>,
+}
+
+struct Space {
+    recipe: String,
+    tree: sled::Tree,
+    failures: Failures,
+    /// What the tree holds, and its quota; every write holds this lock, so the check and
+    /// the write it allows are one step.
+    state: Mutex<(KvUsage, KvQuota)>,
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() {
+        return Err(KvError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KvError::KeyTooLarge { len: key.len() });
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
+}
+
+/// The usage change of replacing `old` by `new` under `key`: (keys, bytes), signed.
+fn delta(key: &str, old: Option<usize>, new: Option<usize>) -> (i64, i64) {
+    let size = |v: Option<usize>| v.map_or(0, |n| (key.len() + n) as i64);
+    (
+        i64::from(new.is_some()) - i64::from(old.is_some()),
+        size(new) - size(old),
+    )
+}
+
+impl Kv {
+    /// Open `recipe`'s space on `tree`, counting what it holds.
+    pub(super) fn open(
+        recipe: &str,
+        tree: sled::Tree,
+        quota: KvQuota,
+        failures: Failures,
+    ) -> Result<Self, sled::Error> {
+        let mut usage = KvUsage::default();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            usage.keys += 1;
+            usage.bytes += (k.len() + v.len()) as u64;
+        }
+        Ok(Kv {
+            inner: Arc::new(Space {
+                recipe: recipe.to_string(),
+                tree,
+                failures,
+                state: Mutex::new((usage, quota)),
+            }),
+        })
+    }
+
+    pub(super) fn set_quota(&self, quota: KvQuota) {
+        self.inner.state.lock().unwrap().1 = quota;
+    }
+
+    /// What this space holds now.
+    pub fn usage(&self) -> KvUsage {
+        self.inner.state.lock().unwrap().0
+    }
+
+    fn store_error(&self, e: sled::Error) -> KvError {
+        self.inner.failures.report(&e);
+        KvError::Store(e.to_string())
+    }
+
+    /// Apply a write that changes `key` from `old` to `new` (value sizes), if the quota
+    /// allows what it adds; `write` does it and says whether it happened.
+    fn write(
+        &self,
+        key: &str,
+        new: Option<usize>,
+        write: impl FnOnce(&sled::Tree, Option<usize>) -> Result<bool, sled::Error>,
+    ) -> Result<bool, KvError> {
+        let mut state = self.inner.state.lock().unwrap();
+        let (usage, quota) = &mut *state;
+        let old = self
+            .inner
+            .tree
+            .get(key)
+            .map_err(|e| self.store_error(e))?
+            .map(|v| v.len());
+        let (dk, db) = delta(key, old, new);
+        let keys = usage.keys.saturating_add_signed(dk);
+        let bytes = usage.bytes.saturating_add_signed(db);
+        if (dk > 0 && keys > quota.max_keys) || (db > 0 && bytes > quota.max_bytes) {
+            return Err(KvError::QuotaExceeded {
+                recipe: self.inner.recipe.clone(),
+                keys,
+                bytes,
+                max_keys: quota.max_keys,
+                max_bytes: quota.max_bytes,
+            });
+        }
+        let done = write(&self.inner.tree, old).map_err(|e| self.store_error(e))?;
+        if done {
+            (usage.keys, usage.bytes) = (keys, bytes);
+        }
+        Ok(done)
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(key)?;
+        Ok(self
+            .inner
+            .tree
+            .get(key)
+            .map_err(|e| self.store_error(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        check_key(key)?;
+        check_value(value)?;
+        self.write(key, Some(value.len()), |tree, _| {
+            tree.insert(key, value).map(|_| true)
+        })?;
+        Ok(())
+    }
+
+    /// Returns whether the key existed.
+    pub fn delete(&self, key: &str) -> Result<bool, KvError> {
+        check_key(key)?;
+        let mut existed = false;
+        self.write(key, None, |tree, old| {
+            existed = old.is_some();
+            tree.remove(key).map(|_| true)
+        })?;
+        Ok(existed)
+    }
+
+    /// Keys starting with `prefix`, in byte order, at most `limit`.
+    pub fn list_keys(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<String>, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(KvError::KeyTooLarge { len: prefix.len() });
+        }
+        let mut keys = Vec::new();
+        for item in self.inner.tree.scan_prefix(prefix).keys() {
+            if limit.is_some_and(|l| keys.len() >= l) {
+                break;
+            }
+            let key = item.map_err(|e| self.store_error(e))?;
+            // Keys are written from WIT strings, so they are always UTF-8.
+            keys.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(keys)
+    }
+
+    /// Atomically replace `expected` with `new`; false when the current value differs.
+    pub fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        check_key(key)?;
+        if let Some(v) = new {
+            check_value(v)?;
+        }
+        self.write(key, new.map(<[u8]>::len), |tree, _| {
+            Ok(tree.compare_and_swap(key, expected, new)?.is_ok())
+        })
+    }
+
+    /// Set only if absent; returns whether it was set.
+    pub fn set_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, KvError> {
+        self.compare_and_swap(key, None, Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn limits_and_cas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kv = store.kv("a", KvQuota::default()).unwrap();
+        assert_eq!(kv.set("", b"x"), Err(KvError::EmptyKey));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert_eq!(
+            kv.set(&long, b"x"),
+            Err(KvError::KeyTooLarge {
+                len: MAX_KEY_BYTES + 1
+            })
+        );
+        let big = vec![0u8; MAX_VALUE_BYTES + 1];
+        assert_eq!(
+            kv.set("k", &big),
+            Err(KvError::ValueTooLarge {
+                len: MAX_VALUE_BYTES + 1
+            })
+        );
+        assert!(kv.set_if_absent("k", b"1").unwrap());
+        assert!(!kv.set_if_absent("k", b"2").unwrap());
+        assert!(!kv.compare_and_swap("k", Some(b"2"), Some(b"3")).unwrap());
+        assert!(kv.compare_and_swap("k", Some(b"1"), Some(b"3")).unwrap());
+        assert_eq!(kv.get("k").unwrap().as_deref(), Some(&b"3"[..]));
+        kv.set("k2", b"x").unwrap();
+        kv.set("other", b"x").unwrap();
+        assert_eq!(kv.list_keys("k", None).unwrap(), vec!["k", "k2"]);
+        assert_eq!(kv.list_keys("", Some(1)).unwrap(), vec!["k"]);
+        assert!(kv.delete("k").unwrap());
+        assert!(!kv.delete("k").unwrap());
+        // Another recipe's space is separate.
+        assert!(
+            store
+                .kv("b", KvQuota::default())
+                .unwrap()
+                .list_keys("", None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_quota_counts_keys_and_bytes_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = KvQuota {
+            max_keys: 3,
+            max_bytes: 100,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let kv = store.kv("a", quota).unwrap();
+            kv.set("a", b"12345").unwrap();
+            kv.set("b", b"12345").unwrap();
+            kv.set("c", b"12345").unwrap();
+            assert_eq!(kv.usage(), KvUsage { keys: 3, bytes: 18 });
+            let e = kv.set("d", b"1").unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "recipe 'a' kv would hold 4 keys and 20 bytes; its quota is 3 keys and 100 bytes (config [plugins.a] kv_max_keys, kv_max_bytes)"
+            );
+            // Overwriting and shrinking are always allowed; growing a value counts bytes.
+            kv.set("a", b"1").unwrap();
+            assert_eq!(
+                kv.set("b", &[b'x'; 95]).unwrap_err(),
+                KvError::QuotaExceeded {
+                    recipe: "a".into(),
+                    keys: 3,
+                    bytes: 104,
+                    max_keys: 3,
+                    max_bytes: 100
+                }
+            );
+            assert!(kv.delete("c").unwrap());
+            assert!(kv.set_if_absent("d", b"1").unwrap());
+            assert!(kv.compare_and_swap("d", Some(b"1"), None).unwrap());
+            assert_eq!(kv.usage(), KvUsage { keys: 2, bytes: 8 });
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.kv("a", quota).unwrap().usage(),
+            KvUsage { keys: 2, bytes: 8 }
+        );
+    }
+}
