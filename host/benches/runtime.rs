@@ -14,10 +14,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard::model::Event;
+use switchboard::model::RecipeError;
 use switchboard::runtime::bindings::types::{Error, Event as WitEvent, Outcome};
 use switchboard::runtime::{Runtime, RuntimeOptions, engine_config};
 use switchboard::store::Store;
-use switchboard::vendors::Connections;
+use switchboard::vendors::{Call, Connections, Connector, HttpRequest, HttpResponse};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store as WasmStore};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -25,6 +26,126 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 const WARMUP: usize = 2_000;
 const EVENTS_PER_ROUND: usize = 5_000;
 const ROUNDS: usize = 4;
+/// Journaled calls flush the store: fewer samples.
+const EFFECT_SAMPLES: usize = 1_000;
+
+/// A vendor that answers every request at once, so the effect journal's cost stands alone.
+struct Instant200;
+
+#[async_trait::async_trait]
+impl Connector for Instant200 {
+    fn vendor(&self) -> &str {
+        "instant"
+    }
+
+    async fn http(&self, _: &Call, _: HttpRequest) -> Result<HttpResponse, RecipeError> {
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        })
+    }
+}
+
+/// The cost of one call that changes a vendor: a raw `GET` (never journaled) against a
+/// `POST` (journaled: intent flushed before it leaves, result after), both through the
+/// probe guest to a vendor that answers at once; and one group-commit flush alone.
+fn effect_journal(dir: &Path, options: &RuntimeOptions) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = Store::open(&dir.join("effects-store")).unwrap();
+    let mut connections = Connections::default();
+    connections.insert("ghl", Arc::new(Instant200));
+    let runtime = Runtime::new(options.clone(), store.clone(), connections).unwrap();
+    let probe = rt
+        .block_on(runtime.load(Path::new(switchboard_test_guests::PROBE)))
+        .unwrap();
+    let mut n = 0u64;
+    let mut run = |op: &str| {
+        n += 1;
+        let event = Event::new(
+            format!("bench-{n}"),
+            "test",
+            "probe",
+            "2026-12-01T08:00:00Z",
+            &json!({"op": op, "connection": "ghl", "path": "/contacts/"}),
+        );
+        let t = Instant::now();
+        let report = rt.block_on(runtime.run(&probe, &event));
+        assert!(report.outcome.is_some(), "{report:?}");
+        t.elapsed()
+    };
+    for _ in 0..200 {
+        run("http");
+        run("http-post");
+    }
+    let (mut get, mut post) = (Vec::new(), Vec::new());
+    for _ in 0..EFFECT_SAMPLES {
+        get.push(run("http"));
+        post.push(run("http-post"));
+    }
+    // A flush that has something to write, as the journal's has: one small record.
+    let tree = store.db().open_tree("bench-flush").unwrap();
+    let flush: Vec<Duration> = (0..EFFECT_SAMPLES)
+        .map(|i| {
+            let t = Instant::now();
+            tree.insert(i.to_be_bytes(), &[0u8; 200][..]).unwrap();
+            rt.block_on(store.commit()).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let journal = store.effects().unwrap();
+    let begin: Vec<Duration> = (0..EFFECT_SAMPLES as u32)
+        .map(|i| {
+            let fingerprint = [7u8; 32];
+            let at = switchboard::store::effects::CallKey {
+                run: "bench.begin",
+                fingerprint: &fingerprint,
+                occurrence: i,
+            };
+            let effect = switchboard::store::effects::Effect {
+                call: "vendor-http.send POST".into(),
+                connection: "ghl".into(),
+                request: "ab".repeat(32),
+                position: 0,
+                state: switchboard::store::effects::EffectState::Sending,
+                sent_at: "2026-12-01T08:00:00.000Z".into(),
+                settled_at: None,
+            };
+            let t = Instant::now();
+            rt.block_on(journal.begin(at, &effect)).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let (g, p, f, b) = (stats(get), stats(post), stats(flush), stats(begin));
+    println!("
+| one vendor call per event (probe, a vendor that answers at once) | median µs | p90 µs | mean µs |");
+    println!("|---|---:|---:|---:|");
+    for (name, s) in [
+        ("raw `GET` (not journaled)", &g),
+        ("raw `POST` (journaled: intent flushed first)", &p),
+        ("one 200-byte write and a group-commit flush, alone", &f),
+        (
+            "the journal's intent alone (`Effects::begin`: write, flush)",
+            &b,
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} |",
+            us(s.median),
+            us(s.p90),
+            us(s.mean)
+        );
+    }
+    println!(
+        "
+journal cost (median POST − GET): {} µs = {:.2}× one flush",
+        us(p.median.saturating_sub(g.median)),
+        p.median.saturating_sub(g.median).as_secs_f64() / f.median.as_secs_f64()
+    );
+}
 
 struct Bare {
     wasi: WasiCtx,
@@ -249,4 +370,5 @@ fn main() {
     println!(
         "switchboard throughput, 2 tokio workers, 8 concurrent streams: {per_sec:.0} events/s"
     );
+    effect_journal(dir.path(), &options);
 }

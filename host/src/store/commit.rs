@@ -60,12 +60,6 @@ impl Committer {
         Committer { tx }
     }
 
-    /// Ask for a flush soon without waiting for it (a write whose durability may lag).
-    pub fn request(&self) {
-        let (tx, _) = oneshot::channel();
-        let _ = self.tx.send(tx);
-    }
-
     /// Wait until everything written before this call is on disk.
     pub async fn commit(&self) -> Result<(), CommitError> {
         let (tx, rx) = oneshot::channel();

@@ -125,13 +125,13 @@ impl Effects {
         Ok(())
     }
 
-    /// Record the outcome of a call begun with [`Effects::begin`]. Not waited for: if the host
-    /// dies before it reaches the disk, a re-run finds the call `sending` and reports its
-    /// outcome as unknown, which is true and never repeats it.
+    /// Record the outcome of a call begun with [`Effects::begin`]. It reaches the disk with
+    /// the next flush (anyone's group commit, or sled's own within half a second), so a
+    /// journaled call costs one flush, not two. Should the host die before that, a re-run
+    /// finds the call `sending` and reports its outcome as unknown: true, and never a repeat.
     pub fn settle(&self, call: CallKey<'_>, effect: &Effect) -> Result<(), StoreError> {
         let value = serde_json::to_vec(effect).expect("effects serialize");
         self.sled(self.tree.insert(key(call), value))?;
-        self.store.commit_soon();
         Ok(())
     }
 

@@ -16,6 +16,15 @@ pub struct KvQuota {
     pub max_bytes: u64,
 }
 
+impl KvQuota {
+    fn unlimited() -> Self {
+        KvQuota {
+            max_keys: u64::MAX,
+            max_bytes: u64::MAX,
+        }
+    }
+}
+
 impl Default for KvQuota {
     fn default() -> Self {
         KvQuota {
@@ -134,39 +143,28 @@ impl Kv {
         KvError::Store(e.to_string())
     }
 
-    /// Apply a write that changes `key` from `old` to `new` (value sizes), if the quota
-    /// allows what it adds; `write` does it and says whether it happened.
-    fn write(
+    /// The usage after a change of (`dk` keys, `db` bytes), or the refusal if it grows past
+    /// the quota.
+    fn allow(
         &self,
-        key: &str,
-        new: Option<usize>,
-        write: impl FnOnce(&sled::Tree, Option<usize>) -> Result<bool, sled::Error>,
-    ) -> Result<bool, KvError> {
-        let mut state = self.inner.state.lock().unwrap();
-        let (usage, quota) = &mut *state;
-        let old = self
-            .inner
-            .tree
-            .get(key)
-            .map_err(|e| self.store_error(e))?
-            .map(|v| v.len());
-        let (dk, db) = delta(key, old, new);
-        let keys = usage.keys.saturating_add_signed(dk);
-        let bytes = usage.bytes.saturating_add_signed(db);
-        if (dk > 0 && keys > quota.max_keys) || (db > 0 && bytes > quota.max_bytes) {
+        usage: KvUsage,
+        quota: KvQuota,
+        (dk, db): (i64, i64),
+    ) -> Result<KvUsage, KvError> {
+        let after = KvUsage {
+            keys: usage.keys.saturating_add_signed(dk),
+            bytes: usage.bytes.saturating_add_signed(db),
+        };
+        if (dk > 0 && after.keys > quota.max_keys) || (db > 0 && after.bytes > quota.max_bytes) {
             return Err(KvError::QuotaExceeded {
                 recipe: self.inner.recipe.clone(),
-                keys,
-                bytes,
+                keys: after.keys,
+                bytes: after.bytes,
                 max_keys: quota.max_keys,
                 max_bytes: quota.max_bytes,
             });
         }
-        let done = write(&self.inner.tree, old).map_err(|e| self.store_error(e))?;
-        if done {
-            (usage.keys, usage.bytes) = (keys, bytes);
-        }
-        Ok(done)
+        Ok(after)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -182,20 +180,43 @@ impl Kv {
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         check_key(key)?;
         check_value(value)?;
-        self.write(key, Some(value.len()), |tree, _| {
-            tree.insert(key, value).map(|_| true)
-        })?;
+        let mut state = self.inner.state.lock().unwrap();
+        let (usage, quota) = *state;
+        // Far from the quota (the usual case), even a new key fits: no need to read the old
+        // value first; it comes back from the insert.
+        if self
+            .allow(usage, quota, delta(key, None, Some(value.len())))
+            .is_err()
+        {
+            let old = self.inner.tree.get(key).map_err(|e| self.store_error(e))?;
+            self.allow(
+                usage,
+                quota,
+                delta(key, old.map(|v| v.len()), Some(value.len())),
+            )?;
+        }
+        let old = self
+            .inner
+            .tree
+            .insert(key, value)
+            .map_err(|e| self.store_error(e))?;
+        let change = delta(key, old.map(|v| v.len()), Some(value.len()));
+        state.0 = self.allow(usage, KvQuota::unlimited(), change)?;
         Ok(())
     }
 
     /// Returns whether the key existed.
     pub fn delete(&self, key: &str) -> Result<bool, KvError> {
         check_key(key)?;
-        let mut existed = false;
-        self.write(key, None, |tree, old| {
-            existed = old.is_some();
-            tree.remove(key).map(|_| true)
-        })?;
+        let mut state = self.inner.state.lock().unwrap();
+        let old = self
+            .inner
+            .tree
+            .remove(key)
+            .map_err(|e| self.store_error(e))?;
+        let existed = old.is_some();
+        let change = delta(key, old.map(|v| v.len()), None);
+        state.0 = self.allow(state.0, KvQuota::unlimited(), change)?;
         Ok(existed)
     }
 
@@ -227,9 +248,24 @@ impl Kv {
         if let Some(v) = new {
             check_value(v)?;
         }
-        self.write(key, new.map(<[u8]>::len), |tree, _| {
-            Ok(tree.compare_and_swap(key, expected, new)?.is_ok())
-        })
+        let mut state = self.inner.state.lock().unwrap();
+        let (usage, quota) = *state;
+        // If the swap happens, the old value was `expected`: the change is known up front.
+        let after = self.allow(
+            usage,
+            quota,
+            delta(key, expected.map(<[u8]>::len), new.map(<[u8]>::len)),
+        )?;
+        let swapped = self
+            .inner
+            .tree
+            .compare_and_swap(key, expected, new)
+            .map_err(|e| self.store_error(e))?
+            .is_ok();
+        if swapped {
+            state.0 = after;
+        }
+        Ok(swapped)
     }
 
     /// Set only if absent; returns whether it was set.

@@ -160,11 +160,6 @@ impl Store {
         result
     }
 
-    /// Ask for a flush soon, without waiting for it.
-    pub fn commit_soon(&self) {
-        self.committer().request();
-    }
-
     fn committer(&self) -> &Committer {
         self.committer
             .get_or_init(|| Committer::start(self.db.clone()))

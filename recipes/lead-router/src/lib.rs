@@ -9,7 +9,9 @@
 //!
 //! Each push is recorded in kv (`routed/<source>/<id>`) as soon as it succeeds: a retry
 //! redoes only what failed, and the same lead delivered again is skipped (or, while the first
-//! delivery is still being routed, deferred until it is done). Housecall Pro's own
+//! delivery is still being routed, deferred until it is done). A push whose outcome is
+//! unknown (Homebase360 may have recorded the lead; its answer was lost) fails the run with
+//! the call unconfirmed, and is never pushed again by itself. Housecall Pro's own
 //! `lead.created` (another shape) is not routed.
 
 use serde::{Deserialize, Serialize};

@@ -239,4 +239,48 @@ tags = ["new-lead"]
         failed[0]
     );
     assert_eq!(sb.state.pocketboss_leads().len(), 2);
+
+    // Homebase360 records a lead and its answer is lost: the run cannot know, so it fails
+    // with the call unconfirmed, and neither a retry nor a replay records it again.
+    sb.state.set_faults(
+        "homebase360",
+        serde_json::from_value(json!({"drop_after_next": 1, "path": "/leads"})).unwrap(),
+    );
+    let lost = json!({"id": "HA-2002", "source": "HomeAdvisor", "first_name": "Lin",
+        "phone": "+13035550177"})
+    .to_string();
+    host.hook("forms", &signed("msg_5", &lost), &lost).await;
+    let failed = host
+        .wait_runs(
+            "plugin=lead-router&unconfirmed=true",
+            "the unconfirmed lead",
+            |r| r.len() == 1 && r[0]["status"] == "failed",
+        )
+        .await;
+    let run = &failed[0];
+    assert!(
+        run["reason"].as_str().unwrap().contains("unknown outcome"),
+        "{run}"
+    );
+    assert_eq!(run["unconfirmed"][0]["call"], "leads.create", "{run}");
+    assert_eq!(run["unconfirmed"][0]["connection"], "hb", "{run}");
+    assert_eq!(hb(&sb, "/leads").await.len(), 3);
+    let (status, _) = host
+        .admin(
+            "POST",
+            &format!("/admin/runs/{}/replay", run["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    host.wait_runs("plugin=lead-router&unconfirmed=true", "the replay", |r| {
+        r.len() == 1 && r[0]["replays"] == 1 && r[0]["status"] == "failed"
+    })
+    .await;
+    assert_eq!(hb(&sb, "/leads").await.len(), 3, "recorded twice");
+    assert_eq!(
+        sb.state.pocketboss_leads().len(),
+        3,
+        "PocketBoss merges a resent lead"
+    );
 }

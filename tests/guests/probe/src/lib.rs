@@ -54,6 +54,11 @@ enum Op {
         connection: String,
         path: String,
     },
+    /// A raw `POST` (journaled by the host).
+    HttpPost {
+        connection: String,
+        path: String,
+    },
     Export {
         connection: String,
         table: String,
@@ -216,6 +221,21 @@ impl Recipe for Probe {
                     "{} rows in {pages} pages, columns {}",
                     rows,
                     page.columns.join("|")
+                ))
+            }
+            Op::HttpPost { connection, path } => {
+                let request = vendor_http::Request {
+                    method: "POST".into(),
+                    path,
+                    query: vec![],
+                    headers: vec![],
+                    body: Some(b"{}".to_vec()),
+                };
+                let res = vendor_http::send(&connection, &request)?;
+                done(format!(
+                    "{} {}",
+                    res.status,
+                    String::from_utf8_lossy(&res.body)
                 ))
             }
             Op::Http { connection, path } => {
