@@ -8,7 +8,9 @@
 //! - **idle**: nothing else running — the baseline;
 //! - **4 spinning runs, no slow lane** (`slow_lane = 0`): four probe runs that loop until
 //!   their 10 s deadline, kept in flight throughout — how the host behaved before;
-//! - **4 spinning runs, slow lane** (the defaults: `cpu_slice = 50ms`, `slow_lane = 1`).
+//! - **4 spinning runs, slow lane** (the defaults: `cpu_slice = 50ms`, `slow_lane = 1`);
+//! - **4 spinning runs calling the host, slow lane**: the same, but each turn of their loop
+//!   calls the host (the clock), as a recipe that polls would.
 //!
 //! Run with `cargo bench -p switchboard --bench fairness` (prints a Markdown table).
 
@@ -77,8 +79,12 @@ async fn host(dir: &Path, slow_lane: usize) -> (String, Arc<Pipeline>) {
     (format!("http://{addr}/hooks/bench"), pipeline)
 }
 
-/// Keep `HOGS` probe runs spinning until `stop`.
-fn spin(pipeline: Arc<Pipeline>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+/// Keep `HOGS` probe runs spinning (`op`: `loop` or `loop-calls`) until `stop`.
+fn spin(
+    pipeline: Arc<Pipeline>,
+    op: &'static str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut finished = pipeline.subscribe();
         let hog = || Incoming {
@@ -86,7 +92,8 @@ fn spin(pipeline: Arc<Pipeline>, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
             source: "test".into(),
             kind: "spin".into(),
             delivery_id: None,
-            payload: serde_json::value::RawValue::from_string(r#"{"op":"loop"}"#.into()).unwrap(),
+            payload: serde_json::value::RawValue::from_string(format!(r#"{{"op":"{op}"}}"#))
+                .unwrap(),
         };
         for _ in 0..HOGS {
             pipeline.ingest(hog(), Some("probe")).await.unwrap();
@@ -157,15 +164,16 @@ fn main() {
         println!("|---|---:|---:|---:|");
         let mut idle_p99 = None;
         for (name, slow_lane, hogs) in [
-            ("idle (baseline)", 1, false),
-            ("4 spinning runs, no slow lane", 0, true),
-            ("4 spinning runs, slow lane (default)", 1, true),
+            ("idle (baseline)", 1, None),
+            ("4 spinning runs, no slow lane", 0, Some("loop")),
+            ("4 spinning runs, slow lane (default)", 1, Some("loop")),
+            ("4 spinning runs calling the host, slow lane", 1, Some("loop-calls")),
         ] {
             let (url, pipeline) = host(&dir.path().join(name.replace(' ', "-")), slow_lane).await;
             measure(&url, &pipeline, WARMUP, "warm").await;
             let stop = Arc::new(AtomicBool::new(false));
-            let spinner = hogs.then(|| spin(pipeline.clone(), stop.clone()));
-            if hogs {
+            let spinner = hogs.map(|op| spin(pipeline.clone(), op, stop.clone()));
+            if hogs.is_some() {
                 // Let the hogs get going (and, with the slow lane, get demoted).
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -52,7 +52,7 @@ pub fn run_id(event_id: &str, recipe: &str) -> String {
 /// an operator to check by hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unconfirmed {
-    /// The call's position in the run (its effect journal key).
+    /// The call's place among the run's journaled calls, in this attempt.
     pub position: u32,
     /// E.g. `messages.send`.
     pub call: String,

@@ -78,8 +78,8 @@ pub fn set_if_absent<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<bool
 /// What [`once`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Once<T> {
-    /// `f` ran in this run and succeeded (on a retry of this run, the host's effect journal
-    /// answers the calls an earlier attempt made, so `f` takes effect once).
+    /// `f` took effect in this run: now, or in an earlier attempt of it (then its value is
+    /// the one kept with the claim, and `f` is not called again).
     Done(T),
     /// An earlier run did it, and it was confirmed.
     Before,
@@ -92,11 +92,55 @@ pub enum Once<T> {
     },
 }
 
-/// A claim in kv: which run (event) made it, and whether its effect was confirmed.
+/// What a [`once`] key says, read without claiming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnceState {
+    /// Nobody claimed it.
+    Free,
+    /// Done and confirmed (by this run or an earlier one).
+    Done,
+    /// Claimed by this run's earlier attempt, not confirmed: [`once`] tries again (the host's
+    /// effect journal answers what already took effect).
+    Mine,
+    /// Claimed by another run, not confirmed.
+    Held {
+        /// The id of the event whose run holds the claim.
+        by: String,
+    },
+}
+
+/// A claim in kv: which run (event) made it, whether its effect was confirmed, and the value
+/// `f` returned then.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Claim {
     run: String,
     done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<serde_json::Value>,
+}
+
+/// The claim under `key`; claims from before claims named their run were only ever made
+/// confirmed.
+fn claim(key: &str) -> Result<Option<Claim>> {
+    Ok(get_raw(key)?.map(|bytes| {
+        serde_json::from_slice(&bytes).unwrap_or(Claim {
+            run: String::new(),
+            done: true,
+            value: None,
+        })
+    }))
+}
+
+/// What `key` says now, without claiming it: to skip work (a lookup, a message built) for
+/// something already done or held by another run.
+pub fn once_state(key: &str) -> Result<OnceState> {
+    let run = crate::__private::current_event();
+    Ok(match claim(key)? {
+        None => OnceState::Free,
+        Some(Claim { done: true, .. }) => OnceState::Done,
+        Some(Claim { run: by, .. }) if by == run => OnceState::Mine,
+        Some(Claim { run: by, .. }) => OnceState::Held { by },
+    })
 }
 
 /// Do `f` at most once per `key`, across runs, retries and restarts.
@@ -104,18 +148,20 @@ struct Claim {
 /// The key is claimed for this run right before `f` runs. The claim is durable before any
 /// request `f` sends leaves the host (the host writes its effect journal to disk first, and
 /// the claim with it), and it is kept unless `f` fails with an error that proves nothing took
-/// effect (see [`Error::took_no_effect`]): then it is released, so a later run can try again.
-/// On `Ok`, the claim is marked confirmed. A retry or replay of the same run finds its own
-/// claim and runs `f` again, where the host answers the calls that already took effect from its journal
-/// instead of sending them again, and answers [`Error::UnknownOutcome`] for a call whose
-/// outcome an earlier attempt never learned.
+/// effect ([`Error::took_no_effect`]): then it is released, so a later run can try again. On
+/// `Ok`, the claim is marked confirmed and keeps `f`'s value.
+///
+/// A retry or replay of the same run that finds its own confirmed claim answers the kept
+/// value without calling `f`; one that finds its own unconfirmed claim calls `f` again, and
+/// the host's effect journal answers each call that an earlier attempt sent, with its result
+/// or with [`Error::UnknownOutcome`] (it is never sent twice).
 ///
 /// ```no_run
 /// # use switchboard_sdk::{kv, kv::Once, messages, Result};
 /// # fn f(customer: &str) -> Result<()> {
 /// let sms = messages::sms(customer, "Welcome!");
 /// match kv::once(&format!("welcomed/{customer}"), || messages::send("hb", &sms)) {
-///     Ok(Once::Done(_)) => {}                 // sent now
+///     Ok(Once::Done(_)) => {}                 // sent, in this run
 ///     Ok(Once::Before) => {}                  // welcomed before
 ///     Ok(Once::Held { by }) => {}             // another run holds it, unconfirmed
 ///     Err(switchboard_sdk::Error::UnknownOutcome(_)) => {} // maybe sent: do not resend
@@ -123,31 +169,44 @@ struct Claim {
 /// }
 /// # Ok(()) }
 /// ```
-pub fn once<T>(key: &str, f: impl FnOnce() -> Result<T>) -> Result<Once<T>> {
+pub fn once<T: Serialize + DeserializeOwned>(
+    key: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<Once<T>> {
     let run = crate::__private::current_event();
     let mine = serde_json::to_vec(&Claim {
         run: run.clone(),
         done: false,
+        value: None,
     })?;
     if !set_if_absent_raw(key, &mine)? {
-        match get_raw(key)? {
-            // Claims from before claims named their run were only ever made confirmed.
-            Some(bytes) => match serde_json::from_slice::<Claim>(&bytes) {
-                // This run's own claim, from an earlier attempt: go on (the journal answers).
-                Ok(Claim { run: by, .. }) if by == run => {}
-                Ok(Claim {
-                    run: by,
-                    done: false,
-                }) => return Ok(Once::Held { by }),
-                Ok(Claim { done: true, .. }) | Err(_) => return Ok(Once::Before),
-            },
+        match claim(key)? {
             // Released meanwhile: claim it again.
             None => return once(key, f),
+            Some(Claim {
+                run: by,
+                done: true,
+                value: Some(value),
+            }) if by == run => {
+                return Ok(Once::Done(serde_json::from_value(value)?));
+            }
+            Some(Claim { done: true, .. }) => return Ok(Once::Before),
+            Some(Claim { run: by, .. }) if by != run => return Ok(Once::Held { by }),
+            // This run's own claim, unconfirmed: go on (the journal answers).
+            Some(_) => {}
         }
     }
     match f() {
         Ok(value) => {
-            set_raw(key, &serde_json::to_vec(&Claim { run, done: true })?)?;
+            let kept = serde_json::to_value(&value)?;
+            set(
+                key,
+                &Claim {
+                    run,
+                    done: true,
+                    value: Some(kept),
+                },
+            )?;
             Ok(Once::Done(value))
         }
         Err(e) => {

@@ -185,6 +185,8 @@ pub mod bindings {
         export_macro_name: "__export_recipe_world",
         default_bindings_module: "::switchboard_sdk::bindings",
         runtime_path: "::switchboard_sdk::__wit_bindgen::rt",
+        // So a value `kv::once` returned can be kept with its claim.
+        additional_derives: [::serde::Serialize, ::serde::Deserialize],
     });
 }
 

@@ -10,6 +10,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("hello", "HELLO"),
     ("probe", "PROBE"),
     ("other-world", "OTHER_WORLD"),
+    ("old-contract", "OLD_CONTRACT"),
     ("pipe", "PIPE"),
     ("hcp-contact-to-ghl", "HCP_CONTACT_TO_GHL"),
     ("new-lead-sms", "NEW_LEAD_SMS"),
@@ -33,6 +34,7 @@ fn main() {
         "recipes",
         "tests/guests/probe",
         "tests/guests/other-world",
+        "tests/guests/old-contract",
         "tests/guests/pipe",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());

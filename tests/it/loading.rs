@@ -4,7 +4,7 @@ use crate::support::*;
 use switchboard::model::{Capability, Outcome, Trigger};
 use switchboard::runtime::plugin::LoadError;
 use switchboard::vendors::Connections;
-use switchboard_test_guests::{HELLO, OTHER_WORLD};
+use switchboard_test_guests::{HELLO, OLD_CONTRACT, OTHER_WORLD};
 
 #[tokio::test]
 async fn hello_loads_with_its_manifest() {
@@ -73,6 +73,23 @@ async fn a_component_of_another_world_is_refused_naming_the_file() {
     let msg = err.to_string();
     assert!(
         msg.contains("other_world.wasm") && msg.contains("not a Switchboard recipe"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn a_recipe_built_against_an_older_contract_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), Connections::default());
+    let err = rt
+        .load(std::path::Path::new(OLD_CONTRACT))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("old_contract.wasm")
+            && msg.contains("built against switchboard:recipes@0.1.0")
+            && msg.contains("serves @0.2.0: rebuild it with the current switchboard-sdk"),
         "{msg}"
     );
 }

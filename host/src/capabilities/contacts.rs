@@ -1,6 +1,7 @@
 //! `switchboard:recipes/contacts`: WIT records to the host's [`Contact`] and back, through
 //! the connection's [`Connector`](crate::vendors::Connector).
 
+use super::effect::typed;
 use crate::model::{self, Capability::Contacts, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::contacts::{ContactPage, Host, Upserted};
 use crate::runtime::bindings::types::{Address, Contact, Error, Phone, PhoneKind, Query};
@@ -129,7 +130,7 @@ impl Host for RunState {
         let contact = contact_from_wit(contact)?;
         let send = async { c.contacts_create(&call, &contact).await };
         let created = self
-            .effect("contacts.create", &connection, &contact, send)
+            .effect("contacts.create", &connection, &contact, typed, send)
             .await?;
         Ok(contact_to_wit(created))
     }
@@ -161,7 +162,7 @@ impl Host for RunState {
         let (c, call) = self.connector(Contacts, &connection)?;
         let send = async { c.contacts_delete(&call, &id).await };
         Ok(self
-            .effect("contacts.delete", &connection, &id, send)
+            .effect("contacts.delete", &connection, &id, typed, send)
             .await?)
     }
 
@@ -194,7 +195,7 @@ impl Host for RunState {
         let (c, call) = self.connector(Contacts, &connection)?;
         let send = async { c.contacts_add_note(&call, &id, &body).await };
         Ok(self
-            .effect("contacts.add-note", &connection, &(&id, &body), send)
+            .effect("contacts.add-note", &connection, &(&id, &body), typed, send)
             .await?)
     }
 }

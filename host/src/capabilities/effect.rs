@@ -41,6 +41,32 @@ impl RunEffects {
     }
 }
 
+/// What a call's answer says about its effect.
+pub(crate) enum Took {
+    /// It took effect: record the answer, for re-runs.
+    Effect,
+    /// It did not (refused, or never sent): forget it, so a re-run sends it afresh.
+    Nothing,
+    /// It may have: record that, and never send it again by itself.
+    Unknown(String),
+}
+
+/// How the answer of a typed call (a create, a send, a delete) reads: an answer is an effect;
+/// `unknown-outcome`, or a 2xx the host could not read, may be one; any other error (a 4xx
+/// or 5xx answer, a refusal before sending) is not.
+pub(crate) fn typed<T>(result: &Result<T, RecipeError>) -> Took {
+    match result {
+        Ok(_) => Took::Effect,
+        Err(RecipeError::UnknownOutcome { message }) => Took::Unknown(message.clone()),
+        Err(RecipeError::Upstream { status, message }) if (200..300).contains(status) => {
+            Took::Unknown(format!(
+                "the vendor answered {status}, in a form the host could not read: {message}"
+            ))
+        }
+        Err(_) => Took::Nothing,
+    }
+}
+
 /// SHA-256 of what a call asks for.
 fn fingerprint(call: &str, connection: &str, request: &impl Serialize) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -52,14 +78,31 @@ fn fingerprint(call: &str, connection: &str, request: &impl Serialize) -> [u8; 3
     h.finalize().into()
 }
 
+/// Forgets a journaled intent whose request never left (dropped before `send` began).
+struct Unsent<'a> {
+    journal: &'a Effects,
+    at: CallKey<'a>,
+    armed: bool,
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.journal.forget(self.at);
+        }
+    }
+}
+
 impl RunState {
     /// Make a call that changes a vendor at most once per run, however often the run is
-    /// executed: `send` is awaited only if the journal has no matching call.
+    /// executed: `send` is awaited only if the journal has no matching call, and `took` says
+    /// what its answer means.
     pub(crate) async fn effect<T, F>(
         &mut self,
         call: &str,
         connection: &str,
         request: &impl Serialize,
+        took: impl Fn(&Result<T, RecipeError>) -> Took,
         send: F,
     ) -> Result<T, RecipeError>
     where
@@ -98,6 +141,13 @@ impl RunState {
             sent_at: rfc3339(now_ms()),
             settled_at: None,
         };
+        // Should the run be dropped (its deadline) before the request leaves, the intent
+        // is forgotten: nothing was sent.
+        let mut unsent = Unsent {
+            journal: &journal,
+            at,
+            armed: true,
+        };
         if let Err(e) = journal.begin(at, &effect).await {
             return Err(RecipeError::Other {
                 message: format!(
@@ -105,24 +155,31 @@ impl RunState {
                 ),
             });
         }
-        let result = send.await;
+        unsent.armed = false;
+        let mut result = send.await;
         effect.settled_at = Some(rfc3339(now_ms()));
-        let recorded = match &result {
-            Ok(value) => {
+        let took = took(&result);
+        if let (Took::Unknown(reason), Err(e)) = (&took, &result)
+            && !matches!(e, RecipeError::UnknownOutcome { .. })
+        {
+            result = Err(RecipeError::UnknownOutcome {
+                message: reason.clone(),
+            });
+        }
+        let recorded = match (took, &result) {
+            (Took::Effect, Ok(value)) => {
                 effect.state = EffectState::Done {
                     result: serde_json::to_value(value).expect("results serialize"),
                 };
                 journal.settle(at, &effect)
             }
-            Err(RecipeError::UnknownOutcome { message }) => {
-                self.unconfirmed(position, call, connection, message.clone());
-                effect.state = EffectState::Unknown {
-                    reason: message.clone(),
-                };
+            (Took::Unknown(reason), _) => {
+                self.unconfirmed(position, call, connection, reason.clone());
+                effect.state = EffectState::Unknown { reason };
                 journal.settle(at, &effect)
             }
             // The vendor refused it, or it never left: a later attempt sends it afresh.
-            Err(_) => journal.forget(at),
+            _ => journal.forget(at),
         };
         if let Err(e) = recorded {
             // The caller has the outcome; only a re-run would miss the record (and then find
@@ -173,7 +230,13 @@ impl RunState {
             format!("{call} through '{connection}': outcome unknown: {reason}"),
             vec![],
         );
-        if let Some(fx) = self.effects.as_mut() {
+        // The record keeps the first ones (a run re-executed with many unknown calls repeats
+        // them); the log says the rest.
+        if let Some(fx) = self
+            .effects
+            .as_mut()
+            .filter(|fx| fx.unconfirmed.len() < 100)
+        {
             fx.unconfirmed.push(Unconfirmed {
                 position,
                 call: call.to_string(),

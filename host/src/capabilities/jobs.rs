@@ -3,6 +3,7 @@
 use super::contacts::{
     address_from_wit, address_to_wit, contact_from_wit, contact_to_wit, query_from_wit, raw_to_json,
 };
+use super::effect::typed;
 use crate::model::{self, Capability::Jobs, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::jobs::{Host, JobPage};
 use crate::runtime::bindings::types::{Error, Job, Query};
@@ -65,7 +66,8 @@ impl Host for RunState {
         let created = if c.dedupes("jobs.create") {
             send.await?
         } else {
-            self.effect("jobs.create", &connection, &job, send).await?
+            self.effect("jobs.create", &connection, &job, typed, send)
+                .await?
         };
         Ok(job_to_wit(created))
     }

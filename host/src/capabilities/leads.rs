@@ -1,6 +1,7 @@
 //! `switchboard:recipes/leads`.
 
 use super::contacts::{contact_from_wit, contact_to_wit, query_from_wit, raw_to_json};
+use super::effect::typed;
 use crate::model::{self, Capability::Leads, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::leads::{Host, LeadPage, Pushed};
 use crate::runtime::bindings::types::{Error, Lead, Query};
@@ -59,7 +60,7 @@ impl Host for RunState {
         let (lead, created) = if c.dedupes("leads.create") {
             send.await?
         } else {
-            self.effect("leads.create", &connection, &lead, send)
+            self.effect("leads.create", &connection, &lead, typed, send)
                 .await?
         };
         Ok(Pushed {

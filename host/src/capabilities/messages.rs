@@ -1,6 +1,7 @@
 //! `switchboard:recipes/messages`.
 
 use super::contacts::raw_to_json;
+use super::effect::typed;
 use crate::model::{self, Capability::Messages, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::messages::Host;
 use crate::runtime::bindings::types::{Channel, Error, Message};
@@ -46,7 +47,7 @@ impl Host for RunState {
         let message = message_from_wit(message)?;
         let send = async { c.messages_send(&call, &message).await };
         let sent = self
-            .effect("messages.send", &connection, &message, send)
+            .effect("messages.send", &connection, &message, typed, send)
             .await?;
         Ok(message_to_wit(sent))
     }

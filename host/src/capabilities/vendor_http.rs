@@ -3,11 +3,12 @@
 //! The path is checked here so a request can never leave the vendor's base URL, and
 //! headers that carry credentials cannot be set by the recipe.
 
+use super::effect::{Took, typed};
 use crate::model::{Capability, RecipeError};
 use crate::runtime::bindings::switchboard::recipes::vendor_http::{Host, Request, Response};
 use crate::runtime::bindings::types::Error;
 use crate::runtime::state::RunState;
-use crate::vendors::HttpRequest;
+use crate::vendors::{HttpRequest, HttpResponse};
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 const RESERVED_HEADERS: &[&str] = &[
@@ -20,6 +21,20 @@ const RESERVED_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",
 ];
+
+/// What a raw answer says about its effect: any 2xx is one; a gateway's 502 or 504 may be one
+/// (the request may have reached the vendor); another status is the vendor saying no.
+fn raw(result: &Result<HttpResponse, RecipeError>) -> Took {
+    match result {
+        Ok(r) if (200..300).contains(&r.status) => Took::Effect,
+        Ok(r) if matches!(r.status, 502 | 504) => Took::Unknown(format!(
+            "the vendor's gateway answered {} after the request was sent: it may have taken effect",
+            r.status
+        )),
+        Ok(_) => Took::Nothing,
+        Err(_) => typed(result),
+    }
+}
 
 /// Check a recipe's raw request; the answer names the field at fault.
 pub fn validate(request: &HttpRequest) -> Result<(), RecipeError> {
@@ -81,7 +96,8 @@ impl Host for RunState {
             let what = format!("vendor-http.send {}", request.method);
             let fingerprint = request.clone();
             let send = async { connector.http(&call, request).await };
-            self.effect(&what, &connection, &fingerprint, send).await?
+            self.effect(&what, &connection, &fingerprint, raw, send)
+                .await?
         } else {
             connector.http(&call, request).await?
         };

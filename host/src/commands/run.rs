@@ -123,7 +123,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CommandError>
     let event = read_event(&args.event)?;
     let runtime = ctx.runtime()?;
     let plugin = resolve(ctx, &runtime, &args.plugin).await?;
-    let report = runtime.run(&plugin, &event).await;
+    let report = runtime.run_unjournaled(&plugin, &event).await;
     if let Err(e) = runtime.store().flush() {
         tracing::error!("flushing the store: {e}");
     }

@@ -124,6 +124,21 @@ pub enum PipelineError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl PipelineError {
+    /// Whether the store failed to read or write (a full disk, a read-only remount).
+    pub fn is_store_io(&self) -> bool {
+        use crate::store::StoreError;
+        matches!(
+            self,
+            PipelineError::Commit(_)
+                | PipelineError::Journal(JournalError::Sled(sled::Error::Io(_)))
+                | PipelineError::Store(
+                    StoreError::Commit(_) | StoreError::Sled(sled::Error::Io(_))
+                )
+        )
+    }
+}
+
 /// An event on its way in, before it has an id.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -455,12 +470,16 @@ impl Pipeline {
         resend_unconfirmed: bool,
     ) -> Result<RunRecord, PipelineError> {
         if resend_unconfirmed {
-            // Only a finished run: forgetting calls under a running attempt changes nothing.
+            // Only a finished run: its calls are settled, none is on its way.
             let run = self.run(id)?;
-            if run.status.is_terminal() {
-                let forgotten = self.effects.forget_unconfirmed(id)?;
-                tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
+            if !run.status.is_terminal() {
+                return Err(PipelineError::NotFinished {
+                    id: id.to_string(),
+                    status: run.status.as_str(),
+                });
             }
+            let forgotten = self.effects.forget_unconfirmed(id)?;
+            tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
         }
         let run = self.requeue(id)?;
         self.commit_then_queue(vec![(run.plugin.clone(), run.id.clone())], now_ms())
@@ -578,26 +597,8 @@ impl Pipeline {
                 Next::Run(plugin, run_id) => {
                     let pipeline = self.clone();
                     tokio::spawn(async move {
-                        // The slot is given back however the attempt ends, a panic included.
-                        let slot = Slot {
-                            queue: &pipeline.queue,
-                            plugin: &plugin,
-                            run_id: &run_id,
-                        };
-                        let attempt = std::panic::AssertUnwindSafe(pipeline.execute(&run_id));
-                        let retry = match attempt.catch_unwind().await {
-                            Ok(retry) => retry,
-                            Err(panic) => {
-                                pipeline.fail_after_panic(&run_id, &*panic);
-                                None
-                            }
-                        };
-                        drop(slot);
-                        if let Some(due) = retry
-                            && !pipeline.is_stopping()
-                        {
-                            pipeline.queue.push(&plugin, &run_id, due);
-                        }
+                        let attempt = pipeline.execute(&run_id);
+                        pipeline.guarded(&plugin, &run_id, attempt).await;
                     });
                 }
                 Next::Wait(ms) => {
@@ -610,13 +611,54 @@ impl Pipeline {
         }
     }
 
+    /// Run one attempt (`attempt` returns the due time of its retry, if any) holding its
+    /// worker slot, which is given back however the attempt ends: a panic in host code fails
+    /// the run with the panic's message, and the slot still goes back.
+    async fn guarded(
+        &self,
+        plugin: &str,
+        run_id: &str,
+        attempt: impl Future<Output = Option<i64>>,
+    ) {
+        let slot = Slot {
+            queue: &self.queue,
+            plugin,
+            run_id,
+        };
+        let retry = match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(retry) => retry,
+            Err(panic) => {
+                self.fail_after_panic(run_id, &*panic);
+                None
+            }
+        };
+        drop(slot);
+        if let Some(due) = retry
+            && !self.is_stopping()
+        {
+            self.queue.push(plugin, run_id, due);
+        }
+    }
+
+    /// A finished cron run frees its plugin for the next fire (only the scheduled run
+    /// itself does).
+    fn release_cron(&self, run: &RunRecord) {
+        if run.source == cron::SOURCE {
+            let mut active = self.cron_active.lock().unwrap();
+            if active.get(&run.plugin) == Some(&run.id) {
+                active.remove(&run.plugin);
+            }
+        }
+    }
+
     /// End a run whose attempt panicked in host code: failed, with the panic's message.
     fn fail_after_panic(&self, run_id: &str, panic: &(dyn std::any::Any + Send)) {
-        let message = panic
+        let mut message = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "a panic without a message".into());
+        crate::model::bound_text(&mut message, 4096);
         tracing::error!(run = %run_id, panic = %message.escape_debug(), "host code panicked during a run");
         let recorded = self.journal.run(run_id).map(|run| {
             let mut run = run?;
@@ -629,6 +671,7 @@ impl Pipeline {
             run.finished_at = Some(now.clone());
             run.updated_at = now;
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.release_cron(&run);
             Some(run)
         });
         match recorded {
@@ -760,13 +803,7 @@ impl Pipeline {
         }
         if run.status.is_terminal() {
             run.finished_at = Some(rfc3339(now));
-            if run.source == cron::SOURCE {
-                // Only the scheduled run itself frees the plugin for its next fire.
-                let mut active = self.cron_active.lock().unwrap();
-                if active.get(&run.plugin) == Some(&run.id) {
-                    active.remove(&run.plugin);
-                }
-            }
+            self.release_cron(&run);
         }
         self.journal.put_run(&run, retry)?;
         if run.status.is_terminal() || deferred {
@@ -833,6 +870,68 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_an_attempt_fails_the_run_and_gives_its_slot_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("store")).unwrap();
+        let runtime = Arc::new(
+            Runtime::new(
+                crate::runtime::RuntimeOptions::default(),
+                store,
+                crate::vendors::Connections::default(),
+            )
+            .unwrap(),
+        );
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let registry = Registry::open(runtime.clone(), plugins).await;
+        let options = PipelineOptions {
+            workers: 1,
+            per_plugin: 1,
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::start(runtime, registry, options).unwrap();
+        // A cron run of `a`, held as the plugin's active scheduled run, taken by a worker.
+        let event = Event::new("e1", cron::SOURCE, "tick", "t", &serde_json::json!({}));
+        let stored = StoredEvent {
+            event,
+            delivery_id: "e1".into(),
+            received_at: rfc3339(0),
+            received_ms: 0,
+        };
+        let Accepted::New { runs } = pipeline
+            .journal
+            .accept(&stored, &["a".to_string()], 0, 1000)
+            .unwrap()
+        else {
+            panic!("not new")
+        };
+        let id = runs[0].id.clone();
+        pipeline
+            .cron_active
+            .lock()
+            .unwrap()
+            .insert("a".into(), id.clone());
+        pipeline.queue.push("a", &id, 0);
+        assert!(matches!(pipeline.queue.next(now_ms()), Next::Run(..)));
+        let mut finished = pipeline.subscribe();
+        pipeline
+            .guarded("a", &id, async { panic!("a bug in host code") })
+            .await;
+        let run = pipeline.run(&id).unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(
+            run.reason.as_deref(),
+            Some("host panic: a bug in host code")
+        );
+        assert_eq!(finished.recv().await.unwrap().id, id);
+        assert_eq!(pipeline.load(), (0, 0), "the slot is free again");
+        assert!(
+            pipeline.cron_active.lock().unwrap().is_empty(),
+            "cron released"
+        );
+    }
 
     #[test]
     fn globs() {

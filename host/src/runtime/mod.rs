@@ -270,8 +270,31 @@ pub struct Runtime {
 struct Fairness {
     /// The slow lane's turns; `None`: no demotion.
     lane: Option<Arc<tokio::sync::Semaphore>>,
-    /// Epoch ticks of guest time before a run is demoted.
-    demote_after_ticks: u32,
+    /// Guest time before a run is demoted.
+    slice: Duration,
+}
+
+/// One run's guest time, and its slow-lane turn when it has one.
+#[derive(Default)]
+struct Lane {
+    /// Guest time before the current stretch.
+    used: Duration,
+    /// When the current stretch of guest code began; `None` while the host has control.
+    since: Option<Instant>,
+    demoted: bool,
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Lane {
+    fn start(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn stop(&mut self) {
+        if let Some(since) = self.since.take() {
+            self.used += since.elapsed();
+        }
+    }
 }
 
 /// Build the engine configuration shared by the runtime and the benchmarks' baseline.
@@ -335,9 +358,7 @@ impl Runtime {
         let fairness = Arc::new(Fairness {
             lane: (options.slow_lane > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(options.slow_lane))),
-            demote_after_ticks: (options.cpu_slice.as_micros()
-                / options.epoch_tick.as_micros().max(1))
-            .max(1) as u32,
+            slice: options.cpu_slice,
         });
         Ok(Runtime {
             engine,
@@ -436,20 +457,26 @@ impl Runtime {
         plugin::check_header(path, &bytes)?;
         let hash = content_hash(&bytes);
         let component = self.compile(path, bytes, &hash).await?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_owned(),
-            reason: format!("{e:#}"),
+            reason: match other_contract_version(&imports) {
+                Some(version) => format!(
+                    "it was built against switchboard:recipes@{version}, and this host serves @{}: rebuild it with the current switchboard-sdk",
+                    plugin::CONTRACT_VERSION
+                ),
+                None => format!("{e:#}"),
+            },
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = bindings::RecipePre::new(pre).map_err(wrong_world)?;
-        let imports = component
-            .component_type()
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
 
         // Ask the recipe for its manifest, with no grants at all.
         let file_name: Arc<str> = path
@@ -597,57 +624,92 @@ impl Runtime {
         // Every epoch tick, a running guest yields to the executor so a busy recipe never
         // stalls the thread other runs share; past its deadline it traps instead.
         //
-        // Fair CPU: a run that has used more than `cpu_slice` of guest time is demoted to the
-        // slow lane, whose few turns (`slow_lane` at once, first come first served) it must
-        // take before each further tick. However many runs spin until their deadline, they
-        // hold at most `slow_lane` threads, and intake and other recipes keep the rest. A
-        // lane turn is given back at every tick and whenever the guest calls the host (a
-        // demoted run waiting on a vendor holds no turn).
+        // Fair CPU: a run that has spent more than `cpu_slice` in guest code (host calls and
+        // waiting for a thread not counted) is demoted to the slow lane, whose few turns
+        // (`slow_lane` at once, first come first served) it must hold whenever its guest code
+        // runs. However many runs spin until their deadline, they keep at most `slow_lane`
+        // threads busy, and intake and other recipes keep the rest. A turn is given back at
+        // every tick and on every call into the host, and taken again before the guest goes
+        // on (a demoted run waiting on a vendor holds no turn).
         store.set_epoch_deadline(1);
         let fairness = self.fairness.clone();
-        let turn = Arc::new(std::sync::Mutex::new(
-            None::<tokio::sync::OwnedSemaphorePermit>,
-        ));
-        let mut ticks = 0u32;
-        let held = turn.clone();
+        let Some(turns) = fairness.lane.clone() else {
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= deadline_at {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            });
+            return store;
+        };
+        let slice = fairness.slice;
+        let lane = Arc::new(std::sync::Mutex::new(Lane::default()));
+        let in_callback = lane.clone();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline_at {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            held.lock().unwrap().take();
-            ticks = ticks.saturating_add(1);
-            match &fairness.lane {
-                Some(lane) if ticks > fairness.demote_after_ticks => {
-                    let (lane, held) = (lane.clone(), held.clone());
-                    Ok(UpdateDeadline::YieldCustom(
-                        1,
-                        Box::pin(async move {
-                            if let Ok(permit) = lane.acquire_owned().await {
-                                *held.lock().unwrap() = Some(permit);
-                            }
-                        }),
-                    ))
-                }
-                _ => Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                )),
-            }
+            let demoted = {
+                let mut l = in_callback.lock().unwrap_or_else(|e| e.into_inner());
+                l.stop();
+                l.turn = None;
+                l.demoted |= l.used >= slice;
+                l.demoted
+            };
+            let (lane, turns) = (in_callback.clone(), turns.clone());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let turn = if demoted {
+                        turns.acquire_owned().await.ok()
+                    } else {
+                        tokio::task::yield_now().await;
+                        None
+                    };
+                    let mut l = lane.lock().unwrap_or_else(|e| e.into_inner());
+                    l.turn = turn;
+                    l.start();
+                }),
+            ))
         });
-        if self.fairness.lane.is_some() {
-            store.call_hook(move |_, hook| {
-                if matches!(hook, wasmtime::CallHook::CallingHost) {
-                    turn.lock().unwrap().take();
+        store.call_hook(move |mut ctx, hook| {
+            let mut l = lane.lock().unwrap_or_else(|e| e.into_inner());
+            match hook {
+                wasmtime::CallHook::CallingWasm => l.start(),
+                wasmtime::CallHook::ReturningFromHost => {
+                    l.start();
+                    // A demoted guest takes a turn before it goes on: the callback at once.
+                    if l.demoted {
+                        ctx.set_epoch_deadline(0);
+                    }
                 }
-                Ok(())
-            });
-        }
+                wasmtime::CallHook::CallingHost | wasmtime::CallHook::ReturningFromWasm => {
+                    l.stop();
+                    l.turn = None;
+                }
+            }
+            Ok(())
+        });
         store
     }
 
-    /// Run one event through one plugin in a fresh instance. Never panics on guest
-    /// misbehaviour: every failure is in the report.
+    /// Run one event through one plugin in a fresh instance, its calls that change vendors
+    /// journaled under the run `<event id>.<recipe>` (so a re-run of it never repeats one).
+    /// Never panics on guest misbehaviour: every failure is in the report.
     pub async fn run(&self, plugin: &Plugin, event: &Event) -> RunReport {
+        self.execute(plugin, event, true).await
+    }
+
+    /// [`Runtime::run`] with no effect journal: every call is sent (`switchboard run`, a
+    /// one-off by hand, whose event id may be made up and repeated).
+    pub async fn run_unjournaled(&self, plugin: &Plugin, event: &Event) -> RunReport {
+        self.execute(plugin, event, false).await
+    }
+
+    async fn execute(&self, plugin: &Plugin, event: &Event, journaled: bool) -> RunReport {
         let started = Instant::now();
         let limits = plugin.limits;
         let mut store = self.new_store(
@@ -662,10 +724,12 @@ impl Runtime {
                 log_limits: self.options.log_limits,
                 output_limit: self.options.output_limit,
                 deadline_at: Instant::now(),
-                effects: Some(RunEffects::new(
-                    self.effects.clone(),
-                    crate::model::run_id(&event.id, &plugin.name),
-                )),
+                effects: journaled.then(|| {
+                    RunEffects::new(
+                        self.effects.clone(),
+                        crate::model::run_id(&event.id, &plugin.name),
+                    )
+                }),
             },
             limits.deadline,
         );
@@ -779,6 +843,15 @@ fn recursing(backtrace: &wasmtime::WasmBacktrace) -> bool {
         .take_while(|f| f.func_index() == top.func_index())
         .count();
     frames.len() >= BACKTRACE_FRAMES - 24 || repeated >= 16
+}
+
+/// The version of the Switchboard contract a component imports, when it is not this host's.
+fn other_contract_version(imports: &[String]) -> Option<&str> {
+    imports
+        .iter()
+        .filter_map(|i| i.strip_prefix("switchboard:recipes/"))
+        .filter_map(|i| i.split_once('@').map(|(_, v)| v))
+        .find(|v| *v != plugin::CONTRACT_VERSION)
 }
 
 /// The message of a caught panic.

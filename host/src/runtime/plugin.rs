@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The version of the WIT package `switchboard:recipes` this host serves.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
 /// The world every recipe must target.
 pub const RECIPE_WORLD: &str = "switchboard:recipes/recipe@0.2.0";
 

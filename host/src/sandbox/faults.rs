@@ -39,6 +39,8 @@ pub struct Faults {
     pub drop_after_next: u32,
     /// Only requests whose path (under the vendor's prefix) starts with this; default all.
     pub path: Option<String>,
+    /// Only requests of this method (`POST`, `PUT`, ...); default all.
+    pub method: Option<String>,
 }
 
 /// A response body that fails as soon as it is read: the connection breaks.
@@ -72,9 +74,15 @@ pub async fn inject(
         .entry(vendor.to_string())
         .or_default() += 1;
     let path = request.uri().path().to_string();
+    let method = request.method().as_str().to_string();
     let (latency, fail, status, retry_after, drop, drop_after) = {
         let mut faults = state.faults.lock().unwrap();
-        let applies = |f: &Faults| f.path.as_ref().is_none_or(|p| path.starts_with(p.as_str()));
+        let applies = |f: &Faults| {
+            f.path.as_ref().is_none_or(|p| path.starts_with(p.as_str()))
+                && f.method
+                    .as_ref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(&method))
+        };
         match faults.get_mut(vendor).filter(|f| applies(f)) {
             None => (0, false, 500, 1, false, false),
             Some(f) => {

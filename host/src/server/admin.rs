@@ -14,6 +14,7 @@
 use super::{AppState, error};
 use crate::pipeline::journal::{RunRecord, RunStatus};
 use crate::pipeline::{Incoming, PipelineError, RunFilter, rfc3339};
+use crate::store::effects::EffectState;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -80,6 +81,11 @@ fn pipeline_error(e: PipelineError) -> Response {
         PipelineError::NoRun(_) | PipelineError::NoPlugin(_) => StatusCode::NOT_FOUND,
         PipelineError::NotFinished { .. } => StatusCode::CONFLICT,
         PipelineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        // The disk is full or gone: try again later, as a webhook would.
+        e if e.is_store_io() => {
+            tracing::error!("admin request failed: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         PipelineError::Journal(_) | PipelineError::Commit(_) | PipelineError::Store(_) => {
             tracing::error!("admin request failed: {e}");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -225,8 +231,17 @@ async fn run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Respon
         Err(e) => return pipeline_error(e),
     };
     let event = app.pipeline.event(&run.event_id).ok().flatten();
-    let effects = match app.pipeline.effects(&run.id) {
-        Ok(effects) => effects,
+    // The journal's calls without their recorded answers (vendor records, personal data).
+    let effects: Vec<_> = match app.pipeline.effects(&run.id) {
+        Ok(effects) => effects
+            .into_iter()
+            .map(|mut e| {
+                if let EffectState::Done { result } = &mut e.state {
+                    *result = serde_json::Value::Null;
+                }
+                e
+            })
+            .collect(),
         Err(e) => return pipeline_error(e),
     };
     Json(json!({ "run": run, "event": event, "effects": effects })).into_response()

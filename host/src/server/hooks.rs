@@ -4,6 +4,7 @@
 //! a `Content-Length` over the limit is answered 413 at once, and a body must arrive within
 //! `body_timeout`.
 
+use super::listener::ConnHandle;
 use super::{AppState, error, printable};
 use crate::ingest::{Received, Refusal};
 use crate::pipeline::PipelineError;
@@ -31,6 +32,16 @@ pub(super) async fn receive(
         return error(StatusCode::NOT_FOUND, format!("unknown source '{source}'"));
     }
     let (parts, body) = request.into_parts();
+    // While the body arrives, the connection may be closed for room at the cap if it is slow.
+    let conn = parts.extensions.get::<ConnHandle>().cloned();
+    struct Reading(Option<ConnHandle>);
+    impl Drop for Reading {
+        fn drop(&mut self) {
+            if let Some(c) = &self.0 {
+                c.reading_body(false);
+            }
+        }
+    }
     let too_large = || {
         counters.too_large.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(source = %shown, limit = app.max_body, "webhook refused: body too large");
@@ -47,8 +58,14 @@ pub(super) async fn receive(
     if declared.is_some_and(|n| n > app.max_body as u64) {
         return too_large();
     }
+    if let Some(c) = &conn {
+        c.reading_body(true);
+    }
+    let reading = Reading(conn);
     let read = Limited::new(body, app.max_body).collect();
-    let body = match tokio::time::timeout(app.body_timeout, read).await {
+    let body = tokio::time::timeout(app.body_timeout, read).await;
+    drop(reading);
+    let body = match body {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Ok(Err(e)) => {

@@ -3,27 +3,37 @@
 //!
 //! - a request's headers must arrive within `header_timeout` (hyper's timer);
 //! - a connection with no request in flight is closed after `idle_timeout` (keep-alive, or a
-//!   client that opened a connection and sends nothing, or headers at a trickle);
-//! - at most `max_connections` are open: at the cap, a new connection evicts the connection
-//!   that has been idle longest, so idle or slow clients can never lock out a good webhook
-//!   (when every connection is busy with a request, the newcomer is closed instead);
+//!   client that opened a connection and sends nothing);
+//! - at most `max_connections` are open. At the cap, a new connection makes room: the
+//!   connection idle longest is closed, or, when every connection is busy, the one that has
+//!   been reading a webhook body slowest (longer than [`SLOW_BODY`]); only when every
+//!   connection is busy answering does the newcomer wait its turn (it is closed). Idle and
+//!   slow clients can therefore never lock out a good webhook;
 //! - on shutdown, the loop stops accepting and requests in flight finish (graceful).
 //!
-//! Reading a body in time is the handlers' part (`server::hooks`), since only they know
-//! whether a body is worth reading at all.
+//! A request is "in flight" from its headers until its response body has been written. How
+//! long a webhook body may take is the handler's (`server::hooks`) to say, since only it
+//! knows whether a body is worth reading at all; it marks the connection while it reads.
 
 use axum::Router;
+use axum::body::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceExt;
+
+/// A webhook body still arriving after this long marks its connection as evictable at the
+/// cap (a sender on a healthy link delivers a body in milliseconds).
+pub const SLOW_BODY: Duration = Duration::from_secs(1);
 
 /// How long clients may take, and how many may be connected.
 #[derive(Debug, Clone, Copy)]
@@ -51,18 +61,23 @@ pub struct ConnectionCounters {
     pub accepted: AtomicU64,
     /// Closed after `idle_timeout` without a request.
     pub idle_closed: AtomicU64,
-    /// Idle connections closed to make room for a new one at the cap.
+    /// Connections closed to make room for a new one at the cap: idle ones, or ones reading
+    /// a body slowly.
     pub evicted: AtomicU64,
-    /// New connections closed at once: at the cap, with every connection busy.
+    /// New connections closed at once: at the cap, with every connection busy answering.
     pub refused: AtomicU64,
 }
 
 /// One open connection, as the accept loop sees it.
 struct Conn {
-    /// Requests being answered on it now.
+    /// Requests being answered on it now (until their response bodies are written).
     busy: AtomicUsize,
-    /// When it last began or finished a request (or was accepted), since `epoch`.
+    /// When it last began or finished a request (or was accepted), in ms since `epoch`.
     last_active_ms: AtomicU64,
+    /// When its handler began reading a webhook body, in ms since `epoch` + 1; 0 when not.
+    reading_since_ms: AtomicU64,
+    /// Chosen to be closed (so it is not chosen twice).
+    closing: AtomicBool,
     close: Notify,
 }
 
@@ -77,14 +92,45 @@ impl Table {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// The connection idle for longest, if any is idle.
-    fn longest_idle(&self) -> Option<(u64, Arc<Conn>)> {
-        let conns = self.conns.lock().unwrap();
-        conns
-            .iter()
-            .filter(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
-            .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::SeqCst))
-            .map(|(id, c)| (*id, c.clone()))
+    /// Choose a connection to close for room: the longest idle, else the slowest body
+    /// reader; marks it closing. `None`: every connection is busy answering.
+    fn evict(&self) -> Option<Arc<Conn>> {
+        let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let open = conns.values().filter(|c| !c.closing.load(Ordering::SeqCst));
+        let idle = open
+            .clone()
+            .filter(|c| c.busy.load(Ordering::SeqCst) == 0)
+            .min_by_key(|c| c.last_active_ms.load(Ordering::SeqCst));
+        let slow = || {
+            let now = self.now_ms();
+            open.clone()
+                .filter_map(|c| {
+                    let since = c.reading_since_ms.load(Ordering::SeqCst).checked_sub(1)?;
+                    (now.saturating_sub(since) >= SLOW_BODY.as_millis() as u64)
+                        .then_some((since, c))
+                })
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, c)| c)
+        };
+        let victim = idle.or_else(slow)?.clone();
+        victim.closing.store(true, Ordering::SeqCst);
+        Some(victim)
+    }
+}
+
+/// A handle on the connection a request arrived on, in the request's extensions: a handler
+/// that reads a body says so, so a slow body can make room at the cap.
+#[derive(Clone)]
+pub struct ConnHandle {
+    conn: Arc<Conn>,
+    table: Arc<Table>,
+}
+
+impl ConnHandle {
+    /// The handler starts (`true`) or stops reading the request's body.
+    pub fn reading_body(&self, reading: bool) {
+        let value = if reading { self.table.now_ms() + 1 } else { 0 };
+        self.conn.reading_since_ms.store(value, Ordering::SeqCst);
     }
 }
 
@@ -141,20 +187,20 @@ pub async fn serve(
                 // Out of file descriptors (or another transient failure): make room, and do
                 // not spin.
                 tracing::warn!("accepting a connection failed: {e}");
-                if let Some((_, conn)) = table.longest_idle() {
+                if let Some(victim) = table.evict() {
                     counters.evicted.fetch_add(1, Ordering::Relaxed);
-                    conn.close.notify_one();
+                    victim.close.notify_one();
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let open = table.conns.lock().unwrap().len();
+        let open = table.conns.lock().unwrap_or_else(|e| e.into_inner()).len();
         if open >= limits.max_connections {
-            match table.longest_idle() {
-                Some((_, conn)) => {
+            match table.evict() {
+                Some(victim) => {
                     counters.evicted.fetch_add(1, Ordering::Relaxed);
-                    conn.close.notify_one();
+                    victim.close.notify_one();
                 }
                 None => {
                     counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -172,22 +218,37 @@ pub async fn serve(
         let conn = Arc::new(Conn {
             busy: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(table.now_ms()),
+            reading_since_ms: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
             close: Notify::new(),
         });
-        table.conns.lock().unwrap().insert(id, conn.clone());
+        table
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, conn.clone());
         counters.open.fetch_add(1, Ordering::Relaxed);
 
+        let handle = ConnHandle {
+            conn: conn.clone(),
+            table: table.clone(),
+        };
         let service = {
-            let (app, conn, table) = (app.clone(), conn.clone(), table.clone());
-            hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let (app, conn, table) = (app.clone(), conn.clone(), table.clone());
+            let app = app.clone();
+            hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                let (app, handle) = (app.clone(), handle.clone());
+                handle.conn.busy.fetch_add(1, Ordering::SeqCst);
+                let activity = Activity(handle.clone());
+                request.extensions_mut().insert(handle);
                 async move {
-                    conn.busy.fetch_add(1, Ordering::SeqCst);
-                    let _done = Activity {
-                        conn: &conn,
-                        table: &table,
-                    };
-                    app.oneshot(request.map(axum::body::Body::new)).await
+                    let response = app.oneshot(request.map(axum::body::Body::new)).await;
+                    // In flight until the response body is written (or dropped).
+                    response.map(|r| {
+                        r.map(|inner| Tracked {
+                            inner,
+                            _activity: activity,
+                        })
+                    })
                 }
             })
         };
@@ -195,18 +256,37 @@ pub async fn serve(
         let (table, counters) = (table.clone(), counters.clone());
         let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!("connection ended: {e}");
+            tokio::pin!(connection);
+            loop {
+                tokio::select! {
+                    result = &mut connection => {
+                        if let Err(e) = result {
+                            tracing::debug!("connection ended: {e}");
+                        }
+                        break;
+                    }
+                    _ = conn.close.notified() => {
+                        // Chosen as idle, but a request began meanwhile: it stays, unless
+                        // that request is a body arriving too slowly.
+                        let since = conn.reading_since_ms.load(Ordering::SeqCst);
+                        let slow = since > 0
+                            && table.now_ms().saturating_sub(since - 1) >= SLOW_BODY.as_millis() as u64;
+                        if conn.busy.load(Ordering::SeqCst) == 0 || slow {
+                            break;
+                        }
+                        conn.closing.store(false, Ordering::SeqCst);
+                    }
+                    _ = idle_watch(&conn, &table, idle_timeout) => {
+                        counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        break;
                     }
                 }
-                _ = conn.close.notified() => {}
-                _ = idle_watch(&conn, &table, idle_timeout) => {
-                    counters.idle_closed.fetch_add(1, Ordering::Relaxed);
-                }
             }
-            table.conns.lock().unwrap().remove(&id);
+            table
+                .conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             counters.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -214,18 +294,41 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// Marks the end of a request on its connection (also when the request is dropped).
-struct Activity<'a> {
-    conn: &'a Conn,
-    table: &'a Table,
+/// A request in flight on its connection; dropped when its response body is written (or
+/// the response is dropped).
+struct Activity(ConnHandle);
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        let ConnHandle { conn, table } = &self.0;
+        conn.last_active_ms.store(table.now_ms(), Ordering::SeqCst);
+        conn.busy.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-impl Drop for Activity<'_> {
-    fn drop(&mut self) {
-        self.conn
-            .last_active_ms
-            .store(self.table.now_ms(), Ordering::SeqCst);
-        self.conn.busy.fetch_sub(1, Ordering::SeqCst);
+/// A response body that keeps its request in flight until it is written.
+struct Tracked {
+    inner: axum::body::Body,
+    _activity: Activity,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -240,8 +343,9 @@ async fn idle_watch(conn: &Conn, table: &Table, timeout: Duration) {
         if !busy && idle_for >= timeout_ms {
             return;
         }
+        // Busy: look again soon after it may have ended, so idle time is not overshot.
         let wait = if busy {
-            timeout_ms
+            timeout_ms / 4
         } else {
             timeout_ms - idle_for
         };

@@ -251,11 +251,22 @@ impl Kv {
         let mut state = self.inner.state.lock().unwrap();
         let (usage, quota) = *state;
         // If the swap happens, the old value was `expected`: the change is known up front.
-        let after = self.allow(
+        let after = match self.allow(
             usage,
             quota,
             delta(key, expected.map(<[u8]>::len), new.map(<[u8]>::len)),
-        )?;
+        ) {
+            Ok(after) => after,
+            // A swap that would not happen anyway (the value is not `expected`) is a plain
+            // "no", quota or not: a claim taken before is still "taken", not "quota exceeded".
+            Err(refusal) => {
+                let current = self.inner.tree.get(key).map_err(|e| self.store_error(e))?;
+                if current.as_deref() != expected {
+                    return Ok(false);
+                }
+                return Err(refusal);
+            }
+        };
         let swapped = self
             .inner
             .tree
@@ -352,6 +363,8 @@ mod tests {
                     max_bytes: 100
                 }
             );
+            // At the quota, a claim on a key taken before is still a plain "no".
+            assert!(!kv.set_if_absent("a", b"x").unwrap());
             assert!(kv.delete("c").unwrap());
             assert!(kv.set_if_absent("d", b"1").unwrap());
             assert!(kv.compare_and_swap("d", Some(b"1"), None).unwrap());

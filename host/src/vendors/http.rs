@@ -195,7 +195,9 @@ impl VendorHttp {
             .collect::<Result<_, BuildError>>()?;
         let client = reqwest::Client::builder()
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+            // Well under a run's deadline: a connection that cannot be made fails as such
+            // (nothing was sent), before the run's own timeout makes it ambiguous.
+            .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BuildError(format!("{vendor}: cannot build the HTTP client: {e}")))?;
@@ -246,14 +248,23 @@ impl VendorHttp {
         }
     }
 
-    /// Send a request and map any non-2xx answer to the WIT error it means.
+    /// Send a request and map any non-2xx answer to the WIT error it means. A gateway's 502
+    /// or 504 to a request that is not safe to send twice is `unknown-outcome`: the request
+    /// may have reached the vendor behind it.
     pub async fn send(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
         let response = self.send_raw(call, request).await?;
         if (200..300).contains(&response.status) {
-            Ok(response)
-        } else {
-            Err(self.map_status(&response))
+            return Ok(response);
         }
+        if !request.retry && matches!(response.status, 502 | 504) {
+            return Err(RecipeError::UnknownOutcome {
+                message: format!(
+                    "{} {} to {}: its gateway answered {} after the request was sent, so it may have taken effect",
+                    request.method, request.path, self.vendor, response.status
+                ),
+            });
+        }
+        Err(self.map_status(&response))
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

@@ -42,9 +42,8 @@ impl Recipe for NewLeadSms {
         if let Some(end) = s.quiet_hours.end_if_inside(&s.time_zone)? {
             return Ok(Outcome::deferred(end, "quiet hours"));
         }
-        let new = Query { status: Some("new".into()), limit: Some(100), ..query() };
         let leads = match event.source.as_str() {
-            "cron" => leads::list("hb", &new)?.leads,
+            "cron" => new_leads()?,
             _ => vec![record(event.payload()?)?],
         };
         let (mut texted, mut unconfirmed) = (0, Vec::new());
@@ -82,6 +81,23 @@ enum Texted {
     Unconfirmed(String),
 }
 
+/// Every lead with status `new`, page by page (leads whose text is unconfirmed stay `new`, so
+/// they never crowd out the others), at most 1,000 a poll.
+fn new_leads() -> Result<Vec<Lead>> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let q = Query { status: Some("new".into()), limit: Some(100), cursor, ..query() };
+        let page = leads::list("hb", &q)?;
+        all.extend(page.leads);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(all)
+}
+
 /// Record a web lead in Homebase360, once per lead id.
 fn record(web: WebLead) -> Result<Lead> {
     let key = format!("web/{}", web.id);
@@ -99,10 +115,20 @@ fn text(s: &Settings, lead: &Lead) -> Result<Texted> {
     let (Some(id), Some(customer)) = (&lead.id, &lead.contact_id) else {
         return Err(Error::invalid("lead", "no id or customer id"));
     };
-    let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
-    let template = s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
-    let sms = messages::sms(customer, template.replace("{first_name}", &name));
-    let texted = match kv::once(&format!("texted/{customer}"), || messages::send("hb", &sms)) {
+    let key = format!("texted/{customer}");
+    let texted = match kv::once_state(&key)? {
+        // Done before: no need to look the customer up again.
+        kv::OnceState::Done => Ok(Once::Before),
+        kv::OnceState::Held { by } => Ok(Once::Held { by }),
+        kv::OnceState::Free | kv::OnceState::Mine => {
+            let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
+            let template =
+                s.template.as_deref().unwrap_or("Hi {first_name}, we will call you soon!");
+            let sms = messages::sms(customer, template.replace("{first_name}", &name));
+            kv::once(&key, || messages::send("hb", &sms))
+        }
+    };
+    let texted = match texted {
         Ok(Once::Done(_)) => Texted::Sent,
         Ok(Once::Before) => Texted::Before,
         Ok(Once::Held { by }) => {

@@ -583,3 +583,46 @@ async fn a_host_killed_while_the_text_is_in_flight_leaves_the_lead_unconfirmed()
     );
     assert!(texts(&sb).len() <= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_confirmed_text_never_texts_again_even_if_the_text_would_differ() {
+    let sb = sandbox().await;
+    let (_dir, config) = start(&sb, "cron = \"off\"\n[pipeline]\nretry_base = \"1s\"");
+    let host = Host::start(&config);
+    // The text goes out; moving the lead on then fails (the client's own 3 retries too), so
+    // the run is retried.
+    hb_faults(
+        &sb,
+        json!({"fail_next": 4, "status": 503, "path": "/leads/", "method": "PUT"}),
+    );
+    let form = json!({"id": "retry-1", "first_name": "Ada", "phone": "+13035550100"});
+    assert_eq!(post_lead(&host, "retry_1", &form).await.0, 202);
+    host.wait_runs("plugin=new-lead-sms", "the failed first attempt", |runs| {
+        runs.len() == 1 && runs[0]["attempts"] == 1 && runs[0]["status"] == "queued"
+    })
+    .await;
+    assert_eq!(texts(&sb).len(), 1);
+    // Before the retry, the customer's name changes: a text built now would differ from the
+    // one sent, so the effect journal alone would not recognise it.
+    let lead = lead_of(&sb, "+13035550100").await;
+    let customer = lead["customerId"].as_str().unwrap();
+    vendor(
+        &sb,
+        "PUT",
+        "homebase360",
+        &format!("/customers/{customer}"),
+        Some(json!({"firstName": "Adeline"})),
+    )
+    .await;
+    let runs = host
+        .wait_runs("plugin=new-lead-sms", "the retry", |runs| {
+            runs.len() == 1 && runs[0]["status"] == "succeeded"
+        })
+        .await;
+    assert_eq!(runs[0]["attempts"], 2, "{}", runs[0]);
+    assert_eq!(texts(&sb).len(), 1, "texted again: {:?}", texts(&sb));
+    assert_eq!(
+        lead_of(&sb, "+13035550100").await["status"],
+        "first_contact"
+    );
+}

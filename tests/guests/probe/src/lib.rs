@@ -24,6 +24,13 @@ enum Op {
         prefix: String,
     },
     Loop,
+    /// Loop, calling the host (the clock) on every turn.
+    LoopCalls,
+    /// Text `to` through `connection`.
+    Sms {
+        connection: String,
+        to: String,
+    },
     Alloc {
         mib: usize,
     },
@@ -111,6 +118,7 @@ impl Recipe for Probe {
             .uses(Capability::Contacts)
             .uses(Capability::VendorHttp)
             .uses(Capability::DataExport)
+            .uses(Capability::Messages)
             .connection("ghl")
             .connection("wh")
     }
@@ -128,6 +136,13 @@ impl Recipe for Probe {
                 done("set".into())
             }
             Op::KvList { prefix } => done(kv::list_keys(&prefix, None)?.join(",")),
+            Op::LoopCalls => loop {
+                std::hint::black_box(clock::now("UTC")?);
+            },
+            Op::Sms { connection, to } => {
+                let sent = messages::send(&connection, &messages::sms(&to, "hi"))?;
+                done(format!("sent {}", sent.id.unwrap_or_default()))
+            }
             Op::Loop => {
                 let mut n: u64 = 0;
                 loop {
