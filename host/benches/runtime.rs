@@ -293,29 +293,53 @@ fn main() {
         let report = runtime.run(&plugin, &event).await;
         assert!(report.outcome.is_some(), "{report:?}");
     };
+    // The same host without the slow lane (no call hook, no guest-time accounting).
+    let unlaned = Runtime::new(
+        RuntimeOptions {
+            slow_lane: 0,
+            ..options.clone()
+        },
+        Store::open(&dir.path().join("store-unlaned")).unwrap(),
+        Connections::default(),
+    )
+    .unwrap();
+    let unlaned_plugin = rt.block_on(unlaned.load(Path::new(hello))).unwrap();
+    let unlaned_once = || async {
+        let report = unlaned.run(&unlaned_plugin, &event).await;
+        assert!(report.outcome.is_some(), "{report:?}");
+    };
 
     rt.block_on(async {
         for _ in 0..WARMUP {
             bare_once().await;
             ours_once().await;
+            unlaned_once().await;
         }
     });
-    let (mut bare, mut ours) = (Vec::new(), Vec::new());
+    let (mut bare, mut ours, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved event by event, the order rotating, so the machine's slow stretches and
+    // warm caches fall on every row alike.
     for _ in 0..ROUNDS {
         rt.block_on(async {
-            for _ in 0..EVENTS_PER_ROUND {
-                let t = Instant::now();
-                bare_once().await;
-                bare.push(t.elapsed());
-            }
-            for _ in 0..EVENTS_PER_ROUND {
-                let t = Instant::now();
-                ours_once().await;
-                ours.push(t.elapsed());
+            for i in 0..EVENTS_PER_ROUND {
+                for row in 0..3 {
+                    let t = Instant::now();
+                    match (i + row) % 3 {
+                        0 => bare_once().await,
+                        1 => ours_once().await,
+                        _ => unlaned_once().await,
+                    }
+                    let took = t.elapsed();
+                    match (i + row) % 3 {
+                        0 => bare.push(took),
+                        1 => ours.push(took),
+                        _ => plain.push(took),
+                    }
+                }
             }
         });
     }
-    let (b, o) = (stats(bare), stats(ours));
+    let (b, o, u) = (stats(bare), stats(ours), stats(plain));
 
     // Throughput of the full host on a 2-worker runtime.
     let mt = tokio::runtime::Builder::new_multi_thread()
@@ -361,6 +385,12 @@ fn main() {
         us(o.median),
         us(o.p90),
         us(o.mean)
+    );
+    println!(
+        "| switchboard, slow lane off (`slow_lane = 0`) | {} | {} | {} |",
+        us(u.median),
+        us(u.p90),
+        us(u.mean)
     );
     println!(
         "\nratio (median): {:.2}x the bare baseline; samples: {} each",

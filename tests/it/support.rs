@@ -93,9 +93,7 @@ impl Connector for Double {
 
 /// The context of a vendor call with a 10 s deadline.
 pub fn call() -> Call {
-    Call {
-        deadline: Instant::now() + Duration::from_secs(10),
-    }
+    Call::until(Instant::now() + Duration::from_secs(10))
 }
 
 /// A GoHighLevel client for a running sandbox, with `token`.

@@ -558,9 +558,7 @@ async fn retries_stop_at_the_run_deadline() {
     let ghl = connections.get("ghl").unwrap();
     f.faults("gohighlevel", json!({"fail_always": true, "status": 503}))
         .await;
-    let c = Call {
-        deadline: Instant::now() + Duration::from_millis(1500),
-    };
+    let c = Call::until(Instant::now() + Duration::from_millis(1500));
     let err = ghl.contacts_get(&c, "abc123").await.unwrap_err();
     assert!(
         matches!(err, RecipeError::Upstream { status: 503, .. }),
@@ -1335,9 +1333,7 @@ async fn welcomehome_exports_page_through_link_headers_within_the_cursor_limit()
     wh.export_next(&c, &cursor).await.unwrap();
     wh.export_next(&c, &cursor).await.unwrap();
     let before = f.sandbox.state.requests("welcomehome");
-    let soon = Call {
-        deadline: Instant::now() + Duration::from_secs(2),
-    };
+    let soon = Call::until(Instant::now() + Duration::from_secs(2));
     assert!(matches!(
         wh.export_next(&soon, &cursor).await,
         Err(RecipeError::RateLimited { retry_after_ms: Some(ms) }) if ms > 2000
@@ -1846,9 +1842,7 @@ async fn injected_latency_past_the_deadline_is_a_timeout() {
     let connections = f.build(&f.config(Some(0)));
     let hcp = connections.get("hcp").unwrap();
     f.faults("housecallpro", json!({"latency_ms": 2000})).await;
-    let c = Call {
-        deadline: Instant::now() + Duration::from_millis(300),
-    };
+    let c = Call::until(Instant::now() + Duration::from_millis(300));
     let started = Instant::now();
     assert_eq!(
         hcp.contacts_search(&c, &Query::default())

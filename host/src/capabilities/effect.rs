@@ -148,7 +148,17 @@ impl RunState {
             at,
             armed: true,
         };
-        if let Err(e) = journal.begin(at, &effect).await {
+        let waits = self.waits.clone();
+        let begun = {
+            // The flush is a wait on the store, not the recipe's running time.
+            let call = crate::vendors::Call {
+                deadline: self.deadline_at,
+                waits,
+            };
+            let _waiting = call.waiting();
+            journal.begin(at, &effect).await
+        };
+        if let Err(e) = begun {
             return Err(RecipeError::Other {
                 message: format!(
                     "{call}: cannot write the effect journal ({e}); the request was not sent"

@@ -107,6 +107,7 @@ impl RunState {
             connector,
             Call {
                 deadline: self.deadline_at,
+                waits: self.waits.clone(),
             },
         ))
     }

@@ -11,9 +11,7 @@ pub async fn check(ctx: &Context) -> Result<ExitCode, CommandError> {
     let mut any = false;
     for (name, connector) in connections.iter() {
         any = true;
-        let call = Call {
-            deadline: Instant::now() + Duration::from_secs(15),
-        };
+        let call = Call::until(Instant::now() + Duration::from_secs(15));
         match connector.check(&call).await {
             Ok(what) => println!("{name} ({}): working: {what}", connector.vendor()),
             Err(e) => {

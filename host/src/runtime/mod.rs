@@ -274,26 +274,30 @@ struct Fairness {
     slice: Duration,
 }
 
-/// One run's guest time, and its slow-lane turn when it has one.
-#[derive(Default)]
+/// One run's waits, and its slow-lane turn when it has one.
 struct Lane {
-    /// Guest time before the current stretch.
-    used: Duration,
-    /// When the current stretch of guest code began; `None` while the host has control.
-    since: Option<Instant>,
-    demoted: bool,
-    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    started: Instant,
+    /// Time spent waiting (on vendors, the store, a thread), in µs.
+    waited_us: AtomicU64,
+    demoted: AtomicBool,
+    turn: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl Lane {
-    fn start(&mut self) {
-        self.since.get_or_insert_with(Instant::now);
+    fn give_back(&self) {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl crate::vendors::Waits for Lane {
+    /// A wait on a vendor holds no turn of the slow lane.
+    fn begin(&self) {
+        self.give_back();
     }
 
-    fn stop(&mut self) {
-        if let Some(since) = self.since.take() {
-            self.used += since.elapsed();
-        }
+    fn end(&self, waited: Duration) {
+        self.waited_us
+            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -624,13 +628,12 @@ impl Runtime {
         // Every epoch tick, a running guest yields to the executor so a busy recipe never
         // stalls the thread other runs share; past its deadline it traps instead.
         //
-        // Fair CPU: a run that has spent more than `cpu_slice` in guest code (host calls and
-        // waiting for a thread not counted) is demoted to the slow lane, whose few turns
-        // (`slow_lane` at once, first come first served) it must hold whenever its guest code
-        // runs. However many runs spin until their deadline, they keep at most `slow_lane`
-        // threads busy, and intake and other recipes keep the rest. A turn is given back at
-        // every tick and on every call into the host, and taken again before the guest goes
-        // on (a demoted run waiting on a vendor holds no turn).
+        // Fair CPU: a run that has spent more than `cpu_slice` running (its wall time, less
+        // its waits on vendors and the store, and on a thread after each tick) is demoted to
+        // the slow lane, whose few turns (`slow_lane` at once, first come first served) it
+        // must hold while its guest code runs. However many runs spin until their deadline,
+        // they keep at most `slow_lane` threads busy, and intake and other recipes keep the
+        // rest. A turn is given back at every tick and whenever the run waits on a vendor.
         store.set_epoch_deadline(1);
         let fairness = self.fairness.clone();
         let Some(turns) = fairness.lane.clone() else {
@@ -645,53 +648,40 @@ impl Runtime {
             });
             return store;
         };
+        let lane = Arc::new(Lane {
+            started: Instant::now(),
+            waited_us: AtomicU64::new(0),
+            demoted: AtomicBool::new(false),
+            turn: std::sync::Mutex::new(None),
+        });
+        store.data_mut().waits = Some(lane.clone());
         let slice = fairness.slice;
-        let lane = Arc::new(std::sync::Mutex::new(Lane::default()));
-        let in_callback = lane.clone();
         store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline_at {
+            let now = Instant::now();
+            if now >= deadline_at {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            let demoted = {
-                let mut l = in_callback.lock().unwrap_or_else(|e| e.into_inner());
-                l.stop();
-                l.turn = None;
-                l.demoted |= l.used >= slice;
-                l.demoted
-            };
-            let (lane, turns) = (in_callback.clone(), turns.clone());
+            lane.give_back();
+            let waited = Duration::from_micros(lane.waited_us.load(Ordering::Relaxed));
+            let ran = now.duration_since(lane.started).saturating_sub(waited);
+            let demoted = lane.demoted.load(Ordering::Relaxed) || ran >= slice;
+            lane.demoted.store(demoted, Ordering::Relaxed);
+            let (lane, turns) = (lane.clone(), turns.clone());
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
-                    let turn = if demoted {
-                        turns.acquire_owned().await.ok()
+                    let asked = Instant::now();
+                    if demoted {
+                        if let Ok(turn) = turns.acquire_owned().await {
+                            *lane.turn.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+                        }
                     } else {
                         tokio::task::yield_now().await;
-                        None
-                    };
-                    let mut l = lane.lock().unwrap_or_else(|e| e.into_inner());
-                    l.turn = turn;
-                    l.start();
+                    }
+                    // Waiting for a turn, or a thread, is not running.
+                    crate::vendors::Waits::end(&*lane, asked.elapsed());
                 }),
             ))
-        });
-        store.call_hook(move |mut ctx, hook| {
-            let mut l = lane.lock().unwrap_or_else(|e| e.into_inner());
-            match hook {
-                wasmtime::CallHook::CallingWasm => l.start(),
-                wasmtime::CallHook::ReturningFromHost => {
-                    l.start();
-                    // A demoted guest takes a turn before it goes on: the callback at once.
-                    if l.demoted {
-                        ctx.set_epoch_deadline(0);
-                    }
-                }
-                wasmtime::CallHook::CallingHost | wasmtime::CallHook::ReturningFromWasm => {
-                    l.stop();
-                    l.turn = None;
-                }
-            }
-            Ok(())
         });
         store
     }

@@ -200,6 +200,8 @@ pub struct RunState {
     pub(crate) deadline_at: std::time::Instant,
     /// The effect journal of this run; `None` where nothing is journaled (loading).
     pub(crate) effects: Option<RunEffects>,
+    /// Told when the run waits on a vendor or the store (the slow lane's accounting).
+    pub(crate) waits: Option<Arc<dyn crate::vendors::Waits>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -245,6 +247,7 @@ impl RunState {
             stderr,
             deadline_at: setup.deadline_at,
             effects: setup.effects,
+            waits: None,
             wasi,
             table: ResourceTable::new(),
         }

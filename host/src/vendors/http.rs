@@ -223,6 +223,7 @@ impl VendorHttp {
     /// Send a request, retrying what may be retried, and answer the response whatever
     /// its status. Only transport failures (after retries) are errors.
     pub async fn send_raw(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
+        let _waiting = call.waiting();
         let mut attempt = 0;
         loop {
             if let Some(limiter) = &self.limiter {

@@ -23,10 +23,65 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The context of one capability call: when the run must be done.
-#[derive(Debug, Clone, Copy)]
+/// The context of one capability call: when the run must be done, and who to tell when it
+/// waits on the network.
+#[derive(Clone)]
 pub struct Call {
     pub deadline: Instant,
+    /// Told when the call starts and stops waiting on a vendor (the runtime does not count
+    /// that time as the recipe's CPU time).
+    pub waits: Option<Arc<dyn Waits>>,
+}
+
+impl Call {
+    /// A call that must be done by `deadline`.
+    pub fn until(deadline: Instant) -> Self {
+        Call {
+            deadline,
+            waits: None,
+        }
+    }
+
+    /// Note a wait on the network until the returned guard is dropped.
+    pub fn waiting(&self) -> Waiting<'_> {
+        if let Some(w) = &self.waits {
+            w.begin();
+        }
+        Waiting {
+            call: self,
+            since: Instant::now(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whoever wants to know when a call waits on the network.
+pub trait Waits: Send + Sync {
+    /// A wait begins.
+    fn begin(&self);
+    /// It ended, after `waited`.
+    fn end(&self, waited: std::time::Duration);
+}
+
+/// A wait on the network, ended when dropped.
+pub struct Waiting<'a> {
+    call: &'a Call,
+    since: Instant,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = &self.call.waits {
+            w.end(self.since.elapsed());
+        }
+    }
 }
 
 /// A raw request through a connection; `path` is relative to the vendor's base URL.

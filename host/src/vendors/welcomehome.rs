@@ -422,6 +422,7 @@ impl WelcomeHome {
                     retry_after_ms: Some(wait.as_millis() as u64),
                 });
             }
+            let _waiting = call.waiting();
             tokio::time::sleep(wait).await;
         }
     }
