@@ -43,9 +43,10 @@ async fn host(dir: &Path, slow_lane: usize) -> (String, Arc<Pipeline>) {
         ..RuntimeOptions::default()
     };
     let store = Store::open(&dir.join("store")).unwrap();
-    let runtime = Arc::new(Runtime::new(options, store, Connections::default()).unwrap());
+    let runtime =
+        Arc::new(Runtime::new(options, Arc::new(store.clone()), Connections::default()).unwrap());
     let registry = Registry::open(runtime.clone(), plugins).await;
-    let pipeline = Pipeline::start(runtime, registry, PipelineOptions::default()).unwrap();
+    let pipeline = Pipeline::start(runtime, registry, store, PipelineOptions::default()).unwrap();
     let sources = Sources::from_config(&BTreeMap::from([(
         "bench".to_string(),
         SourceConfig {

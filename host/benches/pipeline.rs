@@ -144,9 +144,10 @@ async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>)
         ..RuntimeOptions::default()
     };
     let store = Store::open(&dir.join("store")).unwrap();
-    let runtime = Arc::new(Runtime::new(options, store, Connections::default()).unwrap());
+    let runtime =
+        Arc::new(Runtime::new(options, Arc::new(store.clone()), Connections::default()).unwrap());
     let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
-    let pipeline = Pipeline::start(runtime, registry, PipelineOptions::default()).unwrap();
+    let pipeline = Pipeline::start(runtime, registry, store, PipelineOptions::default()).unwrap();
     let secret_file = dir.join("bench.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let sources = Sources::from_config(&BTreeMap::from([(

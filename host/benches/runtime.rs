@@ -58,7 +58,7 @@ fn effect_journal(dir: &Path, options: &RuntimeOptions) {
     let store = Store::open(&dir.join("effects-store")).unwrap();
     let mut connections = Connections::default();
     connections.insert("ghl", Arc::new(Instant200));
-    let runtime = Runtime::new(options.clone(), store.clone(), connections).unwrap();
+    let runtime = Runtime::new(options.clone(), Arc::new(store.clone()), connections).unwrap();
     let probe = rt
         .block_on(runtime.load(Path::new(switchboard_test_guests::PROBE)))
         .unwrap();
@@ -96,7 +96,7 @@ fn effect_journal(dir: &Path, options: &RuntimeOptions) {
             t.elapsed()
         })
         .collect();
-    let journal = store.effects().unwrap();
+    let journal = store.effects();
     let begin: Vec<Duration> = (0..EFFECT_SAMPLES as u32)
         .map(|i| {
             let fingerprint = [7u8; 32];
@@ -245,7 +245,7 @@ fn main() {
 
     // Switchboard.
     let store = Store::open(&dir.path().join("store")).unwrap();
-    let runtime = Runtime::new(options.clone(), store, Connections::default()).unwrap();
+    let runtime = Runtime::new(options.clone(), Arc::new(store), Connections::default()).unwrap();
     let plugin = rt.block_on(runtime.load(Path::new(hello))).unwrap();
     let event = Event::new(
         "bench",
@@ -299,7 +299,7 @@ fn main() {
             slow_lane: 0,
             ..options.clone()
         },
-        Store::open(&dir.path().join("store-unlaned")).unwrap(),
+        Arc::new(Store::open(&dir.path().join("store-unlaned")).unwrap()),
         Connections::default(),
     )
     .unwrap();

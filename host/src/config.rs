@@ -63,7 +63,7 @@
 //! ```
 
 use crate::ingest::SourceConfig;
-use crate::pipeline::schedule::Schedule;
+use crate::model::schedule::Schedule;
 use crate::pipeline::{CatchUp, CronOverride, PipelineOptions};
 use crate::runtime::{PluginOverrides, RuntimeOptions};
 use crate::secrets::SecretSource;

@@ -1,22 +1,27 @@
 //! Switchboard: a host that runs CRM integration recipes as sandboxed WebAssembly components.
 //!
-//! The seams, each in its own module:
-//! - [`runtime`]: the wasm engine, plugins, per-run isolation;
-//! - [`capabilities`]: the host side of each WIT interface, with grant checks;
-//! - [`vendors`]: connections to vendor APIs (no wasm types);
-//! - [`store`]: the embedded sled store (recipe kv state);
-//! - [`config`], [`cli`] and [`commands`]: the operator's side.
+//! This crate is the binary's: the command line ([`cli`], [`commands`]), the configuration
+//! ([`config`]), webhook intake ([`ingest`]) and the HTTP server ([`server`]). The layers
+//! below it are crates of their own, so that the compiler keeps each in its place:
+//!
+//! - [`model`] (`switchboard-model`): events, runs, outcomes, errors, schedules; no I/O;
+//! - [`vendors`] (`switchboard-vendors`): the vendor clients; no wasm;
+//! - [`runtime`] (`switchboard-runtime`): the wasm engine, plugins, per-run isolation and the
+//!   host side of each capability; no HTTP server, no pipeline;
+//! - [`sandbox`] (`switchboard-sandbox`): the vendor sandbox;
+//! - [`pipeline`] (`switchboard-pipeline`): the durable pipeline and its store backends.
 
-pub mod capabilities;
+pub use switchboard_model as model;
+pub use switchboard_pipeline as pipeline;
+pub use switchboard_pipeline::store;
+pub use switchboard_runtime as runtime;
+pub use switchboard_runtime::capabilities;
+pub use switchboard_sandbox as sandbox;
+pub use switchboard_vendors as vendors;
+pub use switchboard_vendors::secrets;
+
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod ingest;
-pub mod model;
-pub mod pipeline;
-pub mod runtime;
-pub mod sandbox;
-pub mod secrets;
 pub mod server;
-pub mod store;
-pub mod vendors;

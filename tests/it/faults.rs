@@ -445,15 +445,13 @@ async fn a_panic_in_host_code_fails_that_run_and_frees_its_slot() {
     let double = support::Double::new();
     let mut connections = Connections::default();
     connections.insert("ghl", double.clone());
-    let runtime = std::sync::Arc::new(support::runtime_at(
-        dir.path(),
-        support::options(),
-        connections,
-    ));
+    let (runtime, store) = support::runtime_with_store(dir.path(), support::options(), connections);
+    let runtime = std::sync::Arc::new(runtime);
     let registry = Registry::open(runtime.clone(), plugins).await;
     let pipeline = Pipeline::start(
         runtime,
         registry,
+        store,
         PipelineOptions {
             workers: 1,
             per_plugin: 1,

@@ -167,13 +167,13 @@ async fn compiled_components_are_cached_on_disk_across_restarts() {
 async fn kv_state_survives_a_host_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let rt = runtime_at(dir.path(), options(), Connections::default());
+        let (rt, store) = runtime_with_store(dir.path(), options(), Connections::default());
         let hello = load(&rt, HELLO).await;
         for _ in 0..2 {
             rt.run(&hello, &event("customer.updated", serde_json::json!({})))
                 .await;
         }
-        rt.store().flush().unwrap();
+        store.flush().unwrap();
     }
     let rt = runtime_at(dir.path(), options(), Connections::default());
     let hello = load(&rt, HELLO).await;

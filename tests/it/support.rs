@@ -27,8 +27,19 @@ pub fn options_with(name: &str, o: PluginOverrides) -> RuntimeOptions {
 }
 
 pub fn runtime_at(dir: &Path, options: RuntimeOptions, connections: Connections) -> Runtime {
+    runtime_with_store(dir, options, connections).0
+}
+
+/// A runtime on a store in `dir`, and that store (for a pipeline over it).
+pub fn runtime_with_store(
+    dir: &Path,
+    options: RuntimeOptions,
+    connections: Connections,
+) -> (Runtime, Store) {
     let store = Store::open(&dir.join("store")).expect("opening the store");
-    Runtime::new(options, store, connections).expect("building the runtime")
+    let runtime =
+        Runtime::new(options, Arc::new(store.clone()), connections).expect("building the runtime");
+    (runtime, store)
 }
 
 pub async fn load(runtime: &Runtime, path: &str) -> Plugin {

@@ -124,7 +124,9 @@ impl Fixture {
     }
 
     fn build(&self, config: &BTreeMap<String, ConnectionConfig>) -> Connections {
-        Connections::from_config(config, &self.store).unwrap()
+        let counters: Arc<dyn switchboard::vendors::Counters> =
+            Arc::new(self.store.quota().unwrap());
+        Connections::from_config(config, &counters).unwrap()
     }
 
     fn secrets(&self) -> [String; 5] {

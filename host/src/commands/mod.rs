@@ -145,7 +145,9 @@ impl Context {
 
     /// Build the configured vendor connections (reading their secrets).
     pub fn connections(&self, store: &Store) -> Result<Connections, CommandError> {
-        Connections::from_config(&self.config.connections, store).map_err(|source| {
+        let counters: std::sync::Arc<dyn crate::vendors::Counters> =
+            std::sync::Arc::new(store.quota()?);
+        Connections::from_config(&self.config.connections, &counters).map_err(|source| {
             CommandError::Connection {
                 config: self.config_path.clone(),
                 source,
@@ -154,17 +156,17 @@ impl Context {
     }
 
     /// Open the store and build the runtime, with the configured connections.
-    pub fn runtime(&self) -> Result<Runtime, CommandError> {
+    pub fn runtime(&self) -> Result<(Runtime, Store), CommandError> {
         self.build_runtime(true)
     }
 
     /// The runtime for commands that only load plugins: no connection is built, so no
     /// secret is read.
     pub fn runtime_without_connections(&self) -> Result<Runtime, CommandError> {
-        self.build_runtime(false)
+        Ok(self.build_runtime(false)?.0)
     }
 
-    fn build_runtime(&self, with_connections: bool) -> Result<Runtime, CommandError> {
+    fn build_runtime(&self, with_connections: bool) -> Result<(Runtime, Store), CommandError> {
         let store = self.store()?;
         let connections = if with_connections {
             let connections = self.connections(&store)?;
@@ -187,7 +189,8 @@ impl Context {
             Connections::default()
         };
         let options = self.config.runtime_options(&self.data_dir);
-        Ok(Runtime::new(options, store, connections)?)
+        let runtime = Runtime::new(options, std::sync::Arc::new(store.clone()), connections)?;
+        Ok((runtime, store))
     }
 }
 

@@ -121,10 +121,10 @@ async fn resolve(
 
 pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CommandError> {
     let event = read_event(&args.event)?;
-    let runtime = ctx.runtime()?;
+    let (runtime, store) = ctx.runtime()?;
     let plugin = resolve(ctx, &runtime, &args.plugin).await?;
     let report = runtime.run_unjournaled(&plugin, &event).await;
-    if let Err(e) = runtime.store().flush() {
+    if let Err(e) = store.flush() {
         tracing::error!("flushing the store: {e}");
     }
     if args.json {

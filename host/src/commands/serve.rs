@@ -41,15 +41,16 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             format!("cannot create the plugins folder: {e}"),
         )
     })?;
-    let runtime = Arc::new(ctx.runtime()?);
+    let (runtime, store) = ctx.runtime()?;
+    let runtime = Arc::new(runtime);
     let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
     for (path, e) in registry.errors() {
         eprintln!("warning: {}: not loaded: {e}", path.display());
     }
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
-    let pipeline_store = runtime.store().clone();
-    let pipeline = Pipeline::start(runtime, registry.clone(), options)?;
+    let pipeline_store = store.clone();
+    let pipeline = Pipeline::start(runtime, registry.clone(), store, options)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
     cron::start(pipeline.clone(), stopped);

@@ -1,0 +1,77 @@
+//! Recipe kv: its limits and quota, and why a call was refused.
+
+/// Largest key a recipe may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest value a recipe may store, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// How much one recipe's kv may hold: keys, and bytes of keys and values together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+impl KvQuota {
+    /// No limit at all.
+    pub fn unlimited() -> Self {
+        KvQuota {
+            max_keys: u64::MAX,
+            max_bytes: u64::MAX,
+        }
+    }
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota {
+            max_keys: 250_000,
+            max_bytes: 128 << 20,
+        }
+    }
+}
+
+/// Why a kv call was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KvError {
+    #[error("key is {len} bytes; keys are at most {MAX_KEY_BYTES} bytes")]
+    KeyTooLarge { len: usize },
+    #[error("key is empty")]
+    EmptyKey,
+    #[error("value is {len} bytes; values are at most {MAX_VALUE_BYTES} bytes")]
+    ValueTooLarge { len: usize },
+    #[error(
+        "recipe '{recipe}' kv would hold {keys} keys and {bytes} bytes; its quota is {max_keys} keys and {max_bytes} bytes (config [plugins.{recipe}] kv_max_keys, kv_max_bytes)"
+    )]
+    QuotaExceeded {
+        recipe: String,
+        keys: u64,
+        bytes: u64,
+        max_keys: u64,
+        max_bytes: u64,
+    },
+    #[error("store error: {0}")]
+    Store(String),
+}
+
+/// Keys and bytes one recipe's kv holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl From<KvError> for crate::RecipeError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::KeyTooLarge { .. } | KvError::EmptyKey => {
+                crate::RecipeError::invalid("key", e.to_string())
+            }
+            KvError::ValueTooLarge { .. } => crate::RecipeError::invalid("value", e.to_string()),
+            KvError::QuotaExceeded { .. } => crate::RecipeError::QuotaExceeded {
+                message: e.to_string(),
+            },
+            KvError::Store(message) => crate::RecipeError::Other { message },
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The HTTP core every vendor client shares: credentials, error mapping, retries with
+//! backoff and jitter (honouring `Retry-After`, always within the run's deadline), and a
+//! client-side rate limit.
+
+use super::Call;
+use crate::secrets::{Redactor, Secret};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use switchboard_model::RecipeError;
+
+/// How failed requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `max_retries + 1` attempts at most).
+    pub max_retries: u32,
+    /// First backoff; doubles on each retry, plus up to as much again of jitter.
+    pub base_backoff: Duration,
+    /// Longest single wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// At most `limit` requests per `window`, per connection.
+pub struct RateLimiter {
+    limit: usize,
+    window: Duration,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: usize, window: Duration) -> Self {
+        RateLimiter {
+            limit,
+            window,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Wait for a slot; `rate-limited` if none frees up before the deadline.
+    pub async fn acquire(&self, deadline: Instant) -> Result<(), RecipeError> {
+        loop {
+            let wait = {
+                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    sent.pop_front();
+                }
+                if sent.len() < self.limit {
+                    sent.push_back(now);
+                    return Ok(());
+                }
+                self.window - now.duration_since(sent[0])
+            };
+            if Instant::now() + wait > deadline {
+                return Err(RecipeError::RateLimited {
+                    retry_after_ms: Some(wait.as_millis() as u64),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// One request to a vendor.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    /// Relative to the base URL, starting with `/`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Whether sending it twice is harmless (reads, updates, deletes, upserts).
+    pub retry: bool,
+}
+
+impl Request {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        let retry = matches!(
+            method,
+            Method::GET | Method::PUT | Method::DELETE | Method::HEAD
+        );
+        Request {
+            method,
+            path: path.into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            retry,
+        }
+    }
+
+    pub fn query(mut self, key: &str, value: impl ToString) -> Self {
+        self.query.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(body.to_string().into_bytes());
+        self.headers
+            .push(("content-type".into(), "application/json".into()));
+        self
+    }
+
+    /// Mark a non-GET request as safe to resend (an upsert, a search).
+    pub fn idempotent(mut self) -> Self {
+        self.retry = true;
+        self
+    }
+}
+
+/// A vendor's answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Result<serde_json::Value, RecipeError> {
+        serde_json::from_slice(&self.body).map_err(|e| RecipeError::Upstream {
+            status: self.status,
+            message: format!("the vendor answered with invalid JSON: {e}"),
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The shared HTTP client of one connection.
+pub struct VendorHttp {
+    vendor: &'static str,
+    client: reqwest::Client,
+    base_url: String,
+    auth: Vec<(HeaderName, HeaderValue)>,
+    retry: RetryPolicy,
+    limiter: Option<RateLimiter>,
+    redactor: Redactor,
+}
+
+impl std::fmt::Debug for VendorHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorHttp")
+            .field("vendor", &self.vendor)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Building a client failed (bad header value, TLS setup).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+impl VendorHttp {
+    /// A client for `base_url` that sends `auth` headers (values built from `secret`).
+    pub fn new(
+        vendor: &'static str,
+        base_url: &str,
+        auth: Vec<(&'static str, String)>,
+        secret: &Secret,
+        retry: RetryPolicy,
+        limiter: Option<RateLimiter>,
+    ) -> Result<Self, BuildError> {
+        let auth = auth
+            .into_iter()
+            .map(|(name, value)| {
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    BuildError(format!("{vendor}: invalid characters in the credentials"))
+                })?;
+                value.set_sensitive(true);
+                Ok((HeaderName::from_static(name), value))
+            })
+            .collect::<Result<_, BuildError>>()?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            // Well under a run's deadline: a connection that cannot be made fails as such
+            // (nothing was sent), before the run's own timeout makes it ambiguous.
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError(format!("{vendor}: cannot build the HTTP client: {e}")))?;
+        Ok(VendorHttp {
+            vendor,
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            auth,
+            retry,
+            limiter,
+            redactor: Redactor::new([secret.clone()]),
+        })
+    }
+
+    pub fn vendor(&self) -> &'static str {
+        self.vendor
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Send a request, retrying what may be retried, and answer the response whatever
+    /// its status. Only transport failures (after retries) are errors.
+    pub async fn send_raw(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
+        let _waiting = call.waiting();
+        let mut attempt = 0;
+        loop {
+            if let Some(limiter) = &self.limiter {
+                limiter.acquire(call.deadline).await?;
+            }
+            let outcome = self.send_once(call, request).await;
+            let retry_after = match &outcome {
+                Ok(r) if r.status == 429 || r.status >= 500 => retry_after(r.header("retry-after")),
+                Ok(_) => return outcome,
+                Err(RecipeError::Timeout) if Instant::now() >= call.deadline => return outcome,
+                Err(_) => None,
+            };
+            if !request.retry || attempt >= self.retry.max_retries {
+                return outcome;
+            }
+            let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
+            if Instant::now() + wait >= call.deadline {
+                return outcome;
+            }
+            attempt += 1;
+            tracing::debug!(vendor = self.vendor, path = %request.path, attempt, ?wait, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Send a request and map any non-2xx answer to the WIT error it means. A gateway's 502
+    /// or 504 to a request that is not safe to send twice is `unknown-outcome`: the request
+    /// may have reached the vendor behind it.
+    pub async fn send(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
+        let response = self.send_raw(call, request).await?;
+        if (200..300).contains(&response.status) {
+            return Ok(response);
+        }
+        if !request.retry && matches!(response.status, 502 | 504) {
+            return Err(RecipeError::UnknownOutcome {
+                message: format!(
+                    "{} {} to {}: its gateway answered {} after the request was sent, so it may have taken effect",
+                    request.method, request.path, self.vendor, response.status
+                ),
+            });
+        }
+        Err(self.map_status(&response))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry
+            .base_backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.retry.max_backoff);
+        let jitter = exp.mul_f64(fastrand::f64());
+        (exp + jitter).min(self.retry.max_backoff)
+    }
+
+    async fn send_once(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
+        let remaining = call.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(RecipeError::Timeout);
+        }
+        let url = format!("{}{}", self.base_url, request.path);
+        let mut headers = HeaderMap::new();
+        for (k, v) in &request.headers {
+            let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+            else {
+                return Err(RecipeError::invalid(
+                    format!("headers.{k}"),
+                    "is not a valid HTTP header",
+                ));
+            };
+            headers.insert(k, v);
+        }
+        for (k, v) in &self.auth {
+            headers.insert(k.clone(), v.clone());
+        }
+        let mut builder = self
+            .client
+            .request(request.method.clone(), &url)
+            .query(&request.query)
+            .headers(headers)
+            .timeout(remaining);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, request))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, request))?
+            .to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The error a failed exchange means. A request that may have reached the vendor (the
+    /// connection broke or timed out after connecting) and is not safe to send twice is
+    /// `unknown-outcome`: it may have taken effect, and nobody should send it again blindly.
+    fn transport_error(&self, e: reqwest::Error, request: &Request) -> RecipeError {
+        let detail = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_else(|| e.to_string());
+        if !e.is_connect() && !request.retry {
+            let what = if e.is_timeout() { "timed out" } else { "broke" };
+            return RecipeError::UnknownOutcome {
+                message: self.redactor.redact(&format!(
+                    "{} {} to {}: the connection {what} after the request was sent, so it may have taken effect ({detail})",
+                    request.method, request.path, self.vendor
+                )),
+            };
+        }
+        if e.is_timeout() {
+            return RecipeError::Timeout;
+        }
+        // reqwest's messages carry the URL, never the headers; redact anyway.
+        let reason = if e.is_connect() {
+            "connection failed"
+        } else {
+            "the connection broke"
+        };
+        RecipeError::Upstream {
+            status: StatusCode::BAD_GATEWAY.as_u16(),
+            message: self.redactor.redact(&format!(
+                "could not reach {}: {reason} ({detail})",
+                self.vendor
+            )),
+        }
+    }
+
+    /// The WIT error a non-2xx answer means, with the vendor's own message.
+    pub fn map_status(&self, response: &Response) -> RecipeError {
+        let (field, message) = vendor_message(&response.body);
+        let message = self.redactor.redact(&message);
+        match response.status {
+            401 => RecipeError::Unauthorized { message },
+            403 => RecipeError::Forbidden { message },
+            404 => RecipeError::NotFound { message },
+            400 | 409 | 422 => RecipeError::Invalid {
+                field: field.unwrap_or_else(|| "request".into()),
+                reason: message,
+            },
+            429 => RecipeError::RateLimited {
+                retry_after_ms: retry_after(response.header("retry-after"))
+                    .map(|d| d.as_millis() as u64),
+            },
+            status => RecipeError::Upstream { status, message },
+        }
+    }
+}
+
+/// `Retry-After` as seconds (the form vendors use here).
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs: f64 = value?.trim().parse().ok()?;
+    (secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// The field (if the vendor names one) and the message of a vendor's error body, from the
+/// shapes the five vendors use: `message` (a string, or GHL's array), `error` (a string, or
+/// HCP's `{message}`), `errors` (HCP's `{field: [reasons]}`), PocketBoss' `field`.
+pub fn vendor_message(body: &[u8]) -> (Option<String>, String) {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let text = String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(300)
+            .collect::<String>();
+        return (
+            None,
+            if text.is_empty() {
+                "no details".into()
+            } else {
+                text
+            },
+        );
+    };
+    let field = json
+        .get("field")
+        .and_then(|f| f.as_str())
+        .map(str::to_string);
+    if let Some(errors) = json.get("errors").and_then(|e| e.as_object())
+        && let Some((name, reasons)) = errors.iter().next()
+    {
+        let reason = match reasons {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.as_str().unwrap_or_default().to_string(),
+        };
+        return (Some(name.clone()), format!("{name} {reason}"));
+    }
+    let message = match json.get("message") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        _ => None,
+    }
+    .or_else(|| match json.get("error") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Object(o)) => o
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_string),
+        _ => None,
+    })
+    .unwrap_or_else(|| json.to_string().chars().take(300).collect());
+    (field, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_messages_from_every_shape() {
+        let m = |s: &str| vendor_message(s.as_bytes());
+        assert_eq!(
+            m(r#"{"statusCode":400,"message":"Bad Request"}"#),
+            (None, "Bad Request".into())
+        );
+        assert_eq!(
+            m(r#"{"statusCode":422,"message":["email must be an email","phone too short"]}"#).1,
+            "email must be an email; phone too short"
+        );
+        assert_eq!(
+            m(r#"{"error":{"message":"job not found"}}"#).1,
+            "job not found"
+        );
+        assert_eq!(
+            m(r#"{"errors":{"name":["is missing"]}}"#),
+            (Some("name".into()), "name is missing".into())
+        );
+        assert_eq!(
+            m(r#"{"error":"validation_error","message":"email is invalid","field":"email"}"#),
+            (Some("email".into()), "email is invalid".into())
+        );
+        assert_eq!(m(r#"{"error":"Bad credentials"}"#).1, "Bad credentials");
+        assert_eq!(m("oops").1, "oops");
+    }
+
+    #[test]
+    fn retry_after_is_seconds() {
+        assert_eq!(retry_after(Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(Some("0.5")), Some(Duration::from_millis(500)));
+        assert_eq!(retry_after(Some("soon")), None);
+    }
+
+    #[tokio::test]
+    async fn the_rate_limiter_waits_or_refuses_within_the_deadline() {
+        let limiter = RateLimiter::new(2, Duration::from_millis(200));
+        let far = Instant::now() + Duration::from_secs(5);
+        limiter.acquire(far).await.unwrap();
+        limiter.acquire(far).await.unwrap();
+        let started = Instant::now();
+        limiter.acquire(far).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let near = Instant::now() + Duration::from_millis(10);
+        limiter.acquire(near).await.unwrap();
+        assert!(matches!(
+            limiter.acquire(near).await,
+            Err(RecipeError::RateLimited { .. })
+        ));
+    }
+}
