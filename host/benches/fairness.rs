@@ -20,12 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use switchboard::ingest::{SchemeKind, SourceConfig, Sources};
+use switchboard::pipeline::backend::Backend;
 use switchboard::pipeline::registry::Registry;
+use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Incoming, Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
 use switchboard::server::{AppState, Rejections, router};
-use switchboard::store::Store;
 use switchboard::vendors::Connections;
 
 const SAMPLES: usize = 400;
@@ -42,11 +43,11 @@ async fn host(dir: &Path, slow_lane: usize) -> (String, Arc<Pipeline>) {
         slow_lane,
         ..RuntimeOptions::default()
     };
-    let store = Store::open(&dir.join("store")).unwrap();
+    let backend = SledBackend::open(&dir.join("store")).unwrap();
     let runtime =
-        Arc::new(Runtime::new(options, Arc::new(store.clone()), Connections::default()).unwrap());
+        Arc::new(Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap());
     let registry = Registry::open(runtime.clone(), plugins).await;
-    let pipeline = Pipeline::start(runtime, registry, store, PipelineOptions::default()).unwrap();
+    let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
     let sources = Sources::from_config(&BTreeMap::from([(
         "bench".to_string(),
         SourceConfig {
@@ -184,7 +185,7 @@ fn main() {
                 s.await.unwrap();
             }
             // The spinning runs end at their deadline; none may bleed into the next setting.
-            while pipeline.load().1 > 0 {
+            while pipeline.load().await.1 > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let (a50, a99) = (quantile(&mut l.ack, 0.5), quantile(&mut l.ack, 0.99));

@@ -25,13 +25,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard::ingest::verify::StandardVerifier;
 use switchboard::ingest::{SourceConfig, Sources};
+use switchboard::pipeline::backend::Backend;
 use switchboard::pipeline::registry::Registry;
+use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::SecretSource;
 use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
 use switchboard::server::{AppState, Rejections, router};
-use switchboard::store::Store;
 use switchboard::vendors::Connections;
 
 const CONCURRENCY: usize = 64;
@@ -143,11 +144,11 @@ async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>)
         cache_dir: Some(dir.join("cache")),
         ..RuntimeOptions::default()
     };
-    let store = Store::open(&dir.join("store")).unwrap();
+    let backend = SledBackend::open(&dir.join("store")).unwrap();
     let runtime =
-        Arc::new(Runtime::new(options, Arc::new(store.clone()), Connections::default()).unwrap());
+        Arc::new(Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap());
     let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
-    let pipeline = Pipeline::start(runtime, registry, store, PipelineOptions::default()).unwrap();
+    let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
     let secret_file = dir.join("bench.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let sources = Sources::from_config(&BTreeMap::from([(

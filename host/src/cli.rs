@@ -128,28 +128,21 @@ pub struct AdminArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List runs, newest first.
+    /// List runs, newest first, a page at a time.
     List {
         #[command(flatten)]
         admin: AdminArgs,
-        /// Only this plugin's runs.
-        #[arg(long)]
-        plugin: Option<String>,
-        /// Only runs in these states (comma-separated: queued, running, succeeded, failed, dead).
-        #[arg(long)]
-        status: Option<String>,
-        /// Only runs created at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        /// Only runs created before this RFC 3339 time.
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        filter: RunFilterArgs,
         /// Only runs with calls whose outcome is unknown (to check by hand).
         #[arg(long)]
         unconfirmed: bool,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Continue after a previous page (the cursor it printed).
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Show one run with its logs and its event.
     Show {
@@ -158,24 +151,44 @@ pub enum RunsCommand {
         /// The run id (`evt_….<plugin>`).
         id: String,
     },
-    /// Queue finished runs again: one by id, or all of a plugin's failed and dead runs.
+    /// Queue finished runs again: one by id, or every finished run a filter matches (failed
+    /// and dead by default). Replays run on the recipe's current version.
     Replay {
         #[command(flatten)]
         admin: AdminArgs,
-        /// The run id; or use --plugin.
-        #[arg(required_unless_present = "plugin", conflicts_with = "plugin")]
+        /// The run id; or filter with --plugin, --status, --since, ...
+        #[arg(conflicts_with_all = ["plugin", "status", "source", "since", "until", "dry_run"])]
         id: Option<String>,
-        /// Replay this plugin's runs.
+        #[command(flatten)]
+        filter: RunFilterArgs,
+        /// With a filter: only count the runs it matches.
         #[arg(long)]
-        plugin: Option<String>,
-        /// With --plugin: which runs (comma-separated) [default: failed,dead].
-        #[arg(long, requires = "plugin")]
-        status: Option<String>,
+        dry_run: bool,
         /// With an id: send the run's unconfirmed calls again (after checking by hand that
         /// they did not take effect); calls that took effect are never sent again.
         #[arg(long, requires = "id")]
         resend_unconfirmed: bool,
     },
+}
+
+/// Which runs: the filters `runs list` and `runs replay` share.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunFilterArgs {
+    /// Only this recipe's runs.
+    #[arg(long)]
+    pub plugin: Option<String>,
+    /// Only runs in these states (comma-separated: queued, running, succeeded, failed, dead).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs of events from this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only runs created at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs created before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,10 @@
 //! grace = "10s"                # shutdown waits this long for runs in flight
 //! cron_catch_up = "once"       # or "skip": cron fires missed while down
 //! reload_interval = "500ms"    # how often the plugins folder is looked at
+//! lease = "30s"                # a run's hold on its host, renewed while it runs
+//! keep_succeeded = "30d"       # retention of finished runs (events, logs, effects with them)
+//! keep_failed = "90d"          # failed and dead runs not replayed
+//! sweep_interval = "1h"        # how often retention is applied
 //!
 //! [sources.housecallpro]       # webhook sources: see `crate::ingest`
 //! secret = { env = "HCP_WEBHOOK_SECRET" }
@@ -165,6 +169,14 @@ pub struct PipelineSection {
     pub cron_catch_up: Option<CatchUp>,
     #[serde(default, with = "humantime_serde")]
     pub reload_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keep_succeeded: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keep_failed: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
 }
 
 /// `[runtime]`
@@ -335,6 +347,19 @@ impl Config {
                 "reload_interval",
                 pl.reload_interval.is_some_and(|d| d.is_zero()),
             ),
+            (
+                "lease",
+                pl.lease.is_some_and(|d| d < Duration::from_secs(1)),
+            ),
+            (
+                "keep_succeeded",
+                pl.keep_succeeded.is_some_and(|d| d.is_zero()),
+            ),
+            ("keep_failed", pl.keep_failed.is_some_and(|d| d.is_zero())),
+            (
+                "sweep_interval",
+                pl.sweep_interval.is_some_and(|d| d.is_zero()),
+            ),
         ] {
             if zero {
                 return Err(invalid(format!("pipeline.{field}"), "must be more than 0"));
@@ -438,6 +463,10 @@ impl Config {
                 })
                 .collect(),
             reload_interval: p.reload_interval.unwrap_or(d.reload_interval),
+            lease: p.lease.unwrap_or(d.lease),
+            keep_succeeded: p.keep_succeeded.unwrap_or(d.keep_succeeded),
+            keep_failed: p.keep_failed.unwrap_or(d.keep_failed),
+            sweep_interval: p.sweep_interval.unwrap_or(d.sweep_interval),
         }
     }
 

@@ -20,6 +20,7 @@ pub use switchboard_sandbox as sandbox;
 pub use switchboard_vendors as vendors;
 pub use switchboard_vendors::secrets;
 
+pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;

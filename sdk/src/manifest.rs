@@ -14,6 +14,7 @@ pub struct Manifest {
     triggers: Vec<wit::Trigger>,
     capabilities: Vec<Capability>,
     connections: Vec<String>,
+    ordering_key: Option<String>,
 }
 
 impl Manifest {
@@ -26,6 +27,7 @@ impl Manifest {
             triggers: Vec::new(),
             capabilities: Vec::new(),
             connections: Vec::new(),
+            ordering_key: None,
         }
     }
 
@@ -86,6 +88,22 @@ impl Manifest {
         self
     }
 
+    /// Run one event at a time per value at `pointer` (a JSON pointer into the payload, e.g.
+    /// `/customer/id`), in the order the host accepted the events: two updates of one
+    /// customer never race, and the later one always lands last. Events without a value
+    /// there are not ordered.
+    ///
+    /// ```no_run
+    /// # use switchboard_sdk::prelude::*;
+    /// let m = Manifest::new("contacts-sync", "1.0.0")
+    ///     .on_webhook("housecallpro", "customer.*")
+    ///     .ordered_by("/customer/id");
+    /// ```
+    pub fn ordered_by(mut self, pointer: impl Into<String>) -> Self {
+        self.ordering_key = Some(pointer.into());
+        self
+    }
+
     pub(crate) fn into_wit(self) -> wit::Manifest {
         wit::Manifest {
             name: self.name,
@@ -94,6 +112,7 @@ impl Manifest {
             triggers: self.triggers,
             capabilities: self.capabilities,
             connections: self.connections,
+            ordering_key: self.ordering_key,
         }
     }
 }

@@ -445,20 +445,27 @@ async fn a_panic_in_host_code_fails_that_run_and_frees_its_slot() {
     let double = support::Double::new();
     let mut connections = Connections::default();
     connections.insert("ghl", double.clone());
-    let (runtime, store) = support::runtime_with_store(dir.path(), support::options(), connections);
-    let runtime = std::sync::Arc::new(runtime);
+    let backend =
+        switchboard::pipeline::sled::SledBackend::open(&dir.path().join("store")).unwrap();
+    let runtime = std::sync::Arc::new(
+        switchboard::runtime::Runtime::new(
+            support::options(),
+            switchboard::pipeline::backend::Backend::recipe_store(&*backend),
+            connections,
+        )
+        .unwrap(),
+    );
     let registry = Registry::open(runtime.clone(), plugins).await;
     let pipeline = Pipeline::start(
         runtime,
         registry,
-        store,
+        backend,
         PipelineOptions {
             workers: 1,
             per_plugin: 1,
             ..PipelineOptions::default()
         },
-    )
-    .unwrap();
+    );
     let mut finished = pipeline.subscribe();
     let send = |payload: Value| Incoming {
         event_id: None,

@@ -552,7 +552,7 @@ max_body_bytes = 4096
         ("GET", "/admin/runs"),
         ("GET", "/admin/runs/x"),
         ("POST", "/admin/runs/x/replay"),
-        ("POST", "/admin/plugins/hello/replay"),
+        ("POST", "/admin/runs/replay?plugin=hello"),
         ("POST", "/admin/trigger"),
     ] {
         for auth in [None, Some("Bearer wrong")] {
@@ -667,7 +667,7 @@ async fn sigkill_while_events_arrive_loses_no_acknowledged_event() {
         );
     }
     assert!(
-        host.log().contains("resuming pending runs"),
+        host.log().contains("resuming unfinished runs"),
         "{}",
         host.log()
     );
@@ -761,13 +761,37 @@ max_retries = 0
 
     // The outage ends; a bulk replay of the plugin's dead runs succeeds.
     faults(json!({})).await;
+    // A dry run counts; nothing is queued.
+    let out = host.cli(&[
+        "runs",
+        "replay",
+        "--plugin",
+        "probe",
+        "--status",
+        "dead",
+        "--dry-run",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("2 run(s) match; none queued"),
+        "{text}"
+    );
+    assert_eq!(host.runs("plugin=probe&status=dead").await.len(), 2);
+    // Only finished runs can be replayed; a filter with none gives a usage error.
+    let out = host.cli(&["runs", "replay", "--status", "queued"]);
+    assert_eq!(out.status.code(), Some(2), "not finished: bad input");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only finished runs"));
+    let out = host.cli(&["runs", "replay"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a run id, or a filter"));
     let out = host.cli(&["runs", "replay", "--plugin", "probe"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("queued 2 run(s)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("queued 2 of 2 matching run(s)"), "{text}");
     let runs = host
         .wait_runs("plugin=probe", "the replayed runs to succeed", |r| {
             r.len() == 3 && r.iter().all(|r| r["status"] == "succeeded")
@@ -1097,7 +1121,7 @@ async fn sigterm_lets_short_runs_finish_and_requeues_long_ones() {
         }
     }
     assert!(
-        host.log().contains("resuming pending runs"),
+        host.log().contains("resuming unfinished runs"),
         "{}",
         host.log()
     );

@@ -37,6 +37,17 @@ pub enum EffectState {
     Unknown { reason: String },
 }
 
+impl EffectState {
+    /// The state's name, as the JSON says it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EffectState::Sending => "sending",
+            EffectState::Done { .. } => "done",
+            EffectState::Unknown { .. } => "unknown",
+        }
+    }
+}
+
 impl Effect {
     /// Whether it is known to have taken effect.
     pub fn confirmed(&self) -> bool {

@@ -9,7 +9,7 @@ pub mod run;
 pub mod schedule;
 
 pub use run::{
-    DeliveryMark, Level, LogLine, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed,
+    DeliveryMark, Lease, Level, LogLine, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed,
 };
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,13 @@ pub fn rfc3339(ms: i64) -> String {
         t.second(),
         t.millisecond()
     )
+}
+
+/// Unix milliseconds of an RFC 3339 time.
+pub fn parse_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 /// Cut `text` to at most `limit` bytes (on a character boundary), marking the cut.
@@ -101,6 +108,10 @@ pub struct Manifest {
     pub triggers: Vec<Trigger>,
     pub capabilities: Vec<Capability>,
     pub connections: Vec<String>,
+    /// A JSON pointer into events' payloads: runs of this recipe whose events have the same
+    /// value there run one at a time, in the order the events were accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 /// When a recipe runs.
@@ -164,6 +175,16 @@ pub enum Outcome {
         until: String,
         reason: String,
     },
+}
+
+impl Outcome {
+    /// The recipe's summary (a deferral's reason).
+    pub fn summary(&self) -> &str {
+        match self {
+            Outcome::Done(s) | Outcome::Skipped(s) => s,
+            Outcome::Deferred { reason, .. } => reason,
+        }
+    }
 }
 
 impl fmt::Display for Outcome {

@@ -27,6 +27,18 @@ pub enum Level {
     Error,
 }
 
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
 /// One line of a run's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -165,6 +177,9 @@ pub struct StoredEvent {
     /// `received_at` in Unix milliseconds.
     #[serde(default)]
     pub received_ms: i64,
+    /// The dedup window the delivery was accepted under, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<i64>,
 }
 
 /// A seen delivery: which event it became, and when.
@@ -213,10 +228,30 @@ pub struct RunRecord {
     /// unknown: to be checked by hand (the host never sends them again by itself).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconfirmed: Vec<Unconfirmed>,
-    #[serde(default)]
-    pub logs: Vec<LogLine>,
+    /// Log lines of the last attempt dropped past the run's log limits. (The lines kept are
+    /// stored apart from the record, so lists of runs never carry them.)
     #[serde(default, skip_serializing_if = "is_zero")]
     pub logs_dropped: usize,
+    /// Runs of this recipe with the same key run one at a time, in acceptance order (the
+    /// recipe's ordering key, read from the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<String>,
+    /// While running: the host holding it, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// While queued behind an earlier run with the same ordering key: that run (shown, not
+    /// stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+}
+
+/// A host's hold on a running run, until it expires; each claim gets a new fencing token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub run: String,
+    pub token: u64,
+    pub holder: String,
+    pub expires_ms: i64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -251,8 +286,10 @@ impl RunRecord {
             error: None,
             reason: None,
             unconfirmed: Vec::new(),
-            logs: Vec::new(),
             logs_dropped: 0,
+            order_key: None,
+            lease: None,
+            waiting_for: None,
         }
     }
 }

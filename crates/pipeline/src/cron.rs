@@ -1,13 +1,15 @@
 //! Cron triggers: one task keeps the next fire of every scheduled plugin and turns each
 //! fire into an event for that plugin alone.
 //!
+//! - Each tick fires once, whoever asks first (every host runs this task; the backend decides).
 //! - A fire is skipped while the plugin's previous cron run is queued or running, so
 //!   scheduled runs of one plugin never overlap.
-//! - The last fire of each trigger is kept in the journal; at start, fires missed while the
+//! - The last tick of each trigger is kept by the backend; at start, fires missed while the
 //!   host was down run once (or not at all: [`CatchUp`]).
 //! - The event's delivery id is `<plugin>/<trigger>/<scheduled ms>`, so a fire is never
-//!   journaled twice.
+//!   stored twice.
 
+use super::backend::TickFire;
 use super::schedule::Schedule;
 use super::{CatchUp, CronOverride, Incoming, Pipeline, now_ms, rfc3339};
 use std::collections::BTreeMap;
@@ -122,7 +124,7 @@ async fn catch_up(pipeline: &Pipeline, p: &Planned, now: i64) {
     if pipeline.options().cron_catch_up == CatchUp::Skip {
         return;
     }
-    let last = match pipeline.journal().cron_last(&p.plugin, p.trigger) {
+    let last = match pipeline.backend().last_tick(&p.plugin, p.trigger).await {
         Ok(Some(last)) => last,
         _ => return,
     };
@@ -134,59 +136,26 @@ async fn catch_up(pipeline: &Pipeline, p: &Planned, now: i64) {
 
 /// Fire one trigger for the time it was scheduled at.
 pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
-    let journal = pipeline.journal();
-    let event_id = match journal.next_event_id() {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!(plugin = %p.plugin, "cron fire not recorded: {e}");
-            return;
-        }
-    };
-    // Claim the plugin for this fire's run before the run exists, so no other fire starts
-    // while it is queued or running, and only this run frees it.
-    let run_id = super::journal::run_id(&event_id, &p.plugin);
-    let free = {
-        let mut active = pipeline.cron_active.lock().unwrap();
-        match active.entry(p.plugin.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(run_id.clone());
-                true
-            }
-        }
-    };
-    if !free {
-        tracing::warn!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), "cron fire skipped: the previous run is still going");
-        let _ = journal.set_cron_last(&p.plugin, p.trigger, scheduled_ms);
-        return;
-    }
     let payload = serde_json::json!({
         "schedule": p.schedule.expr(),
         "timezone": p.schedule.timezone(),
         "scheduled_at": rfc3339(scheduled_ms),
     });
     let incoming = Incoming {
-        event_id: Some(event_id),
+        event_id: None,
         source: SOURCE.into(),
         kind: p.schedule.expr().to_string(),
         delivery_id: Some(format!("{}/{}/{scheduled_ms}", p.plugin, p.trigger)),
         payload: serde_json::value::to_raw_value(&payload).expect("JSON serializes"),
     };
-    let release = || {
-        let mut active = pipeline.cron_active.lock().unwrap();
-        if active.get(&p.plugin) == Some(&run_id) {
-            active.remove(&p.plugin);
+    match pipeline
+        .fire_tick(&p.plugin, p.trigger, scheduled_ms, incoming)
+        .await
+    {
+        Ok(TickFire::Fired(_)) | Ok(TickFire::AlreadyFired) => {}
+        Ok(TickFire::Busy { run }) => {
+            tracing::warn!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), previous = %run, "cron fire skipped: the previous run is still going");
         }
-    };
-    match pipeline.ingest(incoming, Some(&p.plugin)).await {
-        Ok(ack) if ack.duplicate => release(),
-        Ok(_) => {}
-        Err(e) => {
-            release();
-            tracing::error!(plugin = %p.plugin, "cron fire not recorded: {e}");
-        }
-    }
-    if let Err(e) = journal.set_cron_last(&p.plugin, p.trigger, scheduled_ms) {
-        tracing::warn!(plugin = %p.plugin, "could not record the cron fire: {e}");
+        Err(e) => tracing::error!(plugin = %p.plugin, "cron fire not recorded: {e}"),
     }
 }

@@ -144,6 +144,7 @@ pub(crate) fn manifest_from_wit(m: wit::Manifest) -> Manifest {
                 },
             })
             .collect(),
+        ordering_key: m.ordering_key,
         capabilities: m
             .capabilities
             .into_iter()
@@ -213,6 +214,14 @@ pub(crate) fn validate_manifest(m: &Manifest) -> Result<(), (String, String)> {
             );
         }
     }
+    if let Some(pointer) = &m.ordering_key
+        && !(pointer.starts_with('/') && pointer.len() > 1)
+    {
+        return bad(
+            "ordering_key",
+            format!("'{pointer}' is not a JSON pointer into the payload (e.g. \"/customer/id\")"),
+        );
+    }
     Ok(())
 }
 
@@ -231,6 +240,7 @@ mod tests {
             }],
             capabilities: vec![],
             connections: vec!["ghl".into()],
+            ordering_key: None,
         }
     }
 
@@ -255,6 +265,11 @@ mod tests {
         let mut m = manifest();
         m.connections.push(String::new());
         assert_eq!(validate_manifest(&m).unwrap_err().0, "connections[1]");
+        let mut m = manifest();
+        m.ordering_key = Some("customer.id".into());
+        assert_eq!(validate_manifest(&m).unwrap_err().0, "ordering_key");
+        m.ordering_key = Some("/customer/id".into());
+        assert!(validate_manifest(&m).is_ok());
     }
 
     #[test]

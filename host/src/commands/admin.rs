@@ -1,7 +1,14 @@
 //! `switchboard runs …` and `switchboard trigger`: clients of a running server's admin API.
 
 use super::{CommandError, Context, EXIT_RUN_FAILED};
-use crate::cli::{AdminArgs, RunsCommand, TriggerArgs};
+use crate::api::{
+    BulkReplayed, ErrorBody, ReplayParams, Replayed, RunFilter, RunView, RunsPage, TriggerBody,
+    Triggered,
+};
+use crate::cli::{AdminArgs, RunFilterArgs, RunsCommand, TriggerArgs};
+use crate::model::{RunRecord, RunStatus};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -29,20 +36,21 @@ impl Client {
         })
     }
 
-    async fn call(
+    /// Call `path` and read its answer as `T` (the raw JSON too, for `--json`).
+    async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
-        query: &[(&str, String)],
-        body: Option<Value>,
-    ) -> Result<Value, CommandError> {
+        query: &impl Serialize,
+        body: Option<&impl Serialize>,
+    ) -> Result<(T, Value), CommandError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).query(query);
         if let Some(t) = &self.token {
             request = request.bearer_auth(t);
         }
         if let Some(b) = body {
-            request = request.json(&b);
+            request = request.json(b);
         }
         let response = request.send().await.map_err(|e| CommandError::Server {
             url: url.clone(),
@@ -50,21 +58,24 @@ impl Client {
         })?;
         let status = response.status();
         let value: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
+        if !status.is_success() {
+            let message = serde_json::from_value::<ErrorBody>(value)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| status.to_string());
+            return Err(if status.is_server_error() {
+                CommandError::Server { url, message }
+            } else {
+                CommandError::Refused {
+                    status: status.as_u16(),
+                    message,
+                }
+            });
         }
-        let message = value["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| status.to_string());
-        if status.is_server_error() {
-            Err(CommandError::Server { url, message })
-        } else {
-            Err(CommandError::Refused {
-                status: status.as_u16(),
-                message,
-            })
-        }
+        let answer = T::deserialize(&value).map_err(|e| CommandError::Server {
+            url,
+            message: format!("the server's answer is not what this client expects: {e}"),
+        })?;
+        Ok((answer, value))
     }
 }
 
@@ -75,247 +86,240 @@ fn print_json(value: &Value) {
     );
 }
 
-fn summary(run: &Value) -> String {
-    run["reason"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| run["outcome"]["summary"].as_str().map(str::to_string))
-        .unwrap_or_default()
+/// What a run came to, in a line: its error, else its outcome's summary.
+fn summary(run: &RunRecord) -> String {
+    match (&run.reason, &run.outcome) {
+        (Some(reason), _) => reason.clone(),
+        (None, Some(outcome)) => outcome.summary().to_string(),
+        (None, None) => String::new(),
+    }
 }
+
+/// The filter of `runs list` and `runs replay`, as the admin API takes it.
+fn filter(args: RunFilterArgs) -> RunFilter {
+    RunFilter {
+        status: args.status,
+        plugin: args.plugin,
+        source: args.source,
+        since: args.since,
+        until: args.until,
+        ..RunFilter::default()
+    }
+}
+
+const NO_BODY: Option<&()> = None;
 
 pub async fn runs(ctx: &Context, command: RunsCommand) -> Result<ExitCode, CommandError> {
     match command {
         RunsCommand::List {
             admin,
-            plugin,
-            status,
-            since,
-            until,
+            filter: args,
             unconfirmed,
             limit,
+            cursor,
         } => {
             let client = Client::new(ctx, &admin)?;
-            let mut query = vec![("limit", limit.to_string())];
-            if unconfirmed {
-                query.push(("unconfirmed", "true".into()));
-            }
-            for (k, v) in [
-                ("plugin", plugin),
-                ("status", status),
-                ("since", since),
-                ("until", until),
-            ] {
-                if let Some(v) = v {
-                    query.push((k, v));
-                }
-            }
-            let value = client
-                .call(reqwest::Method::GET, "/admin/runs", &query, None)
+            let query = RunFilter {
+                unconfirmed: unconfirmed.then_some(true),
+                limit: Some(limit),
+                cursor,
+                ..filter(args)
+            };
+            let (page, value): (RunsPage, _) = client
+                .call(reqwest::Method::GET, "/admin/runs", &query, NO_BODY)
                 .await?;
             if admin.json {
                 print_json(&value);
                 return Ok(ExitCode::SUCCESS);
             }
-            let runs = value["runs"].as_array().cloned().unwrap_or_default();
-            if runs.is_empty() {
+            if page.runs.is_empty() {
                 println!("no runs");
             }
-            for r in &runs {
-                let unconfirmed = r["unconfirmed"].as_array().map_or(0, Vec::len);
-                let flag = if unconfirmed > 0 {
-                    format!("  [{unconfirmed} unconfirmed]")
-                } else {
-                    String::new()
-                };
+            for r in &page.runs {
+                let mut flags = String::new();
+                if !r.unconfirmed.is_empty() {
+                    flags += &format!("  [{} unconfirmed]", r.unconfirmed.len());
+                }
+                if let Some(first) = &r.waiting_for {
+                    flags += &format!("  [waits for {first}]");
+                }
                 println!(
-                    "{:<40} {:<10} {:>2} {}  {}{flag}",
-                    r["id"].as_str().unwrap_or(""),
-                    r["status"].as_str().unwrap_or(""),
-                    r["attempts"],
-                    r["created_at"].as_str().unwrap_or(""),
+                    "{:<40} {:<10} {:>2} {}  {}{flags}",
+                    r.id,
+                    r.status.as_str(),
+                    r.attempts,
+                    r.created_at,
                     summary(r)
                 );
+            }
+            if let Some(next) = &page.next {
+                println!("(more: --cursor {next})");
             }
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { admin, id } => {
             let client = Client::new(ctx, &admin)?;
-            let value = client
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/admin/runs/{id}"),
-                    &[],
-                    None,
-                )
+            let path = format!("/admin/runs/{id}");
+            let (view, value): (RunView, _) = client
+                .call(reqwest::Method::GET, &path, &(), NO_BODY)
                 .await?;
             if admin.json {
                 print_json(&value);
                 return Ok(ExitCode::SUCCESS);
             }
-            let r = &value["run"];
-            println!("run        {}", r["id"].as_str().unwrap_or(""));
-            println!(
-                "plugin     {} {}",
-                r["plugin"].as_str().unwrap_or(""),
-                r["plugin_version"].as_str().unwrap_or("")
-            );
-            println!(
-                "event      {} ({} {})",
-                r["event_id"].as_str().unwrap_or(""),
-                r["source"].as_str().unwrap_or(""),
-                r["kind"].as_str().unwrap_or("")
-            );
-            println!(
-                "status     {} after {} attempt(s)",
-                r["status"].as_str().unwrap_or(""),
-                r["attempts"]
-            );
-            for field in ["created_at", "started_at", "finished_at", "next_attempt_at"] {
-                if let Some(t) = r[field].as_str() {
-                    println!("{:<10} {t}", field.trim_end_matches("_at"));
-                }
-            }
-            let s = summary(r);
-            if !s.is_empty() {
-                println!("result     {s}");
-            }
-            for u in r["unconfirmed"].as_array().into_iter().flatten() {
-                println!(
-                    "unconfirmed {} through '{}' (call #{}): {}",
-                    u["call"].as_str().unwrap_or(""),
-                    u["connection"].as_str().unwrap_or(""),
-                    u["position"],
-                    u["reason"].as_str().unwrap_or("")
-                );
-            }
-            let effects = value["effects"].as_array().cloned().unwrap_or_default();
-            if !effects.is_empty() {
-                println!("effects");
-            }
-            for e in &effects {
-                println!(
-                    "  {} {} through '{}': {} (sent {})",
-                    e["position"],
-                    e["call"].as_str().unwrap_or(""),
-                    e["connection"].as_str().unwrap_or(""),
-                    e["state"].as_str().unwrap_or(""),
-                    e["sent_at"].as_str().unwrap_or("")
-                );
-            }
-            for line in r["logs"].as_array().into_iter().flatten() {
-                println!(
-                    "  [{}] {}",
-                    line["level"].as_str().unwrap_or(""),
-                    line["message"].as_str().unwrap_or("")
-                );
-            }
-            if let Some(n) = r["logs_dropped"].as_u64().filter(|n| *n > 0) {
-                println!("  ({n} more log line(s) dropped past the run's log limits)");
-            }
+            show(&view);
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Replay {
             admin,
             id,
-            plugin,
-            status,
+            filter: args,
+            dry_run,
             resend_unconfirmed,
         } => {
             let client = Client::new(ctx, &admin)?;
-            let value = match (id, plugin) {
-                (Some(id), _) => {
-                    let query = if resend_unconfirmed {
-                        vec![("resend_unconfirmed", "true".to_string())]
-                    } else {
-                        vec![]
-                    };
-                    client
-                        .call(
-                            reqwest::Method::POST,
-                            &format!("/admin/runs/{id}/replay"),
-                            &query,
-                            None,
-                        )
-                        .await?
+            if let Some(id) = id {
+                let params = ReplayParams { resend_unconfirmed };
+                let path = format!("/admin/runs/{id}/replay");
+                let (replayed, value): (Replayed, _) = client
+                    .call(reqwest::Method::POST, &path, &params, NO_BODY)
+                    .await?;
+                if admin.json {
+                    print_json(&value);
+                } else {
+                    println!("queued {} again", replayed.run.id);
                 }
-                (None, Some(plugin)) => {
-                    let query: Vec<(&str, String)> =
-                        status.into_iter().map(|s| ("status", s)).collect();
-                    client
-                        .call(
-                            reqwest::Method::POST,
-                            &format!("/admin/plugins/{plugin}/replay"),
-                            &query,
-                            None,
-                        )
-                        .await?
-                }
-                (None, None) => unreachable!("clap requires an id or --plugin"),
+                return Ok(ExitCode::SUCCESS);
+            }
+            let query = RunFilter {
+                dry_run,
+                ..filter(args)
             };
+            if query == RunFilter::default() {
+                return Err(CommandError::Usage(
+                    "runs replay: give a run id, or a filter (--plugin, --status, --source, --since, --until)".into(),
+                ));
+            }
+            let (bulk, value): (BulkReplayed, _) = client
+                .call(reqwest::Method::POST, "/admin/runs/replay", &query, NO_BODY)
+                .await?;
             if admin.json {
                 print_json(&value);
-            } else if let Some(n) = value["replayed"].as_u64() {
-                println!("queued {n} run(s) again");
+            } else if bulk.dry_run {
+                println!("{} run(s) match; none queued (dry run)", bulk.matched);
             } else {
-                println!("queued {} again", value["run"]["id"].as_str().unwrap_or(""));
+                println!(
+                    "queued {} of {} matching run(s) again",
+                    bulk.queued, bulk.matched
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
+/// `runs show`, for people.
+fn show(view: &RunView) {
+    let r = &view.run.run;
+    println!("run        {}", r.id);
+    println!(
+        "plugin     {} {}",
+        r.plugin,
+        r.plugin_version.as_deref().unwrap_or("")
+    );
+    println!("event      {} ({} {})", r.event_id, r.source, r.kind);
+    println!(
+        "status     {} after {} attempt(s)",
+        r.status.as_str(),
+        r.attempts
+    );
+    for (name, time) in [
+        ("created", Some(&r.created_at)),
+        ("started", r.started_at.as_ref()),
+        ("finished", r.finished_at.as_ref()),
+        ("next", r.next_attempt_at.as_ref()),
+    ] {
+        if let Some(t) = time {
+            println!("{name:<10} {t}");
+        }
+    }
+    if let Some(key) = &r.order_key {
+        println!("order key  {key}");
+    }
+    if let Some(first) = &r.waiting_for {
+        println!("waits for  {first} (an earlier run with the same order key)");
+    }
+    let s = summary(r);
+    if !s.is_empty() {
+        println!("result     {s}");
+    }
+    for u in &r.unconfirmed {
+        println!(
+            "unconfirmed {} through '{}' (call #{}): {}",
+            u.call, u.connection, u.position, u.reason
+        );
+    }
+    if !view.effects.is_empty() {
+        println!("effects");
+    }
+    for e in &view.effects {
+        println!(
+            "  {} {} through '{}': {} (sent {})",
+            e.position,
+            e.call,
+            e.connection,
+            e.state.name(),
+            e.sent_at
+        );
+    }
+    for line in &view.run.logs {
+        println!("  [{}] {}", line.level.as_str(), line.message);
+    }
+    if r.logs_dropped > 0 {
+        println!(
+            "  ({} more log line(s) dropped past the run's log limits)",
+            r.logs_dropped
+        );
+    }
+}
+
 pub async fn trigger(ctx: &Context, args: TriggerArgs) -> Result<ExitCode, CommandError> {
     let (origin, text) = super::run::read_input(&args.event)?;
-    let mut body: Value = serde_json::from_str(&text).map_err(|e| CommandError::Input {
+    let mut body: TriggerBody = serde_json::from_str(&text).map_err(|e| CommandError::Input {
         path: origin.clone(),
-        message: format!("invalid event: {e}"),
+        message: format!(
+            "invalid event: {e} (expected {{\"kind\": \"...\", \"payload\": {{...}}, \"source\"?: \"...\"}})"
+        ),
     })?;
-    let Some(object) = body.as_object_mut() else {
-        return Err(CommandError::Input {
-            path: origin,
-            message: "invalid event: expected a JSON object with `kind`".into(),
-        });
-    };
-    if let Some(p) = &args.plugin {
-        object.insert("plugin".into(), Value::String(p.clone()));
+    if args.plugin.is_some() {
+        body.plugin = args.plugin.clone();
     }
-    if args.wait {
-        object.insert("wait".into(), Value::Bool(true));
-    }
+    body.wait |= args.wait;
     let client = Client::new(ctx, &args.admin)?;
-    let value = client
-        .call(reqwest::Method::POST, "/admin/trigger", &[], Some(body))
+    let (triggered, value): (Triggered, _) = client
+        .call(reqwest::Method::POST, "/admin/trigger", &(), Some(&body))
         .await?;
-    let runs = value["runs"].as_array().cloned().unwrap_or_default();
     // Answered: succeeded, or held by its recipe until later (the server's `wait` counts a
     // deferral as an answer too).
-    let answered = |r: &Value| {
-        r["status"] == "succeeded"
-            || (r["status"] == "queued" && r["outcome"]["status"] == "deferred")
-    };
-    let failed = !runs.iter().all(answered) || (args.wait && value["complete"] == false);
+    let answered = |r: &RunRecord| r.status == RunStatus::Succeeded || r.is_deferred();
+    let incomplete = body.wait && triggered.complete == Some(false);
+    let failed = !triggered.runs.iter().all(answered) || incomplete;
     if args.admin.json {
         print_json(&value);
     } else {
-        let ack = &value["ack"];
         println!(
             "event {} queued {} run(s)",
-            ack["event_id"].as_str().unwrap_or(""),
-            ack["runs"].as_array().map_or(0, Vec::len)
+            triggered.ack.event_id,
+            triggered.ack.runs.len()
         );
-        for r in &runs {
-            println!(
-                "  {} {}: {}",
-                r["id"].as_str().unwrap_or(""),
-                r["status"].as_str().unwrap_or(""),
-                summary(r)
-            );
+        for r in &triggered.runs {
+            println!("  {} {}: {}", r.id, r.status.as_str(), summary(r));
         }
-        if args.wait && value["complete"] == false {
+        if incomplete {
             println!("  (not all runs finished within 60 s)");
         }
     }
-    Ok(if args.wait && failed {
+    Ok(if body.wait && failed {
         ExitCode::from(EXIT_RUN_FAILED)
     } else {
         ExitCode::SUCCESS

@@ -5,7 +5,7 @@ use super::{CommandError, Context};
 use crate::config::Config;
 use crate::ingest::SourceConfig;
 use crate::model::{Outcome, Trigger};
-use crate::pipeline::journal::{RunRecord, RunStatus};
+use crate::model::{RunRecord, RunStatus};
 use crate::pipeline::{Incoming, Pipeline};
 use crate::sandbox::{self, GHL_LOCATION, RunningSandbox, SandboxKeys};
 use crate::secrets::SecretSource;
@@ -32,7 +32,7 @@ const TICKED: &[&str] = &["new-lead-sms", "welcomehome-prospects-to-ghl"];
 /// The run `id` once it has finished or been deferred (within 30 s).
 async fn run_finished(pipeline: &Pipeline, id: &str) -> Option<RunRecord> {
     for _ in 0..600 {
-        match pipeline.run(id) {
+        match pipeline.run(id).await {
             Ok(run) if run.status.is_terminal() || run.is_deferred() => return Some(run),
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(_) => return None,

@@ -11,12 +11,15 @@ pub mod serve;
 
 use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand};
 use crate::config::{Config, ConfigError};
+use crate::pipeline::backend::Backend;
+use crate::pipeline::sled::SledBackend;
 use crate::runtime::plugin::LoadError;
 use crate::runtime::{Runtime, RuntimeError};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::vendors::Connections;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Exit code of a failed recipe run.
 pub const EXIT_RUN_FAILED: u8 = 1;
@@ -56,6 +59,9 @@ pub enum CommandError {
         path.display()
     )]
     StoreFailed { path: PathBuf, message: String },
+    /// A command line clap accepts but the command cannot act on.
+    #[error("{0}")]
+    Usage(String),
     #[error("the server refused ({status}): {message}")]
     Refused { status: u16, message: String },
     #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
@@ -138,16 +144,15 @@ impl Context {
             .map(|t| crate::secrets::Secret::new(t.trim())))
     }
 
-    /// Open the store in the data dir.
-    pub fn store(&self) -> Result<Store, CommandError> {
-        Ok(Store::open(&self.data_dir.join("store"))?)
+    /// Open the store: the embedded backend in the data dir.
+    pub fn backend(&self) -> Result<Arc<SledBackend>, CommandError> {
+        Ok(SledBackend::open(&self.data_dir.join("store"))?)
     }
 
-    /// Build the configured vendor connections (reading their secrets).
-    pub fn connections(&self, store: &Store) -> Result<Connections, CommandError> {
-        let counters: std::sync::Arc<dyn crate::vendors::Counters> =
-            std::sync::Arc::new(store.quota()?);
-        Connections::from_config(&self.config.connections, &counters).map_err(|source| {
+    /// Build the configured vendor connections (reading their secrets), counting vendor
+    /// quotas in `backend`.
+    pub fn connections(&self, backend: &dyn Backend) -> Result<Connections, CommandError> {
+        Connections::from_config(&self.config.connections, &backend.counters()).map_err(|source| {
             CommandError::Connection {
                 config: self.config_path.clone(),
                 source,
@@ -155,21 +160,24 @@ impl Context {
         })
     }
 
-    /// Open the store and build the runtime, with the configured connections.
-    pub fn runtime(&self) -> Result<(Runtime, Store), CommandError> {
-        self.build_runtime(true)
+    /// Build the runtime over `backend`, with the configured connections.
+    pub fn runtime(&self, backend: &dyn Backend) -> Result<Runtime, CommandError> {
+        self.build_runtime(backend, true)
     }
 
     /// The runtime for commands that only load plugins: no connection is built, so no
     /// secret is read.
     pub fn runtime_without_connections(&self) -> Result<Runtime, CommandError> {
-        Ok(self.build_runtime(false)?.0)
+        self.build_runtime(&*self.backend()?, false)
     }
 
-    fn build_runtime(&self, with_connections: bool) -> Result<(Runtime, Store), CommandError> {
-        let store = self.store()?;
+    fn build_runtime(
+        &self,
+        backend: &dyn Backend,
+        with_connections: bool,
+    ) -> Result<Runtime, CommandError> {
         let connections = if with_connections {
-            let connections = self.connections(&store)?;
+            let connections = self.connections(backend)?;
             // A recipe's connection mapped to one that does not exist: say so now, not in
             // every run.
             for (recipe, plugin) in &self.config.plugins {
@@ -189,8 +197,7 @@ impl Context {
             Connections::default()
         };
         let options = self.config.runtime_options(&self.data_dir);
-        let runtime = Runtime::new(options, std::sync::Arc::new(store.clone()), connections)?;
-        Ok((runtime, store))
+        Ok(Runtime::new(options, backend.recipe_store(), connections)?)
     }
 }
 

@@ -121,10 +121,11 @@ async fn resolve(
 
 pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CommandError> {
     let event = read_event(&args.event)?;
-    let (runtime, store) = ctx.runtime()?;
+    let backend = ctx.backend()?;
+    let runtime = ctx.runtime(&*backend)?;
     let plugin = resolve(ctx, &runtime, &args.plugin).await?;
     let report = runtime.run_unjournaled(&plugin, &event).await;
-    if let Err(e) = store.flush() {
+    if let Err(e) = crate::pipeline::backend::Backend::flush(&*backend).await {
         tracing::error!("flushing the store: {e}");
     }
     if args.json {

@@ -4,6 +4,7 @@ use super::demo::Demo;
 use super::{CommandError, Context};
 use crate::cli::ServeArgs;
 use crate::ingest::Sources;
+use crate::pipeline::backend::Backend;
 use crate::pipeline::registry::Registry;
 use crate::pipeline::{Pipeline, cron};
 use crate::server::listener::{self, ConnectionCounters};
@@ -41,16 +42,15 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             format!("cannot create the plugins folder: {e}"),
         )
     })?;
-    let (runtime, store) = ctx.runtime()?;
-    let runtime = Arc::new(runtime);
+    let backend = ctx.backend()?;
+    let runtime = Arc::new(ctx.runtime(&*backend)?);
     let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
     for (path, e) in registry.errors() {
         eprintln!("warning: {}: not loaded: {e}", path.display());
     }
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
-    let pipeline_store = store.clone();
-    let pipeline = Pipeline::start(runtime, registry.clone(), store, options)?;
+    let pipeline = Pipeline::start(runtime, registry.clone(), backend.clone(), options);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
     cron::start(pipeline.clone(), stopped);
@@ -97,10 +97,10 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     // opened anew): answer "not ready" and 503 for a grace period, so load balancers and
     // senders see it, then stop, and exit for a supervisor to start the host again.
     let store_failed = {
-        let failures = pipeline_store.failures().clone();
+        let backend = backend.clone();
         let grace = ctx.config.pipeline_options().grace;
         async move {
-            let e = failures.wait().await;
+            let e = backend.failed().await;
             tracing::error!(
                 "the store failed ({e}): not ready; stopping in {}, to be started again once the disk can be written (nothing acknowledged is lost)",
                 humantime::format_duration(grace)

@@ -1,27 +1,31 @@
-//! The admin API, every route behind `Authorization: Bearer <token>`:
+//! The admin API, every route behind `Authorization: Bearer <token>`; requests and answers
+//! are the types of [`crate::api`]:
 //!
 //! | route                                  | does                                        |
 //! |----------------------------------------|---------------------------------------------|
 //! | `GET /admin/health`                    | liveness, counts, counters                  |
-//! | `GET /admin/ready`                     | 200 when serving, 503 when shutting down    |
+//! | `GET /admin/ready`                     | 200 when serving, 503 (and why) when not    |
 //! | `GET /admin/plugins`                   | loaded plugins with manifests; load errors  |
-//! | `GET /admin/runs?plugin&status&since&until&event&unconfirmed&limit` | runs, newest first |
+//! | `GET /admin/runs?status&plugin&source&event&delivery&since&until&unconfirmed&limit&cursor` | runs, newest first, a page at a time |
 //! | `GET /admin/runs/{id}`                 | a run with its logs, its event and its effect journal |
 //! | `POST /admin/runs/{id}/replay?resend_unconfirmed` | queue a finished run again      |
-//! | `POST /admin/plugins/{name}/replay?status=failed,dead` | replay a plugin's runs     |
+//! | `POST /admin/runs/replay?<the filters of GET /admin/runs>&dry_run` | replay every finished run matched (failed and dead by default) |
 //! | `POST /admin/trigger`                  | a manual event: `{plugin?, source?, kind, payload?, wait?}` |
 
 use super::{AppState, error};
-use crate::pipeline::journal::{RunRecord, RunStatus};
-use crate::pipeline::{Incoming, PipelineError, RunFilter, rfc3339};
-use crate::store::effects::EffectState;
-use axum::extract::{Path, Query, Request, State};
+use crate::api::{
+    BulkReplayed, ReplayParams, Replayed, RunFilter, RunView, RunsPage, TriggerBody, Triggered,
+};
+use crate::model::effect::EffectState;
+use crate::pipeline::backend::{BackendError, RunQuery};
+use crate::pipeline::{Incoming, PipelineError};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -32,8 +36,8 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/health", get(health))
         .route("/admin/ready", get(ready))
         .route("/admin/plugins", get(plugins))
-        .route("/admin/plugins/{name}/replay", post(replay_plugin))
         .route("/admin/runs", get(runs))
+        .route("/admin/runs/replay", post(replay_matching))
         .route("/admin/runs/{id}", get(run))
         .route("/admin/runs/{id}/replay", post(replay))
         .route("/admin/trigger", post(trigger))
@@ -78,15 +82,20 @@ async fn authorize(State(app): State<Arc<AppState>>, request: Request, next: Nex
 
 fn pipeline_error(e: PipelineError) -> Response {
     let status = match &e {
-        PipelineError::NoRun(_) | PipelineError::NoPlugin(_) => StatusCode::NOT_FOUND,
-        PipelineError::NotFinished { .. } => StatusCode::CONFLICT,
+        PipelineError::NoRun(_)
+        | PipelineError::NoPlugin(_)
+        | PipelineError::Backend(BackendError::NoRun(_)) => StatusCode::NOT_FOUND,
+        PipelineError::Backend(BackendError::NotFinished { .. }) => StatusCode::CONFLICT,
+        PipelineError::Backend(BackendError::Corrupt { key, .. }) if key == "cursor" => {
+            StatusCode::BAD_REQUEST
+        }
         PipelineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         // The disk is full or gone: try again later, as a webhook would.
         e if e.is_store_io() => {
             tracing::error!("admin request failed: {e}");
             StatusCode::SERVICE_UNAVAILABLE
         }
-        PipelineError::Journal(_) | PipelineError::Commit(_) | PipelineError::Store(_) => {
+        PipelineError::Backend(_) => {
             tracing::error!("admin request failed: {e}");
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -94,8 +103,40 @@ fn pipeline_error(e: PipelineError) -> Response {
     error(status, e.to_string())
 }
 
+/// The query string a route takes; a bad one is refused with a 400 naming what is wrong.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// A run filter and the backend query it makes (`GET /admin/runs`, bulk replay).
+struct Filter {
+    filter: RunFilter,
+    query: RunQuery,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Filter {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let Params(filter) = Params::<RunFilter>::from_request_parts(parts, state).await?;
+        let query = filter
+            .query()
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+        Ok(Filter { filter, query })
+    }
+}
+
 async fn health(State(app): State<Arc<AppState>>) -> Response {
-    let (queued, running) = app.pipeline.load();
+    let (queued, running) = app.pipeline.load().await;
     let store = app.pipeline.store_failure();
     let status = match (&store, app.pipeline.is_stopping()) {
         (Some(_), _) => "failing",
@@ -146,93 +187,25 @@ async fn plugins(State(app): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    plugin: Option<String>,
-    /// Comma-separated statuses.
-    status: Option<String>,
-    event: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    /// Only runs with (`true`) or without (`false`) unconfirmed calls.
-    unconfirmed: Option<bool>,
-    limit: Option<usize>,
-}
-
-fn parse_statuses(text: &str) -> Result<Vec<RunStatus>, String> {
-    text.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse::<RunStatus>())
-        .collect()
-}
-
-fn parse_time(param: &str, text: &str) -> Result<String, String> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("{param}: '{text}' is not an RFC 3339 time ({e})"))?;
-    Ok(rfc3339((t.unix_timestamp_nanos() / 1_000_000) as i64))
-}
-
-async fn runs(
-    State(app): State<Arc<AppState>>,
-    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let filter = (|| -> Result<RunFilter, String> {
-        Ok(RunFilter {
-            plugin: q.plugin,
-            status: q
-                .status
-                .as_deref()
-                .map(parse_statuses)
-                .transpose()
-                .map_err(|e| format!("status: {e}"))?,
-            event_id: q.event,
-            since: q
-                .since
-                .as_deref()
-                .map(|t| parse_time("since", t))
-                .transpose()?,
-            until: q
-                .until
-                .as_deref()
-                .map(|t| parse_time("until", t))
-                .transpose()?,
-            unconfirmed: q.unconfirmed,
-            limit: q.limit.unwrap_or(100).min(10_000),
+async fn runs(State(app): State<Arc<AppState>>, Filter { query, .. }: Filter) -> Response {
+    match app.pipeline.runs(&query).await {
+        Ok(page) => Json(RunsPage {
+            runs: page.runs,
+            next: page.next,
         })
-    })();
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    match app.pipeline.runs(&filter) {
-        Ok(runs) => {
-            // Lists stay light: a run's logs are in `GET /admin/runs/{id}`.
-            let runs: Vec<RunRecord> = runs
-                .into_iter()
-                .map(|mut r| {
-                    r.logs.clear();
-                    r
-                })
-                .collect();
-            Json(json!({ "runs": runs })).into_response()
-        }
+        .into_response(),
         Err(e) => pipeline_error(e),
     }
 }
 
 async fn run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let run = match app.pipeline.run(&id) {
+    let run = match app.pipeline.run_detail(&id).await {
         Ok(run) => run,
         Err(e) => return pipeline_error(e),
     };
-    let event = app.pipeline.event(&run.event_id).ok().flatten();
-    // The journal's calls without their recorded answers (vendor records, personal data).
-    let effects: Vec<_> = match app.pipeline.effects(&run.id) {
+    let event = app.pipeline.event(&run.run.event_id).await.ok().flatten();
+    // The journal's calls without the vendors' answers (their records, personal data).
+    let effects = match app.pipeline.effects(&run.run.id).await {
         Ok(effects) => effects
             .into_iter()
             .map(|mut e| {
@@ -244,52 +217,30 @@ async fn run(State(app): State<Arc<AppState>>, Path(id): Path<String>) -> Respon
             .collect(),
         Err(e) => return pipeline_error(e),
     };
-    Json(json!({ "run": run, "event": event, "effects": effects })).into_response()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayOneQuery {
-    /// Forget the run's unconfirmed calls first, so the replay sends them again.
-    #[serde(default)]
-    resend_unconfirmed: bool,
+    Json(RunView {
+        run,
+        event,
+        effects,
+    })
+    .into_response()
 }
 
 async fn replay(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
-    query: Result<Query<ReplayOneQuery>, axum::extract::rejection::QueryRejection>,
+    Params(p): Params<ReplayParams>,
 ) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    match app.pipeline.replay(&id, q.resend_unconfirmed).await {
-        Ok(run) => (StatusCode::ACCEPTED, Json(json!({ "run": run }))).into_response(),
+    match app.pipeline.replay(&id, p.resend_unconfirmed).await {
+        Ok(run) => (StatusCode::ACCEPTED, Json(Replayed { run })).into_response(),
         Err(e) => pipeline_error(e),
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayQuery {
-    status: Option<String>,
-}
-
-async fn replay_plugin(
+async fn replay_matching(
     State(app): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    query: Result<Query<ReplayQuery>, axum::extract::rejection::QueryRejection>,
+    Filter { filter, query }: Filter,
 ) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let statuses = match q.status.as_deref().map(parse_statuses).transpose() {
-        Ok(s) => s.unwrap_or_else(|| vec![RunStatus::Failed, RunStatus::Dead]),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("status: {e}")),
-    };
-    if let Some(s) = statuses.iter().find(|s| !s.is_terminal()) {
+    if let Some(s) = query.statuses.iter().find(|s| !s.is_terminal()) {
         return error(
             StatusCode::BAD_REQUEST,
             format!(
@@ -298,32 +249,23 @@ async fn replay_plugin(
             ),
         );
     }
-    match app.pipeline.replay_all(&name, &statuses).await {
-        Ok(ids) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "replayed": ids.len(), "runs": ids })),
-        )
-            .into_response(),
+    match app.pipeline.replay_matching(&query, filter.dry_run).await {
+        Ok(r) => {
+            let status = if filter.dry_run {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let answer = BulkReplayed {
+                matched: r.matched,
+                queued: r.queued.len(),
+                runs: r.queued,
+                dry_run: filter.dry_run,
+            };
+            (status, Json(answer)).into_response()
+        }
         Err(e) => pipeline_error(e),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TriggerBody {
-    /// Only this plugin; default: every plugin subscribed to `source` and `kind`.
-    plugin: Option<String>,
-    #[serde(default = "manual")]
-    source: String,
-    kind: String,
-    payload: Option<Box<serde_json::value::RawValue>>,
-    /// Answer when the runs are finished (up to 60 s), with their records.
-    #[serde(default)]
-    wait: bool,
-}
-
-fn manual() -> String {
-    "manual".into()
 }
 
 async fn trigger(
@@ -358,7 +300,12 @@ async fn trigger(
         Err(e) => return pipeline_error(e),
     };
     if !body.wait {
-        return (StatusCode::ACCEPTED, Json(json!({ "ack": ack }))).into_response();
+        let answer = Triggered {
+            ack,
+            complete: None,
+            runs: Vec::new(),
+        };
+        return (StatusCode::ACCEPTED, Json(answer)).into_response();
     }
     let mut pending: std::collections::BTreeSet<String> = ack.runs.iter().cloned().collect();
     let mut results = Vec::new();
@@ -377,13 +324,14 @@ async fn trigger(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Missed some: read the records instead.
-                    pending.retain(|id| match app.pipeline.run(id) {
-                        Ok(r) if r.status.is_terminal() || r.is_deferred() => {
+                    for id in pending.clone() {
+                        if let Ok(r) = app.pipeline.run(&id).await
+                            && (r.status.is_terminal() || r.is_deferred())
+                        {
+                            pending.remove(&id);
                             results.push(r);
-                            false
                         }
-                        _ => true,
-                    });
+                    }
                 }
                 Err(_) => break,
             }
@@ -392,5 +340,10 @@ async fn trigger(
     let complete = tokio::time::timeout(Duration::from_secs(60), wait)
         .await
         .is_ok();
-    Json(json!({ "ack": ack, "complete": complete, "runs": results })).into_response()
+    Json(Triggered {
+        ack,
+        complete: Some(complete),
+        runs: results,
+    })
+    .into_response()
 }

@@ -1,0 +1,310 @@
+//! The pipeline's store, as operations: the seam between the pipeline's logic (retries,
+//! deferrals, the dispatcher, cron) and where its records live. sled implements it for one
+//! host ([`crate::sled`]); another backend proves itself by passing the same conformance suite
+//! ([`crate::conformance`]).
+//!
+//! Every operation that moves a run takes `now_ms` from the caller, so the semantics (due
+//! times, lease expiry, retention) can be tested without waiting.
+//!
+//! Leases: a claimed run is held by one host until its lease expires. Each claim gets a new
+//! fencing token; [`Backend::extend`] and [`Backend::settle`] with a token that is not the
+//! run's current one are refused ([`BackendError::Stale`]), so a run taken over after its
+//! holder vanished can never be finished twice.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use std::sync::Arc;
+pub use switchboard_model::Lease;
+use switchboard_model::effect::Effect;
+use switchboard_model::{
+    Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed,
+};
+use switchboard_runtime::store::RecipeStore;
+use switchboard_vendors::Counters;
+
+/// Unix milliseconds.
+pub type Ms = i64;
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The lease is not the run's current one: another holder took the run over.
+    #[error("run {run}: the lease with token {token} is no longer the run's (taken over)")]
+    Stale { run: String, token: u64 },
+    #[error("no run {0}")]
+    NoRun(String),
+    #[error("run {id} is {status}; only finished runs can be replayed")]
+    NotFinished { id: String, status: &'static str },
+    /// The store could not be read or written (a full disk, a lost connection).
+    #[error("the store failed: {0}")]
+    Io(String),
+    /// A record the backend cannot read.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// `Result` of backend operations.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// An event to accept, with a run for each recipe it goes to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    /// The sender's delivery id (dedup key within `window_ms`), scoped to the event's source.
+    pub delivery_id: String,
+    pub received_ms: Ms,
+    /// How long a delivery id is remembered.
+    pub window_ms: Ms,
+    pub runs: Vec<NewRun>,
+}
+
+/// One run of a new event.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub plugin: String,
+    /// Runs of one recipe with the same key run one at a time, in acceptance order.
+    pub order_key: Option<String>,
+}
+
+/// What [`Backend::accept`] did.
+#[derive(Debug, Clone)]
+pub enum Accepted {
+    /// Stored, durably, with these runs queued.
+    New { runs: Vec<RunRecord> },
+    /// The same delivery was accepted before (within the window), as this event.
+    Duplicate { event_id: String },
+}
+
+/// What a host asks for when it claims runs.
+pub struct ClaimRequest<'a> {
+    pub holder: &'a str,
+    pub now_ms: Ms,
+    /// How long the lease lasts unless extended.
+    pub lease_ms: Ms,
+    /// Runs this host can take now (its free worker slots).
+    pub max: usize,
+    /// Runs of a recipe in flight at once, over every host.
+    pub concurrency: &'a (dyn Fn(&str) -> usize + Sync),
+}
+
+/// A claimed run: its record (now `running`, the attempt counted), its event (`None` if it
+/// was never written whole), its lease.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub run: RunRecord,
+    pub event: Option<StoredEvent>,
+    pub lease: Lease,
+}
+
+/// How an attempt ended, as the pipeline decided from its report.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    Succeeded(Outcome),
+    /// Held by its recipe until `due_ms`: queued again, a deferral, not an attempt.
+    Deferred {
+        outcome: Outcome,
+        due_ms: Ms,
+    },
+    /// A retryable failure: queued again for `due_ms`.
+    Retry {
+        error: RunError,
+        due_ms: Ms,
+    },
+    /// A failure retrying cannot fix; replayable.
+    Failed(RunError),
+    /// Retryable, but out of attempts; replayable.
+    Dead(RunError),
+    /// Interrupted by the host (shutdown): queued again now, the attempt not counted.
+    Released,
+}
+
+/// What an attempt produced, kept with the run.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptReport {
+    pub duration_us: Option<u64>,
+    pub plugin_version: Option<String>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+    pub unconfirmed: Vec<Unconfirmed>,
+}
+
+/// What firing a cron tick did.
+#[derive(Debug, Clone)]
+pub enum TickFire {
+    /// This host fired it: the event and its run are accepted.
+    Fired(Accepted),
+    /// Fired before (by this host or another).
+    AlreadyFired,
+    /// The recipe's previous scheduled run is not finished: the tick is skipped (and
+    /// recorded, so it is not fired later).
+    Busy { run: String },
+}
+
+/// Runs to find, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Any of these statuses; empty: any.
+    pub statuses: Vec<RunStatus>,
+    pub plugin: Option<String>,
+    pub source: Option<String>,
+    pub event_id: Option<String>,
+    /// The sender's delivery id of the run's event.
+    pub delivery_id: Option<String>,
+    /// Created at or after (Unix ms).
+    pub since_ms: Option<Ms>,
+    /// Created before (Unix ms).
+    pub until_ms: Option<Ms>,
+    /// Only runs with (true) or without (false) unconfirmed calls.
+    pub unconfirmed: Option<bool>,
+    /// At most this many (0: the default, 100).
+    pub limit: usize,
+    /// Where the previous page ended ([`RunPage::next`]).
+    pub cursor: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunPage {
+    pub runs: Vec<RunRecord>,
+    /// The cursor of the next (older) page, if there may be one.
+    pub next: Option<String>,
+}
+
+/// How long finished runs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Succeeded runs, from when they finished.
+    pub keep_succeeded_ms: Ms,
+    /// Failed and dead runs not replayed since, from when they finished.
+    pub keep_failed_ms: Ms,
+    /// Delivery ids, from when they arrived (the dedup window).
+    pub dedup_window_ms: Ms,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Swept {
+    pub runs: u64,
+    pub events: u64,
+    pub deliveries: u64,
+    pub effects: u64,
+}
+
+/// What a bulk replay found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Replayed {
+    /// Runs the query matched that can be replayed.
+    pub matched: usize,
+    /// Runs queued again (none for a dry run).
+    pub queued: Vec<String>,
+}
+
+/// The pipeline's store.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// `sled`, `postgres`.
+    fn name(&self) -> &'static str;
+
+    /// The store's failure (an I/O error), if it has failed.
+    fn failure(&self) -> Option<String>;
+
+    /// Wait until the store fails; returns the failure.
+    async fn failed(&self) -> String;
+
+    /// A new, unique event id; ids sort by creation.
+    async fn next_event_id(&self) -> BackendResult<String>;
+
+    /// Store an event with its runs and its delivery mark, durably (on disk when this
+    /// returns), unless the same delivery (source and delivery id) was accepted within its
+    /// window: then [`Accepted::Duplicate`].
+    async fn accept(&self, new: NewEvent) -> BackendResult<Accepted>;
+
+    /// Claim up to `req.max` due runs, oldest due first, honouring each recipe's concurrency
+    /// (over every host) and per-key order; a running run whose lease expired is due again.
+    async fn claim(&self, req: ClaimRequest<'_>) -> BackendResult<Vec<Claimed>>;
+
+    /// Extend a lease to `now_ms + lease_ms`.
+    async fn extend(&self, lease: &Lease, now_ms: Ms, lease_ms: Ms) -> BackendResult<Lease>;
+
+    /// Record how an attempt ended; refused with a lease that is no longer the run's.
+    async fn settle(
+        &self,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+    ) -> BackendResult<RunRecord>;
+
+    /// The earliest time a claim could find work (a due time or a lease expiry), if any.
+    async fn next_due(&self) -> BackendResult<Option<Ms>>;
+
+    /// (queued, running) runs now.
+    async fn counts(&self) -> BackendResult<(usize, usize)>;
+
+    /// Wait until something may have become claimable (an accept, a settle, a replay), or
+    /// `timeout` passes.
+    async fn wait_for_work(&self, timeout: std::time::Duration);
+
+    /// Queue a finished run again from its first attempt, or run a deferred run now. With
+    /// `resend_unconfirmed`, its unconfirmed effects are forgotten first (finished runs only).
+    async fn replay(
+        &self,
+        id: &str,
+        now_ms: Ms,
+        resend_unconfirmed: bool,
+    ) -> BackendResult<RunRecord>;
+
+    /// Replay every finished run `query` matches (statuses default to failed and dead); with
+    /// `dry_run`, only count them.
+    async fn replay_matching(
+        &self,
+        query: &RunQuery,
+        now_ms: Ms,
+        dry_run: bool,
+    ) -> BackendResult<Replayed>;
+
+    /// A run (without its logs).
+    async fn run(&self, id: &str) -> BackendResult<Option<RunRecord>>;
+
+    /// A run's log lines.
+    async fn logs(&self, id: &str) -> BackendResult<Vec<LogLine>>;
+
+    /// An event.
+    async fn event(&self, id: &str) -> BackendResult<Option<StoredEvent>>;
+
+    /// A run's journaled effects, in the order they were sent.
+    async fn effects(&self, run: &str) -> BackendResult<Vec<Effect>>;
+
+    /// Runs `query` matches, newest first.
+    async fn runs(&self, query: &RunQuery) -> BackendResult<RunPage>;
+
+    /// Fire cron tick `tick_ms` of `plugin`'s trigger `trigger` with `event` (its run for
+    /// `plugin` alone), once over every host: whoever asks first fires it.
+    async fn fire_tick(
+        &self,
+        plugin: &str,
+        trigger: usize,
+        tick_ms: Ms,
+        event: NewEvent,
+    ) -> BackendResult<TickFire>;
+
+    /// The last tick of a trigger that was fired or skipped.
+    async fn last_tick(&self, plugin: &str, trigger: usize) -> BackendResult<Option<Ms>>;
+
+    /// Remove what `policy` no longer keeps: finished runs (with their logs and effects),
+    /// events left with no run, delivery ids past the window. Queued, running and deferred
+    /// runs are always kept.
+    async fn sweep(&self, now_ms: Ms, policy: &Retention) -> BackendResult<Swept>;
+
+    /// Write everything to disk.
+    async fn flush(&self) -> BackendResult<()>;
+
+    /// What recipes' runs use: kv and the effect journal.
+    fn recipe_store(&self) -> Arc<dyn RecipeStore>;
+
+    /// Counters for vendor quotas.
+    fn counters(&self) -> Arc<dyn Counters>;
+}
+
+/// The statuses a bulk replay takes when none are asked for.
+pub const REPLAYABLE: [RunStatus; 2] = [RunStatus::Failed, RunStatus::Dead];

@@ -1,0 +1,886 @@
+//! The backend conformance suite: the semantics every [`Backend`] must have, as checks generic
+//! over the backend. sled runs it in its tests (`sled::tests`); another backend proves itself
+//! by running the same [`run_all`] over its own [`Harness`].
+//!
+//! Each check panics, naming what broke, when the backend gets it wrong. Time is passed in
+//! (`now_ms`), starting from the real clock, so no check waits.
+
+use crate::backend::{
+    Accepted, AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Lease, NewEvent, NewRun,
+    Retention, RunQuery, Settlement, TickFire,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+use switchboard_model::effect::{CallKey, Effect, EffectState};
+use switchboard_model::{Event, Level, LogLine, Outcome, RecipeError, RunError, RunStatus};
+
+/// What the suite needs of a backend under test.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    type Backend: Backend;
+
+    /// A backend over a new, empty store.
+    async fn fresh(&self) -> Arc<Self::Backend>;
+
+    /// The host dies: `backend` is gone without a clean shutdown; returns the backend opened
+    /// again over the same store (it recovers what it must).
+    async fn crash(&self, backend: Arc<Self::Backend>) -> Arc<Self::Backend>;
+
+    /// Leave behind what a delivery of `event` leaves when the host dies before it is
+    /// acknowledged (whatever of it the backend can have written).
+    async fn torn_accept(&self, backend: &Self::Backend, event: NewEvent);
+}
+
+/// Every check, each on a fresh store.
+pub async fn run_all<H: Harness>(h: &H) {
+    accept_is_durable_and_deduplicated(h).await;
+    a_delivery_that_died_before_its_ack_leaves_nothing_to_run(h).await;
+    claims_are_due_first_within_concurrency(h).await;
+    a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused(h).await;
+    runs_with_one_key_go_one_at_a_time_in_acceptance_order(h).await;
+    settlements_move_runs_as_the_pipeline_says(h).await;
+    a_crash_leaves_every_unfinished_run_to_run_again(h).await;
+    each_cron_tick_fires_once(h).await;
+    retention_removes_what_expired_and_keeps_the_rest(h).await;
+    queries_filter_page_and_replay(h).await;
+}
+
+const HOUR: i64 = 3_600_000;
+
+fn now() -> i64 {
+    switchboard_model::now_ms()
+}
+
+/// A new event `id` from `source` with delivery id `delivery`, for `runs` (recipe, key).
+fn event(
+    id: &str,
+    source: &str,
+    delivery: &str,
+    at: i64,
+    runs: &[(&str, Option<&str>)],
+) -> NewEvent {
+    NewEvent {
+        event: Event::new(
+            id,
+            source,
+            "thing.happened",
+            switchboard_model::rfc3339(at),
+            &serde_json::json!({"n": id}),
+        ),
+        delivery_id: delivery.into(),
+        received_ms: at,
+        window_ms: HOUR,
+        runs: runs
+            .iter()
+            .map(|(plugin, key)| NewRun {
+                plugin: plugin.to_string(),
+                order_key: key.map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+fn any(_: &str) -> usize {
+    100
+}
+
+async fn claim(
+    b: &impl Backend,
+    holder: &str,
+    now: i64,
+    max: usize,
+    limit: &(dyn Fn(&str) -> usize + Sync),
+) -> Vec<Claimed> {
+    b.claim(ClaimRequest {
+        holder,
+        now_ms: now,
+        lease_ms: 30_000,
+        max,
+        concurrency: limit,
+    })
+    .await
+    .expect("claim")
+}
+
+fn ids(claimed: &[Claimed]) -> Vec<String> {
+    let mut ids: Vec<String> = claimed.iter().map(|c| c.run.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+async fn succeed(b: &impl Backend, lease: &Lease, now: i64) {
+    b.settle(
+        lease,
+        now,
+        Settlement::Succeeded(Outcome::Done("ok".into())),
+        AttemptReport::default(),
+    )
+    .await
+    .expect("settle");
+}
+
+async fn accept_is_durable_and_deduplicated<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    let Accepted::New { runs } = b
+        .accept(event(
+            "evt_0001",
+            "forms",
+            "d1",
+            t,
+            &[("a", None), ("b", None)],
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("accept: a new delivery must be New")
+    };
+    assert_eq!(runs.len(), 2, "accept: one run per recipe");
+    assert!(runs.iter().all(|r| r.status == RunStatus::Queued));
+    // The same delivery within its window is a duplicate of the first event...
+    match b
+        .accept(event("evt_0002", "forms", "d1", t + 1000, &[("a", None)]))
+        .await
+        .unwrap()
+    {
+        Accepted::Duplicate { event_id } => {
+            assert_eq!(event_id, "evt_0001", "dedup: names the first event")
+        }
+        other => {
+            panic!("dedup: a delivery id within the window must be a duplicate, got {other:?}")
+        }
+    }
+    // ...the same id from another source is not...
+    assert!(
+        matches!(
+            b.accept(event("evt_0003", "other", "d1", t + 1000, &[("a", None)]))
+                .await
+                .unwrap(),
+            Accepted::New { .. }
+        ),
+        "dedup: delivery ids are per source"
+    );
+    // ...and after the window it is new again.
+    assert!(
+        matches!(
+            b.accept(event(
+                "evt_0004",
+                "forms",
+                "d1",
+                t + HOUR + 1,
+                &[("a", None)]
+            ))
+            .await
+            .unwrap(),
+            Accepted::New { .. }
+        ),
+        "dedup: after the window a delivery id is new"
+    );
+    // Durable: a crash right after loses none of it.
+    let b = h.crash(b).await;
+    let claimed = claim(&*b, "h1", t + 2 * HOUR, 10, &any).await;
+    assert_eq!(
+        ids(&claimed),
+        vec!["evt_0001.a", "evt_0001.b", "evt_0003.a", "evt_0004.a"],
+        "accept: every accepted run survives a crash"
+    );
+    assert!(
+        claimed.iter().all(|c| c.event.is_some()),
+        "claim: carries the event"
+    );
+}
+
+async fn a_delivery_that_died_before_its_ack_leaves_nothing_to_run<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    h.torn_accept(&b, event("evt_0010", "forms", "torn", t, &[("a", None)]))
+        .await;
+    let b = h.crash(b).await;
+    assert!(
+        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        "torn accept: a delivery never acknowledged leaves nothing to run"
+    );
+    // The sender was never told it arrived: its next delivery is new.
+    assert!(
+        matches!(
+            b.accept(event("evt_0011", "forms", "torn", t + 20, &[("a", None)]))
+                .await
+                .unwrap(),
+            Accepted::New { .. }
+        ),
+        "torn accept: the delivery id is not taken"
+    );
+}
+
+async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    for (i, d) in [(1, 5), (2, 1), (3, 3)] {
+        b.accept(event(
+            &format!("evt_002{i}"),
+            "forms",
+            &format!("c{i}"),
+            t + d,
+            &[("a", None)],
+        ))
+        .await
+        .unwrap();
+    }
+    b.accept(event("evt_0024", "forms", "c4", t + 9, &[("b", None)]))
+        .await
+        .unwrap();
+    assert!(
+        claim(&*b, "h1", t, 10, &any).await.is_empty(),
+        "claim: nothing before it is due"
+    );
+    let one = |p: &str| if p == "a" { 1 } else { 100 };
+    let first = claim(&*b, "h1", t + 10, 10, &one).await;
+    assert_eq!(
+        ids(&first),
+        vec!["evt_0022.a", "evt_0024.b"],
+        "claim: earliest due first, at most `concurrency` of a recipe"
+    );
+    let a = first.iter().find(|c| c.run.plugin == "a").unwrap();
+    assert_eq!(a.run.status, RunStatus::Running);
+    assert_eq!(a.run.attempts, 1, "claim: counts the attempt");
+    assert!(
+        claim(&*b, "h2", t + 10, 10, &one).await.is_empty(),
+        "concurrency: holds over every holder"
+    );
+    succeed(&*b, &a.lease, t + 11).await;
+    let next = claim(&*b, "h2", t + 12, 1, &one).await;
+    assert_eq!(ids(&next), vec!["evt_0023.a"], "claim: then the next due");
+    assert_eq!(b.counts().await.unwrap(), (1, 2), "counts: queued, running");
+}
+
+async fn a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused<H: Harness>(
+    h: &H,
+) {
+    let b = h.fresh().await;
+    let t = now();
+    b.accept(event("evt_0030", "forms", "l1", t, &[("a", None)]))
+        .await
+        .unwrap();
+    let first = b
+        .claim(ClaimRequest {
+            holder: "h1",
+            now_ms: t + 1,
+            lease_ms: 100,
+            max: 10,
+            concurrency: &any,
+        })
+        .await
+        .unwrap();
+    let old = first[0].lease.clone();
+    assert_eq!(old.holder, "h1");
+    assert_eq!(old.expires_ms, t + 101);
+    assert!(
+        claim(&*b, "h2", t + 50, 10, &any).await.is_empty(),
+        "lease: held until it expires"
+    );
+    let extended = b.extend(&old, t + 60, 100).await.unwrap();
+    assert_eq!(extended.expires_ms, t + 160, "extend: moves the expiry");
+    assert!(
+        claim(&*b, "h2", t + 150, 10, &any).await.is_empty(),
+        "extend: holds it longer"
+    );
+    let taken = claim(&*b, "h2", t + 200, 10, &any).await;
+    assert_eq!(
+        ids(&taken),
+        vec!["evt_0030.a"],
+        "lease: expired, the run is taken over"
+    );
+    let new = taken[0].lease.clone();
+    assert_ne!(new.token, old.token, "takeover: a new fencing token");
+    assert_eq!(new.holder, "h2");
+    assert_eq!(
+        taken[0].run.attempts, 2,
+        "takeover: the vanished attempt counts"
+    );
+    assert!(
+        matches!(
+            b.settle(
+                &old,
+                t + 210,
+                Settlement::Succeeded(Outcome::Done("late".into())),
+                AttemptReport::default()
+            )
+            .await,
+            Err(BackendError::Stale { .. })
+        ),
+        "settle: refused with a lease taken over"
+    );
+    assert!(
+        matches!(
+            b.extend(&old, t + 210, 100).await,
+            Err(BackendError::Stale { .. })
+        ),
+        "extend: refused with a stale lease"
+    );
+    succeed(&*b, &new, t + 220).await;
+    let run = b.run("evt_0030.a").await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(
+        run.outcome,
+        Some(Outcome::Done("ok".into())),
+        "settle: the current holder's result stands"
+    );
+    assert!(
+        matches!(
+            b.settle(
+                &new,
+                t + 230,
+                Settlement::Failed(RunError::Timeout { deadline_ms: 1 }),
+                AttemptReport::default()
+            )
+            .await,
+            Err(BackendError::Stale { .. })
+        ),
+        "settle: a finished run cannot be finished twice"
+    );
+}
+
+async fn runs_with_one_key_go_one_at_a_time_in_acceptance_order<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    b.accept(event("evt_0040", "forms", "k1", t, &[("a", Some("cus_1"))]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0041", "forms", "k2", t, &[("a", Some("cus_1"))]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0042", "forms", "k3", t, &[("a", Some("cus_2"))]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0043", "forms", "k4", t, &[("a", None)]))
+        .await
+        .unwrap();
+    let first = claim(&*b, "h1", t + 1, 10, &any).await;
+    assert_eq!(
+        ids(&first),
+        vec!["evt_0040.a", "evt_0042.a", "evt_0043.a"],
+        "order: one run per key at a time; other keys and unkeyed runs in parallel"
+    );
+    let waiting = b.run("evt_0041.a").await.unwrap().unwrap();
+    assert_eq!(
+        waiting.waiting_for.as_deref(),
+        Some("evt_0040.a"),
+        "order: a waiting run says for whom"
+    );
+    // A retry keeps its place: the next run of the key still waits.
+    let head = first.iter().find(|c| c.run.id == "evt_0040.a").unwrap();
+    b.settle(
+        &head.lease,
+        t + 2,
+        Settlement::Retry {
+            error: RunError::Timeout { deadline_ms: 1 },
+            due_ms: t + 1000,
+        },
+        AttemptReport::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        "order: waits behind a retrying run"
+    );
+    let again = claim(&*b, "h1", t + 1000, 10, &any).await;
+    assert_eq!(ids(&again), vec!["evt_0040.a"]);
+    succeed(&*b, &again[0].lease, t + 1001).await;
+    let next = claim(&*b, "h1", t + 1002, 10, &any).await;
+    assert_eq!(
+        ids(&next),
+        vec!["evt_0041.a"],
+        "order: the next run of the key once the first finished"
+    );
+    assert_eq!(
+        b.run("evt_0041.a").await.unwrap().unwrap().waiting_for,
+        None
+    );
+}
+
+async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    b.accept(event("evt_0050", "forms", "s1", t, &[("a", None)]))
+        .await
+        .unwrap();
+    let c = claim(&*b, "h1", t + 1, 10, &any).await.remove(0);
+    // Deferred: queued for later, a deferral, not an attempt.
+    let deferral = Outcome::Deferred {
+        until: switchboard_model::rfc3339(t + 5000),
+        reason: "quiet hours".into(),
+    };
+    let report = AttemptReport {
+        duration_us: Some(42),
+        plugin_version: Some("1.0.0".into()),
+        logs: vec![LogLine {
+            level: Level::Info,
+            message: "hello".into(),
+            fields: vec![],
+        }],
+        logs_dropped: 3,
+        unconfirmed: vec![],
+    };
+    let run = b
+        .settle(
+            &c.lease,
+            t + 2,
+            Settlement::Deferred {
+                outcome: deferral.clone(),
+                due_ms: t + 5000,
+            },
+            report,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.status, run.attempts, run.deferrals),
+        (RunStatus::Queued, 0, 1),
+        "defer: not an attempt"
+    );
+    assert!(run.is_deferred());
+    assert_eq!(run.logs_dropped, 3);
+    assert_eq!(
+        b.logs("evt_0050.a").await.unwrap().len(),
+        1,
+        "logs: kept apart from the record"
+    );
+    assert!(
+        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        "defer: held until its time"
+    );
+    // Replaying a deferred run runs it now.
+    b.replay("evt_0050.a", t + 20, false).await.unwrap();
+    let c = claim(&*b, "h1", t + 20, 10, &any).await.remove(0);
+    // Released (a shutdown): queued at once, the attempt not counted.
+    let run = b
+        .settle(
+            &c.lease,
+            t + 21,
+            Settlement::Released,
+            AttemptReport::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.status, run.attempts),
+        (RunStatus::Queued, 0),
+        "release: the attempt does not count"
+    );
+    let c = claim(&*b, "h1", t + 22, 10, &any).await.remove(0);
+    let run = b
+        .settle(
+            &c.lease,
+            t + 23,
+            Settlement::Dead(RunError::Recipe {
+                error: RecipeError::Timeout,
+            }),
+            AttemptReport::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Dead);
+    assert!(
+        run.finished_at.is_some() && run.reason.is_some(),
+        "dead: finished, with its reason"
+    );
+    assert!(matches!(
+        b.replay("nope", t, false).await,
+        Err(BackendError::NoRun(_))
+    ));
+    let replayed = b.replay("evt_0050.a", t + 30, false).await.unwrap();
+    assert_eq!(
+        (replayed.status, replayed.attempts, replayed.replays),
+        (RunStatus::Queued, 0, 1),
+        "replay: from its first attempt"
+    );
+    let c = claim(&*b, "h1", t + 31, 10, &any).await;
+    assert_eq!(ids(&c), vec!["evt_0050.a"], "replay: runnable again");
+    assert!(
+        matches!(
+            b.replay("evt_0050.a", t + 32, false).await,
+            Err(BackendError::NotFinished { .. })
+        ),
+        "replay: not while it runs"
+    );
+}
+
+async fn a_crash_leaves_every_unfinished_run_to_run_again<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    b.accept(event(
+        "evt_0060",
+        "forms",
+        "r1",
+        t,
+        &[("a", None), ("b", None)],
+    ))
+    .await
+    .unwrap();
+    let c = claim(&*b, "h1", t + 1, 1, &any).await.remove(0);
+    let other = if c.run.plugin == "a" {
+        "evt_0060.b"
+    } else {
+        "evt_0060.a"
+    };
+    let b = h.crash(b).await;
+    // After the lease at the latest, both run again: the one that was running, its attempt
+    // counted, and the one still queued.
+    let again = claim(&*b, "h2", t + 60_000, 10, &any).await;
+    assert_eq!(
+        ids(&again),
+        {
+            let mut v = vec![c.run.id.clone(), other.to_string()];
+            v.sort();
+            v
+        },
+        "crash: unfinished runs run again"
+    );
+    let was_running = again.iter().find(|x| x.run.id == c.run.id).unwrap();
+    assert_eq!(
+        was_running.run.attempts, 2,
+        "crash: the interrupted attempt counts"
+    );
+    assert!(
+        matches!(
+            b.settle(
+                &c.lease,
+                t + 60_001,
+                Settlement::Succeeded(Outcome::Done("x".into())),
+                AttemptReport::default()
+            )
+            .await,
+            Err(BackendError::Stale { .. })
+        ),
+        "crash: the dead host's late settle is refused"
+    );
+}
+
+async fn each_cron_tick_fires_once<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    let tick = |n: i64| {
+        event(
+            &format!("evt_007{n}"),
+            "cron",
+            &format!("a/0/{n}"),
+            t + n,
+            &[("a", None)],
+        )
+    };
+    assert!(
+        matches!(
+            b.fire_tick("a", 0, 1, tick(1)).await.unwrap(),
+            TickFire::Fired(Accepted::New { .. })
+        ),
+        "tick: fired once"
+    );
+    assert!(
+        matches!(
+            b.fire_tick("a", 0, 1, tick(1)).await.unwrap(),
+            TickFire::AlreadyFired
+        ),
+        "tick: not twice"
+    );
+    assert!(
+        matches!(
+            b.fire_tick("a", 0, 2, tick(2)).await.unwrap(),
+            TickFire::Busy { .. }
+        ),
+        "tick: skipped while the last scheduled run is unfinished"
+    );
+    assert_eq!(
+        b.last_tick("a", 0).await.unwrap(),
+        Some(2),
+        "tick: a skipped tick counts as handled"
+    );
+    let c = claim(&*b, "h1", t + 10, 10, &any).await;
+    assert_eq!(ids(&c), vec!["evt_0071.a"]);
+    succeed(&*b, &c[0].lease, t + 11).await;
+    assert!(
+        matches!(
+            b.fire_tick("a", 0, 3, tick(3)).await.unwrap(),
+            TickFire::Fired(_)
+        ),
+        "tick: fires again once the run finished"
+    );
+    assert!(
+        matches!(
+            b.fire_tick("a", 1, 3, tick(4)).await.unwrap(),
+            TickFire::Busy { .. }
+        ),
+        "tick: a recipe's scheduled runs never overlap, whichever trigger fires"
+    );
+}
+
+async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    let policy = Retention {
+        keep_succeeded_ms: HOUR,
+        keep_failed_ms: 2 * HOUR,
+        dedup_window_ms: HOUR,
+    };
+    // Old: succeeded (expired), failed (kept: failed runs are kept longer), deferred.
+    b.accept(event("evt_0080", "forms", "old1", t, &[("a", None)]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0081", "forms", "old2", t, &[("b", None)]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0082", "forms", "old3", t, &[("c", None)]))
+        .await
+        .unwrap();
+    b.accept(event("evt_0083", "forms", "old4", t, &[("d", None)]))
+        .await
+        .unwrap();
+    for c in claim(&*b, "h1", t + 1, 10, &any).await {
+        let settlement = match c.run.plugin.as_str() {
+            "a" => Settlement::Succeeded(Outcome::Done("ok".into())),
+            "b" => Settlement::Failed(RunError::Timeout { deadline_ms: 1 }),
+            "c" => Settlement::Deferred {
+                outcome: Outcome::Deferred {
+                    until: switchboard_model::rfc3339(t + 10 * HOUR),
+                    reason: "later".into(),
+                },
+                due_ms: t + 10 * HOUR,
+            },
+            // Its effect journal goes with it.
+            _ => {
+                let effect = Effect {
+                    call: "messages.send".into(),
+                    connection: "hb".into(),
+                    request: "r".into(),
+                    position: 0,
+                    state: EffectState::Done {
+                        result: serde_json::json!({}),
+                    },
+                    sent_at: switchboard_model::rfc3339(t),
+                    settled_at: None,
+                };
+                let journal = b.recipe_store().effects();
+                let key = CallKey {
+                    run: &c.run.id,
+                    fingerprint: &[1; 32],
+                    occurrence: 0,
+                };
+                journal.begin(key, &effect).await.unwrap();
+                Settlement::Succeeded(Outcome::Done("ok".into()))
+            }
+        };
+        b.settle(&c.lease, t + 2, settlement, AttemptReport::default())
+            .await
+            .unwrap();
+    }
+    // New: succeeded, within its time.
+    b.accept(event(
+        "evt_0084",
+        "forms",
+        "new1",
+        t + 90 * 60_000,
+        &[("a", None)],
+    ))
+    .await
+    .unwrap();
+    let c = claim(&*b, "h1", t + 90 * 60_000 + 1, 10, &any)
+        .await
+        .remove(0);
+    succeed(&*b, &c.lease, t + 90 * 60_000 + 2).await;
+
+    let swept = b.sweep(t + 100 * 60_000, &policy).await.unwrap();
+    assert_eq!(
+        swept.runs, 2,
+        "retention: the expired succeeded runs: {swept:?}"
+    );
+    assert_eq!(swept.events, 2, "retention: their events, left with no run");
+    assert_eq!(swept.effects, 1, "retention: their effect journal");
+    assert!(
+        swept.deliveries >= 4,
+        "retention: delivery ids past the window: {swept:?}"
+    );
+    assert!(b.run("evt_0080.a").await.unwrap().is_none());
+    assert!(b.event("evt_0080").await.unwrap().is_none());
+    assert!(b.effects("evt_0083.d").await.unwrap().is_empty());
+    assert!(
+        b.run("evt_0081.b").await.unwrap().is_some(),
+        "retention: failed runs kept longer"
+    );
+    assert!(
+        b.run("evt_0082.c").await.unwrap().is_some(),
+        "retention: a deferred run is kept"
+    );
+    assert!(
+        b.run("evt_0084.a").await.unwrap().is_some(),
+        "retention: a run within its time is kept"
+    );
+    // Past the failed runs' time, they go too; the deferred run never does.
+    let swept = b.sweep(t + 3 * HOUR, &policy).await.unwrap();
+    assert_eq!(
+        swept.runs, 2,
+        "retention: then the failed one and the newer success"
+    );
+    assert!(
+        b.run("evt_0082.c").await.unwrap().is_some(),
+        "retention: unfinished runs are always kept"
+    );
+    // A delivery id past the window may come again as a new delivery.
+    assert!(matches!(
+        b.accept(event(
+            "evt_0085",
+            "forms",
+            "old1",
+            t + 3 * HOUR,
+            &[("a", None)]
+        ))
+        .await
+        .unwrap(),
+        Accepted::New { .. }
+    ));
+}
+
+async fn queries_filter_page_and_replay<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    for i in 0..6 {
+        let plugin = if i % 2 == 0 { "a" } else { "b" };
+        b.accept(event(
+            &format!("evt_009{i}"),
+            if i < 3 { "forms" } else { "leads" },
+            &format!("q{i}"),
+            t + i,
+            &[(plugin, None)],
+        ))
+        .await
+        .unwrap();
+    }
+    for c in claim(&*b, "h1", t + 10, 10, &any).await {
+        let n: i64 = c.run.event_id[7..].parse().unwrap();
+        let settlement = if n % 3 == 0 {
+            Settlement::Dead(RunError::Timeout { deadline_ms: 1 })
+        } else {
+            Settlement::Succeeded(Outcome::Done("ok".into()))
+        };
+        b.settle(&c.lease, t + 20 + n, settlement, AttemptReport::default())
+            .await
+            .unwrap();
+    }
+    let q = |f: &dyn Fn(&mut RunQuery)| {
+        let mut q = RunQuery::default();
+        f(&mut q);
+        q
+    };
+    let page_ids =
+        |p: &crate::backend::RunPage| p.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let all = b.runs(&RunQuery::default()).await.unwrap();
+    assert_eq!(
+        page_ids(&all),
+        vec![
+            "evt_0095.b",
+            "evt_0094.a",
+            "evt_0093.b",
+            "evt_0092.a",
+            "evt_0091.b",
+            "evt_0090.a"
+        ],
+        "query: newest first"
+    );
+    let dead = b
+        .runs(&q(&|q| q.statuses = vec![RunStatus::Dead]))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&dead),
+        vec!["evt_0093.b", "evt_0090.a"],
+        "query: by status"
+    );
+    let a_dead = b
+        .runs(&q(&|q| {
+            q.statuses = vec![RunStatus::Dead];
+            q.plugin = Some("b".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&a_dead),
+        vec!["evt_0093.b"],
+        "query: by status and recipe"
+    );
+    let leads = b
+        .runs(&q(&|q| q.source = Some("leads".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&leads),
+        vec!["evt_0095.b", "evt_0094.a", "evt_0093.b"],
+        "query: by source"
+    );
+    let by_delivery = b
+        .runs(&q(&|q| q.delivery_id = Some("q4".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&by_delivery),
+        vec!["evt_0094.a"],
+        "query: by delivery id"
+    );
+    let since = b
+        .runs(&q(&|q| {
+            q.since_ms = Some(t + 2);
+            q.until_ms = Some(t + 4);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&since),
+        vec!["evt_0093.b", "evt_0092.a"],
+        "query: by time range"
+    );
+    // Pages: a cursor goes on where the last page ended.
+    let first = b.runs(&q(&|q| q.limit = 4)).await.unwrap();
+    assert_eq!(first.runs.len(), 4);
+    let second = b
+        .runs(&q(&|q| {
+            q.limit = 4;
+            q.cursor = first.next.clone();
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        page_ids(&second),
+        vec!["evt_0091.b", "evt_0090.a"],
+        "query: the next page"
+    );
+    assert!(second.next.is_none(), "query: no page after the last");
+    // Bulk replay by filter: a dry run counts, a replay queues.
+    let dry = b
+        .replay_matching(&q(&|q| q.plugin = Some("a".into())), t + 100, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (dry.matched, dry.queued.len()),
+        (1, 0),
+        "replay: a dry run only counts"
+    );
+    let done = b
+        .replay_matching(&RunQuery::default(), t + 100, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.matched, done.queued.len()),
+        (2, 2),
+        "replay: every failed and dead run"
+    );
+    assert_eq!(
+        b.runs(&q(&|q| q.statuses = vec![RunStatus::Dead]))
+            .await
+            .unwrap()
+            .runs
+            .len(),
+        0
+    );
+    assert_eq!(
+        ids(&claim(&*b, "h1", t + 101, 10, &any).await),
+        vec!["evt_0090.a", "evt_0093.b"]
+    );
+}

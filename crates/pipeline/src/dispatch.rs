@@ -1,0 +1,320 @@
+//! The workers: claim due runs from the backend (with a lease), run each in the runtime while
+//! keeping its lease alive, and settle it with what the retry policy makes of its report.
+//!
+//! A worker slot is held from claim to settle; it is given back however the attempt ends,
+//! a panic in host code included (the run then fails with the panic's message).
+
+use crate::backend::{AttemptReport, BackendError, ClaimRequest, Claimed, Lease, Settlement};
+use crate::{Pipeline, now_ms};
+use futures_util::FutureExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use switchboard_model::{Outcome, RecipeError, RunError, RunRecord, RunStatus, bound_text};
+
+/// How long the dispatcher sleeps at most between looks at the backend (work can also come
+/// from another host, which may not wake this one).
+const POLL: Duration = Duration::from_secs(1);
+
+/// The dispatcher: runs until the pipeline stops.
+pub async fn run(pipeline: Arc<Pipeline>) {
+    loop {
+        if pipeline.is_stopping() {
+            break;
+        }
+        let free = pipeline.options.workers.saturating_sub(
+            pipeline
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
+        );
+        let mut claimed = Vec::new();
+        if free > 0 {
+            let options = &pipeline.options;
+            let concurrency = |plugin: &str| options.concurrency(plugin);
+            let request = ClaimRequest {
+                holder: &pipeline.holder,
+                now_ms: now_ms(),
+                lease_ms: pipeline.options.lease.as_millis() as i64,
+                max: free,
+                concurrency: &concurrency,
+            };
+            match pipeline.backend.claim(request).await {
+                Ok(c) => claimed = c,
+                Err(e) => {
+                    tracing::error!("claiming runs failed: {e}");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            }
+        }
+        let took = !claimed.is_empty();
+        for c in claimed {
+            pipeline
+                .held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(c.lease.run.clone(), c.lease.clone());
+            let p = pipeline.clone();
+            tokio::spawn(async move { p.guarded(c).await });
+        }
+        if took {
+            continue;
+        }
+        // Nothing to take now: sleep until something is due, work arrives, or a slot frees.
+        let wait = match pipeline.backend.next_due().await {
+            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+            _ => POLL,
+        };
+        let wait = if free == 0 { POLL } else { wait };
+        tokio::select! {
+            _ = pipeline.backend.wait_for_work(wait) => {}
+            _ = pipeline.slot_freed.notified() => {}
+        }
+    }
+}
+
+/// The retry delay before attempt `attempt + 1` (`attempt` 1-based): exponential with
+/// equal jitter, never sooner than the vendor's retry-after.
+pub fn backoff(
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    retry_after_ms: Option<u64>,
+    jitter: f64,
+) -> i64 {
+    let base = base.as_millis() as u64;
+    let max = max.as_millis() as u64;
+    let exp = base
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
+        .min(max);
+    let jittered = exp / 2 + ((exp / 2) as f64 * jitter.clamp(0.0, 1.0)) as u64;
+    jittered.max(retry_after_ms.unwrap_or(0)) as i64
+}
+
+/// Deferrals are held at least a second (no busy loop on a past instant) and at most 31 days.
+const DEFER_MIN_MS: i64 = 1_000;
+const DEFER_MAX_MS: i64 = 31 * 24 * 3_600_000;
+
+/// When a run deferred until `until` (RFC 3339) runs again, as Unix milliseconds.
+pub fn deferral_due(until: &str, now: i64) -> Result<i64, String> {
+    let at = switchboard_model::parse_ms(until)
+        .ok_or_else(|| format!("'{until}' is not an RFC 3339 instant"))?;
+    if at > now + DEFER_MAX_MS {
+        return Err(format!("'{until}' is more than 31 days away"));
+    }
+    Ok(at.max(now + DEFER_MIN_MS))
+}
+
+fn retry_after(error: &RunError) -> Option<u64> {
+    match error {
+        RunError::Recipe {
+            error: RecipeError::RateLimited { retry_after_ms },
+        } => *retry_after_ms,
+        _ => None,
+    }
+}
+
+impl Pipeline {
+    /// Run one claimed attempt holding its worker slot, which goes back however the attempt
+    /// ends: a panic in host code fails the run with the panic's message.
+    pub(crate) async fn guarded(self: Arc<Self>, claimed: Claimed) {
+        let lease = claimed.lease.clone();
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(claimed)).catch_unwind();
+        if let Err(panic) = attempt.await {
+            let mut message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            bound_text(&mut message, 4096);
+            tracing::error!(run = %lease.run, panic = %message.escape_debug(), "host code panicked during a run");
+            let error = RunError::HostPanic { message };
+            self.settle(&lease, Settlement::Failed(error), AttemptReport::default())
+                .await;
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lease.run);
+        self.slot_freed.notify_one();
+    }
+
+    /// One attempt of a claimed run: run it, keeping its lease alive, and settle it.
+    async fn attempt(&self, claimed: Claimed) {
+        let Claimed { run, event, lease } = claimed;
+        let renewing = self.renew(lease.clone());
+        let plugin = self.registry.current().get(&run.plugin).cloned();
+        let (result, report) = match (event, plugin) {
+            (None, _) => (
+                Err(RunError::Trap {
+                    message: format!("event {} is missing from the store", run.event_id),
+                    panic: None,
+                }),
+                AttemptReport::default(),
+            ),
+            (Some(_), None) => (
+                Err(RunError::NotLoaded {
+                    recipe: run.plugin.clone(),
+                }),
+                AttemptReport::default(),
+            ),
+            (Some(stored), Some(plugin)) => {
+                let report = self.runtime.run(&plugin, &stored.event).await;
+                let result = match (report.outcome, report.error) {
+                    (Some(o), _) => Ok(o),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => unreachable!("a run report has an outcome or an error"),
+                };
+                let attempt = AttemptReport {
+                    duration_us: Some(report.duration_us),
+                    plugin_version: Some(plugin.manifest.version.clone()),
+                    logs: report.logs,
+                    logs_dropped: report.logs_dropped,
+                    unconfirmed: report.unconfirmed,
+                };
+                (result, attempt)
+            }
+        };
+        renewing.abort();
+        let settlement = self.settlement(&run, result);
+        self.settle(&lease, settlement, report).await;
+    }
+
+    /// Extend `lease` every third of its length until aborted.
+    fn renew(&self, mut lease: Lease) -> tokio::task::JoinHandle<()> {
+        let backend = self.backend.clone();
+        let length = self.options.lease;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(length / 3).await;
+                match backend
+                    .extend(&lease, now_ms(), length.as_millis() as i64)
+                    .await
+                {
+                    Ok(extended) => lease = extended,
+                    Err(e) => {
+                        tracing::warn!(run = %lease.run, "could not extend the run's lease: {e}");
+                        if matches!(e, BackendError::Stale { .. }) {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// What the retry policy makes of an attempt's result.
+    fn settlement(&self, run: &RunRecord, result: Result<Outcome, RunError>) -> Settlement {
+        let now = now_ms();
+        let result = result.and_then(|outcome| match outcome {
+            Outcome::Deferred { .. } if run.deferrals >= self.options.max_deferrals => {
+                Err(RunError::Recipe {
+                    error: RecipeError::Other {
+                        message: format!("deferred {} times; not held any longer", run.deferrals),
+                    },
+                })
+            }
+            Outcome::Deferred { ref until, .. } => match deferral_due(until, now) {
+                Ok(due_ms) => Ok(Settlement::Deferred { outcome, due_ms }),
+                Err(reason) => Err(RunError::Recipe {
+                    error: RecipeError::invalid("deferral.until", reason),
+                }),
+            },
+            outcome => Ok(Settlement::Succeeded(outcome)),
+        });
+        match result {
+            Ok(settlement) => settlement,
+            Err(error) if error.is_retryable() && run.attempts < self.options.max_attempts => {
+                let delay = backoff(
+                    self.options.retry_base,
+                    self.options.retry_max,
+                    run.attempts,
+                    retry_after(&error),
+                    fastrand::f64(),
+                );
+                Settlement::Retry {
+                    error,
+                    due_ms: now + delay,
+                }
+            }
+            Err(error) if error.is_retryable() => Settlement::Dead(error),
+            Err(error) => Settlement::Failed(error),
+        }
+    }
+
+    /// Record how an attempt ended, and announce it.
+    pub(crate) async fn settle(
+        &self,
+        lease: &Lease,
+        settlement: Settlement,
+        report: AttemptReport,
+    ) {
+        let counter = match &settlement {
+            Settlement::Succeeded(_) => Some(&self.counters.succeeded),
+            Settlement::Deferred { .. } => Some(&self.counters.deferred),
+            Settlement::Retry { .. } => Some(&self.counters.retried),
+            Settlement::Failed(_) => Some(&self.counters.failed),
+            Settlement::Dead(_) => Some(&self.counters.dead),
+            Settlement::Released => None,
+        };
+        let announce = !matches!(settlement, Settlement::Retry { .. } | Settlement::Released);
+        match self
+            .backend
+            .settle(lease, now_ms(), settlement, report)
+            .await
+        {
+            Ok(run) => {
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                match run.status {
+                    RunStatus::Queued if run.is_deferred() => {
+                        tracing::info!(run = %run.id, next = ?run.next_attempt_at, "run deferred")
+                    }
+                    RunStatus::Queued => {
+                        tracing::info!(run = %run.id, attempt = run.attempts, next = ?run.next_attempt_at, reason = ?run.reason, "run will be retried")
+                    }
+                    RunStatus::Dead => {
+                        tracing::warn!(run = %run.id, attempts = run.attempts, reason = ?run.reason, "run is dead: out of attempts")
+                    }
+                    _ => {}
+                }
+                if announce {
+                    let _ = self.finished.send(run);
+                }
+            }
+            // Taken over (its lease expired): the other holder's result stands.
+            Err(BackendError::Stale { .. }) => {
+                tracing::warn!(run = %lease.run, "run finished after its lease was taken over; its result is dropped");
+            }
+            Err(e) => {
+                tracing::error!(run = %lease.run, "run could not be recorded: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        let (base, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        assert_eq!(backoff(base, max, 1, None, 0.0), 30_000);
+        assert_eq!(backoff(base, max, 1, None, 1.0), 60_000);
+        assert_eq!(backoff(base, max, 3, None, 1.0), 240_000);
+        assert_eq!(backoff(base, max, 30, None, 1.0), 3_600_000);
+        assert_eq!(backoff(base, max, 1, Some(90_000), 0.0), 90_000);
+    }
+
+    #[test]
+    fn deferrals_are_bounded() {
+        let now = 1_000_000;
+        assert_eq!(deferral_due("1970-01-01T00:16:40Z", now), Ok(now + 1_000));
+        assert!(deferral_due("2999-01-01T00:00:00Z", now).is_err());
+        assert!(deferral_due("tomorrow", now).is_err());
+    }
+}
