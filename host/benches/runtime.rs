@@ -168,7 +168,7 @@ fn bare_linker(engine: &Engine, component: &Component) -> Linker<Bare> {
     let mut linker: Linker<Bare> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     {
-        let mut kv = linker.instance("switchboard:recipes/kv@0.2.0").unwrap();
+        let mut kv = linker.instance("switchboard:recipes/kv@0.3.0").unwrap();
         kv.func_wrap(
             "get",
             |store: wasmtime::StoreContextMut<'_, Bare>, (key,): (String,)| {
@@ -195,7 +195,7 @@ fn bare_linker(engine: &Engine, component: &Component) -> Linker<Bare> {
         .unwrap();
     }
     linker
-        .instance("switchboard:recipes/log@0.2.0")
+        .instance("switchboard:recipes/log@0.3.0")
         .unwrap()
         .func_wrap(
             "log",

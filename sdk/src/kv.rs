@@ -81,8 +81,9 @@ pub enum Once<T> {
     /// `f` took effect in this run: now, or in an earlier attempt of it (then its value is
     /// the one kept with the claim, and `f` is not called again).
     Done(T),
-    /// An earlier run did it, and it was confirmed.
-    Before,
+    /// An earlier run did it, and it was confirmed: the value its `f` returned, kept with
+    /// the claim (`None` for a claim made before claims kept values).
+    Before(Option<T>),
     /// Another run claimed it and has not confirmed it: that run is doing it now, or it ended
     /// without knowing whether it took effect (its record shows the call as unconfirmed).
     /// Do not do it again, and do not act as if it was done.
@@ -162,7 +163,7 @@ pub fn once_state(key: &str) -> Result<OnceState> {
 /// let sms = messages::sms(customer, "Welcome!");
 /// match kv::once(&format!("welcomed/{customer}"), || messages::send("hb", &sms)) {
 ///     Ok(Once::Done(_)) => {}                 // sent, in this run
-///     Ok(Once::Before) => {}                  // welcomed before
+///     Ok(Once::Before(_)) => {}               // welcomed before
 ///     Ok(Once::Held { by }) => {}             // another run holds it, unconfirmed
 ///     Err(switchboard_sdk::Error::UnknownOutcome(_)) => {} // maybe sent: do not resend
 ///     Err(e) => return Err(e),                // nothing was sent; the claim is released
@@ -190,7 +191,12 @@ pub fn once<T: Serialize + DeserializeOwned>(
             }) if by == run => {
                 return Ok(Once::Done(serde_json::from_value(value)?));
             }
-            Some(Claim { done: true, .. }) => return Ok(Once::Before),
+            Some(Claim {
+                done: true, value, ..
+            }) => {
+                let value = value.map(serde_json::from_value).transpose()?;
+                return Ok(Once::Before(value));
+            }
             Some(Claim { run: by, .. }) if by != run => return Ok(Once::Held { by }),
             // This run's own claim, unconfirmed: go on (the journal answers).
             Some(_) => {}

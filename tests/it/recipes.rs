@@ -271,6 +271,82 @@ deleted_tag = "gone"
     );
 }
 
+/// Per-key order: two `customer.updated` deliveries for one customer, back to back, the
+/// first's GoHighLevel upsert held by the sandbox. Without order the second would overtake
+/// it and the held, older upsert would land last; with it, the second waits its turn (and
+/// says for which run) and the contact ends with the second's data. Repeated, with a fresh
+/// customer each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hcp_updates_for_one_customer_apply_in_order_even_when_the_first_is_slow() {
+    let sb = sandbox().await;
+    let (dir, config) = setup(
+        &[("hcp-contact-to-ghl", HCP_CONTACT_TO_GHL)],
+        &format!(
+            "[sources.housecallpro]\nsecret = {{ file = \"hcp.secret\" }}\n{}",
+            connections(&sb, &[("ghl", "gohighlevel")])
+        ),
+    );
+    std::fs::write(dir.path().join("hcp.secret"), HCP_SECRET).unwrap();
+    write_keys(&sb, dir.path());
+    let host = Host::start(&config);
+    let update = |id: &str, last: &str, at: &str| {
+        json!({"event": "customer.updated", "customer": {"id": id, "first_name": "Ada",
+            "last_name": last, "email": format!("{id}@example.com"), "updated_at": at}})
+        .to_string()
+    };
+    for round in 0..5 {
+        let id = format!("cus_order_{round}");
+        sb.state.set_faults(
+            "gohighlevel",
+            sandbox::Faults {
+                hold_next: 1,
+                hold_ms: 1_500,
+                path: Some("/contacts/upsert".into()),
+                ..sandbox::Faults::default()
+            },
+        );
+        let first = update(&id, "First", "2026-12-01T10:00:00Z");
+        let second = update(&id, "Second", "2026-12-01T10:00:01Z");
+        let (s1, a1) = host.hook("housecallpro", &signed_hcp(&first), &first).await;
+        let (s2, a2) = host
+            .hook("housecallpro", &signed_hcp(&second), &second)
+            .await;
+        assert_eq!((s1, s2), (202, 202), "{a1} {a2}");
+        let (r1, r2) = (
+            a1["runs"][0].as_str().unwrap(),
+            a2["runs"][0].as_str().unwrap(),
+        );
+        if round == 0 {
+            // While the first is held, the second waits behind it, and says so.
+            let (status, view) = host.admin("GET", &format!("/admin/runs/{r2}"), None).await;
+            assert_eq!(status, 200);
+            assert_eq!(view["run"]["status"], "queued", "{view}");
+            assert_eq!(view["run"]["waiting_for"], r1, "{view}");
+            assert_eq!(view["run"]["order_key"], id.as_str(), "{view}");
+        }
+        let runs = host
+            .wait_runs(
+                &format!("plugin=hcp-contact-to-ghl&source=housecallpro"),
+                "both updates",
+                |r| {
+                    r.iter()
+                        .filter(|r| r["id"] == r1 || r["id"] == r2)
+                        .all(|r| r["status"] == "succeeded")
+                        && r.iter().filter(|r| r["id"] == r1 || r["id"] == r2).count() == 2
+                },
+            )
+            .await;
+        let done = |run: &str| runs.iter().find(|r| r["id"] == run).unwrap().clone();
+        let (d1, d2) = (done(r1), done(r2));
+        assert!(
+            d2["started_at"].as_str().unwrap() >= d1["finished_at"].as_str().unwrap(),
+            "round {round}: the second ran before the first finished: {d1} {d2}"
+        );
+        let contact = ghl_contact(&sb, &ghl_id(&d2)).await;
+        assert_eq!(contact["lastName"], "Second", "round {round}: {contact}");
+    }
+}
+
 /// The one-command demo: `serve --sandbox` wires the sandbox in and prints commands that
 /// work when pasted; `--tour` drives each recipe and exits 0.
 #[test]

@@ -37,6 +37,12 @@ pub struct Faults {
     /// answer: the client cannot know that it took effect.
     #[serde(default)]
     pub drop_after_next: u32,
+    /// Hold the next `hold_next` requests for `hold_ms` before the vendor acts on them (a
+    /// slow call that a later one may overtake).
+    #[serde(default)]
+    pub hold_next: u32,
+    #[serde(default)]
+    pub hold_ms: u64,
     /// Only requests whose path (under the vendor's prefix) starts with this; default all.
     pub path: Option<String>,
     /// Only requests of this method (`POST`, `PUT`, ...); default all.
@@ -92,6 +98,12 @@ pub async fn inject(
                 if drop_after {
                     f.drop_after_next -= 1;
                 }
+                let hold = if f.hold_next > 0 {
+                    f.hold_next -= 1;
+                    f.hold_ms
+                } else {
+                    0
+                };
                 let fail = if f.fail_next > 0 {
                     f.fail_next -= 1;
                     true
@@ -99,7 +111,7 @@ pub async fn inject(
                     f.fail_always || (f.error_rate > 0.0 && fastrand::f64() < f.error_rate)
                 };
                 (
-                    f.latency_ms,
+                    f.latency_ms + hold,
                     fail,
                     f.status.unwrap_or(500),
                     f.retry_after.unwrap_or(1),

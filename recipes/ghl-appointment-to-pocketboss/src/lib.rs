@@ -6,8 +6,9 @@
 //!   or `default_duration_minutes`), category, address, notes, `externalId` = the GHL id.
 //!   PocketBoss cannot update appointments, so each GHL appointment is pushed there once.
 //! - An update moves the Homebase360 job, or creates it once the customer exists there.
-//! - kv `appt/<GHL id>` keeps what was pushed; a delivery older (`dateUpdated`) than the
-//!   state synced is skipped, and concurrent runs of one appointment wait for each other.
+//! - Runs of one appointment run one at a time, in the order GoHighLevel's deliveries were
+//!   accepted (the manifest orders by `/appointment/id`). kv `appt/<GHL id>` keeps what was
+//!   pushed; a delivery older (`dateUpdated`) than the state synced is skipped.
 //!
 //! Connections `ghl`, `pb`, `hb`. Settings: `categories` (a GHL calendar id, or a word of the
 //! title → Maintenance, Repair, Consultation, Installation, Service, Remodeling or Projects;
@@ -95,6 +96,7 @@ impl Recipe for GhlAppointmentToPocketBoss {
             .description("GHL appointment -> PocketBoss appointment, Homebase360 job")
             .on_webhook("gohighlevel", "AppointmentCreate")
             .on_webhook("gohighlevel", "AppointmentUpdate")
+            .ordered_by("/appointment/id")
             .uses(Capability::Contacts)
             .uses(Capability::Jobs)
             .uses(Capability::Kv)
@@ -132,9 +134,7 @@ impl Recipe for GhlAppointmentToPocketBoss {
                     raw: Some(json!({ "externalId": a.id }).to_string()),
                     ..job.clone()
                 };
-                let Some(created) = create_once("pb", &a.id, &appointment)? else {
-                    return Ok(busy());
-                };
+                let created = create_once("pb", &a.id, &appointment)?;
                 let (id, minutes) =
                     (created.id.unwrap_or_default(), job.duration_minutes.unwrap_or(0));
                 said.push(format!(
@@ -165,9 +165,7 @@ impl Recipe for GhlAppointmentToPocketBoss {
             (Some(_), _) => {}
             (None, Some(customer)) => {
                 let new = Job { contact_id: Some(customer.clone()), ..job };
-                let Some(created) = create_once("hb", &a.id, &new)? else {
-                    return Ok(busy());
-                };
+                let created = create_once("hb", &a.id, &new)?;
                 let id = created.id.unwrap_or_default();
                 said.push(format!("Homebase360 job {id} created for customer {customer}"));
                 pushed.homebase360 = Some(id);
@@ -213,21 +211,22 @@ fn job(s: &Settings, a: &Appointment) -> Result<Job> {
     })
 }
 
-/// Create `job` through `connection` once per GHL appointment (`kv::once`): two runs of one
-/// appointment at once (Create and Update often arrive together) cannot both create it.
-/// `None`: another run created it or is creating it (it records the id when it is done). A
-/// create whose outcome is unknown fails the run (shown unconfirmed), and is never resent.
-fn create_once(connection: &str, appointment: &str, job: &Job) -> Result<Option<Job>> {
+/// Create `job` through `connection` once per GHL appointment (`kv::once`). Runs of one
+/// appointment do not overlap (the ordering key); the claim is the defence if they ever did,
+/// and what keeps a record whose creation is in doubt from being created twice: an earlier
+/// run's confirmed create is reused (its record is kept with the claim); one whose outcome is
+/// unknown fails this run, naming that run, to be checked by hand.
+fn create_once(connection: &str, appointment: &str, job: &Job) -> Result<Job> {
     let key = format!("claim/{connection}/{appointment}");
-    Ok(match kv::once(&key, || jobs::create(connection, job))? {
-        kv::Once::Done(job) => Some(job),
-        kv::Once::Before | kv::Once::Held { .. } => None,
-    })
-}
-
-/// Another run of this appointment is creating its records: run again once it is done.
-fn busy() -> Outcome {
-    Outcome::deferred(clock::after_ms(2_000), "another run is pushing this appointment")
+    match kv::once(&key, || jobs::create(connection, job))? {
+        kv::Once::Done(job) | kv::Once::Before(Some(job)) => Ok(job),
+        kv::Once::Before(None) => Err(Error::other(format!(
+            "GHL appointment {appointment}: an earlier run created it through '{connection}' without keeping its id; see kv {key}"
+        ))),
+        kv::Once::Held { by } => Err(Error::other(format!(
+            "GHL appointment {appointment}: the run of event {by} may have created it through '{connection}' (its outcome is unknown); check, then replay that run (with --resend-unconfirmed if it was not created)"
+        ))),
+    }
 }
 
 /// The calendar's category, else the first word found in the title, else the default.

@@ -1,6 +1,9 @@
 //! `hcp-contact-to-ghl`: when a Housecall Pro customer is created or updated, upsert the
 //! matching GoHighLevel contact (GoHighLevel matches by email, then phone).
 //!
+//! - Deliveries for one customer run one at a time, in the order they were accepted (the
+//!   manifest orders by `/customer/id`); one older (`updated_at`) than the state synced is
+//!   skipped all the same.
 //! - The HCP id → GHL id map is kept in kv (`ghl/<hcp id>`).
 //! - Nothing relevant changed (same content hash in kv) → skipped, so a two-way setup
 //!   cannot loop on its own echoes.
@@ -73,6 +76,7 @@ impl Recipe for HcpContactToGhl {
         Manifest::new("hcp-contact-to-ghl", env!("CARGO_PKG_VERSION"))
             .description("Housecall Pro customer changed -> upsert the GoHighLevel contact")
             .on_webhook("housecallpro", "customer.*")
+            .ordered_by("/customer/id")
             .uses(Capability::Contacts)
             .uses(Capability::Kv)
             .connection(GHL)

@@ -7,11 +7,12 @@
 //!   the `tags` setting (default `["lead-router"]`) and the lead's source; tags are added,
 //!   never replaced.
 //!
-//! Each push is recorded in kv (`routed/<source>/<id>`) as soon as it succeeds: a retry
-//! redoes only what failed, and the same lead delivered again is skipped (or, while the first
-//! delivery is still being routed, deferred until it is done). A push whose outcome is
-//! unknown (Homebase360 may have recorded the lead; its answer was lost) fails the run with
-//! the call unconfirmed, and is never pushed again by itself. Housecall Pro's own
+//! Deliveries of one lead run one at a time, in the order they were accepted (the manifest
+//! orders by `/id`). Each push is recorded in kv (`routed/<source>/<id>`) as soon as it
+//! succeeds: a retry redoes only what failed, and the same lead delivered again is skipped. A
+//! push whose outcome is unknown (Homebase360 may have recorded the lead; its answer was lost)
+//! fails the run with the call unconfirmed, and is never pushed again by itself: a later
+//! delivery of that lead fails too, naming the run to check. Housecall Pro's own
 //! `lead.created` (another shape) is not routed.
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,7 @@ impl Recipe for LeadRouter {
         Manifest::new("lead-router", env!("CARGO_PKG_VERSION"))
             .description("Inbound lead -> PocketBoss lead, Homebase360 lead, tagged GHL contact")
             .on_webhook("*", "lead.created")
+            .ordered_by("/id")
             .uses(Capability::Leads)
             .uses(Capability::Contacts)
             .uses(Capability::Kv)
@@ -65,11 +67,16 @@ impl Recipe for LeadRouter {
         if routed.gohighlevel.is_some() {
             return Ok(Outcome::skipped(format!("lead {source}/{} was routed already", web.id)));
         }
-        // One delivery of a lead at a time: another one (the form sent twice) waits for it.
+        // One delivery routes a lead. Deliveries of a lead run one at a time (the ordering
+        // key), so another delivery's claim means that run ended without routing it all.
         let claim = format!("claim/{source}/{}", web.id);
-        if !kv::set_if_absent(&claim, &event.id)? && kv::get(&claim)? != Some(event.id.clone()) {
-            let until = switchboard_sdk::clock::after_ms(2_000);
-            return Ok(Outcome::deferred(until, "another delivery of this lead is being routed"));
+        if !kv::set_if_absent(&claim, &event.id)?
+            && let Some(by) = kv::get::<String>(&claim)?.filter(|by| *by != event.id)
+        {
+            return Err(Error::other(format!(
+                "lead {source}/{}: the run of event {by} did not finish routing it; replay that run",
+                web.id
+            )));
         }
         let lead = Lead { source: Some(source.clone()), ..web.lead() };
         if routed.pocketboss.is_none() {

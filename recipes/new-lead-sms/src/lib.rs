@@ -118,7 +118,7 @@ fn text(s: &Settings, lead: &Lead) -> Result<Texted> {
     let key = format!("texted/{customer}");
     let texted = match kv::once_state(&key)? {
         // Done before: no need to look the customer up again.
-        kv::OnceState::Done => Ok(Once::Before),
+        kv::OnceState::Done => Ok(Once::Before(None)),
         kv::OnceState::Held { by } => Ok(Once::Held { by }),
         kv::OnceState::Free | kv::OnceState::Mine => {
             let name = contacts::get("hb", customer)?.first_name.unwrap_or("there".into());
@@ -130,7 +130,7 @@ fn text(s: &Settings, lead: &Lead) -> Result<Texted> {
     };
     let texted = match texted {
         Ok(Once::Done(_)) => Texted::Sent,
-        Ok(Once::Before) => Texted::Before,
+        Ok(Once::Before(_)) => Texted::Before,
         Ok(Once::Held { by }) => {
             let why = format!(
                 "customer {customer} is claimed by the run of {by} (in flight, or unconfirmed)"
