@@ -326,7 +326,7 @@ async fn hcp_updates_for_one_customer_apply_in_order_even_when_the_first_is_slow
         }
         let runs = host
             .wait_runs(
-                &format!("plugin=hcp-contact-to-ghl&source=housecallpro"),
+                "plugin=hcp-contact-to-ghl&source=housecallpro",
                 "both updates",
                 |r| {
                     r.iter()
