@@ -1058,6 +1058,16 @@ async fn replacing_a_plugin_while_serving_switches_versions_with_no_failed_run()
         p["plugins"][0]["version"] == "2.0.0" && p["errors"].as_array().unwrap().is_empty()
     })
     .await;
+    // The compiled-component cache holds what is loaded: v2, not every version seen.
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("data/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let v2 = switchboard::runtime::cache::content_hash(&std::fs::read(PIPE_V2).unwrap());
+    assert!(
+        cached.len() == 1 && cached[0].starts_with(&v2),
+        "{cached:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1225,4 +1235,87 @@ async fn replaying_a_deferred_run_runs_it_now() {
         .await;
     assert_eq!(runs[0]["status"], "queued", "{}", runs[0]);
     assert_eq!(runs[0]["attempts"], 0, "{}", runs[0]);
+}
+
+/// Retention in a running host: finished runs past `keep_succeeded` are swept (and answer
+/// 404), while failed runs (kept longer), deferred, running and queued runs stay, and a
+/// delivery id within its dedup window is still recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_sweeps_what_expired_and_keeps_what_is_pending_or_within_its_window() {
+    let (_dir, config) = setup(
+        &[("pipe", PIPE), ("probe", PROBE)],
+        &format!(
+            "{TEST_SOURCE}\n[pipeline]\nkeep_succeeded = \"2s\"\nkeep_failed = \"1h\"\nsweep_interval = \"500ms\"\n\n[plugins.pipe]\nconcurrency = 1\n"
+        ),
+    );
+    let host = Host::start(&config);
+    let trigger = async |plugin: &str, payload: Value| {
+        let body = json!({"plugin": plugin, "kind": "test.event", "payload": payload});
+        let (status, answer) = host.admin("POST", "/admin/trigger", Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        answer["ack"]["runs"][0].as_str().unwrap().to_string()
+    };
+    let succeeded = trigger("pipe", json!({})).await;
+    let failed = trigger("probe", json!({"op": "fail", "bytes": 3})).await;
+    let deferred = trigger("probe", json!({"op": "defer", "ms": 600_000})).await;
+    host.wait_runs("", "the first three to settle", |r| {
+        r.iter()
+            .any(|r| r["id"] == succeeded && r["status"] == "succeeded")
+            && r.iter()
+                .any(|r| r["id"] == failed && r["status"] == "failed")
+            && r.iter()
+                .any(|r| r["id"] == deferred && r["outcome"]["status"] == "deferred")
+    })
+    .await;
+    // A webhook delivery (id 7), whose pipe run succeeds and is swept like the first.
+    let (status, hooked) = host
+        .hook("test", &[], r#"{"n": 7, "op": "fail", "bytes": 1}"#)
+        .await;
+    assert_eq!(status, 202, "{hooked}");
+    // One long run holds pipe's only slot; the next waits queued.
+    let running = trigger("pipe", json!({"sleep_ms": 15_000})).await;
+    let queued = trigger("pipe", json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = host
+            .admin("GET", &format!("/admin/runs/{succeeded}"), None)
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the succeeded run was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runs = host.runs("").await;
+    let find = |id: &str| runs.iter().find(|r| r["id"] == id).cloned();
+    assert!(find(&succeeded).is_none());
+    assert_eq!(
+        find(&failed).expect("failed runs are kept longer")["status"],
+        "failed"
+    );
+    assert_eq!(
+        find(&deferred).expect("a deferred run is kept")["status"],
+        "queued"
+    );
+    assert_eq!(
+        find(&running).expect("a running run is kept")["status"],
+        "running"
+    );
+    assert_eq!(
+        find(&queued).expect("a queued run is kept")["status"],
+        "queued"
+    );
+    // The webhook's delivery id is within its window (7 days): still a duplicate.
+    let (status, again) = host
+        .hook("test", &[], r#"{"n": 7, "op": "fail", "bytes": 1}"#)
+        .await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (202, &json!(true)),
+        "{again}"
+    );
+    assert!(host.log().contains("retention: removed"), "{}", host.log());
 }

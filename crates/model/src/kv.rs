@@ -54,6 +54,35 @@ pub enum KvError {
     Store(String),
 }
 
+/// Refuse a key no backend stores: empty, or longer than [`MAX_KEY_BYTES`].
+pub fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() {
+        return Err(KvError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KvError::KeyTooLarge { len: key.len() });
+    }
+    Ok(())
+}
+
+/// Refuse a value longer than [`MAX_VALUE_BYTES`].
+pub fn check_value(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
+}
+
+/// The usage change of replacing a value of `old` bytes by one of `new` bytes under `key`
+/// (`None`: absent): (keys, bytes), signed. A key's bytes count with its value's.
+pub fn delta(key: &str, old: Option<usize>, new: Option<usize>) -> (i64, i64) {
+    let size = |v: Option<usize>| v.map_or(0, |n| (key.len() + n) as i64);
+    (
+        i64::from(new.is_some()) - i64::from(old.is_some()),
+        size(new) - size(old),
+    )
+}
+
 /// Keys and bytes one recipe's kv holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KvUsage {

@@ -12,6 +12,7 @@ use crate::backend::{
 use async_trait::async_trait;
 use std::sync::Arc;
 use switchboard_model::effect::{CallKey, Effect, EffectState};
+use switchboard_model::kv::{KvError, KvQuota, KvUsage};
 use switchboard_model::{Event, Level, LogLine, Outcome, RecipeError, RunError, RunStatus};
 
 /// What the suite needs of a backend under test.
@@ -43,6 +44,8 @@ pub async fn run_all<H: Harness>(h: &H) {
     each_cron_tick_fires_once(h).await;
     retention_removes_what_expired_and_keeps_the_rest(h).await;
     queries_filter_page_and_replay(h).await;
+    recipe_kv_is_private_atomic_and_bounded(h).await;
+    the_effect_journal_outlives_a_crash_until_forgotten(h).await;
 }
 
 const HOUR: i64 = 3_600_000;
@@ -669,9 +672,15 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
                 Settlement::Succeeded(Outcome::Done("ok".into()))
             }
         };
-        b.settle(&c.lease, t + 2, settlement, AttemptReport::default())
-            .await
-            .unwrap();
+        let report = AttemptReport {
+            logs: vec![LogLine {
+                level: Level::Info,
+                message: "kept with the run".into(),
+                fields: Vec::new(),
+            }],
+            ..AttemptReport::default()
+        };
+        b.settle(&c.lease, t + 2, settlement, report).await.unwrap();
     }
     // New: succeeded, within its time.
     b.accept(event(
@@ -687,6 +696,10 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
         .await
         .remove(0);
     succeed(&*b, &c.lease, t + 90 * 60_000 + 2).await;
+    // Old, and still queued: never claimed (its recipe is busy, say).
+    b.accept(event("evt_0086", "forms", "old5", t, &[("e", None)]))
+        .await
+        .unwrap();
 
     let swept = b.sweep(t + 100 * 60_000, &policy).await.unwrap();
     assert_eq!(
@@ -701,6 +714,20 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     );
     assert!(b.run("evt_0080.a").await.unwrap().is_none());
     assert!(b.event("evt_0080").await.unwrap().is_none());
+    assert!(
+        b.logs("evt_0080.a").await.unwrap().is_empty(),
+        "retention: a run's logs go with it"
+    );
+    assert_eq!(
+        b.logs("evt_0081.b").await.unwrap().len(),
+        1,
+        "retention: a kept run keeps its logs"
+    );
+    assert!(
+        b.run("evt_0086.e").await.unwrap().is_some()
+            && b.event("evt_0086").await.unwrap().is_some(),
+        "retention: a queued run and its event are kept, however old"
+    );
     assert!(b.effects("evt_0083.d").await.unwrap().is_empty());
     assert!(
         b.run("evt_0081.b").await.unwrap().is_some(),
@@ -714,6 +741,22 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
         b.run("evt_0084.a").await.unwrap().is_some(),
         "retention: a run within its time is kept"
     );
+    // A delivery id within its window is still a duplicate.
+    assert!(
+        matches!(
+            b.accept(event(
+                "evt_0087",
+                "forms",
+                "new1",
+                t + 100 * 60_000,
+                &[("a", None)]
+            ))
+            .await
+            .unwrap(),
+            Accepted::Duplicate { .. }
+        ),
+        "retention: a delivery mark within its window is kept"
+    );
     // Past the failed runs' time, they go too; the deferred run never does.
     let swept = b.sweep(t + 3 * HOUR, &policy).await.unwrap();
     assert_eq!(
@@ -723,6 +766,12 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     assert!(
         b.run("evt_0082.c").await.unwrap().is_some(),
         "retention: unfinished runs are always kept"
+    );
+    assert!(b.run("evt_0086.e").await.unwrap().is_some());
+    assert_eq!(
+        ids(&claim(&*b, "h1", t + 11 * HOUR, 10, &any).await),
+        ["evt_0082.c", "evt_0086.e"],
+        "retention: what was kept still runs"
     );
     // A delivery id past the window may come again as a new delivery.
     assert!(matches!(
@@ -883,4 +932,223 @@ async fn queries_filter_page_and_replay<H: Harness>(h: &H) {
         ids(&claim(&*b, "h1", t + 101, 10, &any).await),
         vec!["evt_0090.a", "evt_0093.b"]
     );
+}
+
+async fn recipe_kv_is_private_atomic_and_bounded<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let store = b.recipe_store();
+    let a = store.kv("a", KvQuota::default()).unwrap();
+    let other = store.kv("b", KvQuota::default()).unwrap();
+    assert_eq!(a.get("k").await.unwrap(), None, "kv: a new space is empty");
+    a.set("k", b"1").await.unwrap();
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        other.get("k").await.unwrap(),
+        None,
+        "kv: one recipe never sees another's keys"
+    );
+    // Create-if-absent and compare-and-swap.
+    assert!(!a.set_if_absent("k", b"2").await.unwrap(), "kv: k exists");
+    assert!(a.set_if_absent("n", b"2").await.unwrap());
+    assert!(
+        !a.compare_and_swap("k", Some(b"0"), Some(b"3"))
+            .await
+            .unwrap(),
+        "kv: a swap from the wrong value changes nothing"
+    );
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert!(
+        a.compare_and_swap("k", Some(b"1"), Some(b"3"))
+            .await
+            .unwrap()
+    );
+    assert!(a.compare_and_swap("k", Some(b"3"), None).await.unwrap());
+    assert_eq!(
+        a.get("k").await.unwrap(),
+        None,
+        "kv: a swap to nothing deletes"
+    );
+    assert!(!a.compare_and_swap("k", Some(b"3"), None).await.unwrap());
+    // Concurrent swaps of one key: exactly one wins.
+    a.set("c", b"0").await.unwrap();
+    let tries = (0..8).map(|i| {
+        let a = a.clone();
+        async move {
+            a.compare_and_swap("c", Some(b"0"), Some(format!("v{i}").as_bytes()))
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures_util::future::join_all(tries).await;
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "kv: one of concurrent swaps from one value wins"
+    );
+    // Delete, and prefix scans in byte order with a limit.
+    assert!(a.delete("n").await.unwrap());
+    assert!(
+        !a.delete("n").await.unwrap(),
+        "kv: deleting nothing says so"
+    );
+    for key in ["p/2", "p/10", "p/1", "q/1"] {
+        a.set(key, b"x").await.unwrap();
+    }
+    assert_eq!(
+        a.list_keys("p/", None).await.unwrap(),
+        ["p/1", "p/10", "p/2"],
+        "kv: a prefix scan lists in byte order"
+    );
+    assert_eq!(a.list_keys("p/", Some(2)).await.unwrap(), ["p/1", "p/10"]);
+    // Limits and the quota.
+    assert_eq!(a.set("", b"x").await, Err(KvError::EmptyKey));
+    let long = "k".repeat(switchboard_model::kv::MAX_KEY_BYTES + 1);
+    assert!(matches!(
+        a.set(&long, b"x").await,
+        Err(KvError::KeyTooLarge { .. })
+    ));
+    let small = store
+        .kv(
+            "small",
+            KvQuota {
+                max_keys: 2,
+                max_bytes: 1_000,
+            },
+        )
+        .unwrap();
+    small.set("one", b"1").await.unwrap();
+    small.set("two", b"2").await.unwrap();
+    assert!(
+        matches!(
+            small.set("three", b"3").await,
+            Err(KvError::QuotaExceeded {
+                keys: 3,
+                max_keys: 2,
+                ..
+            })
+        ),
+        "kv: a third key is past a two-key quota"
+    );
+    assert!(
+        !small.set_if_absent("one", b"9").await.unwrap(),
+        "kv: at the quota, a create of a taken key is a plain no"
+    );
+    small.set("one", b"11").await.unwrap();
+    assert!(matches!(
+        small.set("two", &[0; 1_000]).await,
+        Err(KvError::QuotaExceeded {
+            max_bytes: 1_000,
+            ..
+        })
+    ));
+    assert_eq!(
+        small.usage(),
+        KvUsage {
+            keys: 2,
+            bytes: 3 + 2 + 3 + 1
+        },
+        "kv: usage counts keys and the bytes of keys and values"
+    );
+    small.delete("two").await.unwrap();
+    small.set("three", b"3").await.unwrap();
+    // Durable: what was written is there after a crash (once flushed), usage included.
+    b.flush().await.unwrap();
+    drop((a, other, small, store));
+    let b = h.crash(b).await;
+    let store = b.recipe_store();
+    let a = store.kv("a", KvQuota::default()).unwrap();
+    assert_eq!(
+        a.list_keys("", None).await.unwrap(),
+        ["c", "p/1", "p/10", "p/2", "q/1"]
+    );
+    let small = store
+        .kv(
+            "small",
+            KvQuota {
+                max_keys: 2,
+                max_bytes: 1_000,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        small.usage(),
+        KvUsage { keys: 2, bytes: 11 },
+        "kv: usage is counted again after a restart"
+    );
+}
+
+async fn the_effect_journal_outlives_a_crash_until_forgotten<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let journal = b.recipe_store().effects();
+    let effect = |state| Effect {
+        call: "messages.send".into(),
+        connection: "hb".into(),
+        request: "ab".repeat(32),
+        position: 0,
+        state,
+        sent_at: switchboard_model::rfc3339(now()),
+        settled_at: None,
+    };
+    let (one, two) = ([1u8; 32], [2u8; 32]);
+    let at = |fingerprint, occurrence| CallKey {
+        run: "evt_0090.a",
+        fingerprint,
+        occurrence,
+    };
+    assert_eq!(journal.get(at(&one, 0)).await.unwrap(), None);
+    journal
+        .begin(at(&one, 0), &effect(EffectState::Sending))
+        .await
+        .unwrap();
+    journal
+        .begin(at(&one, 1), &effect(EffectState::Sending))
+        .await
+        .unwrap();
+    journal
+        .begin(at(&two, 0), &effect(EffectState::Sending))
+        .await
+        .unwrap();
+    // begin is durable when it returns: a crash right after it keeps it.
+    drop(journal);
+    let b = h.crash(b).await;
+    let journal = b.recipe_store().effects();
+    assert_eq!(
+        journal.get(at(&one, 0)).await.unwrap().map(|e| e.state),
+        Some(EffectState::Sending),
+        "effects: an intent survives a crash"
+    );
+    let done = effect(EffectState::Done {
+        result: serde_json::json!({"id": "m1"}),
+    });
+    journal.settle(at(&one, 0), &done).await.unwrap();
+    journal
+        .settle(
+            at(&one, 1),
+            &effect(EffectState::Unknown {
+                reason: "connection reset".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    journal.forget(at(&two, 0)).await.unwrap();
+    b.flush().await.unwrap();
+    drop(journal);
+    let b = h.crash(b).await;
+    let journal = b.recipe_store().effects();
+    assert_eq!(journal.get(at(&one, 0)).await.unwrap(), Some(done));
+    assert!(
+        matches!(
+            journal.get(at(&one, 1)).await.unwrap().map(|e| e.state),
+            Some(EffectState::Unknown { .. })
+        ),
+        "effects: each occurrence of one request is its own call"
+    );
+    assert_eq!(
+        journal.get(at(&two, 0)).await.unwrap(),
+        None,
+        "effects: a forgotten call is gone"
+    );
+    let listed = b.effects("evt_0090.a").await.unwrap();
+    assert_eq!(listed.len(), 2, "effects: a run's journal lists its calls");
+    assert!(b.effects("evt_0091.a").await.unwrap().is_empty());
 }

@@ -188,6 +188,9 @@ impl Registry {
             changed |= self.load(&path, s, known.get(&path)).await;
         }
         if changed {
+            let current = self.current();
+            self.runtime
+                .prune_cache(current.iter().map(|p| p.hash.as_str()));
             self.version.send_modify(|v| *v += 1);
         }
     }

@@ -3,6 +3,7 @@
 //! does not recompile and an upgrade never loads stale code.
 
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -68,5 +69,59 @@ impl ComponentCache {
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "could not cache compiled component");
         }
+    }
+
+    /// Remove every file of the cache but the compilations of `keep` (content hashes) for
+    /// `engine`: components no longer loaded, compilations for another engine, and writes
+    /// that never finished. Returns how many files went.
+    pub fn retain<'a>(&self, engine: &Engine, keep: impl IntoIterator<Item = &'a str>) -> usize {
+        let keep: HashSet<PathBuf> = keep
+            .into_iter()
+            .map(|hash| self.path_for(engine, hash))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".cwasm") || n.contains(".tmp"));
+            if ours && !keep.contains(&path) && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_keeps_only_what_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(dir.path());
+        let engine = Engine::default();
+        // An empty component (magic, version 0x0d, layer 1): enough to serialize.
+        let empty = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        let component = Component::new(&engine, empty).unwrap();
+        for hash in ["aa", "bb", "cc"] {
+            cache.put(&engine, hash, &component);
+        }
+        std::fs::write(dir.path().join("dd-0000000000000000.cwasm"), b"stale").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not ours").unwrap();
+        assert_eq!(cache.retain(&engine, ["bb"]), 3);
+        assert!(cache.get(&engine, "bb").is_some());
+        assert!(cache.get(&engine, "aa").is_none());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[1], "notes.txt");
     }
 }

@@ -325,6 +325,17 @@ impl Runtime {
         self.compilations.load(Ordering::Relaxed)
     }
 
+    /// Drop from the compiled-component cache every component but `loaded` (content
+    /// hashes): the cache holds what is loaded, not every version ever dropped in.
+    pub fn prune_cache<'a>(&self, loaded: impl IntoIterator<Item = &'a str>) {
+        if let Some(cache) = &self.cache {
+            let removed = cache.retain(&self.engine, loaded);
+            if removed > 0 {
+                tracing::debug!(removed, dir = %cache.dir().display(), "compiled-component cache pruned");
+            }
+        }
+    }
+
     /// The limits for the recipe called `name`: defaults, then its config overrides.
     pub fn limits_for(&self, name: &str) -> PluginLimits {
         let o = self

@@ -4,6 +4,7 @@
 use super::Failures;
 use std::sync::{Arc, Mutex};
 pub use switchboard_model::kv::{KvError, KvQuota, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use switchboard_model::kv::{check_key, check_value, delta};
 
 /// One recipe's durable key-value space.
 #[derive(Clone)]
@@ -18,32 +19,6 @@ struct Space {
     /// What the tree holds, and its quota; every write holds this lock, so the check and
     /// the write it allows are one step.
     state: Mutex<(KvUsage, KvQuota)>,
-}
-
-fn check_key(key: &str) -> Result<(), KvError> {
-    if key.is_empty() {
-        return Err(KvError::EmptyKey);
-    }
-    if key.len() > MAX_KEY_BYTES {
-        return Err(KvError::KeyTooLarge { len: key.len() });
-    }
-    Ok(())
-}
-
-fn check_value(value: &[u8]) -> Result<(), KvError> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(KvError::ValueTooLarge { len: value.len() });
-    }
-    Ok(())
-}
-
-/// The usage change of replacing `old` by `new` under `key`: (keys, bytes), signed.
-fn delta(key: &str, old: Option<usize>, new: Option<usize>) -> (i64, i64) {
-    let size = |v: Option<usize>| v.map_or(0, |n| (key.len() + n) as i64);
-    (
-        i64::from(new.is_some()) - i64::from(old.is_some()),
-        size(new) - size(old),
-    )
 }
 
 impl Kv {
