@@ -12,7 +12,11 @@
 //! Then **end to end**: the same webhooks to a host with the `hello` recipe subscribed,
 //! timed until every run is recorded as succeeded.
 //!
-//! Run with `cargo bench -p switchboard --bench pipeline` (prints a Markdown table).
+//! Last, **storage**: what the end-to-end host's store holds per event once every run is
+//! recorded (events, runs, logs, delivery marks and indexes, flushed), and what is left
+//! after a retention sweep of everything.
+//!
+//! Run with `cargo bench -p switchboard --bench pipeline` (prints Markdown tables).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,9 +29,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use switchboard::ingest::verify::StandardVerifier;
 use switchboard::ingest::{SourceConfig, Sources};
-use switchboard::pipeline::backend::Backend;
+use switchboard::pipeline::backend::{Backend, Retention};
 use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::sled::SledBackend;
+use switchboard::pipeline::sled::{SledBackend, disk_usage};
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::SecretSource;
@@ -230,7 +234,10 @@ fn main() {
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(switchboard_test_guests::HELLO, plugins.join("hello.wasm")).unwrap();
-        let (url, pipeline) = switchboard_host(&dir.path().join("e2e"), &plugins).await;
+        let e2e = dir.path().join("e2e");
+        let (url, pipeline) = switchboard_host(&e2e, &plugins).await;
+        pipeline.backend().flush().await.unwrap();
+        let empty_store = disk_usage(&e2e.join("store"));
         let url = format!("{url}/hooks/bench");
         let succeeded = |p: &Pipeline| p.counters.succeeded.load(Ordering::Relaxed) as usize;
         let wait_for = |target: usize| {
@@ -265,5 +272,70 @@ fn main() {
         let c = &pipeline.counters;
         assert_eq!(c.failed.load(Ordering::Relaxed), 0);
         assert_eq!(c.dead.load(Ordering::Relaxed), 0);
+
+        // Storage: the e2e store, every run recorded.
+        let backend = pipeline.backend().clone();
+        backend.flush().await.unwrap();
+        let live = disk_usage(&e2e.join("store"));
+        // What of it is live records, not space sled keeps for reuse: a compacted copy.
+        let live_copy = dir.path().join("live-copy");
+        copy_dir(&e2e.join("store"), &live_copy);
+        let live_compacted = SledBackend::compact(&live_copy).unwrap().after;
+        let swept = backend
+            .sweep(
+                switchboard::model::now_ms() + 400 * 24 * 3_600_000,
+                &Retention {
+                    keep_succeeded_ms: 0,
+                    keep_failed_ms: 0,
+                    dedup_window_ms: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(swept.runs, done as u64, "every run swept");
+        backend.flush().await.unwrap();
+        let after = disk_usage(&e2e.join("store"));
+        // `switchboard store compact` needs the host stopped: compact a copy of the
+        // flushed store instead, as a stopped host would leave it.
+        let copy = dir.path().join("copy");
+        copy_dir(&e2e.join("store"), &copy);
+        let compacted = SledBackend::compact(&copy).unwrap();
+        let kb = |b: u64| b as f64 / 1024.0;
+        println!();
+        println!("| store (sled, `hello`, {done} events) | disk | per event |");
+        println!("|---|---:|---:|");
+        println!("| empty, at start | {:.0} KiB | |", kb(empty_store));
+        println!(
+            "| every run recorded (live) | {:.1} MiB | {:.2} KiB |",
+            kb(live) / 1024.0,
+            kb(live - empty_store) / done as f64
+        );
+        println!(
+            "| the same, compacted (`store compact` on a copy) | {:.1} MiB | {:.2} KiB |",
+            kb(live_compacted) / 1024.0,
+            kb(live_compacted - empty_store) / done as f64
+        );
+        println!(
+            "| after a sweep of everything (space kept for reuse) | {:.1} MiB | |",
+            kb(after) / 1024.0,
+        );
+        println!(
+            "| then `store compact` | {:.0} KiB | {:.0}% of the empty store |",
+            kb(compacted.after),
+            100.0 * compacted.after as f64 / empty_store as f64
+        );
     });
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Scaffold a recipe crate that builds to a component and passes its own test.
     New(NewArgs),
+    /// Maintain the store in the data dir (while no host is using it).
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +236,14 @@ pub struct RunArgs {
     /// Print the run report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Give the disk space of swept records back to the system: rewrite the store into a
+    /// fresh one and swap it in. The host must be stopped (a store in use is refused,
+    /// unchanged); the store reuses freed space by itself, this only shrinks its files.
+    Compact,
 }
 
 #[derive(Debug, Subcommand)]

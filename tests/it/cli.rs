@@ -378,3 +378,35 @@ fn new_scaffolds_a_recipe_that_tests_builds_and_runs() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn store_compact_rewrites_the_store_and_keeps_what_recipes_stored() {
+    let dir = workdir();
+    let missing = switchboard(dir.path(), &["store", "compact"]);
+    assert_eq!(missing.status.code(), Some(2), "no store yet");
+    assert!(
+        text(&missing.stderr).contains("no store here"),
+        "{}",
+        text(&missing.stderr)
+    );
+    for _ in 0..2 {
+        let run = switchboard(dir.path(), &["run", "hello", "--event", "ev.json"]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+    }
+    let compact = switchboard(dir.path(), &["store", "compact"]);
+    assert!(compact.status.success(), "{}", text(&compact.stderr));
+    assert!(
+        text(&compact.stdout).contains("compacted ") && text(&compact.stdout).contains("MiB ->"),
+        "{}",
+        text(&compact.stdout)
+    );
+    assert!(!dir.path().join("data/store.old").exists());
+    assert!(!dir.path().join("data/store.compacting").exists());
+    // The recipe's kv came along: its count goes on.
+    let run = switchboard(dir.path(), &["run", "hello", "--event", "ev.json"]);
+    assert!(
+        text(&run.stdout).contains("seen 3 time(s)"),
+        "{}",
+        text(&run.stdout)
+    );
+}

@@ -120,3 +120,12 @@ pub fn ghl_client(
     )
     .unwrap()
 }
+
+/// Say that `test` skipped itself, and why, where the test run shows it: straight to the
+/// process's stdout (libtest captures only `print!`), on one line that `cargo xtask ci`
+/// collects into its summary.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}

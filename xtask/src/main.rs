@@ -4,6 +4,7 @@
 //! - `demo`: the main job: build the recipes into `plugins/` and serve them with the vendor
 //!   sandbox wired in (`demo --tour`: a scripted tour that exits).
 //! - `recipes`: build every crate under `recipes/` to a wasm component in `plugins/`.
+//! - `layers`: check the crate graph against the architecture (also a step of `ci`).
 //!
 //! Every task installs the `wasm32-wasip2` target (and rustfmt/clippy) when missing.
 
@@ -15,7 +16,8 @@ const USAGE: &str = "usage: cargo xtask <ci|demo|recipes>
   ci        format check, clippy -D warnings, all tests (what .ci/run runs)
   demo      build the recipes and serve them with the vendor sandbox wired in
             (`demo --tour`: drive each recipe once through the sandbox, then exit)
-  recipes   build every recipe under recipes/ to plugins/<name>.wasm";
+  recipes   build every recipe under recipes/ to plugins/<name>.wasm
+  layers    check that no crate depends on a layer it must not know (cargo metadata)";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("demo") => demo(std::env::args().nth(2).as_deref() == Some("--tour")),
         Some("recipes") => recipes().map(|_| ()),
+        Some("layers") => layers(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -158,8 +161,142 @@ fn recipes() -> Result<Vec<PathBuf>, String> {
     Ok(built)
 }
 
+/// What each layer must not depend on, directly or through another crate (normal and
+/// build dependencies; tests may use anything).
+const LAYERS: &[(&str, &[&str], &str)] = &[
+    (
+        "switchboard-model",
+        &["tokio", "sled", "wasmtime", "reqwest", "axum", "sqlx"],
+        "the model does no I/O",
+    ),
+    (
+        "switchboard-vendors",
+        &[
+            "wasmtime",
+            "switchboard-runtime",
+            "switchboard-pipeline",
+            "switchboard",
+        ],
+        "the vendor clients know nothing of wasm",
+    ),
+    (
+        "switchboard-runtime",
+        &["switchboard-pipeline", "switchboard", "axum", "sled"],
+        "the runtime knows nothing of HTTP servers, triggers, the pipeline or its store",
+    ),
+    (
+        "switchboard-sandbox",
+        &[
+            "wasmtime",
+            "switchboard-runtime",
+            "switchboard-pipeline",
+            "switchboard",
+        ],
+        "the vendor sandbox is the vendors' side: no wasm, no pipeline",
+    ),
+    (
+        "switchboard-pipeline",
+        &["switchboard", "axum"],
+        "the pipeline knows nothing of the server or the binary",
+    ),
+];
+
+/// Check the workspace's crate graph against [`LAYERS`].
+fn layers() -> Result<(), String> {
+    println!("==> crate graph (cargo metadata)");
+    let out = cargo()
+        .args(["metadata", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cargo metadata: cannot start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let violations = layer_violations(&meta)?;
+    if violations.is_empty() {
+        for (krate, _, why) in LAYERS {
+            println!("    {krate}: ok ({why})");
+        }
+        Ok(())
+    } else {
+        Err(format!(
+            "the crate graph breaks the layering:\n  {}",
+            violations.join("\n  ")
+        ))
+    }
+}
+
+/// Every forbidden dependency in `meta` (`cargo metadata` output), with the path to it.
+fn layer_violations(meta: &serde_json::Value) -> Result<Vec<String>, String> {
+    use std::collections::{HashMap, VecDeque};
+    let bad = || "cargo metadata: unexpected shape".to_string();
+    let packages = meta["packages"].as_array().ok_or_else(bad)?;
+    let name_of: HashMap<&str, &str> = packages
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    // Normal and build edges only: dev-dependencies serve tests.
+    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    for node in meta["resolve"]["nodes"].as_array().ok_or_else(bad)? {
+        let id = node["id"].as_str().ok_or_else(bad)?;
+        let deps = node["deps"].as_array().ok_or_else(bad)?;
+        let targets = deps
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"].as_array().is_some_and(|kinds| {
+                    kinds
+                        .iter()
+                        .any(|k| k["kind"].is_null() || k["kind"] == "build")
+                })
+            })
+            .filter_map(|d| d["pkg"].as_str())
+            .collect();
+        edges.insert(id, targets);
+    }
+    let mut violations = Vec::new();
+    for (krate, forbidden, why) in LAYERS {
+        let Some(start) = name_of.iter().find(|(_, n)| *n == krate).map(|(id, _)| *id) else {
+            return Err(format!("{krate}: not in the workspace (update LAYERS)"));
+        };
+        // Breadth first, remembering how each crate was reached.
+        let mut via: HashMap<&str, &str> = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        while let Some(id) = queue.pop_front() {
+            for &dep in edges.get(id).into_iter().flatten() {
+                if dep == start || via.contains_key(dep) {
+                    continue;
+                }
+                via.insert(dep, id);
+                queue.push_back(dep);
+            }
+        }
+        for (&id, _) in &via {
+            let name = name_of.get(id).copied().unwrap_or(id);
+            if forbidden.contains(&name) {
+                let mut path = vec![name];
+                let mut at = id;
+                while let Some(&from) = via.get(at) {
+                    path.push(name_of.get(from).copied().unwrap_or(from));
+                    at = from;
+                }
+                path.push(krate);
+                path.reverse();
+                path.dedup();
+                violations.push(format!("{} ({why})", path.join(" -> ")));
+            }
+        }
+    }
+    violations.sort();
+    Ok(violations)
+}
+
 fn ci() -> Result<(), String> {
     setup()?;
+    layers()?;
     run(
         "cargo fmt --check",
         cargo().args(["fmt", "--all", "--", "--check"]),
@@ -190,6 +327,7 @@ fn test_with_summary() -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cargo test: cannot start: {e}"))?;
     let (mut passed, mut failed) = (0u64, 0u64);
+    let mut skipped = Vec::new();
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| format!("cargo test: reading output: {e}"))?;
@@ -198,11 +336,21 @@ fn test_with_summary() -> Result<(), String> {
             passed += count(rest, " passed");
             failed += count(rest, " failed");
         }
+        // Tests that skip themselves say so on a line of their own (tests/it/support.rs).
+        if let Some(at) = line.find("SKIPPED ") {
+            skipped.push(line[at + "SKIPPED ".len()..].to_string());
+        }
     }
     let status = child
         .wait()
         .map_err(|e| format!("cargo test: waiting: {e}"))?;
-    println!("\nci: {passed} passed, {failed} failed");
+    println!(
+        "\nci: {passed} passed, {failed} failed, {} skipped themselves",
+        skipped.len()
+    );
+    for line in &skipped {
+        println!("    skipped {line}");
+    }
     if status.success() {
         Ok(())
     } else {
@@ -244,4 +392,64 @@ fn demo(tour: bool) -> Result<(), String> {
         "switchboard serve --sandbox   (Ctrl-C stops it)"
     };
     run(what, &mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph where the runtime reaches the pipeline through another crate.
+    fn graph(runtime_deps: &[&str]) -> serde_json::Value {
+        let names = [
+            "switchboard-model",
+            "switchboard-vendors",
+            "switchboard-runtime",
+            "switchboard-sandbox",
+            "switchboard-pipeline",
+            "switchboard",
+            "middle",
+        ];
+        let packages: Vec<_> = names
+            .iter()
+            .map(|n| serde_json::json!({"id": format!("id-{n}"), "name": n}))
+            .collect();
+        let dep =
+            |n: &str| serde_json::json!({"pkg": format!("id-{n}"), "dep_kinds": [{"kind": null}]});
+        let nodes: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let deps: Vec<_> = match *n {
+                    "switchboard-runtime" => runtime_deps.iter().map(|d| dep(d)).collect(),
+                    "middle" => vec![dep("switchboard-pipeline")],
+                    "switchboard-pipeline" => vec![dep("switchboard-runtime")],
+                    _ => vec![],
+                };
+                serde_json::json!({"id": format!("id-{n}"), "deps": deps})
+            })
+            .collect();
+        serde_json::json!({"packages": packages, "resolve": {"nodes": nodes}})
+    }
+
+    #[test]
+    fn a_wrong_way_edge_is_found_with_its_path() {
+        assert_eq!(
+            layer_violations(&graph(&["switchboard-model"])).unwrap(),
+            Vec::<String>::new()
+        );
+        let found = layer_violations(&graph(&["middle"])).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("switchboard-runtime -> middle -> switchboard-pipeline"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn dev_dependencies_do_not_count() {
+        let mut g = graph(&[]);
+        g["resolve"]["nodes"][2]["deps"] = serde_json::json!([
+            {"pkg": "id-switchboard-pipeline", "dep_kinds": [{"kind": "dev"}]}
+        ]);
+        assert!(layer_violations(&g).unwrap().is_empty());
+    }
 }

@@ -932,6 +932,79 @@ async fn queries_filter_page_and_replay<H: Harness>(h: &H) {
         ids(&claim(&*b, "h1", t + 101, 10, &any).await),
         vec!["evt_0090.a", "evt_0093.b"]
     );
+    // Unfinished runs are in every query that would match them, in their place.
+    b.accept(event("evt_0096", "leads", "q6", t + 6, &[("a", None)]))
+        .await
+        .unwrap();
+    let shown = |p: &crate::backend::RunPage| {
+        p.runs
+            .iter()
+            .map(|r| format!("{} {}", r.id, r.status.as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        shown(&b.runs(&RunQuery::default()).await.unwrap()),
+        vec![
+            "evt_0096.a queued",
+            "evt_0095.b succeeded",
+            "evt_0094.a succeeded",
+            "evt_0093.b running",
+            "evt_0092.a succeeded",
+            "evt_0091.b succeeded",
+            "evt_0090.a running"
+        ],
+        "query: queued and running runs among the finished ones"
+    );
+    assert_eq!(
+        page_ids(&b.runs(&q(&|q| q.plugin = Some("a".into()))).await.unwrap()),
+        vec!["evt_0096.a", "evt_0094.a", "evt_0092.a", "evt_0090.a"],
+        "query: a recipe's runs, unfinished ones included"
+    );
+    assert_eq!(
+        page_ids(
+            &b.runs(&q(&|q| q.source = Some("leads".into())))
+                .await
+                .unwrap()
+        ),
+        vec!["evt_0096.a", "evt_0095.b", "evt_0094.a", "evt_0093.b"],
+        "query: a source's runs, unfinished ones included"
+    );
+    assert_eq!(
+        page_ids(
+            &b.runs(&q(
+                &|q| q.statuses = vec![RunStatus::Running, RunStatus::Queued]
+            ))
+            .await
+            .unwrap()
+        ),
+        vec!["evt_0096.a", "evt_0093.b", "evt_0090.a"],
+        "query: by unfinished statuses"
+    );
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = b
+            .runs(&q(&|q| {
+                q.limit = 3;
+                q.cursor = cursor.clone();
+            }))
+            .await
+            .unwrap();
+        pages.push(page_ids(&page));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![
+            vec!["evt_0096.a", "evt_0095.b", "evt_0094.a"],
+            vec!["evt_0093.b", "evt_0092.a", "evt_0091.b"],
+            vec!["evt_0090.a"],
+        ],
+        "query: pages run through unfinished and finished runs alike"
+    );
 }
 
 async fn recipe_kv_is_private_atomic_and_bounded<H: Harness>(h: &H) {

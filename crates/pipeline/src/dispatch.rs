@@ -117,92 +117,133 @@ fn retry_after(error: &RunError) -> Option<u64> {
 }
 
 impl Pipeline {
-    /// Run one claimed attempt holding its worker slot, which goes back however the attempt
-    /// ends: a panic in host code fails the run with the panic's message.
-    pub(crate) async fn guarded(self: Arc<Self>, claimed: Claimed) {
-        let lease = claimed.lease.clone();
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(claimed)).catch_unwind();
-        if let Err(panic) = attempt.await {
-            let mut message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic without a message".into());
-            bound_text(&mut message, 4096);
-            tracing::error!(run = %lease.run, panic = %message.escape_debug(), "host code panicked during a run");
-            let error = RunError::HostPanic { message };
-            self.settle(&lease, Settlement::Failed(error), AttemptReport::default())
-                .await;
+    /// Run claimed attempts in one worker slot, which goes back however an attempt ends (a
+    /// panic in host code fails the run with the panic's message). When an attempt is done,
+    /// the slot takes the next due run itself, if there is one, without a round trip through
+    /// the dispatcher.
+    pub(crate) async fn guarded(self: Arc<Self>, mut claimed: Claimed) {
+        loop {
+            let lease = claimed.lease.clone();
+            let attempt = std::panic::AssertUnwindSafe(self.attempt(claimed)).catch_unwind();
+            if let Err(panic) = attempt.await {
+                let mut message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a panic without a message".into());
+                bound_text(&mut message, 4096);
+                tracing::error!(run = %lease.run, panic = %message.escape_debug(), "host code panicked during a run");
+                let error = RunError::HostPanic { message };
+                self.settle(&lease, Settlement::Failed(error), AttemptReport::default())
+                    .await;
+            }
+            // The next run is held before this one is let go, so the dispatcher never
+            // counts the slot free twice.
+            let next = self.claim_one().await;
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(next) = &next {
+                held.insert(next.lease.run.clone(), next.lease.clone());
+            }
+            held.remove(&lease.run);
+            drop(held);
+            match next {
+                Some(next) => claimed = next,
+                None => break,
+            }
         }
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&lease.run);
         self.slot_freed.notify_one();
+    }
+
+    /// One due run for a slot that just came free, unless the pipeline is stopping.
+    async fn claim_one(&self) -> Option<Claimed> {
+        if self.is_stopping() {
+            return None;
+        }
+        let options = &self.options;
+        let concurrency = |plugin: &str| options.concurrency(plugin);
+        let request = ClaimRequest {
+            holder: &self.holder,
+            now_ms: now_ms(),
+            lease_ms: options.lease.as_millis() as i64,
+            max: 1,
+            concurrency: &concurrency,
+        };
+        match self.backend.claim(request).await {
+            Ok(mut claimed) => claimed.pop(),
+            Err(e) => {
+                tracing::error!("claiming runs failed: {e}");
+                None
+            }
+        }
     }
 
     /// One attempt of a claimed run: run it, keeping its lease alive, and settle it.
     async fn attempt(&self, claimed: Claimed) {
         let Claimed { run, event, lease } = claimed;
-        let renewing = self.renew(lease.clone());
         let plugin = self.registry.current().get(&run.plugin).cloned();
-        let (result, report) = match (event, plugin) {
-            (None, _) => (
-                Err(RunError::Trap {
-                    message: format!("event {} is missing from the store", run.event_id),
-                    panic: None,
-                }),
-                AttemptReport::default(),
-            ),
-            (Some(_), None) => (
-                Err(RunError::NotLoaded {
-                    recipe: run.plugin.clone(),
-                }),
-                AttemptReport::default(),
-            ),
-            (Some(stored), Some(plugin)) => {
-                let report = self.runtime.run(&plugin, &stored.event).await;
-                let result = match (report.outcome, report.error) {
-                    (Some(o), _) => Ok(o),
-                    (None, Some(e)) => Err(e),
-                    (None, None) => unreachable!("a run report has an outcome or an error"),
-                };
-                let attempt = AttemptReport {
-                    duration_us: Some(report.duration_us),
-                    plugin_version: Some(plugin.manifest.version.clone()),
-                    logs: report.logs,
-                    logs_dropped: report.logs_dropped,
-                    unconfirmed: report.unconfirmed,
-                };
-                (result, attempt)
+        let work = async {
+            match (event, plugin) {
+                (None, _) => (
+                    Err(RunError::Trap {
+                        message: format!("event {} is missing from the store", run.event_id),
+                        panic: None,
+                    }),
+                    AttemptReport::default(),
+                ),
+                (Some(_), None) => (
+                    Err(RunError::NotLoaded {
+                        recipe: run.plugin.clone(),
+                    }),
+                    AttemptReport::default(),
+                ),
+                (Some(stored), Some(plugin)) => {
+                    let report = self.runtime.run(&plugin, &stored.event).await;
+                    let result = match (report.outcome, report.error) {
+                        (Some(o), _) => Ok(o),
+                        (None, Some(e)) => Err(e),
+                        (None, None) => unreachable!("a run report has an outcome or an error"),
+                    };
+                    let attempt = AttemptReport {
+                        duration_us: Some(report.duration_us),
+                        plugin_version: Some(plugin.manifest.version.clone()),
+                        logs: report.logs,
+                        logs_dropped: report.logs_dropped,
+                        unconfirmed: report.unconfirmed,
+                    };
+                    (result, attempt)
+                }
             }
         };
-        renewing.abort();
+        let (result, report) = self.renewing(lease.clone(), work).await;
         let settlement = self.settlement(&run, result);
         self.settle(&lease, settlement, report).await;
     }
 
-    /// Extend `lease` every third of its length until aborted.
-    fn renew(&self, mut lease: Lease) -> tokio::task::JoinHandle<()> {
-        let backend = self.backend.clone();
+    /// Drive `work` to its end, extending `lease` every third of its length meanwhile (in
+    /// this task: no task of its own per run).
+    async fn renewing<T>(&self, mut lease: Lease, work: impl std::future::Future<Output = T>) -> T {
         let length = self.options.lease;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(length / 3).await;
-                match backend
-                    .extend(&lease, now_ms(), length.as_millis() as i64)
-                    .await
-                {
-                    Ok(extended) => lease = extended,
-                    Err(e) => {
-                        tracing::warn!(run = %lease.run, "could not extend the run's lease: {e}");
-                        if matches!(e, BackendError::Stale { .. }) {
-                            break;
+        let mut renewing = true;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tokio::time::sleep(length / 3), if renewing => {
+                    match self
+                        .backend
+                        .extend(&lease, now_ms(), length.as_millis() as i64)
+                        .await
+                    {
+                        Ok(extended) => lease = extended,
+                        Err(e) => {
+                            tracing::warn!(run = %lease.run, "could not extend the run's lease: {e}");
+                            // Taken over: the run's result will be refused; let it end.
+                            renewing = !matches!(e, BackendError::Stale { .. });
                         }
                     }
                 }
             }
-        })
+        }
     }
 
     /// What the retry policy makes of an attempt's result.

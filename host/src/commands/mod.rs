@@ -8,8 +8,9 @@ mod plugins;
 mod run;
 mod sandbox;
 pub mod serve;
+mod store;
 
-use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand};
+use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand, StoreCommand};
 use crate::config::{Config, ConfigError};
 use crate::pipeline::backend::Backend;
 use crate::pipeline::sled::SledBackend;
@@ -216,5 +217,6 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Runs(command) => admin::runs(&ctx, command).await,
         Command::Trigger(args) => admin::trigger(&ctx, args).await,
         Command::New(args) => new::new(args),
+        Command::Store(StoreCommand::Compact) => store::compact(&ctx),
     }
 }

@@ -1,6 +1,6 @@
 //! The embedded backend: one sled database, for one host (sled allows one process per
-//! store). Its records are laid out in [`keys`]; what may run is kept in memory too
-//! ([`ready`]), rebuilt from the records at open.
+//! store). Its records are laid out in [`keys`]; what may run, and who holds what, is kept in
+//! memory ([`ready`]), rebuilt from the records at open.
 //!
 //! Durability: an accepted event, its runs and its delivery mark are on disk before
 //! [`Backend::accept`] returns (group commit, shared with concurrent accepts and with the
@@ -18,6 +18,7 @@ use crate::backend::{
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
+use keys::{EventRow, Pending, RunRow};
 use ready::Ready;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -46,6 +47,17 @@ pub struct SledBackend {
     /// Check-then-write of delivery marks, striped by key (one process per store).
     locks: Box<[Mutex<()>]>,
     work: Notify,
+    /// Added to sled's id generator for event ids: a compacted store starts the generator
+    /// again from zero, and carries on from here.
+    id_base: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy)]
+pub struct Compacted {
+    /// Bytes on disk before and after.
+    pub before: u64,
+    pub after: u64,
 }
 
 fn stripe(key: &[u8]) -> usize {
@@ -54,9 +66,45 @@ fn stripe(key: &[u8]) -> usize {
     (h.finish() as usize) % STRIPES
 }
 
+/// Bytes `path` takes on disk (allocated blocks, as `du` counts them), recursively.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    #[cfg(unix)]
+    let own = std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+    #[cfg(not(unix))]
+    let own = meta.len();
+    if !meta.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| disk_usage(&e.path()))
+                .sum::<u64>()
+        })
+        .unwrap_or(0)
+}
+
 /// A run's creation time, for index keys.
 fn created_ms(run: &RunRecord) -> i64 {
     parse_ms(&run.created_at).unwrap_or(0)
+}
+
+fn finished_ms(run: &RunRecord) -> i64 {
+    run.finished_at.as_deref().and_then(parse_ms).unwrap_or(0)
+}
+
+/// What a run's pending entry says of it.
+fn pending_of(run: &RunRecord, due: Ms, started: Ms) -> Pending {
+    Pending {
+        due,
+        attempts: run.attempts,
+        started,
+        key: run.order_key.clone(),
+    }
 }
 
 impl SledBackend {
@@ -75,16 +123,69 @@ impl SledBackend {
             ticks: tokio::sync::Mutex::new(()),
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             work: Notify::new(),
+            id_base: 0,
         };
-        backend.migrate()?;
-        let resumed = backend.recover().map_err(|e| StoreError::Corrupt {
+        let mut backend = backend;
+        backend.id_base = match backend.tree.get(keys::ID_BASE_KEY)? {
+            Some(v) => keys::be_i64(&v).unwrap_or(0) as u64,
+            None => 0,
+        };
+        let corrupt = |e: BackendError| StoreError::Corrupt {
             key: "pipeline".into(),
             reason: e.to_string(),
-        })?;
+        };
+        backend.migrate().map_err(corrupt)?;
+        let resumed = backend.recover().map_err(corrupt)?;
         if resumed > 0 {
             tracing::info!(runs = resumed, "resuming unfinished runs");
         }
         Ok(Arc::new(backend))
+    }
+
+    /// Rewrite the store in `dir` into a fresh one, leaving out the space sled keeps for
+    /// records that are gone (it reuses that space, but never gives it back to the system),
+    /// then put the fresh one in its place. The store must not be open elsewhere: a host
+    /// using it makes this fail (sled's lock) before anything is changed.
+    pub fn compact(dir: &Path) -> Result<Compacted, StoreError> {
+        let before = disk_usage(dir);
+        let fresh = dir.with_extension("compacting");
+        let old = dir.with_extension("old");
+        let _ = std::fs::remove_dir_all(&fresh);
+        {
+            let source = Store::open(dir)?;
+            let tree = source.db().open_tree("pipeline")?;
+            let base = match tree.get(keys::ID_BASE_KEY)? {
+                Some(v) => keys::be_i64(&v).unwrap_or(0) as u64,
+                None => 0,
+            };
+            // Every id handed out so far stays taken.
+            let next = base + source.db().generate_id()? + 1;
+            let target = Store::open(&fresh)?;
+            for name in source.db().tree_names() {
+                let from = source.db().open_tree(&name)?;
+                let to = target.db().open_tree(&name)?;
+                for item in from.iter() {
+                    let (k, v) = item?;
+                    to.insert(k, v)?;
+                }
+            }
+            target
+                .db()
+                .open_tree("pipeline")?
+                .insert(keys::ID_BASE_KEY, &(next as i64).to_be_bytes()[..])?;
+            target.flush()?;
+        }
+        let io = |e: std::io::Error| StoreError::Corrupt {
+            key: dir.display().to_string(),
+            reason: format!("moving the compacted store into place: {e}"),
+        };
+        std::fs::rename(dir, &old).map_err(io)?;
+        std::fs::rename(&fresh, dir).map_err(io)?;
+        std::fs::remove_dir_all(&old).map_err(io)?;
+        Ok(Compacted {
+            before,
+            after: disk_usage(dir),
+        })
     }
 
     /// Where the store is.
@@ -106,36 +207,63 @@ impl SledBackend {
         r.map_err(|e| self.io(e))
     }
 
+    fn put(&self, key: impl AsRef<[u8]>, value: impl Into<::sled::IVec>) -> BackendResult<()> {
+        self.sled(self.tree.insert(key.as_ref(), value)).map(drop)
+    }
+
+    fn del(&self, key: impl AsRef<[u8]>) -> BackendResult<()> {
+        self.sled(self.tree.remove(key.as_ref())).map(drop)
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Index every run of a store written by an older layout.
-    fn migrate(&self) -> Result<(), StoreError> {
-        let current = self.tree.get(keys::SCHEMA_KEY)?;
+    /// Rewrite a store written by an older layout into this one: run records in their
+    /// short form, a pending entry with attempts for every unfinished run, status indexes
+    /// for finished runs only, and the index of every run.
+    fn migrate(&self) -> BackendResult<()> {
+        let current = self.sled(self.tree.get(keys::SCHEMA_KEY))?;
         if current.as_deref() == Some(&[keys::SCHEMA][..]) {
             return Ok(());
         }
+        // Indexes are rebuilt from the records.
+        for prefix in keys::INDEX_PREFIXES {
+            for key in self.tree.scan_prefix(prefix).keys() {
+                self.del(self.sled(key)?)?;
+            }
+        }
         let mut n = 0;
+        let now = switchboard_model::now_ms();
         for item in self.tree.scan_prefix(b"r/") {
-            let (key, value) = item?;
-            let Ok(run) = keys::decode::<RunRecord>(&key, &value) else {
+            let (key, value) = self.sled(item)?;
+            let id = String::from_utf8_lossy(&key[2..]).into_owned();
+            let Ok(run) = keys::decode_run(&key, &id, &value) else {
                 continue;
             };
-            let created = created_ms(&run);
-            for k in keys::indexes(&run, created) {
-                self.tree.insert(k, &[][..])?;
-            }
             if run.status.is_terminal() {
-                let finished = run.finished_at.as_deref().and_then(parse_ms).unwrap_or(0);
-                self.tree
-                    .insert(keys::finished(finished, &run.id), &[][..])?;
+                self.put_indexes(&run)?;
+                self.del(keys::pending(&run.id))?;
+            } else {
+                let pkey = keys::pending(&run.id);
+                let due = match self.sled(self.tree.get(&pkey))? {
+                    Some(v) => Pending::decode(&pkey, &v)?.due,
+                    None => now,
+                };
+                let started = match run.status {
+                    RunStatus::Running => {
+                        run.started_at.as_deref().and_then(parse_ms).unwrap_or(now)
+                    }
+                    _ => 0,
+                };
+                self.put(&pkey, pending_of(&run, due, started).encode())?;
             }
+            self.put(&key, keys::encode(&RunRow::of(&run)))?;
             n += 1;
         }
-        self.tree.insert(keys::SCHEMA_KEY, &[keys::SCHEMA][..])?;
+        self.put(keys::SCHEMA_KEY, &[keys::SCHEMA][..])?;
         if n > 0 {
-            tracing::info!(runs = n, "indexed the run history for this version");
+            tracing::info!(runs = n, "rewrote the run history in this version's layout");
         }
         Ok(())
     }
@@ -143,24 +271,24 @@ impl SledBackend {
     fn recover(&self) -> BackendResult<usize> {
         let now = switchboard_model::now_ms();
         let mut ready = Self::lock(&self.ready);
-        let mut resumed = 0;
-        let pending: Vec<(String, i64)> = self
+        let pending: Vec<(String, Pending)> = self
             .tree
             .scan_prefix(b"p/")
             .map(|item| {
                 let (k, v) = self.sled(item)?;
                 let id = String::from_utf8_lossy(&k[2..]).into_owned();
-                Ok((id, keys::be_i64(&v).unwrap_or(0)))
+                Ok((id, Pending::decode(&k, &v)?))
             })
             .collect::<BackendResult<_>>()?;
         let mut recovered = Vec::new();
-        for (id, due) in pending {
-            let Some(mut run) = self.read_run(&id)? else {
-                self.sled(self.tree.remove(keys::pending(&id)))?;
+        for (id, mut pending) in pending {
+            let Some(run) = self.load_run(&id, Some(&pending))? else {
+                self.del(keys::pending(&id))?;
                 continue;
             };
             if run.status.is_terminal() {
-                self.sled(self.tree.remove(keys::pending(&id)))?;
+                // Settled, and the host died before the pending entry went.
+                self.del(keys::pending(&id))?;
                 continue;
             }
             if run.attempts == 0 && run.replays == 0 && !self.acknowledged(&run, now)? {
@@ -168,34 +296,28 @@ impl SledBackend {
                 // told it arrived, and will deliver it again.
                 tracing::info!(run = %id, "dropping a run of an unacknowledged event");
                 self.delete_run(&run)?;
-                self.sled(self.tree.remove(keys::event(&run.event_id)))?;
+                self.del(keys::event(&run.event_id))?;
                 continue;
             }
-            let due = if run.status == RunStatus::Running {
+            if pending.started != 0 {
                 // Its holder died with the host: run it again now, the attempt counted.
-                let before = run.clone();
-                run.status = RunStatus::Queued;
-                run.lease = None;
-                run.updated_at = rfc3339(now);
-                self.write_run(Some(&before), &run, Some(now))?;
-                now
-            } else {
-                due
-            };
+                pending.started = 0;
+                pending.due = now;
+                self.put(keys::pending(&id), pending.encode())?;
+            }
             if let Some(key) = &run.order_key {
                 ready.key(&run.id, &run.plugin, key);
             }
             if run.source == crate::cron::SOURCE {
                 Self::lock(&self.cron_active).insert(run.plugin.clone(), run.id.clone());
             }
-            recovered.push((run.id, run.plugin, due));
+            recovered.push((run.id, run.plugin, pending.due));
         }
         // Every key is known now, so each run waits behind the right head.
         for (id, plugin, due) in &recovered {
             ready.queue(id, plugin, *due);
         }
-        resumed += recovered.len();
-        Ok(resumed)
+        Ok(recovered.len())
     }
 
     /// Whether `run`'s event was acknowledged: its delivery mark is written last, so a mark
@@ -206,7 +328,7 @@ impl SledBackend {
             return Ok(false);
         };
         let key = keys::delivery(&event.event.source, &event.delivery_id);
-        let window = self.window_of(&event);
+        let window = event.window_ms.unwrap_or(keys::DEFAULT_WINDOW_MS);
         Ok(match self.sled(self.tree.get(&key))? {
             Some(v) => {
                 let mark: DeliveryMark = keys::decode(&key, &v)?;
@@ -216,99 +338,126 @@ impl SledBackend {
         })
     }
 
-    /// The dedup window an event was accepted under (kept with it).
-    fn window_of(&self, event: &StoredEvent) -> Ms {
-        event.window_ms.unwrap_or(7 * 24 * 3_600_000)
-    }
-
-    fn read_run(&self, id: &str) -> BackendResult<Option<RunRecord>> {
-        let key = keys::run(id);
-        self.sled(self.tree.get(&key))?
-            .map(|v| keys::decode(&key, &v))
-            .transpose()
-    }
-
     fn read_event(&self, id: &str) -> BackendResult<Option<StoredEvent>> {
         let key = keys::event(id);
         self.sled(self.tree.get(&key))?
-            .map(|v| keys::decode(&key, &v))
+            .map(|v| keys::decode_event(&key, id, &v))
             .transpose()
     }
 
-    /// Write `after` over `before` (`None`: a new run): the record, its indexes, and
-    /// whether it is pending (due at `due`) or finished.
-    fn write_run(
+    fn read_pending(&self, id: &str) -> BackendResult<Option<Pending>> {
+        let key = keys::pending(id);
+        self.sled(self.tree.get(&key))?
+            .map(|v| Pending::decode(&key, &v))
+            .transpose()
+    }
+
+    /// The event a never-settled run belongs to, and the run's recipe: run ids are
+    /// `<event id>.<recipe>`, and the event is the one that exists.
+    fn event_of(&self, id: &str) -> BackendResult<Option<(StoredEvent, String)>> {
+        for (i, _) in id.match_indices('.') {
+            if let Some(event) = self.read_event(&id[..i])? {
+                return Ok(Some((event, id[i + 1..].to_string())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The run as stored: its record as last settled, or (never settled) made from its event,
+    /// with what its pending entry adds (attempts begun). `pending` when already read.
+    fn load_run(&self, id: &str, pending: Option<&Pending>) -> BackendResult<Option<RunRecord>> {
+        Ok(self.load(id, pending)?.map(|(run, _)| run))
+    }
+
+    /// [`Self::load_run`], with the run's event when it had to be read.
+    fn load(
         &self,
-        before: Option<&RunRecord>,
-        after: &RunRecord,
-        due: Option<Ms>,
-    ) -> BackendResult<()> {
-        let created = created_ms(after);
-        let mut stored = after.clone();
-        stored.waiting_for = None;
-        if let Some(before) = before
-            && before.status != after.status
+        id: &str,
+        pending: Option<&Pending>,
+    ) -> BackendResult<Option<(RunRecord, Option<StoredEvent>)>> {
+        let key = keys::run(id);
+        let stored = self
+            .sled(self.tree.get(&key))?
+            .map(|v| keys::decode_run(&key, id, &v))
+            .transpose()?;
+        let pending = match pending {
+            Some(p) => Some(p.clone()),
+            None if stored.as_ref().is_some_and(|r| r.status.is_terminal()) => None,
+            None => self.read_pending(id)?,
+        };
+        let (mut run, event) = match stored {
+            Some(run) => (run, None),
+            None => {
+                let Some(pending) = &pending else {
+                    return Ok(None);
+                };
+                let Some((event, plugin)) = self.event_of(id)? else {
+                    return Ok(None);
+                };
+                let mut run = RunRecord::queued(&event.event, &plugin, &event.received_at);
+                run.order_key = pending.key.clone();
+                (run, Some(event))
+            }
+        };
+        if let Some(p) = pending
+            && !run.status.is_terminal()
         {
-            for k in keys::indexes(before, created) {
-                self.sled(self.tree.remove(k))?;
+            run.attempts = run.attempts.max(p.attempts);
+            if p.started != 0 {
+                run.started_at = Some(rfc3339(p.started));
             }
         }
-        if before.is_none_or(|b| b.status != after.status) {
-            for k in keys::indexes(after, created) {
-                self.sled(self.tree.insert(k, &[][..]))?;
-            }
-        }
-        if let Some(before) = before
-            && before.status.is_terminal()
-            && !after.status.is_terminal()
-        {
-            let finished = before
-                .finished_at
-                .as_deref()
-                .and_then(parse_ms)
-                .unwrap_or(0);
-            self.sled(self.tree.remove(keys::finished(finished, &before.id)))?;
-        }
-        if after.status.is_terminal() {
-            self.sled(
-                self.tree
-                    .insert(keys::run(&after.id), keys::encode(&stored)),
-            )?;
-            self.sled(self.tree.remove(keys::pending(&after.id)))?;
-            let finished = after.finished_at.as_deref().and_then(parse_ms).unwrap_or(0);
-            self.sled(
-                self.tree
-                    .insert(keys::finished(finished, &after.id), &[][..]),
-            )?;
+        Ok(Some((run, event)))
+    }
+
+    /// Write the run as settled: its record, and either its pending entry (due at `due`) or,
+    /// finished, its status indexes and retention entry, the pending entry gone last.
+    fn write_settled(&self, run: &RunRecord, due: Option<Ms>) -> BackendResult<()> {
+        self.put(keys::run(&run.id), keys::encode(&RunRow::of(run)))?;
+        if run.status.is_terminal() {
+            self.put_indexes(run)?;
+            self.del(keys::pending(&run.id))?;
         } else {
-            // Pending first: a crash between the two leaves a pending entry that recovery
-            // reads against the record.
             let due = due.unwrap_or(0);
-            self.sled(
-                self.tree
-                    .insert(keys::pending(&after.id), &due.to_be_bytes()[..]),
-            )?;
-            self.sled(
-                self.tree
-                    .insert(keys::run(&after.id), keys::encode(&stored)),
-            )?;
+            self.put(keys::pending(&run.id), pending_of(run, due, 0).encode())?;
+        }
+        Ok(())
+    }
+
+    fn index_keys(run: &RunRecord) -> [Vec<u8>; 3] {
+        keys::indexes(
+            &run.id,
+            &run.plugin,
+            &run.source,
+            run.status,
+            created_ms(run),
+        )
+    }
+
+    /// A finished run enters the indexes.
+    fn put_indexes(&self, run: &RunRecord) -> BackendResult<()> {
+        for k in Self::index_keys(run) {
+            self.put(k, &[][..])?;
+        }
+        Ok(())
+    }
+
+    /// A finished run leaves the indexes (replayed, or swept).
+    fn unfinish(&self, run: &RunRecord) -> BackendResult<()> {
+        for k in Self::index_keys(run) {
+            self.del(k)?;
         }
         Ok(())
     }
 
     /// Remove a run and all that belongs to it (not its event).
     fn delete_run(&self, run: &RunRecord) -> BackendResult<u64> {
-        let created = created_ms(run);
-        for k in keys::indexes(run, created) {
-            self.sled(self.tree.remove(k))?;
-        }
         if run.status.is_terminal() {
-            let finished = run.finished_at.as_deref().and_then(parse_ms).unwrap_or(0);
-            self.sled(self.tree.remove(keys::finished(finished, &run.id)))?;
+            self.unfinish(run)?;
         }
-        self.sled(self.tree.remove(keys::pending(&run.id)))?;
-        self.sled(self.tree.remove(keys::logs(&run.id)))?;
-        self.sled(self.tree.remove(keys::run(&run.id)))?;
+        self.del(keys::pending(&run.id))?;
+        self.del(keys::logs(&run.id))?;
+        self.del(keys::run(&run.id))?;
         let effects = self
             .store
             .effects()
@@ -317,8 +466,24 @@ impl SledBackend {
         Ok(effects as u64)
     }
 
+    /// Write an accepted event and its runs (not the delivery mark).
+    fn write_event(&self, stored: &StoredEvent, runs: &[RunRecord]) -> BackendResult<()> {
+        let id = &stored.event.id;
+        self.put(keys::event(id), keys::encode(&EventRow::of(stored)))?;
+        let mut xd = keys::by_delivery(&stored.delivery_id);
+        xd.extend_from_slice(id.as_bytes());
+        self.put(xd, &[][..])?;
+        for run in runs {
+            self.put(
+                keys::pending(&run.id),
+                pending_of(run, stored.received_ms, 0).encode(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Write the event, its runs and its delivery mark (last), unless the delivery is a
-    /// duplicate; not yet durable.
+    /// duplicate; not yet durable. An event no recipe runs on leaves only its mark.
     fn write_accept(&self, new: &NewEvent) -> BackendResult<Accepted> {
         let event = &new.event;
         let dkey = keys::delivery(&event.source, &new.delivery_id);
@@ -350,21 +515,14 @@ impl SledBackend {
         }
         // Plain inserts, not a sled batch (a batch makes the following flush several times
         // slower); the delivery mark last, so recovery can tell an acknowledged event.
-        self.sled(
-            self.tree
-                .insert(keys::event(&event.id), keys::encode(&stored)),
-        )?;
-        let mut xd = keys::by_delivery(&new.delivery_id);
-        xd.extend_from_slice(event.id.as_bytes());
-        self.sled(self.tree.insert(xd, &[][..]))?;
-        for run in &runs {
-            self.write_run(None, run, Some(new.received_ms))?;
+        if !runs.is_empty() {
+            self.write_event(&stored, &runs)?;
         }
         let mark = DeliveryMark {
             event_id: event.id.clone(),
             at_ms: new.received_ms,
         };
-        self.sled(self.tree.insert(dkey, keys::encode(&mark)))?;
+        self.put(dkey, keys::encode(&mark))?;
         Ok(Accepted::New { runs })
     }
 
@@ -381,12 +539,18 @@ impl SledBackend {
         self.work.notify_one();
     }
 
-    /// The run with what only the live view knows (whom it waits for).
-    fn shown(&self, mut run: RunRecord) -> RunRecord {
+    /// The run as it is now: running (with its lease) when held, or whom it waits for.
+    fn shown(&self, run: RunRecord) -> RunRecord {
+        let ready = Self::lock(&self.ready);
+        Self::shown_in(&ready, run)
+    }
+
+    fn shown_in(ready: &Ready, mut run: RunRecord) -> RunRecord {
+        if let Some(held) = ready.held(&run.id) {
+            return held.clone();
+        }
         if run.status == RunStatus::Queued {
-            run.waiting_for = Self::lock(&self.ready)
-                .ahead_of(&run.id)
-                .map(str::to_string);
+            run.waiting_for = ready.ahead_of(&run.id).map(str::to_string);
         }
         run
     }
@@ -422,20 +586,79 @@ impl SledBackend {
         Ok(out)
     }
 
-    /// Every run id the query's most selective index yields, newest first, in pages of
-    /// `batch`, filtered by the rest of the query.
+    /// Unfinished runs in `statuses` (of `plugin`), from the live view: they have no status
+    /// index. Newest first, created in [since, until) and before the cursor.
+    fn live_candidates(
+        &self,
+        statuses: &[RunStatus],
+        plugin: Option<&str>,
+        since: Option<Ms>,
+        until: Option<Ms>,
+        cursor: Option<&(Ms, String)>,
+    ) -> BackendResult<Vec<(Ms, String)>> {
+        let ids = Self::lock(&self.ready).unfinished(
+            statuses.contains(&RunStatus::Queued),
+            statuses.contains(&RunStatus::Running),
+            plugin,
+        );
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(run) = self.load_run(&id, None)? else {
+                continue;
+            };
+            let entry = (created_ms(&run), id);
+            if since.is_some_and(|s| entry.0 < s)
+                || until.is_some_and(|u| entry.0 >= u)
+                || cursor.is_some_and(|c| &entry >= c)
+            {
+                continue;
+            }
+            out.push(entry);
+        }
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// The runs matching the query, newest first, at most `limit`; and whether there may be
+    /// more. Candidates come from the query's most selective index (merged when it names
+    /// several statuses), read in batches and filtered by the rest of the query.
     fn scan(&self, q: &RunQuery, limit: usize) -> BackendResult<(Vec<RunRecord>, bool)> {
         let cursor = q.cursor.as_deref().map(keys::parse_cursor).transpose()?;
-        // Candidates come from one or more index ranges, merged newest first.
-        let prefixes: Vec<Vec<u8>> = match (&q.plugin, q.statuses.as_slice(), &q.source) {
-            (Some(p), [], _) => vec![keys::by_plugin(p)],
-            (Some(p), statuses, _) => statuses
-                .iter()
-                .map(|s| keys::by_plugin_status(p, *s))
-                .collect(),
-            (None, [], Some(src)) => vec![keys::by_source(src)],
-            (None, [], None) => vec![b"r/".to_vec()],
-            (None, statuses, _) => statuses.iter().map(|s| keys::by_status(*s)).collect(),
+        // Finished runs come from an index range per status (all three when the query names
+        // none); unfinished ones from the live view.
+        let statuses = if q.statuses.is_empty() {
+            vec![
+                RunStatus::Queued,
+                RunStatus::Running,
+                RunStatus::Succeeded,
+                RunStatus::Failed,
+                RunStatus::Dead,
+            ]
+        } else {
+            q.statuses.clone()
+        };
+        let (finished, unfinished): (Vec<RunStatus>, Vec<RunStatus>) =
+            statuses.iter().partition(|s| s.is_terminal());
+        let prefixes: Vec<Vec<u8>> = finished
+            .iter()
+            .map(|s| match (&q.plugin, &q.source) {
+                (Some(p), _) => keys::by_plugin_status(p, *s),
+                (None, Some(src)) if q.statuses.is_empty() => keys::by_source(src),
+                _ => keys::by_status(*s),
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let live = if unfinished.is_empty() {
+            Vec::new()
+        } else {
+            self.live_candidates(
+                &unfinished,
+                q.plugin.as_deref(),
+                q.since_ms,
+                q.until_ms,
+                cursor.as_ref(),
+            )?
         };
         let by_event = q.event_id.clone();
         let by_delivery = match &q.delivery_id {
@@ -465,31 +688,34 @@ impl SledBackend {
         let mut position = cursor.clone();
         let batch = limit.saturating_mul(2).clamp(16, 1000);
         loop {
-            let mut candidates: Vec<(Ms, String)> = Vec::new();
-            if prefixes[0] == b"r/" {
-                candidates = self.all_runs(q.since_ms, q.until_ms, position.as_ref(), batch)?;
-            } else {
-                for prefix in &prefixes {
-                    candidates.extend(self.index_range(
-                        prefix,
-                        q.since_ms,
-                        q.until_ms,
-                        position.as_ref(),
-                        batch,
-                    )?);
-                }
-                candidates.sort_by(|a, b| b.cmp(a));
-                candidates.truncate(batch);
+            let mut candidates: Vec<(Ms, String)> = live
+                .iter()
+                .filter(|c| position.as_ref().is_none_or(|p| *c < p))
+                .take(batch)
+                .cloned()
+                .collect();
+            for prefix in &prefixes {
+                candidates.extend(self.index_range(
+                    prefix,
+                    q.since_ms,
+                    q.until_ms,
+                    position.as_ref(),
+                    batch,
+                )?);
             }
+            candidates.sort_by(|a, b| b.cmp(a));
+            candidates.dedup();
+            candidates.truncate(batch);
             let exhausted = candidates.len() < batch;
             for (created, id) in candidates {
                 position = Some((created, id.clone()));
-                if let Some(run) = self.read_run(&id)?
-                    && matches(&run)
-                {
-                    out.push(self.shown(run));
-                    if out.len() >= limit {
-                        return Ok((out, true));
+                if let Some(run) = self.load_run(&id, None)? {
+                    let run = self.shown(run);
+                    if matches(&run) {
+                        out.push(run);
+                        if out.len() >= limit {
+                            return Ok((out, true));
+                        }
                     }
                 }
             }
@@ -497,34 +723,6 @@ impl SledBackend {
                 return Ok((out, false));
             }
         }
-    }
-
-    /// Runs with no index to narrow them: the whole `r/` space, newest first.
-    fn all_runs(
-        &self,
-        since: Option<Ms>,
-        until: Option<Ms>,
-        cursor: Option<&(Ms, String)>,
-        limit: usize,
-    ) -> BackendResult<Vec<(Ms, String)>> {
-        let end = match cursor {
-            Some((_, id)) => keys::run(id),
-            None => b"r0".to_vec(),
-        };
-        let mut out = Vec::new();
-        for item in self.tree.range(b"r/".to_vec()..end).rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = self.sled(item)?;
-            let run: RunRecord = keys::decode(&k, &v)?;
-            let created = created_ms(&run);
-            if since.is_some_and(|s| created < s) || until.is_some_and(|u| created >= u) {
-                continue;
-            }
-            out.push((created, run.id));
-        }
-        Ok(out)
     }
 
     fn settled(
@@ -612,10 +810,8 @@ impl Backend for SledBackend {
     }
 
     async fn next_event_id(&self) -> BackendResult<String> {
-        Ok(format!(
-            "evt_{:016x}",
-            self.sled(self.store.db().generate_id())?
-        ))
+        let n = self.sled(self.store.db().generate_id())?;
+        Ok(format!("evt_{:016x}", self.id_base + n))
     }
 
     async fn accept(&self, new: NewEvent) -> BackendResult<Accepted> {
@@ -643,15 +839,22 @@ impl Backend for SledBackend {
         let taken = ready.take(req.now_ms, req.max, req.concurrency);
         let mut claimed = Vec::new();
         for (id, plugin) in taken {
-            let Some(before) = self.read_run(&id)? else {
-                ready.finish(&id);
-                continue;
+            let (before, event) = match self.load(&id, None) {
+                Ok(Some((run, event))) if !run.status.is_terminal() => (run, event),
+                Ok(_) => {
+                    ready.finish(&id);
+                    continue;
+                }
+                Err(e) => {
+                    ready.release(&id);
+                    ready.queue(&id, &plugin, req.now_ms);
+                    return Err(e);
+                }
             };
-            if before.status.is_terminal() {
-                ready.finish(&id);
-                continue;
-            }
-            let event = self.read_event(&before.event_id)?;
+            let event = match event {
+                Some(event) => Some(event),
+                None => self.read_event(&before.event_id)?,
+            };
             let token = self.sled(self.store.db().generate_id())? + 1;
             let lease = Lease {
                 run: id.clone(),
@@ -659,7 +862,7 @@ impl Backend for SledBackend {
                 holder: req.holder.to_string(),
                 expires_ms: req.now_ms + req.lease_ms,
             };
-            let mut run = before.clone();
+            let mut run = before;
             let now = rfc3339(req.now_ms);
             run.status = RunStatus::Running;
             run.attempts += 1;
@@ -667,8 +870,12 @@ impl Backend for SledBackend {
             run.updated_at = now;
             run.next_attempt_at = None;
             run.lease = Some(lease.clone());
-            self.write_run(Some(&before), &run, Some(req.now_ms))?;
-            ready.hold(&id, &plugin, lease.clone());
+            // The attempt is counted on disk before it starts; the lease lives in memory.
+            self.put(
+                keys::pending(&id),
+                pending_of(&run, req.now_ms, req.now_ms).encode(),
+            )?;
+            ready.hold(&id, &plugin, lease.clone(), run.clone());
             claimed.push(Claimed { run, event, lease });
         }
         Ok(claimed)
@@ -690,11 +897,6 @@ impl Backend for SledBackend {
             ..lease.clone()
         };
         ready.set_lease(extended.clone());
-        if let Some(before) = self.read_run(&lease.run)? {
-            let mut run = before.clone();
-            run.lease = Some(extended.clone());
-            self.write_run(Some(&before), &run, Some(now_ms))?;
-        }
         Ok(extended)
     }
 
@@ -715,15 +917,27 @@ impl Backend for SledBackend {
                 token: lease.token,
             });
         }
-        let before = self
-            .read_run(&lease.run)?
-            .ok_or_else(|| BackendError::NoRun(lease.run.clone()))?;
+        let before = match ready.held(&lease.run) {
+            Some(held) => held.clone(),
+            None => self
+                .load_run(&lease.run, None)?
+                .ok_or_else(|| BackendError::NoRun(lease.run.clone()))?,
+        };
         let logs = report.logs.clone();
-        let released = matches!(settlement, Settlement::Released);
-        let (run, due) = Self::settled(before.clone(), now_ms, settlement, report);
-        self.write_run(Some(&before), &run, due)?;
-        if !released {
-            self.sled(self.tree.insert(keys::logs(&run.id), keys::encode(&logs)))?;
+        let (run, due) = Self::settled(before, now_ms, settlement.clone(), report);
+        if matches!(settlement, Settlement::Released) {
+            // Given back unrun: only its pending entry changes (the attempt uncounted).
+            self.put(
+                keys::pending(&run.id),
+                pending_of(&run, due.unwrap_or(now_ms), 0).encode(),
+            )?;
+        } else {
+            self.write_settled(&run, due)?;
+            if logs.is_empty() {
+                self.del(keys::logs(&run.id))?;
+            } else {
+                self.put(keys::logs(&run.id), keys::encode(&logs))?;
+            }
         }
         if run.status.is_terminal() {
             ready.finish(&run.id);
@@ -761,14 +975,15 @@ impl Backend for SledBackend {
         resend_unconfirmed: bool,
     ) -> BackendResult<RunRecord> {
         let before = self
-            .read_run(id)?
+            .load_run(id, None)?
             .ok_or_else(|| BackendError::NoRun(id.to_string()))?;
+        let before = self.shown(before);
         let mut run = before.clone();
         run.updated_at = rfc3339(now_ms);
         if run.is_deferred() && !resend_unconfirmed {
             // Held by its recipe: run it now instead (the recipe decides again).
             run.next_attempt_at = None;
-            self.write_run(Some(&before), &run, Some(now_ms))?;
+            self.write_settled(&run, Some(now_ms))?;
             Self::lock(&self.ready).queue(&run.id, &run.plugin, now_ms);
             self.work.notify_one();
             tracing::info!(run = %run.id, "deferred run released by a replay");
@@ -788,11 +1003,12 @@ impl Backend for SledBackend {
                 .map_err(|e| BackendError::Io(e.to_string()))?;
             tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
         }
+        self.unfinish(&before)?;
         run.status = RunStatus::Queued;
         run.attempts = 0;
         run.replays += 1;
         run.next_attempt_at = None;
-        self.write_run(Some(&before), &run, Some(now_ms))?;
+        self.write_settled(&run, Some(now_ms))?;
         let mut ready = Self::lock(&self.ready);
         if let Some(key) = &run.order_key {
             ready.key(&run.id, &run.plugin, key);
@@ -836,7 +1052,7 @@ impl Backend for SledBackend {
     }
 
     async fn run(&self, id: &str) -> BackendResult<Option<RunRecord>> {
-        Ok(self.read_run(id)?.map(|r| self.shown(r)))
+        Ok(self.load_run(id, None)?.map(|r| self.shown(r)))
     }
 
     async fn logs(&self, id: &str) -> BackendResult<Vec<LogLine>> {
@@ -908,43 +1124,45 @@ impl Backend for SledBackend {
 
     async fn sweep(&self, now_ms: Ms, policy: &Retention) -> BackendResult<Swept> {
         let mut swept = Swept::default();
-        let shortest = policy.keep_succeeded_ms.min(policy.keep_failed_ms);
-        let end = keys::finished(now_ms - shortest, "");
-        let expired: Vec<(Ms, String)> = self
-            .tree
-            .range(b"f/".to_vec()..end)
-            .keys()
-            .map(|k| {
-                let k = self.sled(k)?;
-                Ok(keys::split_timed(&k, 2).unwrap_or((0, String::new())))
-            })
-            .collect::<BackendResult<_>>()?;
-        for (finished, id) in expired {
-            let Some(run) = self.read_run(&id)? else {
-                self.sled(self.tree.remove(keys::finished(finished, &id)))?;
+        // A run created after the cut finished after it too: only older ones may be due.
+        let mut expired = Vec::new();
+        for status in keys::FINISHED {
+            let keep = match status {
+                RunStatus::Succeeded => policy.keep_succeeded_ms,
+                _ => policy.keep_failed_ms,
+            };
+            let prefix = keys::by_status(status);
+            let cut = now_ms.saturating_sub(keep);
+            expired.extend(self.index_range(&prefix, None, Some(cut), None, usize::MAX)?);
+        }
+        for (_, id) in expired {
+            let Some(run) = self.load_run(&id, None)? else {
                 continue;
             };
             let keep = match run.status {
                 RunStatus::Succeeded => policy.keep_succeeded_ms,
                 RunStatus::Failed | RunStatus::Dead => policy.keep_failed_ms,
-                // Not finished (replayed since): kept, and not in this index any more.
-                RunStatus::Queued | RunStatus::Running => {
-                    self.sled(self.tree.remove(keys::finished(finished, &id)))?;
-                    continue;
-                }
+                RunStatus::Queued | RunStatus::Running => continue,
             };
-            if now_ms - finished < keep {
+            if now_ms - finished_ms(&run) < keep {
                 continue;
             }
             swept.effects += self.delete_run(&run)?;
             swept.runs += 1;
             // The event goes with its last run.
+            let prefix = format!("{}.", run.event_id);
             let siblings = self
                 .tree
-                .scan_prefix(keys::run(&format!("{}.", run.event_id)))
+                .scan_prefix(keys::run(&prefix))
                 .keys()
                 .next()
-                .is_some();
+                .is_some()
+                || self
+                    .tree
+                    .scan_prefix(keys::pending(&prefix))
+                    .keys()
+                    .next()
+                    .is_some();
             if !siblings && let Some(event) = self.read_event(&run.event_id)? {
                 let mut xd = keys::by_delivery(&event.delivery_id);
                 xd.extend_from_slice(event.event.id.as_bytes());
@@ -1039,17 +1257,123 @@ mod tests {
                 received_ms: new.received_ms,
                 window_ms: Some(new.window_ms),
             };
-            backend
-                .tree
-                .insert(keys::event(&event.id), keys::encode(&stored))
+            let runs: Vec<RunRecord> = new
+                .runs
+                .iter()
+                .map(|r| {
+                    let mut run = RunRecord::queued(event, &r.plugin, &received);
+                    run.order_key = r.order_key.clone();
+                    run
+                })
+                .collect();
+            backend.write_event(&stored, &runs).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_gives_back_what_a_sweep_freed_and_keeps_the_rest() {
+        use crate::backend::NewRun;
+        use switchboard_model::{Event, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let b = SledBackend::open(&path).unwrap();
+        let t = switchboard_model::now_ms();
+        let payload = serde_json::json!({"text": "x".repeat(2000)});
+        let mut last_id = String::new();
+        for i in 0..3000 {
+            let id = b.next_event_id().await.unwrap();
+            last_id = id.clone();
+            let new = NewEvent {
+                event: Event::new(id, "forms", "thing", rfc3339(t), &payload),
+                delivery_id: format!("d{i}"),
+                received_ms: t + i,
+                window_ms: 1000,
+                runs: vec![NewRun {
+                    plugin: "a".into(),
+                    order_key: None,
+                }],
+            };
+            b.accept(new).await.unwrap();
+        }
+        let any = |_: &str| 100;
+        loop {
+            let claimed = b
+                .claim(ClaimRequest {
+                    holder: "h",
+                    now_ms: t + 5000,
+                    lease_ms: 30_000,
+                    max: 100,
+                    concurrency: &any,
+                })
+                .await
                 .unwrap();
-            for r in &new.runs {
-                let run = RunRecord::queued(event, &r.plugin, &received);
-                backend
-                    .write_run(None, &run, Some(new.received_ms))
-                    .unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            for c in claimed {
+                b.settle(
+                    &c.lease,
+                    t + 5000,
+                    Settlement::Succeeded(Outcome::Done("ok".into())),
+                    AttemptReport::default(),
+                )
+                .await
+                .unwrap();
             }
         }
+        // One more event, kept: only the first 3000 runs are old enough to go.
+        let kept = b.next_event_id().await.unwrap();
+        let new = NewEvent {
+            event: Event::new(kept.clone(), "forms", "thing", rfc3339(t), &payload),
+            delivery_id: "kept".into(),
+            received_ms: t + 100_000,
+            window_ms: 1000,
+            runs: vec![NewRun {
+                plugin: "a".into(),
+                order_key: None,
+            }],
+        };
+        b.accept(new).await.unwrap();
+        let policy = Retention {
+            keep_succeeded_ms: 1,
+            keep_failed_ms: 1,
+            dedup_window_ms: 1,
+        };
+        let swept = b.sweep(t + 50_000, &policy).await.unwrap();
+        assert_eq!(swept.runs, 3000);
+        b.flush().await.unwrap();
+        drop(b);
+        let mut compacted = None;
+        for _ in 0..200 {
+            match SledBackend::compact(&path) {
+                Ok(c) => {
+                    compacted = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        let compacted = compacted.expect("the store compacts once closed");
+        assert!(
+            compacted.after * 4 < compacted.before,
+            "compaction gives the space back: {compacted:?}"
+        );
+        let b = SledBackend::open(&path).unwrap();
+        let run = b.run(&format!("{kept}.a")).await.unwrap().expect("kept");
+        assert_eq!(
+            run.status,
+            RunStatus::Queued,
+            "the queued run is still there"
+        );
+        assert_eq!(b.counts().await.unwrap(), (1, 0), "and queued again");
+        let next = b.next_event_id().await.unwrap();
+        assert!(
+            next > kept && next > last_id,
+            "event ids go on after the compaction: {next} after {kept}"
+        );
+        // A live host's store is refused, untouched.
+        assert!(SledBackend::compact(&path).is_err());
+        assert!(b.run(&format!("{kept}.a")).await.unwrap().is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use switchboard_model::Lease;
+use switchboard_model::{Lease, RunRecord};
 
 type Ms = i64;
 
@@ -20,6 +20,8 @@ pub(super) struct Ready {
     due: HashMap<String, (String, Ms)>,
     /// Running runs: their recipe and lease.
     running: HashMap<String, (String, Lease)>,
+    /// Running runs as claimed (what a settle starts from).
+    held: HashMap<String, RunRecord>,
     running_per_plugin: HashMap<String, usize>,
     /// Unfinished runs with an ordering key, in acceptance order (run ids sort so).
     keys: HashMap<KeyOf, BTreeSet<String>>,
@@ -101,9 +103,10 @@ impl Ready {
         }
     }
 
-    /// `run` holds `lease` now.
-    pub fn hold(&mut self, run: &str, plugin: &str, lease: Lease) {
+    /// `run` holds `lease` now; `record` is the run as claimed.
+    pub fn hold(&mut self, run: &str, plugin: &str, lease: Lease, record: RunRecord) {
         self.unqueue(run);
+        self.held.insert(run.to_string(), record);
         if self
             .running
             .insert(run.to_string(), (plugin.to_string(), lease))
@@ -122,13 +125,47 @@ impl Ready {
     }
 
     pub fn set_lease(&mut self, lease: Lease) {
+        if let Some(record) = self.held.get_mut(&lease.run) {
+            record.lease = Some(lease.clone());
+        }
         if let Some((_, l)) = self.running.get_mut(&lease.run) {
             *l = lease;
         }
     }
 
+    /// The run as claimed, while it is held.
+    pub fn held(&self, run: &str) -> Option<&RunRecord> {
+        self.held.get(run)
+    }
+
+    /// Unfinished runs: queued ones (waiting behind their key included) and/or running
+    /// ones, of `plugin` or all.
+    pub fn unfinished(&self, queued: bool, running: bool, plugin: Option<&str>) -> Vec<String> {
+        let of = |p: &String| plugin.is_none_or(|want| want == p);
+        let mut out = Vec::new();
+        if queued {
+            out.extend(
+                self.due
+                    .iter()
+                    .chain(self.parked.iter())
+                    .filter(|(_, (p, _))| of(p))
+                    .map(|(run, _)| run.clone()),
+            );
+        }
+        if running {
+            out.extend(
+                self.running
+                    .iter()
+                    .filter(|(_, (p, _))| of(p))
+                    .map(|(run, _)| run.clone()),
+            );
+        }
+        out
+    }
+
     /// `run` is not running any more.
     pub fn release(&mut self, run: &str) {
+        self.held.remove(run);
         if let Some((plugin, _)) = self.running.remove(run)
             && let Some(n) = self.running_per_plugin.get_mut(&plugin)
         {
@@ -207,7 +244,12 @@ impl Ready {
 
     /// The earliest due time of a runnable run, or lease expiry.
     pub fn next_due(&self) -> Option<Ms> {
-        let queued = self.due.values().map(|(_, d)| *d).min();
+        // The heads of the heaps (a stale head only wakes the dispatcher early).
+        let queued = self
+            .heaps
+            .values()
+            .filter_map(|h| h.peek().map(|Reverse((d, _))| *d))
+            .min();
         let expiry = self.running.values().map(|(_, l)| l.expires_ms).min();
         match (queued, expiry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -224,6 +266,12 @@ impl Ready {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(run: &str) -> RunRecord {
+        let (event, plugin) = run.split_once('.').unwrap();
+        let event = switchboard_model::Event::new(event, "s", "k", "t", &serde_json::json!({}));
+        RunRecord::queued(&event, plugin, "t")
+    }
 
     fn lease(run: &str, expires_ms: Ms) -> Lease {
         Lease {
@@ -248,7 +296,7 @@ mod tests {
             taken,
             vec![("e2.a".into(), "a".into()), ("e3.b".into(), "b".into())]
         );
-        r.hold("e2.a", "a", lease("e2.a", 100));
+        r.hold("e2.a", "a", lease("e2.a", 100), record("e2.a"));
         r.finish("e2.a");
         assert_eq!(r.take(10, 10, &one), vec![("e1.a".into(), "a".into())]);
 
@@ -262,14 +310,14 @@ mod tests {
         assert_eq!(r.ahead_of("e5.a"), Some("e4.a"));
         let taken: Vec<String> = r.take(1, 10, &many).into_iter().map(|(r, _)| r).collect();
         assert_eq!(taken, vec!["e4.a", "e6.a"]);
-        r.hold("e4.a", "a", lease("e4.a", 100));
+        r.hold("e4.a", "a", lease("e4.a", 100), record("e4.a"));
         // A retry keeps it the head: e5 still waits.
         r.release("e4.a");
         r.queue("e4.a", "a", 50);
         assert!(r.take(10, 10, &many).is_empty());
         let taken = r.take(60, 10, &many);
         assert_eq!(taken[0].0, "e4.a");
-        r.hold("e4.a", "a", lease("e4.a", 100));
+        r.hold("e4.a", "a", lease("e4.a", 100), record("e4.a"));
         r.finish("e4.a");
         assert_eq!(r.take(60, 10, &many)[0].0, "e5.a");
     }
@@ -278,7 +326,7 @@ mod tests {
     fn expired_leases_and_next_due() {
         let mut r = Ready::default();
         r.queue("e1.a", "a", 30);
-        r.hold("e2.a", "a", lease("e2.a", 20));
+        r.hold("e2.a", "a", lease("e2.a", 20), record("e2.a"));
         assert_eq!(r.next_due(), Some(20));
         assert_eq!(r.expired(19), vec![]);
         assert_eq!(r.expired(20), vec![("e2.a".to_string(), "a".to_string())]);
