@@ -53,7 +53,7 @@ struct Prepared {
 /// Signed requests, unique ids, built before timing.
 fn prepare(n: usize, tag: &str) -> Vec<Prepared> {
     let key = StandardVerifier::decode_secret(SECRET).unwrap();
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ts = chrono::Utc::now().timestamp();
     (0..n)
         .map(|i| {
             let body = format!(

@@ -1,5 +1,7 @@
 //! The host's TOML configuration. Every field is optional; unknown fields are errors, so a
-//! typo never silently falls back to a default.
+//! typo never silently falls back to a default, and so are bad values: each field's type
+//! refuses them (a count that must be at least 1 is a `NonZero*`), named by their dotted
+//! field (`pipeline.workers: must be more than 0`).
 //!
 //! ```toml
 //! data_dir = ".switchboard"    # sled store and compiled-component cache
@@ -72,8 +74,10 @@ use crate::pipeline::{CatchUp, CronOverride, PipelineOptions};
 use crate::runtime::{PluginOverrides, RuntimeOptions};
 use crate::secrets::SecretSource;
 use crate::vendors::ConnectionConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -125,14 +129,16 @@ pub struct ServerSection {
     pub listen: Option<std::net::SocketAddr>,
     /// The bearer token of the admin API; default: `$SWITCHBOARD_ADMIN_TOKEN`.
     pub admin_token: Option<SecretSource>,
-    pub max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub max_body_bytes: Option<NonZeroUsize>,
     #[serde(default, with = "humantime_serde")]
     pub header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub body_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
-    pub max_connections: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub max_connections: Option<NonZeroUsize>,
 }
 
 impl ServerSection {
@@ -145,7 +151,9 @@ impl ServerSection {
         crate::server::listener::ConnectionLimits {
             header_timeout: self.header_timeout.unwrap_or(d.header_timeout),
             idle_timeout: self.idle_timeout.unwrap_or(d.idle_timeout),
-            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections: self
+                .max_connections
+                .map_or(d.max_connections, NonZeroUsize::get),
         }
     }
 }
@@ -154,10 +162,14 @@ impl ServerSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSection {
-    pub workers: Option<usize>,
-    pub per_plugin: Option<usize>,
-    pub max_attempts: Option<u32>,
-    pub max_deferrals: Option<u32>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub workers: Option<NonZeroUsize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub per_plugin: Option<NonZeroUsize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub max_attempts: Option<NonZeroU32>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub max_deferrals: Option<NonZeroU32>,
     #[serde(default, with = "humantime_serde")]
     pub retry_base: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -185,17 +197,24 @@ pub struct PipelineSection {
 pub struct RuntimeSection {
     #[serde(default, with = "humantime_serde")]
     pub deadline: Option<Duration>,
-    pub memory_limit_mib: Option<u32>,
-    pub max_instances: Option<u32>,
+    pub memory_limit_mib: Option<MemoryMib>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub max_instances: Option<NonZeroU32>,
     pub max_outcome_bytes: Option<usize>,
-    pub log_lines: Option<usize>,
-    pub log_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub log_lines: Option<NonZeroUsize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub log_bytes: Option<NonZeroUsize>,
+    /// 0: no run log line is copied to the host's log.
     pub host_log_lines: Option<usize>,
     pub host_log_bytes: Option<usize>,
-    pub kv_max_keys: Option<u64>,
-    pub kv_max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub kv_max_keys: Option<NonZeroU64>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub kv_max_bytes: Option<NonZeroU64>,
     #[serde(default, with = "humantime_serde")]
     pub cpu_slice: Option<Duration>,
+    /// 0: no demotion.
     pub slow_lane: Option<usize>,
 }
 
@@ -205,14 +224,17 @@ pub struct RuntimeSection {
 pub struct PluginSection {
     #[serde(default, with = "humantime_serde")]
     pub deadline: Option<Duration>,
-    pub memory_limit_mib: Option<u32>,
+    pub memory_limit_mib: Option<MemoryMib>,
     /// Runs of this plugin in flight at once.
-    pub concurrency: Option<usize>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub concurrency: Option<NonZeroUsize>,
     /// This recipe's kv quota.
-    pub kv_max_keys: Option<u64>,
-    pub kv_max_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub kv_max_keys: Option<NonZeroU64>,
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub kv_max_bytes: Option<NonZeroU64>,
     /// A cron schedule replacing the manifest's, or `off`.
-    pub cron: Option<String>,
+    pub cron: Option<CronSetting>,
     /// The time zone of `cron`.
     pub timezone: Option<String>,
     /// `[plugins.<name>.settings]`: the recipe's own settings, checked by the recipe at load.
@@ -224,6 +246,113 @@ pub struct PluginSection {
 }
 
 const MAX_MEMORY_MIB: u32 = 4096;
+
+/// `memory_limit_mib`: an instance's memory limit, 1 to 4096 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct MemoryMib(NonZeroU32);
+
+impl MemoryMib {
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The limit in bytes.
+    pub fn bytes(self) -> usize {
+        self.0.get() as usize * 1024 * 1024
+    }
+}
+
+impl TryFrom<u32> for MemoryMib {
+    type Error = &'static str;
+
+    fn try_from(mib: u32) -> Result<Self, Self::Error> {
+        NonZeroU32::new(mib)
+            .filter(|m| m.get() <= MAX_MEMORY_MIB)
+            .map(MemoryMib)
+            .ok_or("must be between 1 and 4096")
+    }
+}
+
+/// `[plugins.<name>] cron`: `"off"`, or a cron schedule replacing the manifest's (checked
+/// with the section's `timezone` by [`Config::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum CronSetting {
+    /// `cron = "off"`: the recipe's cron triggers do not fire.
+    Off,
+    /// `cron = "<six fields>"`.
+    Schedule(String),
+}
+
+impl From<String> for CronSetting {
+    fn from(s: String) -> Self {
+        if s == "off" {
+            CronSetting::Off
+        } else {
+            CronSetting::Schedule(s)
+        }
+    }
+}
+
+/// An optional count that must not be 0, refused in the words of the other checks.
+fn more_than_zero<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<NonZeroU64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<u64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let n = NonZeroU64::new(n).ok_or_else(|| D::Error::custom("must be more than 0"))?;
+    T::try_from(n)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{n} is too large")))
+}
+
+/// The dotted name (`plugins.hello.concurrency`) of the key or value of `text` at `span`:
+/// the innermost one holding it. `None` when `text` is not TOML or nothing there holds it.
+fn field_at(text: &str, span: &Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    type Found = Option<(usize, String)>;
+    fn consider(at: Range<usize>, span: &Range<usize>, name: &str, best: &mut Found) {
+        if at.start <= span.start
+            && span.end <= at.end
+            && best.as_ref().is_none_or(|(width, _)| at.len() < *width)
+        {
+            *best = Some((at.len(), name.to_string()));
+        }
+    }
+    fn visit(value: &DeValue<'_>, name: &str, span: &Range<usize>, best: &mut Found) {
+        match value {
+            DeValue::Table(table) => {
+                for (key, value) in table.iter() {
+                    let name = if name.is_empty() {
+                        key.get_ref().to_string()
+                    } else {
+                        format!("{name}.{}", key.get_ref())
+                    };
+                    consider(key.span(), span, &name, best);
+                    consider(value.span(), span, &name, best);
+                    visit(value.get_ref(), &name, span, best);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let name = format!("{name}[{i}]");
+                    consider(item.span(), span, &name, best);
+                    visit(item.get_ref(), &name, span, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = DeTable::parse(text).ok()?.into_inner();
+    let mut best = None;
+    visit(&DeValue::Table(root), "", span, &mut best);
+    best.map(|(_, name)| name)
+}
 
 impl Config {
     /// Read and check a configuration file.
@@ -259,43 +388,40 @@ impl Config {
 
     /// Parse and check configuration text; `path` only names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        // A bad value or an unknown key is named by its dotted field; what is not TOML at all
+        // keeps the parser's account (line, column, the line itself).
+        let config: Config = toml::from_str(text).map_err(|e| {
+            match e.span().and_then(|span| field_at(text, &span)) {
+                Some(field) => ConfigError::Invalid {
+                    path: path.to_owned(),
+                    field,
+                    reason: e.message().trim_end().to_string(),
+                },
+                None => ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                },
+            }
         })?;
         let invalid = |field: String, reason: &str| ConfigError::Invalid {
             path: path.to_owned(),
             field,
             reason: reason.to_string(),
         };
-        let check = |field: String, deadline: Option<Duration>, mib: Option<u32>| {
+        // Counts that must not be 0 and memory limits are refused by their types, above.
+        let check = |field: String, deadline: Option<Duration>| {
             if deadline.is_some_and(|d| d.is_zero()) {
                 return Err(invalid(format!("{field}.deadline"), "must be more than 0"));
             }
-            if mib.is_some_and(|m| m == 0 || m > MAX_MEMORY_MIB) {
-                return Err(invalid(
-                    format!("{field}.memory_limit_mib"),
-                    "must be between 1 and 4096",
-                ));
-            }
             Ok(())
         };
-        check(
-            "runtime".into(),
-            config.runtime.deadline,
-            config.runtime.memory_limit_mib,
-        )?;
+        check("runtime".into(), config.runtime.deadline)?;
         let rt = &config.runtime;
         for (field, zero) in [
-            ("max_instances", rt.max_instances == Some(0)),
             (
                 "max_outcome_bytes",
                 rt.max_outcome_bytes.is_some_and(|n| n < 256),
             ),
-            ("log_lines", rt.log_lines == Some(0)),
-            ("log_bytes", rt.log_bytes == Some(0)),
-            ("kv_max_keys", rt.kv_max_keys == Some(0)),
-            ("kv_max_bytes", rt.kv_max_bytes == Some(0)),
             ("cpu_slice", rt.cpu_slice.is_some_and(|d| d.is_zero())),
         ] {
             if zero {
@@ -313,20 +439,8 @@ impl Config {
             }
         }
         for (name, p) in &config.plugins {
-            check(format!("plugins.{name}"), p.deadline, p.memory_limit_mib)?;
-            for (field, zero) in [
-                ("concurrency", p.concurrency == Some(0)),
-                ("kv_max_keys", p.kv_max_keys == Some(0)),
-                ("kv_max_bytes", p.kv_max_bytes == Some(0)),
-            ] {
-                if zero {
-                    return Err(invalid(
-                        format!("plugins.{name}.{field}"),
-                        "must be more than 0",
-                    ));
-                }
-            }
-            if let Some(expr) = p.cron.as_deref().filter(|c| *c != "off") {
+            check(format!("plugins.{name}"), p.deadline)?;
+            if let Some(CronSetting::Schedule(expr)) = &p.cron {
                 Schedule::parse(expr, p.timezone.as_deref())
                     .map_err(|e| invalid(format!("plugins.{name}.{}", e.field), &e.reason))?;
             } else if p.timezone.is_some() && p.cron.is_none() {
@@ -338,10 +452,6 @@ impl Config {
         }
         let pl = &config.pipeline;
         for (field, zero) in [
-            ("workers", pl.workers == Some(0)),
-            ("per_plugin", pl.per_plugin == Some(0)),
-            ("max_attempts", pl.max_attempts == Some(0)),
-            ("max_deferrals", pl.max_deferrals == Some(0)),
             ("retry_base", pl.retry_base.is_some_and(|d| d.is_zero())),
             (
                 "reload_interval",
@@ -402,8 +512,8 @@ impl Config {
         let instances = config
             .runtime
             .max_instances
-            .unwrap_or(RuntimeOptions::default().max_instances);
-        if pl.workers.is_some_and(|w| w > instances as usize) {
+            .map_or(RuntimeOptions::default().max_instances, NonZeroU32::get);
+        if pl.workers.is_some_and(|w| w.get() > instances as usize) {
             return Err(invalid(
                 "pipeline.workers".into(),
                 &format!(
@@ -413,8 +523,6 @@ impl Config {
         }
         let sv = &config.server;
         for (field, zero) in [
-            ("max_body_bytes", sv.max_body_bytes == Some(0)),
-            ("max_connections", sv.max_connections == Some(0)),
             (
                 "header_timeout",
                 sv.header_timeout.is_some_and(|d| d.is_zero()),
@@ -434,15 +542,15 @@ impl Config {
         let d = PipelineOptions::default();
         let p = &self.pipeline;
         PipelineOptions {
-            workers: p.workers.unwrap_or(d.workers),
-            per_plugin: p.per_plugin.unwrap_or(d.per_plugin),
+            workers: p.workers.map_or(d.workers, NonZeroUsize::get),
+            per_plugin: p.per_plugin.map_or(d.per_plugin, NonZeroUsize::get),
             plugin_concurrency: self
                 .plugins
                 .iter()
-                .filter_map(|(n, s)| s.concurrency.map(|c| (n.clone(), c)))
+                .filter_map(|(n, s)| s.concurrency.map(|c| (n.clone(), c.get())))
                 .collect(),
-            max_attempts: p.max_attempts.unwrap_or(d.max_attempts),
-            max_deferrals: p.max_deferrals.unwrap_or(d.max_deferrals),
+            max_attempts: p.max_attempts.map_or(d.max_attempts, NonZeroU32::get),
+            max_deferrals: p.max_deferrals.map_or(d.max_deferrals, NonZeroU32::get),
             retry_base: p.retry_base.unwrap_or(d.retry_base),
             retry_max: p.retry_max.unwrap_or(d.retry_max),
             dedup_window: p.dedup_window.unwrap_or(d.dedup_window),
@@ -452,10 +560,10 @@ impl Config {
                 .plugins
                 .iter()
                 .filter_map(|(n, s)| {
-                    let o = match s.cron.as_deref()? {
-                        "off" => CronOverride::Off,
-                        expr => CronOverride::Schedule {
-                            expr: expr.to_string(),
+                    let o = match s.cron.as_ref()? {
+                        CronSetting::Off => CronOverride::Off,
+                        CronSetting::Schedule(expr) => CronOverride::Schedule {
+                            expr: expr.clone(),
                             timezone: s.timezone.clone(),
                         },
                     };
@@ -473,15 +581,16 @@ impl Config {
     /// The runtime options this configuration asks for, over the defaults.
     pub fn runtime_options(&self, data_dir: &Path) -> RuntimeOptions {
         let defaults = RuntimeOptions::default();
-        let mib = |m: u32| m as usize * 1024 * 1024;
         RuntimeOptions {
             deadline: self.runtime.deadline.unwrap_or(defaults.deadline),
             memory_limit: self
                 .runtime
                 .memory_limit_mib
-                .map(mib)
-                .unwrap_or(defaults.memory_limit),
-            max_instances: self.runtime.max_instances.unwrap_or(defaults.max_instances),
+                .map_or(defaults.memory_limit, MemoryMib::bytes),
+            max_instances: self
+                .runtime
+                .max_instances
+                .map_or(defaults.max_instances, NonZeroU32::get),
             max_outcome_bytes: self
                 .runtime
                 .max_outcome_bytes
@@ -490,11 +599,11 @@ impl Config {
                 max_lines: self
                     .runtime
                     .log_lines
-                    .unwrap_or(defaults.log_limits.max_lines),
+                    .map_or(defaults.log_limits.max_lines, NonZeroUsize::get),
                 max_bytes: self
                     .runtime
                     .log_bytes
-                    .unwrap_or(defaults.log_limits.max_bytes),
+                    .map_or(defaults.log_limits.max_bytes, NonZeroUsize::get),
                 host_lines: self
                     .runtime
                     .host_log_lines
@@ -508,11 +617,11 @@ impl Config {
                 max_keys: self
                     .runtime
                     .kv_max_keys
-                    .unwrap_or(defaults.kv_quota.max_keys),
+                    .map_or(defaults.kv_quota.max_keys, NonZeroU64::get),
                 max_bytes: self
                     .runtime
                     .kv_max_bytes
-                    .unwrap_or(defaults.kv_quota.max_bytes),
+                    .map_or(defaults.kv_quota.max_bytes, NonZeroU64::get),
             },
             cpu_slice: self.runtime.cpu_slice.unwrap_or(defaults.cpu_slice),
             slow_lane: self.runtime.slow_lane.unwrap_or(defaults.slow_lane),
@@ -540,9 +649,9 @@ impl Config {
                         name.clone(),
                         PluginOverrides {
                             deadline: p.deadline,
-                            memory_limit: p.memory_limit_mib.map(mib),
-                            kv_max_keys: p.kv_max_keys,
-                            kv_max_bytes: p.kv_max_bytes,
+                            memory_limit: p.memory_limit_mib.map(MemoryMib::bytes),
+                            kv_max_keys: p.kv_max_keys.map(NonZeroU64::get),
+                            kv_max_bytes: p.kv_max_bytes.map(NonZeroU64::get),
                         },
                     )
                 })
@@ -550,6 +659,49 @@ impl Config {
             ..defaults
         }
     }
+}
+
+/// A `[plugins.<name>]` section naming no loaded recipe: not an error (the recipe may be
+/// dropped into the plugins folder later), but most likely a typo, so worth a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPlugin {
+    pub name: String,
+    /// The recipes that are loaded, by name.
+    pub loaded: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loaded = if self.loaded.is_empty() {
+            "none".to_string()
+        } else {
+            self.loaded.join(", ")
+        };
+        write!(
+            f,
+            "[plugins.{}] names no loaded recipe (loaded: {loaded})",
+            self.name
+        )
+    }
+}
+
+/// The `[plugins.<name>]` sections among `configured` that name none of the `loaded`
+/// recipes, in the order of `configured`.
+pub fn unknown_plugins<'a>(
+    configured: impl IntoIterator<Item = &'a String>,
+    loaded: &[String],
+) -> Vec<UnknownPlugin> {
+    let mut sorted = loaded.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    configured
+        .into_iter()
+        .filter(|name| sorted.binary_search(name).is_err())
+        .map(|name| UnknownPlugin {
+            name: name.clone(),
+            loaded: sorted.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -609,5 +761,151 @@ mod tests {
                 .to_string();
             assert!(e.starts_with(&format!("t.toml: {field}: ")), "{e}");
         }
+    }
+
+    #[test]
+    fn zero_counts_are_refused_by_type_naming_the_field() {
+        for (text, field) in [
+            ("[pipeline]\nworkers = 0\n", "pipeline.workers"),
+            ("[pipeline]\nper_plugin = 0\n", "pipeline.per_plugin"),
+            ("[pipeline]\nmax_attempts = 0\n", "pipeline.max_attempts"),
+            ("[pipeline]\nmax_deferrals = 0\n", "pipeline.max_deferrals"),
+            ("[runtime]\nmax_instances = 0\n", "runtime.max_instances"),
+            ("[runtime]\nlog_lines = 0\n", "runtime.log_lines"),
+            ("[runtime]\nlog_bytes = 0\n", "runtime.log_bytes"),
+            ("[runtime]\nkv_max_keys = 0\n", "runtime.kv_max_keys"),
+            ("[runtime]\nkv_max_bytes = 0\n", "runtime.kv_max_bytes"),
+            ("[plugins.x]\nconcurrency = 0\n", "plugins.x.concurrency"),
+            ("[plugins.x]\nkv_max_keys = 0\n", "plugins.x.kv_max_keys"),
+            ("[plugins.x]\nkv_max_bytes = 0\n", "plugins.x.kv_max_bytes"),
+            ("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes"),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            // Dotted keys and inline tables are named the same way.
+            ("pipeline.workers = 0\n", "pipeline.workers"),
+            (
+                "plugins = { x = { concurrency = 0 } }\n",
+                "plugins.x.concurrency",
+            ),
+        ] {
+            let e = Config::parse(Path::new("t.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, format!("t.toml: {field}: must be more than 0"), "{text}");
+        }
+        let e = Config::parse(Path::new("t.toml"), "[runtime]\nmemory_limit_mib = 4097\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "t.toml: runtime.memory_limit_mib: must be between 1 and 4096"
+        );
+        let e = Config::parse(Path::new("t.toml"), "[pipeline]\nworkers = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml: pipeline.workers: "), "{e}");
+        let e = Config::parse(
+            Path::new("t.toml"),
+            "[runtime]\nmax_instances = 4294967296\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "t.toml: runtime.max_instances: 4294967296 is too large");
+        // 0 still means something where it always did.
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[runtime]\nslow_lane = 0\nhost_log_lines = 0\n[pipeline]\nworkers = 2\nmax_attempts = 3\n[plugins.x]\nconcurrency = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.runtime_options(Path::new("/d")).slow_lane, 0);
+        let o = c.pipeline_options();
+        assert_eq!((o.workers, o.max_attempts, o.concurrency("x")), (2, 3, 1));
+        // What is not TOML keeps the parser's account of where.
+        let e = Config::parse(Path::new("t.toml"), "[pipeline\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml: TOML parse error at line 1"), "{e}");
+        let e = Config::parse(Path::new("t.toml"), "[server]\nlisten = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.toml: server.listen: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn cron_is_off_or_a_schedule() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[plugins.a]\ncron = \"off\"\n[plugins.b]\ncron = \"*/30 * * * * *\"\ntimezone = \"America/Denver\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.plugins["a"].cron, Some(CronSetting::Off));
+        assert_eq!(
+            c.plugins["b"].cron,
+            Some(CronSetting::Schedule("*/30 * * * * *".into()))
+        );
+        let o = c.pipeline_options();
+        assert_eq!(o.cron_overrides["a"], CronOverride::Off);
+        assert_eq!(
+            o.cron_overrides["b"],
+            CronOverride::Schedule {
+                expr: "*/30 * * * * *".into(),
+                timezone: Some("America/Denver".into()),
+            }
+        );
+        for (text, field) in [
+            (
+                "[plugins.x]\ncron = \"every minute\"\n",
+                "plugins.x.schedule",
+            ),
+            (
+                "[plugins.x]\ncron = \"61 * * * * *\"\n",
+                "plugins.x.schedule",
+            ),
+            // Only "off" turns it off: anything else is a schedule, and checked as one.
+            ("[plugins.x]\ncron = \"OFF\"\n", "plugins.x.schedule"),
+            ("[plugins.x]\ncron = 5\n", "plugins.x.cron"),
+            ("[plugins.x]\ntimezone = \"UTC\"\n", "plugins.x.timezone"),
+        ] {
+            let e = Config::parse(Path::new("t.toml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("t.toml: {field}: ")), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn plugin_sections_naming_no_loaded_recipe_are_found() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[plugins.helo]\ndeadline = \"1s\"\n[plugins.hello]\nconcurrency = 1\n[plugins.old]\n",
+        )
+        .unwrap();
+        let loaded = ["lead-router".to_string(), "hello".to_string()];
+        let unknown = unknown_plugins(c.plugins.keys(), &loaded);
+        let said: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            said,
+            [
+                "[plugins.helo] names no loaded recipe (loaded: hello, lead-router)",
+                "[plugins.old] names no loaded recipe (loaded: hello, lead-router)",
+            ]
+        );
+        assert_eq!(unknown[0].name, "helo");
+        assert!(
+            unknown_plugins(
+                c.plugins.keys(),
+                &["helo".into(), "hello".into(), "old".into()]
+            )
+            .is_empty()
+        );
+        let none = unknown_plugins(c.plugins.keys(), &[]);
+        assert_eq!(
+            none.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["hello", "helo", "old"]
+        );
+        assert_eq!(
+            none[1].to_string(),
+            "[plugins.helo] names no loaded recipe (loaded: none)"
+        );
+        assert!(unknown_plugins(Config::default().plugins.keys(), &loaded).is_empty());
     }
 }

@@ -410,3 +410,46 @@ fn store_compact_rewrites_the_store_and_keeps_what_recipes_stored() {
         text(&run.stdout)
     );
 }
+
+/// A `[plugins.<name>]` naming no loaded recipe is not an error (it may be dropped in
+/// later), but `serve` says so at start, and again when a reload leaves a name without its
+/// recipe.
+#[test]
+fn serve_warns_of_plugin_sections_naming_no_loaded_recipe() {
+    use crate::serve::{Host, setup};
+    let (dir, config) = setup(
+        &[("hello", HELLO), ("probe", PROBE)],
+        "[plugins.helo]\ndeadline = \"2s\"\n[plugins.hello]\nconcurrency = 1\n[plugins.probe]\nconcurrency = 1\n",
+    );
+    let host = Host::start(&config);
+    let log = host.log();
+    assert!(
+        log.contains(
+            "switchboard.toml: [plugins.helo] names no loaded recipe (loaded: hello, probe)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("[plugins.hello]"), "{log}");
+    assert!(!log.contains("[plugins.probe]"), "{log}");
+    std::fs::remove_file(dir.path().join("plugins/probe.wasm")).unwrap();
+    let started = std::time::Instant::now();
+    while !host
+        .log()
+        .contains("[plugins.probe] names no loaded recipe (loaded: hello)")
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            host.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Said once per name, not again at every reload.
+    assert_eq!(
+        host.log().matches("[plugins.helo]").count(),
+        1,
+        "{}",
+        host.log()
+    );
+    host.kill();
+}

@@ -98,7 +98,7 @@ async fn ghl_notes(sb: &RunningSandbox, id: &str) -> Value {
 }
 
 fn signed_hcp(body: &str) -> Vec<(&'static str, String)> {
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let ts = chrono::Utc::now().timestamp().to_string();
     vec![
         ("Api-Timestamp", ts.clone()),
         (

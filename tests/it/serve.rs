@@ -242,7 +242,7 @@ pub fn setup(plugins: &[(&str, &str)], extra: &str) -> (tempfile::TempDir, PathB
 }
 
 fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    chrono::Utc::now().timestamp()
 }
 
 fn status_of(runs: &[Value]) -> BTreeMap<String, usize> {
@@ -373,9 +373,7 @@ max_body_bytes = 4096
             .to_string()
     };
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let fresh = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let fresh = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let b = ghl_body("wh-1", &fresh);
     let ed_sig = |b: &str| vec![("X-GHL-Signature", b64(&ed.sign(b.as_bytes()).to_bytes()))];
     let (s, ack) = host.hook("gohighlevel", &ed_sig(&b), &b).await;
@@ -935,13 +933,12 @@ async fn cron_fires_on_time_never_overlaps_and_catches_up_after_a_restart() {
 }
 
 fn ms(rfc3339: &str) -> i64 {
-    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .unwrap();
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    t.timestamp_millis()
 }
 
 fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    chrono::Utc::now().timestamp_millis()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1142,10 +1139,8 @@ async fn a_deferred_run_waits_without_spending_attempts_survives_a_crash_and_the
     let (_dir, config) = setup(&[("pipe", PIPE)], TEST_SOURCE);
     let host = Host::start(&config);
     // Far enough ahead for a slow CI machine to see the run held.
-    let until = time::OffsetDateTime::from_unix_timestamp(now() + 8).unwrap();
-    let until = until
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let until = chrono::DateTime::from_timestamp(now() + 8, 0).unwrap();
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let (status, _) = host
         .hook(
             "test",
@@ -1210,10 +1205,8 @@ async fn a_run_deferred_too_often_fails_with_its_reason() {
 async fn replaying_a_deferred_run_runs_it_now() {
     let (_dir, config) = setup(&[("pipe", PIPE)], TEST_SOURCE);
     let host = Host::start(&config);
-    let until = time::OffsetDateTime::from_unix_timestamp(now() + 3600).unwrap();
-    let until = until
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let until = chrono::DateTime::from_timestamp(now() + 3600, 0).unwrap();
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let body = json!({"n": 1, "defer_until": until}).to_string();
     assert_eq!(host.hook("test", &[], &body).await.0, 202);
     let runs = host

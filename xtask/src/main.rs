@@ -274,7 +274,7 @@ fn layer_violations(meta: &serde_json::Value) -> Result<Vec<String>, String> {
                 queue.push_back(dep);
             }
         }
-        for (&id, _) in &via {
+        for &id in via.keys() {
             let name = name_of.get(id).copied().unwrap_or(id);
             if forbidden.contains(&name) {
                 let mut path = vec![name];

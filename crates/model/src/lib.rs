@@ -3,6 +3,7 @@
 //! runtime converts WIT records to and from these, and every other layer (vendors, the
 //! pipeline and its backends, the binary) speaks only these.
 
+pub mod backoff;
 pub mod effect;
 pub mod kv;
 pub mod run;
@@ -17,31 +18,24 @@ use std::fmt;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// RFC 3339 in UTC with milliseconds: every timestamp the host writes has this one shape, so
 /// they sort as strings.
 pub fn rfc3339(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    // Years outside 0000..=9999 have no four-digit form: those fall back to the epoch.
+    chrono::DateTime::from_timestamp_millis(ms)
+        .filter(|t| (0..=9999).contains(&chrono::Datelike::year(t)))
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Unix milliseconds of an RFC 3339 time.
 pub fn parse_ms(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map(|t| t.timestamp_millis())
 }
 
 /// Cut `text` to at most `limit` bytes (on a character boundary), marking the cut.
@@ -314,6 +308,35 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_768_435_200_123), "2026-01-15T00:00:00.123Z");
         assert!(rfc3339(999) < rfc3339(1_000));
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_800_000), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rfc3339_text_parses_with_any_offset() {
+        assert_eq!(
+            parse_ms("2026-01-15T00:00:00.123Z"),
+            Some(1_768_435_200_123)
+        );
+        assert_eq!(parse_ms("2026-01-15T00:00:00Z"), Some(1_768_435_200_000));
+        assert_eq!(
+            parse_ms("2026-01-14T17:00:00-07:00"),
+            Some(1_768_435_200_000)
+        );
+        assert_eq!(
+            parse_ms("2026-01-15T05:30:00.5+05:30"),
+            Some(1_768_435_200_500)
+        );
+        assert_eq!(parse_ms("2026-01-15t00:00:00z"), Some(1_768_435_200_000));
+        assert_eq!(
+            parse_ms(&rfc3339(1_768_435_200_123)),
+            Some(1_768_435_200_123)
+        );
+        assert_eq!(parse_ms("2026-01-15T00:00:00"), None);
+        assert_eq!(parse_ms("2026-01-15"), None);
+        assert_eq!(parse_ms("not a time"), None);
     }
 
     #[test]

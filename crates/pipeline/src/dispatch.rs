@@ -10,6 +10,7 @@ use futures_util::FutureExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use switchboard_model::backoff::Backoff;
 use switchboard_model::{Outcome, RecipeError, RunError, RunRecord, RunStatus, bound_text};
 
 /// How long the dispatcher sleeps at most between looks at the backend (work can also come
@@ -73,24 +74,6 @@ pub async fn run(pipeline: Arc<Pipeline>) {
             _ = pipeline.slot_freed.notified() => {}
         }
     }
-}
-
-/// The retry delay before attempt `attempt + 1` (`attempt` 1-based): exponential with
-/// equal jitter, never sooner than the vendor's retry-after.
-pub fn backoff(
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-    retry_after_ms: Option<u64>,
-    jitter: f64,
-) -> i64 {
-    let base = base.as_millis() as u64;
-    let max = max.as_millis() as u64;
-    let exp = base
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
-        .min(max);
-    let jittered = exp / 2 + ((exp / 2) as f64 * jitter.clamp(0.0, 1.0)) as u64;
-    jittered.max(retry_after_ms.unwrap_or(0)) as i64
 }
 
 /// Deferrals are held at least a second (no busy loop on a past instant) and at most 31 days.
@@ -268,16 +251,18 @@ impl Pipeline {
         match result {
             Ok(settlement) => settlement,
             Err(error) if error.is_retryable() && run.attempts < self.options.max_attempts => {
-                let delay = backoff(
-                    self.options.retry_base,
-                    self.options.retry_max,
+                let backoff = Backoff {
+                    base: self.options.retry_base,
+                    max: self.options.retry_max,
+                };
+                let delay = backoff.delay_honouring(
                     run.attempts,
-                    retry_after(&error),
                     fastrand::f64(),
+                    retry_after(&error).map(Duration::from_millis),
                 );
                 Settlement::Retry {
                     error,
-                    due_ms: now + delay,
+                    due_ms: now + delay.as_millis() as i64,
                 }
             }
             Err(error) if error.is_retryable() => Settlement::Dead(error),
@@ -340,16 +325,6 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_honours_retry_after() {
-        let (base, max) = (Duration::from_secs(60), Duration::from_secs(3600));
-        assert_eq!(backoff(base, max, 1, None, 0.0), 30_000);
-        assert_eq!(backoff(base, max, 1, None, 1.0), 60_000);
-        assert_eq!(backoff(base, max, 3, None, 1.0), 240_000);
-        assert_eq!(backoff(base, max, 30, None, 1.0), 3_600_000);
-        assert_eq!(backoff(base, max, 1, Some(90_000), 0.0), 90_000);
-    }
 
     #[test]
     fn deferrals_are_bounded() {

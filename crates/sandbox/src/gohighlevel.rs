@@ -703,10 +703,8 @@ struct ListParams {
 fn added_ms(c: &Value) -> i64 {
     c["dateAdded"]
         .as_str()
-        .and_then(|d| {
-            time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .map_or(0, |t| t.timestamp_millis())
 }
 
 /// The deprecated `GET /contacts/`, paged with `startAfterId` and `startAfter`.

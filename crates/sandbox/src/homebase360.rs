@@ -266,8 +266,8 @@ async fn update_customer(
     }
 }
 
-fn parse(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+fn parse(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(t).ok()
 }
 
 async fn jobs(
@@ -280,11 +280,12 @@ async fn jobs(
     }
     let (from, to) = match (q.get("startDate"), q.get("endDate"), q.get("jobId")) {
         (None, None, None) => {
-            let today = time::OffsetDateTime::now_utc()
-                .date()
-                .midnight()
-                .assume_utc();
-            (Some(today), Some(today + time::Duration::days(1)))
+            let today = chrono::Utc::now()
+                .date_naive()
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .fixed_offset();
+            (Some(today), Some(today + chrono::TimeDelta::days(1)))
         }
         (s, e, _) => (s.and_then(|s| parse(s)), e.and_then(|e| parse(e))),
     };
@@ -499,7 +500,7 @@ async fn update_lead(
 }
 
 fn today() -> String {
-    time::OffsetDateTime::now_utc().date().to_string()
+    chrono::Utc::now().date_naive().to_string()
 }
 
 async fn send_message(State(state): State<Arc<SandboxState>>, Json(body): Json<Value>) -> Reply {

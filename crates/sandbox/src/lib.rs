@@ -229,7 +229,5 @@ pub(crate) fn new_id() -> String {
 
 /// Now, as the RFC 3339 text vendors use.
 pub(crate) fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

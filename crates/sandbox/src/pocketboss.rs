@@ -213,8 +213,8 @@ const CATEGORIES: &[&str] = &[
     "Projects",
 ];
 
-fn parse(t: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+fn parse(t: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(t).ok()
 }
 
 async fn push_appointment(
@@ -236,12 +236,12 @@ async fn push_appointment(
         body.get("duration").and_then(Value::as_i64),
         text(&body, "endDate"),
     ) {
-        (Some(d), _) if d > 0 => (start + time::Duration::minutes(d), d),
+        (Some(d), _) if d > 0 => (start + chrono::TimeDelta::minutes(d), d),
         (Some(_), _) => {
             return invalid("duration must be a positive number of minutes", "duration");
         }
         (None, Some(e)) => match parse(&e) {
-            Some(end) if end > start => (end, (end - start).whole_minutes()),
+            Some(end) if end > start => (end, (end - start).num_minutes()),
             _ => {
                 return invalid(
                     "endDate must be an ISO 8601 datetime after startDate",
@@ -249,11 +249,10 @@ async fn push_appointment(
                 );
             }
         },
-        (None, None) => (start + time::Duration::minutes(60), 60),
+        (None, None) => (start + chrono::TimeDelta::minutes(60), 60),
     };
-    let fmt = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
+    let fmt = |t: chrono::DateTime<chrono::FixedOffset>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     };
     let mut appointment = json!({
         "id": new_id().to_lowercase(),

@@ -61,7 +61,7 @@ impl SandboxState {
             return;
         };
         let body = json!({ "event": event, key: object }).to_string();
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let timestamp = chrono::Utc::now().timestamp().to_string();
         let mut headers = vec![("Api-Timestamp".to_string(), timestamp.clone())];
         if let Some(secret) = &target.secret {
             headers.push((

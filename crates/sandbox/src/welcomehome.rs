@@ -193,7 +193,7 @@ const TIME_ZONES: &[&str] = &[
 
 /// A calendar time: RFC 3339, or a clock time with a meridian ("3:00 PM").
 fn calendar_time(t: &str) -> bool {
-    if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok() {
+    if chrono::DateTime::parse_from_rfc3339(t).is_ok() {
         return true;
     }
     let Some((clock, meridian)) = t.trim().rsplit_once(' ') else {

@@ -67,11 +67,7 @@ impl Homebase360 {
     }
 
     fn sms_key(&self) -> String {
-        format!(
-            "{}/sms/{}",
-            self.name,
-            time::OffsetDateTime::now_utc().date()
-        )
+        format!("{}/sms/{}", self.name, chrono::Utc::now().date_naive())
     }
 
     async fn data(&self, call: &Call, r: Request) -> Result<Value, RecipeError> {
@@ -260,8 +256,11 @@ fn check_limit(limit: Option<u32>) -> Result<(), RecipeError> {
     }
 }
 
-fn parse_time(field: &str, value: &str) -> Result<time::OffsetDateTime, RecipeError> {
-    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+fn parse_time(
+    field: &str,
+    value: &str,
+) -> Result<chrono::DateTime<chrono::FixedOffset>, RecipeError> {
+    chrono::DateTime::parse_from_rfc3339(value)
         .map_err(|_| RecipeError::invalid(field, format!("'{value}' is not an ISO 8601 date-time")))
 }
 
@@ -326,9 +325,12 @@ fn message_from_json(v: &Value, sent: &Message) -> Message {
 
 /// Milliseconds until the next UTC midnight, when the SMS count starts again.
 fn until_midnight_ms() -> u64 {
-    let now = time::OffsetDateTime::now_utc();
-    let tomorrow = now.date().next_day().map(|d| d.midnight().assume_utc());
-    tomorrow.map_or(3_600_000, |t| (t - now).whole_milliseconds().max(0) as u64)
+    let now = chrono::Utc::now();
+    let tomorrow = now
+        .date_naive()
+        .succ_opt()
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc());
+    tomorrow.map_or(3_600_000, |t| (t - now).num_milliseconds().max(0) as u64)
 }
 
 #[async_trait::async_trait]

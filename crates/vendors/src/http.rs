@@ -6,17 +6,18 @@ use super::Call;
 use crate::secrets::{Redactor, Secret};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 use switchboard_model::RecipeError;
+use switchboard_model::backoff::Backoff;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (so `max_retries + 1` attempts at most).
     pub max_retries: u32,
-    /// First backoff; doubles on each retry, plus up to as much again of jitter.
+    /// First backoff; doubles on each retry (the workspace's one backoff, with jitter:
+    /// [`switchboard_model::backoff::Backoff`]).
     pub base_backoff: Duration,
     /// Longest single wait.
     pub max_backoff: Duration,
@@ -32,39 +33,37 @@ impl Default for RetryPolicy {
     }
 }
 
-/// At most `limit` requests per `window`, per connection.
+/// At most `limit` requests in any `window`, per connection: a `governor` limiter (GCRA)
+/// with a burst of a tenth of the limit and the rest refilled evenly over the window, so a
+/// burst and its refill together never pass the limit (a vendor's "100 per 10 s": 10 at
+/// once, then one every 111 ms).
 pub struct RateLimiter {
-    limit: usize,
-    window: Duration,
-    sent: Mutex<VecDeque<Instant>>,
+    limiter: governor::DefaultDirectRateLimiter,
 }
 
 impl RateLimiter {
     pub fn new(limit: usize, window: Duration) -> Self {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX).max(1);
+        let burst = NonZeroU32::new((limit / 10).max(1)).expect("at least one");
+        // `burst` at once, then one per `period`: at most `burst + window / period` = `limit`
+        // in any window (a limit of 1 gets one per window).
+        let refill = (limit - burst.get()).max(1);
+        let period = (window / refill).max(Duration::from_nanos(1));
+        let quota = governor::Quota::with_period(period)
+            .expect("a period above zero")
+            .allow_burst(burst);
         RateLimiter {
-            limit,
-            window,
-            sent: Mutex::new(VecDeque::new()),
+            limiter: governor::RateLimiter::direct(quota),
         }
     }
 
     /// Wait for a slot; `rate-limited` if none frees up before the deadline.
     pub async fn acquire(&self, deadline: Instant) -> Result<(), RecipeError> {
+        use governor::clock::{Clock, DefaultClock};
         loop {
-            let wait = {
-                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-                let now = Instant::now();
-                while sent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    sent.pop_front();
-                }
-                if sent.len() < self.limit {
-                    sent.push_back(now);
-                    return Ok(());
-                }
-                self.window - now.duration_since(sent[0])
+            let wait = match self.limiter.check() {
+                Ok(()) => return Ok(()),
+                Err(not_until) => not_until.wait_time_from(DefaultClock::default().now()),
             };
             if Instant::now() + wait > deadline {
                 return Err(RecipeError::RateLimited {
@@ -269,13 +268,11 @@ impl VendorHttp {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .base_backoff
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.retry.max_backoff);
-        let jitter = exp.mul_f64(fastrand::f64());
-        (exp + jitter).min(self.retry.max_backoff)
+        Backoff {
+            base: self.retry.base_backoff,
+            max: self.retry.max_backoff,
+        }
+        .delay(attempt + 1, fastrand::f64())
     }
 
     async fn send_once(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
@@ -493,15 +490,25 @@ mod tests {
 
     #[tokio::test]
     async fn the_rate_limiter_waits_or_refuses_within_the_deadline() {
-        let limiter = RateLimiter::new(2, Duration::from_millis(200));
+        let window = Duration::from_millis(200);
+        let limiter = RateLimiter::new(2, window);
         let far = Instant::now() + Duration::from_secs(5);
-        limiter.acquire(far).await.unwrap();
-        limiter.acquire(far).await.unwrap();
-        let started = Instant::now();
-        limiter.acquire(far).await.unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(150));
+        let mut sent = Vec::new();
+        for _ in 0..6 {
+            limiter.acquire(far).await.unwrap();
+            sent.push(Instant::now());
+        }
+        // Never a third request within one window.
+        for pair in sent.windows(3) {
+            assert!(
+                pair[2].duration_since(pair[0]) >= window - Duration::from_millis(10),
+                "three requests within {:?}",
+                pair[2].duration_since(pair[0])
+            );
+        }
+        // And no slower than that: one burst, then one request per window.
+        assert!(sent[5].duration_since(sent[0]) < window * 6);
         let near = Instant::now() + Duration::from_millis(10);
-        limiter.acquire(near).await.unwrap();
         assert!(matches!(
             limiter.acquire(near).await,
             Err(RecipeError::RateLimited { .. })

@@ -204,10 +204,9 @@ impl Connector for PocketBoss {
             .start
             .clone()
             .ok_or_else(|| RecipeError::invalid("start", "is required"))?;
-        time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| {
-                RecipeError::invalid("start", format!("'{start}' is not an ISO 8601 date-time"))
-            })?;
+        chrono::DateTime::parse_from_rfc3339(&start).map_err(|_| {
+            RecipeError::invalid("start", format!("'{start}' is not an ISO 8601 date-time"))
+        })?;
         let contact = j.contact.as_ref();
         let client = contact.and_then(full_name).ok_or_else(|| {
             RecipeError::invalid("contact.first_name", "the client's name is required")

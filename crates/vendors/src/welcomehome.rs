@@ -193,8 +193,8 @@ fn activity_body(j: &Job) -> Result<Value, RecipeError> {
                 ));
             }
             if let (Ok(s), Ok(e)) = (
-                time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339),
-                time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339),
+                chrono::DateTime::parse_from_rfc3339(start),
+                chrono::DateTime::parse_from_rfc3339(end),
             ) && e <= s
             {
                 return Err(RecipeError::invalid("end", "must be after start"));

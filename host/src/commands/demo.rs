@@ -63,22 +63,20 @@ async fn tick(pipeline: &Pipeline, plugin: &str) -> Option<String> {
 
 /// A GoHighLevel appointment tomorrow at 09:00 UTC for 90 minutes.
 fn appointment(contact: &str, title: &str) -> serde_json::Value {
-    let day = time::OffsetDateTime::now_utc()
-        .date()
-        .next_day()
-        .unwrap_or(time::Date::MAX);
+    let day = chrono::Utc::now()
+        .date_naive()
+        .succ_opt()
+        .unwrap_or(chrono::NaiveDate::MAX);
     let start = day
-        .with_hms(9, 0, 0)
-        .unwrap_or(time::PrimitiveDateTime::MIN)
-        .assume_utc();
-    let at = |t: time::OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
+        .and_hms_opt(9, 0, 0)
+        .unwrap_or(chrono::NaiveDateTime::MIN)
+        .and_utc();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     json!({"id": format!("appt-{}", &random_hex()[..8]), "contactId": contact, "title": title,
         "calendarId": "demo-calendar", "address": "1 Main St, Denver, CO",
-        "startTime": at(start), "endTime": at(start + time::Duration::minutes(90)),
-        "dateUpdated": at(time::OffsetDateTime::now_utc())})
+        "startTime": at(start), "endTime": at(start + chrono::TimeDelta::minutes(90)),
+        "dateUpdated": at(chrono::Utc::now())})
 }
 
 /// A running sandbox and where its keys were written.
@@ -395,7 +393,7 @@ impl Demo {
         use base64::Engine as _;
         let body = lead.to_string();
         let id = format!("msg_{}", random_hex());
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let ts = chrono::Utc::now().timestamp();
         let secret = self.leads_secret.trim_start_matches("whsec_");
         let key = base64::engine::general_purpose::STANDARD
             .decode(secret)

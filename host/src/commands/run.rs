@@ -34,24 +34,21 @@ pub fn parse_event(origin: &str, text: &str) -> Result<Event, CommandError> {
             message: "invalid event: kind: must not be empty".into(),
         });
     }
-    let now = time::OffsetDateTime::now_utc();
+    let now = chrono::Utc::now();
     let time = match input.time {
         Some(t) => {
-            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| CommandError::Input {
-                    path: origin.to_string(),
-                    message: format!("invalid event: time: '{t}' is not RFC 3339 ({e})"),
-                })?;
+            chrono::DateTime::parse_from_rfc3339(&t).map_err(|e| CommandError::Input {
+                path: origin.to_string(),
+                message: format!("invalid event: time: '{t}' is not RFC 3339 ({e})"),
+            })?;
             t
         }
-        None => now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        None => now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
     };
     Ok(Event {
         id: input
             .id
-            .unwrap_or_else(|| format!("cli-{}", now.unix_timestamp_nanos())),
+            .unwrap_or_else(|| format!("cli-{}", now.timestamp_nanos_opt().unwrap_or_default())),
         source: input.source.unwrap_or_else(|| "cli".into()),
         kind: input.kind,
         time,

@@ -3,14 +3,17 @@
 use super::demo::Demo;
 use super::{CommandError, Context};
 use crate::cli::ServeArgs;
+use crate::config::unknown_plugins;
 use crate::ingest::Sources;
 use crate::pipeline::backend::Backend;
 use crate::pipeline::registry::Registry;
 use crate::pipeline::{Pipeline, cron};
 use crate::server::listener::{self, ConnectionCounters};
 use crate::server::{AppState, DEFAULT_MAX_BODY, Rejections, router};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,11 +51,36 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     for (path, e) in registry.errors() {
         eprintln!("warning: {}: not loaded: {e}", path.display());
     }
+    let configured: Vec<String> = ctx.config.plugins.keys().cloned().collect();
+    let config_name = ctx.config_display();
+    let warned = warn_unknown_plugins(&config_name, &configured, &registry, &BTreeSet::new());
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
     let pipeline = Pipeline::start(runtime, registry.clone(), backend.clone(), options);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
+    if !configured.is_empty() {
+        // Again whenever the plugins change: a reload may leave a configured name without
+        // its recipe (or bring it in).
+        let registry = registry.clone();
+        let mut changes = registry.subscribe();
+        let mut stop = stopped.clone();
+        let mut warned = warned;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        warned =
+                            warn_unknown_plugins(&config_name, &configured, &registry, &warned);
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
     cron::start(pipeline.clone(), stopped);
 
     let addr: SocketAddr = args
@@ -72,7 +100,9 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         pipeline: pipeline.clone(),
         sources,
         admin_token,
-        max_body: server_config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        max_body: server_config
+            .max_body_bytes
+            .map_or(DEFAULT_MAX_BODY, NonZeroUsize::get),
         body_timeout: server_config
             .body_timeout
             .unwrap_or(crate::config::ServerSection::BODY_TIMEOUT),
@@ -153,6 +183,27 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     }
     eprintln!("switchboard stopped");
     Ok(code)
+}
+
+/// Warn of each `[plugins.<name>]` of `configured` that names no recipe loaded in
+/// `registry` (not an error: the recipe may be dropped in later), except those in `warned`;
+/// returns the names that name none now.
+fn warn_unknown_plugins(
+    config: &str,
+    configured: &[String],
+    registry: &Registry,
+    warned: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let loaded: Vec<String> = registry
+        .current()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    let unknown = unknown_plugins(configured, &loaded);
+    for u in unknown.iter().filter(|u| !warned.contains(&u.name)) {
+        tracing::warn!("{config}: {u}");
+    }
+    unknown.into_iter().map(|u| u.name).collect()
 }
 
 /// Ctrl-C or SIGTERM.

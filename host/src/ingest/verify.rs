@@ -335,10 +335,9 @@ T1hhTiaCeIY/OwwwNUY2yvcCAwEAAQ==
         const TS: &str = "body field timestamp";
         let (timestamp, unix) = match json.get("timestamp") {
             Some(serde_json::Value::String(s)) => {
-                let t =
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .map_err(|e| malformed(TS, format!("not RFC 3339: {e}")))?;
-                (s.clone(), t.unix_timestamp())
+                let t = chrono::DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| malformed(TS, format!("not RFC 3339: {e}")))?;
+                (s.clone(), t.timestamp())
             }
             Some(serde_json::Value::Number(n)) => {
                 let text = n.to_string();

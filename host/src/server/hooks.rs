@@ -88,7 +88,7 @@ pub(super) async fn receive(
             );
         }
     };
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = chrono::Utc::now().timestamp();
     let incoming = match app.sources.receive(&source, &parts.headers, &body, now) {
         Ok(Received::Event(incoming)) => incoming,
         Ok(Received::Ping) => {

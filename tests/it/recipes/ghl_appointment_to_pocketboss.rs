@@ -17,9 +17,7 @@ fn ghl_hook(
     webhook_id: &str,
     appointment: &Value,
 ) -> (Vec<(&'static str, String)>, String) {
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let body = json!({
         "type": kind, "locationId": GHL_LOCATION, "appointment": appointment,
         "timestamp": now, "webhookId": webhook_id,

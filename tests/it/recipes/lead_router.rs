@@ -13,7 +13,7 @@ const FORMS_SECRET: &str = "whsec_bGVhZC1yb3V0ZXItdGVzdC1zZWNyZXQ=";
 /// Standard Webhooks headers for a delivery `id` of `body`.
 fn signed(id: &str, body: &str) -> Vec<(&'static str, String)> {
     let key = StandardVerifier::decode_secret(FORMS_SECRET).unwrap();
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ts = chrono::Utc::now().timestamp();
     vec![
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", ts.to_string()),

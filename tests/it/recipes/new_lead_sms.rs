@@ -36,7 +36,7 @@ connections = {{ hb = "homebase" }}   # the recipe's `hb` is this config's `home
 /// Deliver a web-form lead, signed as Standard Webhooks with delivery id `id`.
 async fn post_lead(host: &Host, id: &str, lead: &Value) -> (u16, Value) {
     let body = lead.to_string();
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ts = chrono::Utc::now().timestamp();
     let key = StandardVerifier::decode_secret(LEADS_SECRET).unwrap();
     let headers = vec![
         ("webhook-id", id.to_string()),
@@ -178,7 +178,7 @@ time_zone = "America/Denver""#,
 async fn new_lead_sms_holds_leads_through_quiet_hours_and_across_a_restart() {
     let sb = sandbox().await;
     // Quiet hours from this hour (UTC) for two hours: now is inside them.
-    let hour = time::OffsetDateTime::now_utc().hour();
+    let hour = chrono::Timelike::hour(&chrono::Utc::now());
     let (_dir, config) = start(
         &sb,
         &format!(
@@ -194,16 +194,17 @@ async fn new_lead_sms_holds_leads_through_quiet_hours_and_across_a_restart() {
             runs.len() == 1 && runs[0]["outcome"]["status"] == "deferred"
         })
         .await;
-    let end = time::OffsetDateTime::now_utc()
-        .replace_time(time::Time::from_hms((hour + 2) % 24, 0, 0).unwrap());
-    let end = if end < time::OffsetDateTime::now_utc() {
-        end + time::Duration::days(1)
+    let end = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt((hour + 2) % 24, 0, 0)
+        .unwrap()
+        .and_utc();
+    let end = if end < chrono::Utc::now() {
+        end + chrono::TimeDelta::days(1)
     } else {
         end
     };
-    let end = end
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let end = end.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     let run = &runs[0];
     assert_eq!(run["status"], "queued", "{run}");
     assert_eq!(run["attempts"], 0, "{run}");
@@ -230,7 +231,7 @@ async fn new_lead_sms_holds_leads_through_quiet_hours_and_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_lead_sms_stops_at_the_daily_cap_and_defers_the_rest_to_tomorrow() {
     let sb = sandbox().await;
-    let started = time::OffsetDateTime::now_utc();
+    let started = chrono::Utc::now();
     let (_dir, config) = start(&sb, "cron = \"* * * * * *\"");
     // One lead more than Homebase360 texts in a day.
     let cap = switchboard::sandbox::homebase360::SMS_PER_DAY as usize;
@@ -254,14 +255,16 @@ async fn new_lead_sms_stops_at_the_daily_cap_and_defers_the_rest_to_tomorrow() {
         "{held}"
     );
     // Held until the quota resets at midnight UTC, not dropped and not failed.
-    let midnight = |t: time::OffsetDateTime| t.date().next_day().unwrap().midnight().assume_utc();
+    let midnight = |t: chrono::DateTime<chrono::Utc>| {
+        let day = t.date_naive().succ_opt().unwrap();
+        day.and_time(chrono::NaiveTime::MIN).and_utc()
+    };
     let until = held["outcome"]["until"].as_str().unwrap();
-    let until =
-        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
     // (Either midnight, should the test straddle one.)
-    let off = |m: time::OffsetDateTime| (until - m).whole_seconds().abs();
+    let off = |m: chrono::DateTime<chrono::Utc>| (until.to_utc() - m).num_seconds().abs();
     assert!(
-        off(midnight(started)).min(off(midnight(time::OffsetDateTime::now_utc()))) <= 5,
+        off(midnight(started)).min(off(midnight(chrono::Utc::now()))) <= 5,
         "{held}"
     );
     assert_eq!(texts(&sb).len(), cap);

@@ -1,0 +1,39 @@
+//! What a run reports.
+
+use serde::Serialize;
+pub use switchboard_model::RunError;
+use switchboard_model::{LogLine, Outcome, Unconfirmed};
+
+/// What one run of one recipe on one event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub recipe: String,
+    pub event_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    pub logs: Vec<LogLine>,
+    /// Log lines dropped past the run's log limits.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub logs_dropped: usize,
+    /// Calls that may have changed a vendor, whose outcome this run does not know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<Unconfirmed>,
+    pub duration_us: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl RunReport {
+    /// The outcome, or the error.
+    pub fn result(&self) -> Result<&Outcome, &RunError> {
+        match (&self.outcome, &self.error) {
+            (Some(o), _) => Ok(o),
+            (None, Some(e)) => Err(e),
+            (None, None) => unreachable!("a run report has an outcome or an error"),
+        }
+    }
+}
