@@ -25,8 +25,7 @@ use switchboard::pipeline::registry::Registry;
 use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Incoming, Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
-use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
-use switchboard::server::{AppState, Rejections, router};
+use switchboard::server::{AppState, spawn_local};
 use switchboard::vendors::Connections;
 
 const SAMPLES: usize = 400;
@@ -58,27 +57,10 @@ async fn host(dir: &Path, slow_lane: usize) -> (String, Arc<Pipeline>) {
         },
     )]))
     .unwrap();
-    let connections = Arc::new(ConnectionCounters::default());
-    let state = Arc::new(AppState {
-        pipeline: pipeline.clone(),
-        sources,
-        admin_token: None,
-        max_body: switchboard::server::DEFAULT_MAX_BODY,
-        body_timeout: Duration::from_secs(30),
-        rejections: Rejections::default(),
-        connections: connections.clone(),
-        started: Instant::now(),
-    });
-    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(listener::serve(
-        socket,
-        router(state),
-        ConnectionLimits::default(),
-        connections,
-        std::future::pending(),
-    ));
-    (format!("http://{addr}/hooks/bench"), pipeline)
+    let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
+        .await
+        .unwrap();
+    (format!("{url}/hooks/bench"), pipeline)
 }
 
 /// Keep `HOGS` probe runs spinning (`op`: `loop` or `loop-calls`) until `stop`.

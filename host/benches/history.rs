@@ -26,8 +26,7 @@ use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::Secret;
-use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
-use switchboard::server::{AppState, Rejections, router};
+use switchboard::server::{AppState, spawn_local};
 use switchboard::vendors::Connections;
 
 const RECIPES: usize = 10;
@@ -174,27 +173,10 @@ async fn serve(backend: Arc<SledBackend>, dir: &Path) -> String {
         Arc::new(Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap());
     let registry = Registry::open(runtime.clone(), plugins).await;
     let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
-    let connections = Arc::new(ConnectionCounters::default());
-    let state = Arc::new(AppState {
-        pipeline,
-        sources: switchboard::ingest::Sources::from_config(&BTreeMap::new()).unwrap(),
-        admin_token: Some(Secret::new(TOKEN)),
-        max_body: switchboard::server::DEFAULT_MAX_BODY,
-        body_timeout: Duration::from_secs(30),
-        rejections: Rejections::default(),
-        connections: connections.clone(),
-        started: Instant::now(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(listener::serve(
-        listener,
-        router(state),
-        ConnectionLimits::default(),
-        connections,
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
+    let sources = switchboard::ingest::Sources::from_config(&BTreeMap::new()).unwrap();
+    spawn_local(AppState::new(pipeline, sources, Some(Secret::new(TOKEN))))
+        .await
+        .unwrap()
 }
 
 fn main() {

@@ -35,8 +35,7 @@ use switchboard::pipeline::sled::{SledBackend, disk_usage};
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::SecretSource;
-use switchboard::server::listener::{self, ConnectionCounters, ConnectionLimits};
-use switchboard::server::{AppState, Rejections, router};
+use switchboard::server::{AppState, spawn_local};
 use switchboard::vendors::Connections;
 
 const CONCURRENCY: usize = 64;
@@ -163,28 +162,11 @@ async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>)
         },
     )]))
     .unwrap();
-    let connections = Arc::new(ConnectionCounters::default());
-    let state = Arc::new(AppState {
-        pipeline: pipeline.clone(),
-        sources,
-        admin_token: None,
-        max_body: switchboard::server::DEFAULT_MAX_BODY,
-        body_timeout: Duration::from_secs(30),
-        rejections: Rejections::default(),
-        connections: connections.clone(),
-        started: Instant::now(),
-    });
     // The real accept loop (timeouts, connection cap), as `switchboard serve` runs it.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(listener::serve(
-        listener,
-        router(state),
-        ConnectionLimits::default(),
-        connections,
-        std::future::pending(),
-    ));
-    (format!("http://{addr}"), pipeline)
+    let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
+        .await
+        .unwrap();
+    (url, pipeline)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

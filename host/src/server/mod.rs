@@ -5,6 +5,7 @@ mod admin;
 mod hooks;
 pub mod listener;
 
+use crate::config::ServerSection;
 use crate::ingest::Sources;
 use crate::pipeline::Pipeline;
 use crate::secrets::Secret;
@@ -46,6 +47,39 @@ pub struct AppState {
     pub rejections: Rejections,
     pub connections: Arc<listener::ConnectionCounters>,
     pub started: Instant,
+}
+
+impl AppState {
+    /// A host's state with the default limits (body size and timeout, connection counters):
+    /// what an embedded server in a benchmark or a test needs.
+    pub fn new(pipeline: Arc<Pipeline>, sources: Sources, admin_token: Option<Secret>) -> Self {
+        AppState {
+            pipeline,
+            sources,
+            admin_token,
+            max_body: DEFAULT_MAX_BODY,
+            body_timeout: ServerSection::BODY_TIMEOUT,
+            rejections: Rejections::default(),
+            connections: Arc::new(listener::ConnectionCounters::default()),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Serve `state` on a free loopback port with the real accept loop (timeouts, connection
+/// cap, as `switchboard serve` runs it) for as long as the process lives; the base URL.
+pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = socket.local_addr()?;
+    let counters = state.connections.clone();
+    tokio::spawn(listener::serve(
+        socket,
+        router(Arc::new(state)),
+        listener::ConnectionLimits::default(),
+        counters,
+        std::future::pending(),
+    ));
+    Ok(format!("http://{addr}"))
 }
 
 /// The whole HTTP app.
