@@ -974,17 +974,21 @@ impl Backend for SledBackend {
         now_ms: Ms,
         resend_unconfirmed: bool,
     ) -> BackendResult<RunRecord> {
+        // Under the live view's lock from read to write, like claims, settles and sweeps:
+        // a run is never claimed, settled or swept halfway through its replay.
+        let mut ready = Self::lock(&self.ready);
         let before = self
             .load_run(id, None)?
             .ok_or_else(|| BackendError::NoRun(id.to_string()))?;
-        let before = self.shown(before);
+        let before = Self::shown_in(&ready, before);
         let mut run = before.clone();
         run.updated_at = rfc3339(now_ms);
         if run.is_deferred() && !resend_unconfirmed {
             // Held by its recipe: run it now instead (the recipe decides again).
             run.next_attempt_at = None;
             self.write_settled(&run, Some(now_ms))?;
-            Self::lock(&self.ready).queue(&run.id, &run.plugin, now_ms);
+            ready.queue(&run.id, &run.plugin, now_ms);
+            drop(ready);
             self.work.notify_one();
             tracing::info!(run = %run.id, "deferred run released by a replay");
             return Ok(self.shown(run));
@@ -1009,7 +1013,6 @@ impl Backend for SledBackend {
         run.replays += 1;
         run.next_attempt_at = None;
         self.write_settled(&run, Some(now_ms))?;
-        let mut ready = Self::lock(&self.ready);
         if let Some(key) = &run.order_key {
             ready.key(&run.id, &run.plugin, key);
         }
@@ -1136,6 +1139,8 @@ impl Backend for SledBackend {
             expired.extend(self.index_range(&prefix, None, Some(cut), None, usize::MAX)?);
         }
         for (_, id) in expired {
+            // Checked and removed under the live view's lock: a replay cannot come between.
+            let _ready = Self::lock(&self.ready);
             let Some(run) = self.load_run(&id, None)? else {
                 continue;
             };
