@@ -258,6 +258,11 @@ impl SledBackend {
                 };
                 self.put(&pkey, pending_of(&run, due, started).encode())?;
             }
+            let mut run = run;
+            if !run.status.is_terminal() {
+                run.status = RunStatus::Queued;
+                run.lease = None;
+            }
             self.put(&key, keys::encode(&RunRow::of(&run)))?;
             n += 1;
         }
@@ -399,6 +404,11 @@ impl SledBackend {
                 (run, Some(event))
             }
         };
+        if !run.status.is_terminal() {
+            // Running is what the live view says (a record of an older layout may say so).
+            run.status = RunStatus::Queued;
+            run.lease = None;
+        }
         if let Some(p) = pending
             && !run.status.is_terminal()
         {
@@ -1379,6 +1389,122 @@ mod tests {
         // A live host's store is refused, untouched.
         assert!(SledBackend::compact(&path).is_err());
         assert!(b.run(&format!("{kept}.a")).await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_of_the_previous_layout_opens_with_its_runs_indexed_and_queued() {
+        use switchboard_model::{Event, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let t = switchboard_model::now_ms() - 60_000;
+        {
+            // Layout 2: whole records as JSON, an 8-byte pending entry, indexes for every
+            // status (the old queued entry must go).
+            let store = Store::open(&path).unwrap();
+            let tree = store.db().open_tree("pipeline").unwrap();
+            let event = Event::new(
+                "evt_01",
+                "forms",
+                "lead.created",
+                rfc3339(t),
+                &serde_json::json!({"n": 1}),
+            );
+            let stored = StoredEvent {
+                event: event.clone(),
+                delivery_id: "d1".into(),
+                received_at: rfc3339(t),
+                received_ms: t,
+                window_ms: Some(3_600_000),
+            };
+            tree.insert(keys::event("evt_01"), keys::encode(&stored))
+                .unwrap();
+            let mut done = RunRecord::queued(&event, "a", &rfc3339(t));
+            done.status = RunStatus::Succeeded;
+            done.attempts = 1;
+            done.finished_at = Some(rfc3339(t + 10));
+            done.outcome = Some(Outcome::Done("ok".into()));
+            let waiting = RunRecord::queued(&event, "b", &rfc3339(t));
+            let mut running = RunRecord::queued(&event, "c", &rfc3339(t));
+            running.status = RunStatus::Running;
+            running.attempts = 2;
+            running.started_at = Some(rfc3339(t + 5));
+            for run in [&done, &waiting, &running] {
+                tree.insert(keys::run(&run.id), keys::encode(run)).unwrap();
+                tree.insert(
+                    [
+                        &keys::by_status(run.status)[..],
+                        &t.to_be_bytes(),
+                        run.id.as_bytes(),
+                    ]
+                    .concat(),
+                    &[][..],
+                )
+                .unwrap();
+            }
+            for run in [&waiting, &running] {
+                tree.insert(keys::pending(&run.id), &t.to_be_bytes()[..])
+                    .unwrap();
+            }
+            let mark = DeliveryMark {
+                event_id: "evt_01".into(),
+                at_ms: t,
+            };
+            tree.insert(keys::delivery("forms", "d1"), keys::encode(&mark))
+                .unwrap();
+            tree.insert(keys::SCHEMA_KEY, &[2u8][..]).unwrap();
+            store.flush().unwrap();
+        }
+        let b = SledBackend::open(&path).unwrap();
+        let page = b.runs(&RunQuery::default()).await.unwrap();
+        let mut shown: Vec<String> = page
+            .runs
+            .iter()
+            .map(|r| format!("{} {} {}", r.id, r.status.as_str(), r.attempts))
+            .collect();
+        shown.sort();
+        assert_eq!(
+            shown,
+            vec![
+                "evt_01.a succeeded 1",
+                "evt_01.b queued 0",
+                "evt_01.c queued 2",
+            ],
+            "every run, the one running at the crash queued again with its attempts"
+        );
+        let succeeded = b
+            .runs(&RunQuery {
+                statuses: vec![RunStatus::Succeeded],
+                ..RunQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(succeeded.runs.len(), 1, "finished runs are indexed");
+        assert_eq!(succeeded.runs[0].outcome, Some(Outcome::Done("ok".into())));
+        assert_eq!(b.counts().await.unwrap(), (2, 0), "two runs to run");
+        let any = |_: &str| 10;
+        let claimed = b
+            .claim(ClaimRequest {
+                holder: "h",
+                now_ms: switchboard_model::now_ms(),
+                lease_ms: 30_000,
+                max: 10,
+                concurrency: &any,
+            })
+            .await
+            .unwrap();
+        let mut ids: Vec<(String, u32)> = claimed
+            .iter()
+            .map(|c| (c.run.id.clone(), c.run.attempts))
+            .collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            vec![("evt_01.b".to_string(), 1), ("evt_01.c".to_string(), 3)]
+        );
+        assert!(
+            claimed.iter().all(|c| c.event.is_some()),
+            "events still read"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
