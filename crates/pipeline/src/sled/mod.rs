@@ -241,6 +241,17 @@ impl SledBackend {
             let Ok(run) = keys::decode_run(&key, &id, &value) else {
                 continue;
             };
+            // The first layout kept the last attempt's logs in the record.
+            #[derive(serde::Deserialize)]
+            struct Logs {
+                #[serde(default)]
+                logs: Vec<LogLine>,
+            }
+            if let Ok(Logs { logs }) = serde_json::from_slice::<Logs>(&value)
+                && !logs.is_empty()
+            {
+                self.put(keys::logs(&run.id), keys::encode(&logs))?;
+            }
             if run.status.is_terminal() {
                 self.put_indexes(&run)?;
                 self.del(keys::pending(&run.id))?;
@@ -1429,7 +1440,13 @@ mod tests {
             running.attempts = 2;
             running.started_at = Some(rfc3339(t + 5));
             for run in [&done, &waiting, &running] {
-                tree.insert(keys::run(&run.id), keys::encode(run)).unwrap();
+                let mut json = serde_json::to_value(run).unwrap();
+                // The first layout kept the logs in the record.
+                if run.id == done.id {
+                    json["logs"] = serde_json::json!([{"level": "info", "message": "did it"}]);
+                }
+                tree.insert(keys::run(&run.id), serde_json::to_vec(&json).unwrap())
+                    .unwrap();
                 tree.insert(
                     [
                         &keys::by_status(run.status)[..],
@@ -1480,6 +1497,9 @@ mod tests {
             .unwrap();
         assert_eq!(succeeded.runs.len(), 1, "finished runs are indexed");
         assert_eq!(succeeded.runs[0].outcome, Some(Outcome::Done("ok".into())));
+        let logs = b.logs("evt_01.a").await.unwrap();
+        assert_eq!(logs.len(), 1, "logs moved out of the record");
+        assert_eq!(logs[0].message, "did it");
         assert_eq!(b.counts().await.unwrap(), (2, 0), "two runs to run");
         let any = |_: &str| 10;
         let claimed = b
