@@ -503,28 +503,34 @@ impl SledBackend {
         Ok(())
     }
 
-    /// Write the event, its runs and its delivery mark (last), unless the delivery is a
-    /// duplicate; not yet durable. An event no recipe runs on leaves only its mark.
-    fn write_accept(&self, new: &NewEvent) -> BackendResult<Accepted> {
-        let event = &new.event;
-        let dkey = keys::delivery(&event.source, &new.delivery_id);
+    /// The event as stored and its runs, queued, as accepting `new` makes them.
+    fn accepted(new: &NewEvent) -> (StoredEvent, Vec<RunRecord>) {
         let received = rfc3339(new.received_ms);
-        let runs: Vec<RunRecord> = new
+        let runs = new
             .runs
             .iter()
             .map(|r| {
-                let mut run = RunRecord::queued(event, &r.plugin, &received);
+                let mut run = RunRecord::queued(&new.event, &r.plugin, &received);
                 run.order_key = r.order_key.clone();
                 run
             })
             .collect();
         let stored = StoredEvent {
-            event: event.clone(),
+            event: new.event.clone(),
             delivery_id: new.delivery_id.clone(),
-            received_at: received.clone(),
+            received_at: received,
             received_ms: new.received_ms,
             window_ms: Some(new.window_ms),
         };
+        (stored, runs)
+    }
+
+    /// Write the event, its runs and its delivery mark (last), unless the delivery is a
+    /// duplicate; not yet durable. An event no recipe runs on leaves only its mark.
+    fn write_accept(&self, new: &NewEvent) -> BackendResult<Accepted> {
+        let event = &new.event;
+        let dkey = keys::delivery(&event.source, &new.delivery_id);
+        let (stored, runs) = Self::accepted(new);
         let _guard = Self::lock(&self.locks[stripe(&dkey)]);
         if let Some(existing) = self.sled(self.tree.get(&dkey))? {
             let seen: DeliveryMark = keys::decode(&dkey, &existing)?;
@@ -1274,24 +1280,7 @@ mod tests {
 
         async fn torn_accept(&self, backend: &SledBackend, new: NewEvent) {
             // Everything but the delivery mark, which goes last: the host died before it.
-            let event = &new.event;
-            let received = rfc3339(new.received_ms);
-            let stored = StoredEvent {
-                event: event.clone(),
-                delivery_id: new.delivery_id.clone(),
-                received_at: received.clone(),
-                received_ms: new.received_ms,
-                window_ms: Some(new.window_ms),
-            };
-            let runs: Vec<RunRecord> = new
-                .runs
-                .iter()
-                .map(|r| {
-                    let mut run = RunRecord::queued(event, &r.plugin, &received);
-                    run.order_key = r.order_key.clone();
-                    run
-                })
-                .collect();
+            let (stored, runs) = SledBackend::accepted(&new);
             backend.write_event(&stored, &runs).unwrap();
         }
     }
