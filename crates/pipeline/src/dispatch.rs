@@ -32,16 +32,7 @@ pub async fn run(pipeline: Arc<Pipeline>) {
         );
         let mut claimed = Vec::new();
         if free > 0 {
-            let options = &pipeline.options;
-            let concurrency = |plugin: &str| options.concurrency(plugin);
-            let request = ClaimRequest {
-                holder: &pipeline.holder,
-                now_ms: now_ms(),
-                lease_ms: pipeline.options.lease.as_millis() as i64,
-                max: free,
-                concurrency: &concurrency,
-            };
-            match pipeline.backend.claim(request).await {
+            match pipeline.claim(free).await {
                 Ok(c) => claimed = c,
                 Err(e) => {
                     tracing::error!("claiming runs failed: {e}");
@@ -137,21 +128,27 @@ impl Pipeline {
         self.slot_freed.notify_one();
     }
 
+    /// Claim up to `max` due runs for this host, under the configured concurrency and lease.
+    async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
+        let options = &self.options;
+        let concurrency = |plugin: &str| options.concurrency(plugin);
+        self.backend
+            .claim(ClaimRequest {
+                holder: &self.holder,
+                now_ms: now_ms(),
+                lease_ms: options.lease.as_millis() as i64,
+                max,
+                concurrency: &concurrency,
+            })
+            .await
+    }
+
     /// One due run for a slot that just came free, unless the pipeline is stopping.
     async fn claim_one(&self) -> Option<Claimed> {
         if self.is_stopping() {
             return None;
         }
-        let options = &self.options;
-        let concurrency = |plugin: &str| options.concurrency(plugin);
-        let request = ClaimRequest {
-            holder: &self.holder,
-            now_ms: now_ms(),
-            lease_ms: options.lease.as_millis() as i64,
-            max: 1,
-            concurrency: &concurrency,
-        };
-        match self.backend.claim(request).await {
+        match self.claim(1).await {
             Ok(mut claimed) => claimed.pop(),
             Err(e) => {
                 tracing::error!("claiming runs failed: {e}");

@@ -20,7 +20,7 @@
 //!
 //! Unfinished runs are not indexed: they are all in memory too ([`super::ready`]), and a
 //! query merges them with the indexes of finished runs. Writes are few because each costs
-//! (sled's log-structured files grow with every write, not with what is live): accepting
+//! (a sled node update; see `docs/benchmarks.md`): accepting
 //! an event writes its record, its delivery index, its runs' pending entries and its
 //! delivery mark; a claim rewrites only the small pending entry (the lease itself lives in
 //! memory: sled allows one process per store); a settle writes the run's record, its logs

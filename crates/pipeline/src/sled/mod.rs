@@ -34,6 +34,9 @@ use tokio::sync::Notify;
 
 const STRIPES: usize = 64;
 
+/// Runs as index entries: creation time (Unix ms) and run id.
+type Entries = Vec<(Ms, String)>;
+
 /// The sled backend.
 pub struct SledBackend {
     path: std::path::PathBuf,
@@ -88,6 +91,14 @@ pub fn disk_usage(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where event ids go on from in the store's `pipeline` tree (0 until a compaction).
+fn id_base(tree: &::sled::Tree) -> Result<u64, StoreError> {
+    Ok(tree
+        .get(keys::ID_BASE_KEY)?
+        .and_then(|v| keys::be_i64(&v))
+        .unwrap_or(0) as u64)
+}
+
 /// A run's creation time, for index keys.
 fn created_ms(run: &RunRecord) -> i64 {
     parse_ms(&run.created_at).unwrap_or(0)
@@ -114,6 +125,7 @@ impl SledBackend {
     pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
         let store = Store::open(dir)?;
         let tree = store.db().open_tree("pipeline")?;
+        let id_base = id_base(&tree)?;
         let backend = SledBackend {
             path: dir.to_owned(),
             store,
@@ -123,12 +135,7 @@ impl SledBackend {
             ticks: tokio::sync::Mutex::new(()),
             locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             work: Notify::new(),
-            id_base: 0,
-        };
-        let mut backend = backend;
-        backend.id_base = match backend.tree.get(keys::ID_BASE_KEY)? {
-            Some(v) => keys::be_i64(&v).unwrap_or(0) as u64,
-            None => 0,
+            id_base,
         };
         let corrupt = |e: BackendError| StoreError::Corrupt {
             key: "pipeline".into(),
@@ -154,12 +161,8 @@ impl SledBackend {
         {
             let source = Store::open(dir)?;
             let tree = source.db().open_tree("pipeline")?;
-            let base = match tree.get(keys::ID_BASE_KEY)? {
-                Some(v) => keys::be_i64(&v).unwrap_or(0) as u64,
-                None => 0,
-            };
             // Every id handed out so far stays taken.
-            let next = base + source.db().generate_id()? + 1;
+            let next = id_base(&tree)? + source.db().generate_id()? + 1;
             let target = Store::open(&fresh)?;
             for name in source.db().tree_names() {
                 let from = source.db().open_tree(&name)?;
@@ -269,11 +272,7 @@ impl SledBackend {
                 };
                 self.put(&pkey, pending_of(&run, due, started).encode())?;
             }
-            let mut run = run;
-            if !run.status.is_terminal() {
-                run.status = RunStatus::Queued;
-                run.lease = None;
-            }
+            // An unfinished run's stored status is read as queued (see `load`).
             self.put(&key, keys::encode(&RunRow::of(&run)))?;
             n += 1;
         }
@@ -432,7 +431,7 @@ impl SledBackend {
     }
 
     /// Write the run as settled: its record, and either its pending entry (due at `due`) or,
-    /// finished, its status indexes and retention entry, the pending entry gone last.
+    /// finished, its indexes, the pending entry gone last.
     fn write_settled(&self, run: &RunRecord, due: Option<Ms>) -> BackendResult<()> {
         self.put(keys::run(&run.id), keys::encode(&RunRow::of(run)))?;
         if run.status.is_terminal() {
@@ -614,7 +613,8 @@ impl SledBackend {
     }
 
     /// Unfinished runs in `statuses` (of `plugin`), from the live view: they have no status
-    /// index. Newest first, created in [since, until) and before the cursor.
+    /// index. Newest first, created in [since, until) and before the cursor; and the runs
+    /// themselves, read to learn when they were created.
     fn live_candidates(
         &self,
         statuses: &[RunStatus],
@@ -622,13 +622,14 @@ impl SledBackend {
         since: Option<Ms>,
         until: Option<Ms>,
         cursor: Option<&(Ms, String)>,
-    ) -> BackendResult<Vec<(Ms, String)>> {
+    ) -> BackendResult<(Entries, HashMap<String, RunRecord>)> {
         let ids = Self::lock(&self.ready).unfinished(
             statuses.contains(&RunStatus::Queued),
             statuses.contains(&RunStatus::Running),
             plugin,
         );
         let mut out = Vec::new();
+        let mut runs = HashMap::new();
         for id in ids {
             let Some(run) = self.load_run(&id, None)? else {
                 continue;
@@ -640,10 +641,11 @@ impl SledBackend {
             {
                 continue;
             }
+            runs.insert(entry.1.clone(), run);
             out.push(entry);
         }
         out.sort_by(|a, b| b.cmp(a));
-        Ok(out)
+        Ok((out, runs))
     }
 
     /// The runs matching the query, newest first, at most `limit`; and whether there may be
@@ -676,8 +678,8 @@ impl SledBackend {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let live = if unfinished.is_empty() {
-            Vec::new()
+        let (live, mut live_runs) = if unfinished.is_empty() {
+            (Vec::new(), HashMap::new())
         } else {
             self.live_candidates(
                 &unfinished,
@@ -736,7 +738,11 @@ impl SledBackend {
             let exhausted = candidates.len() < batch;
             for (created, id) in candidates {
                 position = Some((created, id.clone()));
-                if let Some(run) = self.load_run(&id, None)? {
+                let run = match live_runs.remove(&id) {
+                    Some(run) => Some(run),
+                    None => self.load_run(&id, None)?,
+                };
+                if let Some(run) = run {
                     let run = self.shown(run);
                     if matches(&run) {
                         out.push(run);
