@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use switchboard_model::Lease;
 use switchboard_model::effect::Effect;
 use switchboard_model::{
-    Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed,
+    Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed, rfc3339,
 };
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
@@ -304,6 +304,114 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Counters for vendor quotas.
     fn counters(&self) -> Arc<dyn Counters>;
+}
+
+/// The event as stored and its runs, queued, as accepting `new` makes them.
+pub fn accepted(new: &NewEvent) -> (StoredEvent, Vec<RunRecord>) {
+    let received = rfc3339(new.received_ms);
+    let runs = new
+        .runs
+        .iter()
+        .map(|r| {
+            let mut run = RunRecord::queued(&new.event, &r.plugin, &received);
+            run.order_key = r.order_key.clone();
+            run
+        })
+        .collect();
+    let stored = StoredEvent {
+        event: new.event.clone(),
+        delivery_id: new.delivery_id.clone(),
+        received_at: received,
+        received_ms: new.received_ms,
+        window_ms: Some(new.window_ms),
+    };
+    (stored, runs)
+}
+
+/// The run after an attempt that ended as `settlement`, and when it is due again (`None`:
+/// finished). Every backend records a settlement this way.
+pub fn settled(
+    mut run: RunRecord,
+    now: Ms,
+    settlement: Settlement,
+    report: AttemptReport,
+) -> (RunRecord, Option<Ms>) {
+    let now_text = rfc3339(now);
+    run.updated_at = now_text.clone();
+    run.lease = None;
+    let released = matches!(settlement, Settlement::Released);
+    if !released {
+        run.duration_us = report.duration_us;
+        run.plugin_version = report.plugin_version.or(run.plugin_version);
+        run.logs_dropped = report.logs_dropped;
+        run.unconfirmed = report.unconfirmed;
+    }
+    let due = match settlement {
+        Settlement::Succeeded(outcome) => {
+            run.status = RunStatus::Succeeded;
+            run.outcome = Some(outcome);
+            run.error = None;
+            run.reason = None;
+            None
+        }
+        Settlement::Deferred { outcome, due_ms } => {
+            run.status = RunStatus::Queued;
+            run.attempts = run.attempts.saturating_sub(1);
+            run.deferrals += 1;
+            run.next_attempt_at = Some(rfc3339(due_ms));
+            run.outcome = Some(outcome);
+            run.error = None;
+            run.reason = None;
+            Some(due_ms)
+        }
+        Settlement::Retry { error, due_ms } => {
+            run.status = RunStatus::Queued;
+            run.next_attempt_at = Some(rfc3339(due_ms));
+            run.reason = Some(error.to_string());
+            run.error = Some(error);
+            run.outcome = None;
+            Some(due_ms)
+        }
+        Settlement::Failed(error) => {
+            run.status = RunStatus::Failed;
+            run.reason = Some(error.to_string());
+            run.error = Some(error);
+            run.outcome = None;
+            None
+        }
+        Settlement::Dead(error) => {
+            run.status = RunStatus::Dead;
+            run.reason = Some(error.to_string());
+            run.error = Some(error);
+            run.outcome = None;
+            None
+        }
+        Settlement::Released => {
+            run.status = RunStatus::Queued;
+            run.attempts = run.attempts.saturating_sub(1);
+            Some(now)
+        }
+    };
+    if run.status.is_terminal() {
+        run.finished_at = Some(now_text);
+        run.next_attempt_at = None;
+    }
+    (run, due)
+}
+
+/// A cursor: where a page of runs ended (exclusive), as text.
+pub fn cursor(created: i64, id: &str) -> String {
+    format!("{created}:{id}")
+}
+
+/// The position a cursor from [`cursor`] names.
+pub fn parse_cursor(text: &str) -> Result<(i64, String), BackendError> {
+    let bad = || BackendError::Corrupt {
+        key: "cursor".into(),
+        reason: format!("'{text}' is not a cursor this host gave"),
+    };
+    let (ms, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((ms.parse().map_err(|_| bad())?, id.to_string()))
 }
 
 /// The statuses a bulk replay takes when none are asked for.

@@ -111,20 +111,6 @@ pub fn split_timed(key: &[u8], prefix_len: usize) -> Option<(i64, String)> {
     Some((ms, String::from_utf8(id.to_vec()).ok()?))
 }
 
-/// A cursor: where a page of runs ended (exclusive), as text.
-pub fn cursor(created: i64, id: &str) -> String {
-    format!("{created}:{id}")
-}
-
-pub fn parse_cursor(text: &str) -> Result<(i64, String), BackendError> {
-    let bad = || BackendError::Corrupt {
-        key: "cursor".into(),
-        reason: format!("'{text}' is not a cursor this host gave"),
-    };
-    let (ms, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok((ms.parse().map_err(|_| bad())?, id.to_string()))
-}
-
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize")
 }
@@ -392,8 +378,11 @@ mod tests {
             split_timed(&b, by_status(RunStatus::Dead).len()),
             Some((300, "e0.a".to_string()))
         );
-        let c = cursor(300, "e0.a");
-        assert_eq!(parse_cursor(&c).unwrap(), (300, "e0.a".to_string()));
-        assert!(parse_cursor("nope").is_err());
+        let c = crate::backend::cursor(300, "e0.a");
+        assert_eq!(
+            crate::backend::parse_cursor(&c).unwrap(),
+            (300, "e0.a".to_string())
+        );
+        assert!(crate::backend::parse_cursor("nope").is_err());
     }
 }

@@ -502,34 +502,12 @@ impl SledBackend {
         Ok(())
     }
 
-    /// The event as stored and its runs, queued, as accepting `new` makes them.
-    fn accepted(new: &NewEvent) -> (StoredEvent, Vec<RunRecord>) {
-        let received = rfc3339(new.received_ms);
-        let runs = new
-            .runs
-            .iter()
-            .map(|r| {
-                let mut run = RunRecord::queued(&new.event, &r.plugin, &received);
-                run.order_key = r.order_key.clone();
-                run
-            })
-            .collect();
-        let stored = StoredEvent {
-            event: new.event.clone(),
-            delivery_id: new.delivery_id.clone(),
-            received_at: received,
-            received_ms: new.received_ms,
-            window_ms: Some(new.window_ms),
-        };
-        (stored, runs)
-    }
-
     /// Write the event, its runs and its delivery mark (last), unless the delivery is a
     /// duplicate; not yet durable. An event no recipe runs on leaves only its mark.
     fn write_accept(&self, new: &NewEvent) -> BackendResult<Accepted> {
         let event = &new.event;
         let dkey = keys::delivery(&event.source, &new.delivery_id);
-        let (stored, runs) = Self::accepted(new);
+        let (stored, runs) = crate::backend::accepted(new);
         let _guard = Self::lock(&self.locks[stripe(&dkey)]);
         if let Some(existing) = self.sled(self.tree.get(&dkey))? {
             let seen: DeliveryMark = keys::decode(&dkey, &existing)?;
@@ -652,7 +630,11 @@ impl SledBackend {
     /// more. Candidates come from the query's most selective index (merged when it names
     /// several statuses), read in batches and filtered by the rest of the query.
     fn scan(&self, q: &RunQuery, limit: usize) -> BackendResult<(Vec<RunRecord>, bool)> {
-        let cursor = q.cursor.as_deref().map(keys::parse_cursor).transpose()?;
+        let cursor = q
+            .cursor
+            .as_deref()
+            .map(crate::backend::parse_cursor)
+            .transpose()?;
         // Finished runs come from an index range per status (all three when the query names
         // none); unfinished ones from the live view.
         let statuses = if q.statuses.is_empty() {
@@ -756,75 +738,6 @@ impl SledBackend {
                 return Ok((out, false));
             }
         }
-    }
-
-    fn settled(
-        mut run: RunRecord,
-        now: Ms,
-        settlement: Settlement,
-        report: AttemptReport,
-    ) -> (RunRecord, Option<Ms>) {
-        let now_text = rfc3339(now);
-        run.updated_at = now_text.clone();
-        run.lease = None;
-        let released = matches!(settlement, Settlement::Released);
-        if !released {
-            run.duration_us = report.duration_us;
-            run.plugin_version = report.plugin_version.or(run.plugin_version);
-            run.logs_dropped = report.logs_dropped;
-            run.unconfirmed = report.unconfirmed;
-        }
-        let due = match settlement {
-            Settlement::Succeeded(outcome) => {
-                run.status = RunStatus::Succeeded;
-                run.outcome = Some(outcome);
-                run.error = None;
-                run.reason = None;
-                None
-            }
-            Settlement::Deferred { outcome, due_ms } => {
-                run.status = RunStatus::Queued;
-                run.attempts = run.attempts.saturating_sub(1);
-                run.deferrals += 1;
-                run.next_attempt_at = Some(rfc3339(due_ms));
-                run.outcome = Some(outcome);
-                run.error = None;
-                run.reason = None;
-                Some(due_ms)
-            }
-            Settlement::Retry { error, due_ms } => {
-                run.status = RunStatus::Queued;
-                run.next_attempt_at = Some(rfc3339(due_ms));
-                run.reason = Some(error.to_string());
-                run.error = Some(error);
-                run.outcome = None;
-                Some(due_ms)
-            }
-            Settlement::Failed(error) => {
-                run.status = RunStatus::Failed;
-                run.reason = Some(error.to_string());
-                run.error = Some(error);
-                run.outcome = None;
-                None
-            }
-            Settlement::Dead(error) => {
-                run.status = RunStatus::Dead;
-                run.reason = Some(error.to_string());
-                run.error = Some(error);
-                run.outcome = None;
-                None
-            }
-            Settlement::Released => {
-                run.status = RunStatus::Queued;
-                run.attempts = run.attempts.saturating_sub(1);
-                Some(now)
-            }
-        };
-        if run.status.is_terminal() {
-            run.finished_at = Some(now_text);
-            run.next_attempt_at = None;
-        }
-        (run, due)
     }
 }
 
@@ -957,7 +870,7 @@ impl Backend for SledBackend {
                 .ok_or_else(|| BackendError::NoRun(lease.run.clone()))?,
         };
         let logs = report.logs.clone();
-        let (run, due) = Self::settled(before, now_ms, settlement.clone(), report);
+        let (run, due) = crate::backend::settled(before, now_ms, settlement.clone(), report);
         if matches!(settlement, Settlement::Released) {
             // Given back unrun: only its pending entry changes (the attempt uncounted).
             self.put(
@@ -1115,7 +1028,8 @@ impl Backend for SledBackend {
         let limit = if query.limit == 0 { 100 } else { query.limit };
         let (runs, more) = self.scan(query, limit)?;
         let next = if more {
-            runs.last().map(|r| keys::cursor(created_ms(r), &r.id))
+            runs.last()
+                .map(|r| crate::backend::cursor(created_ms(r), &r.id))
         } else {
             None
         };
@@ -1286,7 +1200,7 @@ mod tests {
 
         async fn torn_accept(&self, backend: &SledBackend, new: NewEvent) {
             // Everything but the delivery mark, which goes last: the host died before it.
-            let (stored, runs) = SledBackend::accepted(&new);
+            let (stored, runs) = crate::backend::accepted(&new);
             backend.write_event(&stored, &runs).unwrap();
         }
     }

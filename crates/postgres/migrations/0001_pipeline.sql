@@ -1,0 +1,121 @@
+-- Switchboard's pipeline store on PostgreSQL: everything the sled backend keeps, as tables.
+-- Times are Unix milliseconds (bigint). Names live in the schema the host is configured with
+-- ([store] schema, default "switchboard").
+
+-- Events as received (the payload byte for byte), while a run of theirs is kept.
+CREATE TABLE events (
+    id          text PRIMARY KEY,
+    source      text   NOT NULL,
+    kind        text   NOT NULL,
+    time        text   NOT NULL,
+    payload     text   NOT NULL,
+    delivery_id text   NOT NULL,
+    received_ms bigint NOT NULL,
+    window_ms   bigint
+);
+CREATE INDEX events_delivery ON events (delivery_id);
+
+-- Delivery marks: a (source, delivery id) seen at at_ms is a duplicate within its window.
+CREATE TABLE deliveries (
+    source      text   NOT NULL,
+    delivery_id text   NOT NULL,
+    event_id    text   NOT NULL,
+    at_ms       bigint NOT NULL,
+    PRIMARY KEY (source, delivery_id)
+);
+CREATE INDEX deliveries_at ON deliveries (at_ms);
+
+-- Acceptance order of runs (per-key order), and fencing tokens of leases.
+CREATE SEQUENCE run_seq;
+CREATE SEQUENCE lease_tokens;
+-- Event ids are handed out in blocks: block n is ids n * 1024 .. n * 1024 + 1023.
+CREATE SEQUENCE event_id_blocks;
+
+-- One row per (event, recipe). due_ms is set while the run is unfinished: when it may run
+-- (queued) or when its lease expires (running); a finished run has none, so the claim index
+-- holds only unfinished runs.
+CREATE TABLE runs (
+    id              text    PRIMARY KEY,
+    event_id        text    NOT NULL,
+    plugin          text    NOT NULL,
+    source          text    NOT NULL,
+    kind            text    NOT NULL,
+    status          text    NOT NULL
+        CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'dead')),
+    seq             bigint  NOT NULL,
+    order_key       text,
+    attempts        integer NOT NULL DEFAULT 0,
+    replays         integer NOT NULL DEFAULT 0,
+    deferrals       integer NOT NULL DEFAULT 0,
+    created_ms      bigint  NOT NULL,
+    updated_ms      bigint  NOT NULL,
+    next_attempt_ms bigint,
+    started_ms      bigint,
+    finished_ms     bigint,
+    due_ms          bigint,
+    lease_token     bigint,
+    lease_holder    text,
+    unconfirmed     boolean NOT NULL DEFAULT false,
+    -- The last attempt's outcome, error, reason, unconfirmed calls, duration, version (JSON).
+    detail          text,
+    CHECK ((due_ms IS NULL) = (status IN ('succeeded', 'failed', 'dead')))
+);
+CREATE INDEX runs_due ON runs (due_ms, seq) WHERE due_ms IS NOT NULL;
+CREATE INDEX runs_running ON runs (plugin) WHERE status = 'running';
+CREATE INDEX runs_key ON runs (plugin, order_key, seq)
+    WHERE order_key IS NOT NULL AND due_ms IS NOT NULL;
+CREATE INDEX runs_created ON runs (created_ms DESC, id DESC);
+CREATE INDEX runs_status ON runs (status, created_ms DESC, id DESC);
+CREATE INDEX runs_plugin ON runs (plugin, status, created_ms DESC, id DESC);
+CREATE INDEX runs_event ON runs (event_id);
+CREATE INDEX runs_finished ON runs (finished_ms) WHERE finished_ms IS NOT NULL AND due_ms IS NULL;
+
+-- The last attempt's log lines (JSON), apart from the run so lists never carry them.
+CREATE TABLE run_logs (
+    run_id text PRIMARY KEY,
+    lines  text NOT NULL
+);
+
+-- The effect journal: one row per journaled call (run, request fingerprint, occurrence).
+CREATE TABLE effects (
+    run_id      text    NOT NULL,
+    fingerprint bytea   NOT NULL,
+    occurrence  integer NOT NULL,
+    sent        bigint  GENERATED ALWAYS AS IDENTITY,
+    effect      text    NOT NULL,
+    PRIMARY KEY (run_id, fingerprint, occurrence)
+);
+
+-- Recipe kv (keys in byte order) and what each recipe's space holds.
+CREATE TABLE kv (
+    recipe text  NOT NULL,
+    key    text  COLLATE "C" NOT NULL,
+    value  bytea NOT NULL,
+    PRIMARY KEY (recipe, key)
+);
+CREATE TABLE kv_usage (
+    recipe text   PRIMARY KEY,
+    keys   bigint NOT NULL DEFAULT 0,
+    bytes  bigint NOT NULL DEFAULT 0
+);
+
+-- The last cron tick of each (recipe, trigger) fired or skipped.
+CREATE TABLE ticks (
+    plugin  text    NOT NULL,
+    trigger integer NOT NULL,
+    last_ms bigint  NOT NULL,
+    PRIMARY KEY (plugin, trigger)
+);
+
+-- Counters for vendor quotas (Homebase360's SMS a day).
+CREATE TABLE counters (
+    key  text   PRIMARY KEY,
+    used bigint NOT NULL
+);
+
+-- Written by a synchronous commit to make earlier asynchronous commits durable (flush).
+CREATE TABLE flushes (
+    id smallint PRIMARY KEY,
+    at bigint   NOT NULL
+);
+INSERT INTO flushes VALUES (1, 0);

@@ -1,0 +1,1032 @@
+//! The pipeline's store on PostgreSQL, for several hosts on one database: the second
+//! implementation of [`Backend`], held to the same conformance suite as sled.
+//!
+//! - Accepting an event is one statement (delivery mark, event, runs), committed
+//!   synchronously before the webhook is acknowledged; a delivery id seen within its window
+//!   is a duplicate (a unique key on (source, delivery id)).
+//! - Claims take due runs with `FOR UPDATE SKIP LOCKED` under a transaction-scoped advisory
+//!   lock: claimers (on any host) decide one at a time, so per-recipe concurrency and
+//!   per-key order hold over every host, while rows a settle or replay holds are skipped.
+//!   A claim gives the run a lease (expiry and a fencing token from a sequence); settles and
+//!   extensions name the token and the holder and are refused once another claim took it.
+//! - Settles, claims, extensions and kv writes commit asynchronously (their own pool with
+//!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
+//!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
+//!   writes between flushes. Lost in a database crash, a run goes back to its previous
+//!   state and runs again; the effect journal keeps a re-run from repeating a vendor call.
+//! - Wake-ups: `NOTIFY` (debounced) after accepts, settles and replays, `LISTEN` on every
+//!   host; the dispatcher also polls, so a pooler that drops notifications only slows it.
+//!
+//! Migrations are embedded ([`migrations`]) and applied at open, in the configured schema.
+
+mod recipe;
+mod rows;
+
+use async_trait::async_trait;
+use recipe::{PgCounters, PgEffects, PgRecipeStore};
+use rows::{EVENT, RUN, db};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Executor, Postgres, QueryBuilder, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_model::effect::Effect;
+use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
+use switchboard_pipeline::backend::{
+    Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
+    Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
+    accepted, cursor, parse_cursor, settled,
+};
+use switchboard_runtime::store::RecipeStore;
+use switchboard_vendors::Counters;
+
+pub mod cluster;
+pub mod testing;
+
+/// The advisory lock claimers take (any 64-bit number of ours).
+const CLAIM_LOCK: i64 = 0x5357_4254_434c_4149;
+/// Event ids per block taken from the database.
+const ID_BLOCK: i64 = 1024;
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database?...`
+    pub url: String,
+    /// The schema Switchboard's tables live in (created if missing).
+    pub schema: String,
+    /// Connections per pool (the host keeps two pools: synchronous and asynchronous commits).
+    pub pool_size: u32,
+}
+
+impl PgConfig {
+    pub const DEFAULT_SCHEMA: &'static str = "switchboard";
+    pub const DEFAULT_POOL_SIZE: u32 = 8;
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("the database URL is not valid: {0}")]
+    Url(String),
+    #[error("schema name '{0}' is not valid (letters, digits and '_', not starting with a digit)")]
+    Schema(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(sqlx::Error),
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database failed: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The two pools: `durable` commits synchronously (acknowledged accepts, effect intents,
+/// cron ticks, quota units), `fast` asynchronously (run states, kv, effect outcomes).
+#[derive(Clone)]
+pub(crate) struct Pools {
+    pub durable: PgPool,
+    pub fast: PgPool,
+}
+
+/// The embedded migrations, in order.
+pub fn migrations() -> Vec<sqlx::migrate::Migration> {
+    use sqlx::migrate::{Migration, MigrationType};
+    [(
+        1,
+        "pipeline",
+        include_str!("../migrations/0001_pipeline.sql"),
+    )]
+    .into_iter()
+    .map(|(version, description, sql)| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into(),
+            false,
+        )
+    })
+    .collect()
+}
+
+/// The migrations as a source for sqlx's migrator.
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core::future::BoxFuture<
+        's,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async { Ok(migrations()) })
+    }
+}
+
+fn options(config: &PgConfig) -> Result<PgConnectOptions, PgError> {
+    let schema = &config.schema;
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(PgError::Schema(schema.clone()));
+    }
+    Ok(PgConnectOptions::from_str(&config.url)
+        .map_err(|e| PgError::Url(e.to_string()))?
+        .application_name("switchboard")
+        .options([("search_path", schema.as_str())]))
+}
+
+/// Create the schema if it is missing and apply every migration not yet applied. Safe to
+/// run from several hosts at once (sqlx's migrator takes an advisory lock). Returns the
+/// versions applied now.
+pub async fn migrate(config: &PgConfig) -> Result<Vec<i64>, PgError> {
+    let options = options(config)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(PgError::Connect)?;
+    pool.execute(format!("CREATE SCHEMA IF NOT EXISTS {}", config.schema).as_str())
+        .await?;
+    // Versions applied before (none on a new schema, where the table is missing).
+    let applied: Vec<i64> =
+        sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    let migrator = sqlx::migrate::Migrator::new(Embedded).await?;
+    migrator.run(&pool).await?;
+    pool.close().await;
+    Ok(migrations()
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
+
+/// The pipeline's store on PostgreSQL.
+pub struct PgBackend {
+    config: PgConfig,
+    pools: Pools,
+    recipes: Arc<PgRecipeStore>,
+    /// Event ids left in the block this host took: (next, end).
+    ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Wakes this host's dispatcher: a local change, or a notification from another host.
+    work: Arc<tokio::sync::Notify>,
+    /// Something changed that other hosts should hear of.
+    to_notify: Arc<(AtomicBool, tokio::sync::Notify)>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// The rows of `runs` a settle writes: every column a settlement may change.
+const WRITE_RUN: &str = "UPDATE runs SET status = $2, attempts = $3, replays = $4, \
+     deferrals = $5, updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
+     due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, detail = $12 \
+     WHERE id = $1";
+
+impl PgBackend {
+    /// Connect, migrate, and start listening for other hosts' wake-ups.
+    pub async fn open(config: &PgConfig) -> Result<Arc<Self>, PgError> {
+        migrate(config).await?;
+        let options = options(config)?;
+        let size = config.pool_size.max(1);
+        let pool = |sync: bool| {
+            let options = options.clone();
+            PgPoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if !sync {
+                            conn.execute("SET synchronous_commit = off").await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+        };
+        let pools = Pools {
+            durable: pool(true).await.map_err(PgError::Connect)?,
+            fast: pool(false).await.map_err(PgError::Connect)?,
+        };
+        let recipes = Arc::new(PgRecipeStore::open(pools.clone()).await?);
+        let backend = Arc::new(PgBackend {
+            config: config.clone(),
+            pools,
+            recipes,
+            ids: tokio::sync::Mutex::new((0, 0)),
+            work: Arc::new(tokio::sync::Notify::new()),
+            to_notify: Arc::new((AtomicBool::new(false), tokio::sync::Notify::new())),
+            tasks: Mutex::new(Vec::new()),
+        });
+        backend.start_wakeups(options).await?;
+        Ok(backend)
+    }
+
+    /// What it was opened with.
+    pub fn config(&self) -> &PgConfig {
+        &self.config
+    }
+
+    fn channel(&self) -> String {
+        format!("switchboard_work_{}", self.config.schema)
+    }
+
+    /// Listen for other hosts' notifications, and send ours (at most one per 5 ms).
+    async fn start_wakeups(&self, options: PgConnectOptions) -> Result<(), PgError> {
+        let channel = self.channel();
+        let mut listener = PgListener::connect_with(
+            &PgPoolOptions::new()
+                .max_connections(1)
+                .connect_lazy_with(options),
+        )
+        .await
+        .map_err(PgError::Connect)?;
+        listener.listen(&channel).await?;
+        let work = self.work.clone();
+        let listening = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => work.notify_one(),
+                    Err(e) => {
+                        // The listener reconnects by itself; polling covers the gap.
+                        tracing::warn!("listening for other hosts' wake-ups failed: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        let (to_notify, pool) = (self.to_notify.clone(), self.pools.fast.clone());
+        let notifying = tokio::spawn(async move {
+            loop {
+                to_notify.1.notified().await;
+                if to_notify.0.swap(false, Ordering::AcqRel)
+                    && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(&channel)
+                        .execute(&pool)
+                        .await
+                {
+                    tracing::warn!("waking other hosts failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([listening, notifying]);
+        Ok(())
+    }
+
+    /// Something may have become claimable: wake this host now, and the others soon.
+    fn wake(&self) {
+        self.work.notify_one();
+        self.to_notify.0.store(true, Ordering::Release);
+        self.to_notify.1.notify_one();
+    }
+
+    /// The effect journal, with what only the backend uses.
+    fn journal(&self) -> PgEffects {
+        PgEffects::new(self.pools.clone())
+    }
+
+    /// Insert `new` (its delivery mark, event and runs) unless its delivery is a
+    /// duplicate, as one statement on `executor`.
+    async fn insert_accept(conn: &mut PgConnection, new: &NewEvent) -> BackendResult<Accepted> {
+        let (stored, runs) = accepted(new);
+        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+        let plugins: Vec<&str> = runs.iter().map(|r| r.plugin.as_str()).collect();
+        let keys: Vec<Option<&str>> = runs.iter().map(|r| r.order_key.as_deref()).collect();
+        let event = &stored.event;
+        let row = sqlx::query(
+            "WITH mark AS ( \
+               INSERT INTO deliveries (source, delivery_id, event_id, at_ms) \
+               VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (source, delivery_id) DO UPDATE \
+                 SET event_id = EXCLUDED.event_id, at_ms = EXCLUDED.at_ms \
+                 WHERE deliveries.at_ms <= EXCLUDED.at_ms - $5 \
+               RETURNING 1 \
+             ), ev AS ( \
+               INSERT INTO events (id, source, kind, time, payload, delivery_id, received_ms, window_ms) \
+               SELECT $3, $1, $6, $7, $8, $2, $4, $5 \
+               WHERE EXISTS (SELECT 1 FROM mark) AND cardinality($9::text[]) > 0 \
+             ), rn AS ( \
+               INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, order_key, \
+                                 created_ms, updated_ms, due_ms) \
+               SELECT t.id, $3, t.plugin, $1, $6, 'queued', nextval('run_seq'), t.key, $4, $4, $4 \
+               FROM unnest($9::text[], $10::text[], $11::text[]) AS t(id, plugin, key) \
+               WHERE EXISTS (SELECT 1 FROM mark) \
+             ) \
+             SELECT (SELECT count(*) FROM mark) AS new, \
+                    (SELECT event_id FROM deliveries WHERE source = $1 AND delivery_id = $2) AS seen",
+        )
+        .bind(&event.source)
+        .bind(&new.delivery_id)
+        .bind(&event.id)
+        .bind(new.received_ms)
+        .bind(new.window_ms)
+        .bind(&event.kind)
+        .bind(&event.time)
+        .bind(event.payload.get())
+        .bind(&ids)
+        .bind(&plugins)
+        .bind(&keys)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+        if row.try_get::<i64, _>("new").map_err(db)? > 0 {
+            return Ok(Accepted::New { runs });
+        }
+        // A duplicate. The statement's snapshot may predate a concurrent first delivery's
+        // commit (it waited for it): read the mark again.
+        let seen: Option<String> = match row.try_get("seen").map_err(db)? {
+            Some(seen) => Some(seen),
+            None => sqlx::query_scalar(
+                "SELECT event_id FROM deliveries WHERE source = $1 AND delivery_id = $2",
+            )
+            .bind(&event.source)
+            .bind(&new.delivery_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?,
+        };
+        Ok(Accepted::Duplicate {
+            event_id: seen.unwrap_or_default(),
+        })
+    }
+
+    /// What a delivery of `new` leaves when its host dies before the acknowledgement: its
+    /// statement ran in a transaction that never committed (the conformance suite's torn
+    /// accept).
+    pub async fn accept_uncommitted(&self, new: &NewEvent) -> BackendResult<()> {
+        let mut tx = self.pools.durable.begin().await.map_err(db)?;
+        Self::insert_accept(&mut tx, new).await?;
+        tx.rollback().await.map_err(db)
+    }
+
+    /// Write `run` as a settlement or replay left it, due again at `due` (`None`: finished).
+    async fn write_run<'e, E>(executor: E, run: &RunRecord, due: Option<Ms>) -> BackendResult<()>
+    where
+        E: Executor<'e, Database = Postgres>,
+    {
+        let ms = rows::ms_of;
+        sqlx::query(WRITE_RUN)
+            .bind(&run.id)
+            .bind(run.status.as_str())
+            .bind(run.attempts as i32)
+            .bind(run.replays as i32)
+            .bind(run.deferrals as i32)
+            .bind(ms(&Some(run.updated_at.clone())))
+            .bind(ms(&run.next_attempt_at))
+            .bind(ms(&run.started_at))
+            .bind(ms(&run.finished_at))
+            .bind(due)
+            .bind(!run.unconfirmed.is_empty())
+            .bind(rows::Detail::of(run))
+            .execute(executor)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// A run, locked for the rest of `tx`.
+    async fn locked_run(
+        tx: &mut sqlx::Transaction<'_, Postgres>,
+        id: &str,
+    ) -> BackendResult<Option<RunRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RUN} FROM runs r WHERE r.id = $1 FOR UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::run).transpose()
+    }
+
+    /// The query's runs, newest first, at most `limit` (`None`: all).
+    async fn select_runs(
+        &self,
+        q: &RunQuery,
+        limit: Option<usize>,
+    ) -> BackendResult<Vec<RunRecord>> {
+        let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {RUN} FROM runs r WHERE true"));
+        if !q.statuses.is_empty() {
+            let statuses: Vec<&str> = q.statuses.iter().map(|s| s.as_str()).collect();
+            sql.push(" AND r.status = ANY(")
+                .push_bind(statuses)
+                .push(")");
+        }
+        if let Some(plugin) = &q.plugin {
+            sql.push(" AND r.plugin = ").push_bind(plugin.clone());
+        }
+        if let Some(source) = &q.source {
+            sql.push(" AND r.source = ").push_bind(source.clone());
+        }
+        if let Some(event) = &q.event_id {
+            sql.push(" AND r.event_id = ").push_bind(event.clone());
+        }
+        if let Some(delivery) = &q.delivery_id {
+            sql.push(" AND r.event_id IN (SELECT id FROM events WHERE delivery_id = ")
+                .push_bind(delivery.clone())
+                .push(")");
+        }
+        if let Some(since) = q.since_ms {
+            sql.push(" AND r.created_ms >= ").push_bind(since);
+        }
+        if let Some(until) = q.until_ms {
+            sql.push(" AND r.created_ms < ").push_bind(until);
+        }
+        if let Some(unconfirmed) = q.unconfirmed {
+            sql.push(" AND r.unconfirmed = ").push_bind(unconfirmed);
+        }
+        if let Some(cursor) = &q.cursor {
+            let (ms, id) = parse_cursor(cursor)?;
+            sql.push(" AND (r.created_ms, r.id) < (")
+                .push_bind(ms)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        sql.push(" ORDER BY r.created_ms DESC, r.id DESC");
+        if let Some(limit) = limit {
+            sql.push(" LIMIT ")
+                .push_bind(limit.min(i64::MAX as usize) as i64);
+        }
+        let rows = sql.build().fetch_all(&self.pools.fast).await.map_err(db)?;
+        rows.iter().map(rows::run).collect()
+    }
+
+    /// Delete up to 1,000 finished runs past their retention, with their logs and effects;
+    /// returns (runs, effects, their events).
+    async fn sweep_runs(
+        &self,
+        now_ms: Ms,
+        policy: &Retention,
+    ) -> BackendResult<(u64, u64, Vec<String>)> {
+        let row = sqlx::query(
+            "WITH gone AS ( \
+               DELETE FROM runs WHERE id IN ( \
+                 SELECT id FROM runs WHERE due_ms IS NULL AND finished_ms IS NOT NULL AND \
+                   ((status = 'succeeded' AND finished_ms <= $1) \
+                    OR (status IN ('failed', 'dead') AND finished_ms <= $2)) \
+                 LIMIT 1000) \
+               RETURNING id, event_id \
+             ), logs AS ( \
+               DELETE FROM run_logs WHERE run_id IN (SELECT id FROM gone) \
+             ), fx AS ( \
+               DELETE FROM effects WHERE run_id IN (SELECT id FROM gone) RETURNING 1 \
+             ) \
+             SELECT (SELECT count(*) FROM gone) AS runs, (SELECT count(*) FROM fx) AS effects, \
+                    array(SELECT DISTINCT event_id FROM gone) AS events",
+        )
+        .bind(now_ms.saturating_sub(policy.keep_succeeded_ms))
+        .bind(now_ms.saturating_sub(policy.keep_failed_ms))
+        .fetch_one(&self.pools.fast)
+        .await
+        .map_err(db)?;
+        Ok((
+            row.try_get::<i64, _>("runs").map_err(db)? as u64,
+            row.try_get::<i64, _>("effects").map_err(db)? as u64,
+            row.try_get("events").map_err(db)?,
+        ))
+    }
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn failure(&self) -> Option<String> {
+        // A lost connection is not a failed store: the pools reconnect, and operations fail
+        // (webhooks get 503) meanwhile.
+        None
+    }
+
+    async fn failed(&self) -> String {
+        std::future::pending().await
+    }
+
+    async fn next_event_id(&self) -> BackendResult<String> {
+        let mut ids = self.ids.lock().await;
+        if ids.0 >= ids.1 {
+            let block: i64 = sqlx::query_scalar("SELECT nextval('event_id_blocks')")
+                .fetch_one(&self.pools.fast)
+                .await
+                .map_err(db)?;
+            *ids = (block * ID_BLOCK, (block + 1) * ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(format!("evt_{id:016x}"))
+    }
+
+    async fn accept(&self, new: NewEvent) -> BackendResult<Accepted> {
+        let mut conn = self.pools.durable.acquire().await.map_err(db)?;
+        let accepted = Self::insert_accept(&mut conn, &new).await?;
+        drop(conn);
+        if matches!(accepted, Accepted::New { .. }) {
+            self.wake();
+        }
+        Ok(accepted)
+    }
+
+    async fn claim(&self, req: ClaimRequest<'_>) -> BackendResult<Vec<Claimed>> {
+        if req.max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pools.fast.begin().await.map_err(db)?;
+        // Claimers decide one at a time, over every host: the counts below stay true until
+        // this transaction commits.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let running: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT plugin, count(*) FROM runs WHERE status = 'running' AND due_ms > $1 \
+             GROUP BY plugin",
+        )
+        .bind(req.now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut free: HashMap<String, usize> = running
+            .into_iter()
+            .map(|(plugin, n)| {
+                let limit = (req.concurrency)(&plugin);
+                let left = limit.saturating_sub(n.max(0) as usize);
+                (plugin, left)
+            })
+            .collect();
+        let full: Vec<&str> = free
+            .iter()
+            .filter(|(_, left)| **left == 0)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        // Due runs (queued, or running with an expired lease) that head their key, of
+        // recipes with room, oldest due first.
+        let candidates: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.id, r.plugin FROM runs r \
+             WHERE r.due_ms IS NOT NULL AND r.due_ms <= $1 AND r.plugin <> ALL($2) \
+               AND (r.order_key IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM runs o WHERE o.plugin = r.plugin AND o.order_key = r.order_key \
+                   AND o.due_ms IS NOT NULL AND o.seq < r.seq)) \
+             ORDER BY r.due_ms, r.seq LIMIT $3",
+        )
+        .bind(req.now_ms)
+        .bind(&full)
+        .bind((req.max * 4 + 16) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut chosen = Vec::new();
+        for (id, plugin) in candidates {
+            if chosen.len() == req.max {
+                break;
+            }
+            let left = free
+                .entry(plugin.clone())
+                .or_insert_with(|| (req.concurrency)(&plugin));
+            if *left > 0 {
+                *left -= 1;
+                chosen.push(id);
+            }
+        }
+        if chosen.is_empty() {
+            tx.commit().await.map_err(db)?;
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "WITH r AS ( \
+               UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $2, \
+                 updated_ms = $2, next_attempt_ms = NULL, due_ms = $3, \
+                 lease_token = nextval('lease_tokens'), lease_holder = $4 \
+               WHERE id IN (SELECT id FROM runs WHERE id = ANY($1) AND due_ms IS NOT NULL \
+                              AND due_ms <= $2 FOR UPDATE SKIP LOCKED) \
+               RETURNING * \
+             ) SELECT {RUN}, {EVENT} FROM r LEFT JOIN events e ON e.id = r.event_id"
+        ))
+        .bind(&chosen)
+        .bind(req.now_ms)
+        .bind(req.now_ms + req.lease_ms)
+        .bind(req.holder)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let run = rows::run(row)?;
+                let lease = run.lease.clone().ok_or_else(|| BackendError::Corrupt {
+                    key: format!("run {}", run.id),
+                    reason: "claimed without a lease".into(),
+                })?;
+                Ok(Claimed {
+                    event: rows::event(row)?,
+                    run,
+                    lease,
+                })
+            })
+            .collect()
+    }
+
+    async fn extend(&self, lease: &Lease, now_ms: Ms, lease_ms: Ms) -> BackendResult<Lease> {
+        let expires = now_ms + lease_ms;
+        let done = sqlx::query(
+            "UPDATE runs SET due_ms = $4 WHERE id = $1 AND status = 'running' \
+             AND lease_token = $2 AND lease_holder = $3",
+        )
+        .bind(&lease.run)
+        .bind(lease.token as i64)
+        .bind(&lease.holder)
+        .bind(expires)
+        .execute(&self.pools.fast)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(BackendError::Stale {
+                run: lease.run.clone(),
+                token: lease.token,
+            });
+        }
+        Ok(Lease {
+            expires_ms: expires,
+            ..lease.clone()
+        })
+    }
+
+    async fn settle(
+        &self,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+    ) -> BackendResult<RunRecord> {
+        let mut tx = self.pools.fast.begin().await.map_err(db)?;
+        let before = Self::locked_run(&mut tx, &lease.run).await?;
+        let held = before.as_ref().and_then(|r| r.lease.as_ref());
+        if held.is_none_or(|l| l.token != lease.token || l.holder != lease.holder) {
+            return Err(BackendError::Stale {
+                run: lease.run.clone(),
+                token: lease.token,
+            });
+        }
+        let before = before.expect("a held run");
+        let released = matches!(settlement, Settlement::Released);
+        let logs = report.logs.clone();
+        let (mut run, due) = settled(before, now_ms, settlement, report);
+        if released {
+            // Given back unrun: the attempt uncounted, started as before.
+            run.started_at = None;
+        }
+        Self::write_run(&mut *tx, &run, due).await?;
+        if !released {
+            if logs.is_empty() {
+                sqlx::query("DELETE FROM run_logs WHERE run_id = $1")
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO run_logs (run_id, lines) VALUES ($1, $2) \
+                     ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines",
+                )
+                .bind(&run.id)
+                .bind(serde_json::to_string(&logs).expect("log lines serialize"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        self.wake();
+        Ok(run)
+    }
+
+    async fn next_due(&self) -> BackendResult<Option<Ms>> {
+        // Runs due now that a claim left are waiting for room (a recipe at its concurrency,
+        // a key's earlier run): a settle wakes the dispatcher for those.
+        sqlx::query_scalar("SELECT min(due_ms) FROM runs WHERE due_ms > $1")
+            .bind(switchboard_model::now_ms())
+            .fetch_one(&self.pools.fast)
+            .await
+            .map_err(db)
+    }
+
+    async fn counts(&self) -> BackendResult<(usize, usize)> {
+        let (queued, running): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'queued'), \
+                    count(*) FILTER (WHERE status = 'running') \
+             FROM runs WHERE due_ms IS NOT NULL",
+        )
+        .fetch_one(&self.pools.fast)
+        .await
+        .map_err(db)?;
+        Ok((queued as usize, running as usize))
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+
+    async fn replay(
+        &self,
+        id: &str,
+        now_ms: Ms,
+        resend_unconfirmed: bool,
+    ) -> BackendResult<RunRecord> {
+        let mut tx = self.pools.fast.begin().await.map_err(db)?;
+        let before = Self::locked_run(&mut tx, id)
+            .await?
+            .ok_or_else(|| BackendError::NoRun(id.to_string()))?;
+        let mut run = before.clone();
+        run.updated_at = rfc3339(now_ms);
+        if run.is_deferred() && !resend_unconfirmed {
+            // Held by its recipe: run it now instead (the recipe decides again).
+            run.next_attempt_at = None;
+            Self::write_run(&mut *tx, &run, Some(now_ms)).await?;
+            tx.commit().await.map_err(db)?;
+            self.wake();
+            tracing::info!(run = %run.id, "deferred run released by a replay");
+            return Ok(run);
+        }
+        if !run.status.is_terminal() {
+            return Err(BackendError::NotFinished {
+                id: id.to_string(),
+                status: run.status.as_str(),
+            });
+        }
+        if resend_unconfirmed {
+            let forgotten = self
+                .journal()
+                .forget_unconfirmed(id)
+                .await
+                .map_err(|e| BackendError::Io(e.to_string()))?;
+            tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
+        }
+        run.status = RunStatus::Queued;
+        run.attempts = 0;
+        run.replays += 1;
+        run.next_attempt_at = None;
+        Self::write_run(&mut *tx, &run, Some(now_ms)).await?;
+        // At the back of its key's order, as if it had just arrived.
+        sqlx::query("UPDATE runs SET seq = nextval('run_seq') WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.wake();
+        tracing::info!(run = %run.id, "run queued for replay");
+        Ok(self.run(id).await?.unwrap_or(run))
+    }
+
+    async fn replay_matching(
+        &self,
+        query: &RunQuery,
+        now_ms: Ms,
+        dry_run: bool,
+    ) -> BackendResult<Replayed> {
+        let mut query = query.clone();
+        if query.statuses.is_empty() {
+            query.statuses = REPLAYABLE.to_vec();
+        }
+        query.statuses.retain(|s| s.is_terminal());
+        query.cursor = None;
+        if query.statuses.is_empty() {
+            return Ok(Replayed::default());
+        }
+        let matched = self.select_runs(&query, None).await?;
+        let mut replayed = Replayed {
+            matched: matched.len(),
+            queued: Vec::new(),
+        };
+        if dry_run {
+            return Ok(replayed);
+        }
+        for run in matched {
+            match self.replay(&run.id, now_ms, false).await {
+                Ok(run) => replayed.queued.push(run.id),
+                // Replayed meanwhile by someone else: already on its way.
+                Err(BackendError::NotFinished { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(replayed)
+    }
+
+    async fn run(&self, id: &str) -> BackendResult<Option<RunRecord>> {
+        let row = sqlx::query(&format!("SELECT {RUN} FROM runs r WHERE r.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::run).transpose()
+    }
+
+    async fn logs(&self, id: &str) -> BackendResult<Vec<LogLine>> {
+        let lines: Option<String> =
+            sqlx::query_scalar("SELECT lines FROM run_logs WHERE run_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pools.fast)
+                .await
+                .map_err(db)?;
+        lines
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| BackendError::Corrupt {
+                    key: format!("logs of run {id}"),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn event(&self, id: &str) -> BackendResult<Option<StoredEvent>> {
+        let row = sqlx::query(&format!("SELECT {EVENT} FROM events e WHERE e.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(db)?;
+        Ok(match row {
+            Some(row) => rows::event(&row)?,
+            None => None,
+        })
+    }
+
+    async fn effects(&self, run: &str) -> BackendResult<Vec<Effect>> {
+        Ok(self
+            .journal()
+            .of_run(run)
+            .await
+            .map_err(|e| BackendError::Io(e.to_string()))?
+            .into_iter()
+            .map(|(_, _, effect)| effect)
+            .collect())
+    }
+
+    async fn runs(&self, query: &RunQuery) -> BackendResult<RunPage> {
+        let limit = if query.limit == 0 { 100 } else { query.limit };
+        let mut runs = self.select_runs(query, Some(limit + 1)).await?;
+        let more = runs.len() > limit;
+        runs.truncate(limit);
+        let next = if more {
+            runs.last().map(|r| {
+                cursor(
+                    switchboard_model::parse_ms(&r.created_at).unwrap_or_default(),
+                    &r.id,
+                )
+            })
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next })
+    }
+
+    async fn fire_tick(
+        &self,
+        plugin: &str,
+        trigger: usize,
+        tick_ms: Ms,
+        event: NewEvent,
+    ) -> BackendResult<TickFire> {
+        let mut tx = self.pools.durable.begin().await.map_err(db)?;
+        // One decision per recipe at a time, over every host.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('switchboard tick ' || $1))")
+            .bind(plugin)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_ms FROM ticks WHERE plugin = $1 AND trigger = $2")
+                .bind(plugin)
+                .bind(trigger as i32)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if last.is_some_and(|l| l >= tick_ms) {
+            return Ok(TickFire::AlreadyFired);
+        }
+        let busy: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE plugin = $1 AND source = $2 \
+             AND status IN ('queued', 'running') LIMIT 1",
+        )
+        .bind(plugin)
+        .bind(switchboard_pipeline::cron::SOURCE)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let fire = match busy {
+            Some(run) => TickFire::Busy { run },
+            None => TickFire::Fired(Self::insert_accept(&mut tx, &event).await?),
+        };
+        sqlx::query(
+            "INSERT INTO ticks (plugin, trigger, last_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (plugin, trigger) DO UPDATE SET last_ms = EXCLUDED.last_ms",
+        )
+        .bind(plugin)
+        .bind(trigger as i32)
+        .bind(tick_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        if matches!(fire, TickFire::Fired(Accepted::New { .. })) {
+            self.wake();
+        }
+        Ok(fire)
+    }
+
+    async fn last_tick(&self, plugin: &str, trigger: usize) -> BackendResult<Option<Ms>> {
+        sqlx::query_scalar("SELECT last_ms FROM ticks WHERE plugin = $1 AND trigger = $2")
+            .bind(plugin)
+            .bind(trigger as i32)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(db)
+    }
+
+    async fn sweep(&self, now_ms: Ms, policy: &Retention) -> BackendResult<Swept> {
+        let mut swept = Swept::default();
+        loop {
+            let (runs, effects, events) = self.sweep_runs(now_ms, policy).await?;
+            swept.runs += runs;
+            swept.effects += effects;
+            if !events.is_empty() {
+                // The event goes with its last run (a separate statement: it must see the
+                // runs deleted above).
+                let gone = sqlx::query(
+                    "DELETE FROM events e WHERE e.id = ANY($1) \
+                     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id)",
+                )
+                .bind(&events)
+                .execute(&self.pools.fast)
+                .await
+                .map_err(db)?;
+                swept.events += gone.rows_affected();
+            }
+            if runs < 1000 {
+                break;
+            }
+        }
+        // Delivery ids past the window may arrive again as new deliveries.
+        loop {
+            let gone = sqlx::query(
+                "DELETE FROM deliveries WHERE ctid IN ( \
+                   SELECT ctid FROM deliveries WHERE at_ms <= $1 LIMIT 5000)",
+            )
+            .bind(now_ms.saturating_sub(policy.dedup_window_ms))
+            .execute(&self.pools.fast)
+            .await
+            .map_err(db)?;
+            swept.deliveries += gone.rows_affected();
+            if gone.rows_affected() < 5000 {
+                break;
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn flush(&self) -> BackendResult<()> {
+        // A synchronous commit makes every earlier asynchronous one durable too.
+        sqlx::query("UPDATE flushes SET at = $1 WHERE id = 1")
+            .bind(switchboard_model::now_ms())
+            .execute(&self.pools.durable)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn recipe_store(&self) -> Arc<dyn RecipeStore> {
+        self.recipes.clone()
+    }
+
+    fn counters(&self) -> Arc<dyn Counters> {
+        Arc::new(PgCounters {
+            pools: self.pools.clone(),
+        })
+    }
+}

@@ -1,0 +1,405 @@
+//! What recipes' runs use, on PostgreSQL: kv with quotas, the effect journal, vendor quota
+//! counters. Each kv write locks its recipe's usage row, so a quota holds over every host.
+
+use crate::Pools;
+use async_trait::async_trait;
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use switchboard_model::RecipeError;
+use switchboard_model::effect::{CallKey, Effect};
+use switchboard_model::kv::MAX_KEY_BYTES;
+use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_value, delta};
+use switchboard_runtime::store::{EffectJournal, KvSpace, RecipeStore, StoreFailure};
+use switchboard_vendors::Counters;
+
+/// Kv spaces (one per recipe for the life of the backend) and the effect journal.
+pub struct PgRecipeStore {
+    pools: Pools,
+    spaces: Mutex<HashMap<String, Arc<PgKv>>>,
+    /// What each recipe's space held when the backend opened (read once, so `kv` needs no
+    /// round trip).
+    usage_at_open: HashMap<String, KvUsage>,
+}
+
+impl PgRecipeStore {
+    pub(crate) async fn open(pools: Pools) -> Result<Self, sqlx::Error> {
+        let rows = sqlx::query("SELECT recipe, keys, bytes FROM kv_usage")
+            .fetch_all(&pools.fast)
+            .await?;
+        let mut usage_at_open = HashMap::new();
+        for row in rows {
+            let keys: i64 = row.try_get("keys")?;
+            let bytes: i64 = row.try_get("bytes")?;
+            usage_at_open.insert(
+                row.try_get::<String, _>("recipe")?,
+                KvUsage {
+                    keys: keys.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                },
+            );
+        }
+        Ok(PgRecipeStore {
+            pools,
+            spaces: Mutex::new(HashMap::new()),
+            usage_at_open,
+        })
+    }
+}
+
+impl RecipeStore for PgRecipeStore {
+    fn kv(&self, recipe: &str, quota: KvQuota) -> Result<Arc<dyn KvSpace>, StoreFailure> {
+        let mut spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        let space = spaces
+            .entry(recipe.to_string())
+            .or_insert_with(|| {
+                Arc::new(PgKv {
+                    recipe: recipe.to_string(),
+                    pools: self.pools.clone(),
+                    state: Mutex::new((
+                        self.usage_at_open.get(recipe).copied().unwrap_or_default(),
+                        quota,
+                    )),
+                })
+            })
+            .clone();
+        space.state.lock().unwrap_or_else(|e| e.into_inner()).1 = quota;
+        Ok(space)
+    }
+
+    fn effects(&self) -> Arc<dyn EffectJournal> {
+        Arc::new(PgEffects::new(self.pools.clone()))
+    }
+}
+
+/// One recipe's kv space.
+pub struct PgKv {
+    recipe: String,
+    pools: Pools,
+    /// The usage last seen (any host may have changed it since) and the quota.
+    state: Mutex<(KvUsage, KvQuota)>,
+}
+
+fn store(e: sqlx::Error) -> KvError {
+    KvError::Store(e.to_string())
+}
+
+impl PgKv {
+    fn quota(&self) -> KvQuota {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    fn seen(&self, usage: KvUsage) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0 = usage;
+    }
+
+    /// Write `key` (`new`; `None`: delete) if its value is `expected` (`Some(None)`: absent;
+    /// `None`: whatever it is), within the quota, in one transaction holding the recipe's
+    /// usage row. Returns whether it was written, and the old value's presence.
+    async fn write(
+        &self,
+        key: &str,
+        expected: Option<Option<&[u8]>>,
+        new: Option<&[u8]>,
+    ) -> Result<(bool, bool), KvError> {
+        let mut tx = self.pools.fast.begin().await.map_err(store)?;
+        // The usage row, locked (a no-op update) until the write commits.
+        let row = sqlx::query(
+            "INSERT INTO kv_usage (recipe) VALUES ($1) ON CONFLICT (recipe) \
+             DO UPDATE SET keys = kv_usage.keys RETURNING keys, bytes",
+        )
+        .bind(&self.recipe)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store)?;
+        let usage = KvUsage {
+            keys: row.try_get::<i64, _>("keys").map_err(store)?.max(0) as u64,
+            bytes: row.try_get::<i64, _>("bytes").map_err(store)?.max(0) as u64,
+        };
+        let old: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM kv WHERE recipe = $1 AND key = $2")
+                .bind(&self.recipe)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store)?;
+        if let Some(expected) = expected
+            && old.as_deref() != expected
+        {
+            self.seen(usage);
+            return Ok((false, old.is_some()));
+        }
+        let (dk, db) = delta(key, old.as_ref().map(Vec::len), new.map(<[u8]>::len));
+        let after = KvUsage {
+            keys: usage.keys.saturating_add_signed(dk),
+            bytes: usage.bytes.saturating_add_signed(db),
+        };
+        let quota = self.quota();
+        if (dk > 0 && after.keys > quota.max_keys) || (db > 0 && after.bytes > quota.max_bytes) {
+            self.seen(usage);
+            return Err(KvError::QuotaExceeded {
+                recipe: self.recipe.clone(),
+                keys: after.keys,
+                bytes: after.bytes,
+                max_keys: quota.max_keys,
+                max_bytes: quota.max_bytes,
+            });
+        }
+        match new {
+            Some(value) => sqlx::query(
+                "INSERT INTO kv (recipe, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (recipe, key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(&self.recipe)
+            .bind(key)
+            .bind(value),
+            None => sqlx::query("DELETE FROM kv WHERE recipe = $1 AND key = $2")
+                .bind(&self.recipe)
+                .bind(key),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(store)?;
+        if (dk, db) != (0, 0) {
+            sqlx::query("UPDATE kv_usage SET keys = $2, bytes = $3 WHERE recipe = $1")
+                .bind(&self.recipe)
+                .bind(after.keys as i64)
+                .bind(after.bytes as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(store)?;
+        }
+        tx.commit().await.map_err(store)?;
+        self.seen(after);
+        Ok((true, old.is_some()))
+    }
+}
+
+#[async_trait]
+impl KvSpace for PgKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(key)?;
+        sqlx::query_scalar("SELECT value FROM kv WHERE recipe = $1 AND key = $2")
+            .bind(&self.recipe)
+            .bind(key)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(store)
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        check_key(key)?;
+        check_value(value)?;
+        self.write(key, None, Some(value)).await.map(|_| ())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        check_key(key)?;
+        Ok(self.write(key, None, None).await?.1)
+    }
+
+    async fn list_keys(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<String>, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(KvError::KeyTooLarge { len: prefix.len() });
+        }
+        // In byte order: the column's collation is "C".
+        sqlx::query_scalar(
+            "SELECT key FROM kv WHERE recipe = $1 AND key >= $2 AND starts_with(key, $2) \
+             ORDER BY key LIMIT $3",
+        )
+        .bind(&self.recipe)
+        .bind(prefix)
+        .bind(limit.map_or(i64::MAX, |l| l as i64))
+        .fetch_all(&self.pools.fast)
+        .await
+        .map_err(store)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        check_key(key)?;
+        if let Some(v) = new {
+            check_value(v)?;
+        }
+        Ok(self.write(key, Some(expected), new).await?.0)
+    }
+
+    fn usage(&self) -> KvUsage {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+}
+
+/// The effect journal. An intent (`begin`) commits synchronously: it is on disk before the
+/// request may leave; outcomes commit asynchronously (durable with the next synchronous
+/// commit, within a fraction of a second), as the sled journal's do.
+pub struct PgEffects {
+    pools: Pools,
+}
+
+fn failure(e: sqlx::Error) -> StoreFailure {
+    StoreFailure(e.to_string())
+}
+
+fn decode(json: &str) -> Result<Effect, StoreFailure> {
+    serde_json::from_str(json).map_err(|e| StoreFailure(format!("a journaled call: {e}")))
+}
+
+impl PgEffects {
+    pub(crate) fn new(pools: Pools) -> Self {
+        PgEffects { pools }
+    }
+
+    async fn put(
+        &self,
+        call: CallKey<'_>,
+        effect: &Effect,
+        durable: bool,
+    ) -> Result<(), StoreFailure> {
+        let pool = if durable {
+            &self.pools.durable
+        } else {
+            &self.pools.fast
+        };
+        sqlx::query(
+            "INSERT INTO effects (run_id, fingerprint, occurrence, effect) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (run_id, fingerprint, occurrence) DO UPDATE SET effect = EXCLUDED.effect",
+        )
+        .bind(call.run)
+        .bind(call.fingerprint)
+        .bind(call.occurrence as i32)
+        .bind(serde_json::to_string(effect).expect("effects serialize"))
+        .execute(pool)
+        .await
+        .map_err(failure)?;
+        Ok(())
+    }
+
+    /// Every journaled call of `run`, in the order they were sent.
+    pub async fn of_run(&self, run: &str) -> Result<Vec<(Vec<u8>, i32, Effect)>, StoreFailure> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, occurrence, effect FROM effects WHERE run_id = $1 ORDER BY sent",
+        )
+        .bind(run)
+        .fetch_all(&self.pools.fast)
+        .await
+        .map_err(failure)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("fingerprint").map_err(failure)?,
+                    row.try_get("occurrence").map_err(failure)?,
+                    decode(row.try_get("effect").map_err(failure)?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forget `run`'s calls whose outcome is unknown; returns how many.
+    pub async fn forget_unconfirmed(&self, run: &str) -> Result<usize, StoreFailure> {
+        let mut forgotten = 0;
+        for (fingerprint, occurrence, effect) in self.of_run(run).await? {
+            if !effect.confirmed() {
+                sqlx::query(
+                    "DELETE FROM effects WHERE run_id = $1 AND fingerprint = $2 AND occurrence = $3",
+                )
+                .bind(run)
+                .bind(&fingerprint)
+                .bind(occurrence)
+                .execute(&self.pools.fast)
+                .await
+                .map_err(failure)?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+}
+
+#[async_trait]
+impl EffectJournal for PgEffects {
+    async fn get(&self, call: CallKey<'_>) -> Result<Option<Effect>, StoreFailure> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT effect FROM effects WHERE run_id = $1 AND fingerprint = $2 AND occurrence = $3",
+        )
+        .bind(call.run)
+        .bind(call.fingerprint)
+        .bind(call.occurrence as i32)
+        .fetch_optional(&self.pools.fast)
+        .await
+        .map_err(failure)?;
+        json.as_deref().map(decode).transpose()
+    }
+
+    async fn begin(&self, call: CallKey<'_>, effect: &Effect) -> Result<(), StoreFailure> {
+        self.put(call, effect, true).await
+    }
+
+    async fn settle(&self, call: CallKey<'_>, effect: &Effect) -> Result<(), StoreFailure> {
+        self.put(call, effect, false).await
+    }
+
+    async fn forget(&self, call: CallKey<'_>) -> Result<(), StoreFailure> {
+        sqlx::query(
+            "DELETE FROM effects WHERE run_id = $1 AND fingerprint = $2 AND occurrence = $3",
+        )
+        .bind(call.run)
+        .bind(call.fingerprint)
+        .bind(call.occurrence as i32)
+        .execute(&self.pools.fast)
+        .await
+        .map_err(failure)?;
+        Ok(())
+    }
+}
+
+/// Counters for vendor quotas, one row each; a unit taken commits synchronously.
+pub struct PgCounters {
+    pub(crate) pools: Pools,
+}
+
+fn other(e: sqlx::Error) -> RecipeError {
+    RecipeError::Other {
+        message: format!("store error: {e}"),
+    }
+}
+
+#[async_trait]
+impl Counters for PgCounters {
+    async fn try_take(&self, key: &str, limit: u64) -> Result<bool, RecipeError> {
+        if limit == 0 {
+            return Ok(false);
+        }
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO counters (key, used) VALUES ($1, 1) ON CONFLICT (key) \
+             DO UPDATE SET used = counters.used + 1 WHERE counters.used < $2 RETURNING used",
+        )
+        .bind(key)
+        .bind(limit.min(i64::MAX as u64) as i64)
+        .fetch_optional(&self.pools.durable)
+        .await
+        .map_err(other)?;
+        Ok(taken.is_some())
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), RecipeError> {
+        sqlx::query("UPDATE counters SET used = greatest(used - 1, 0) WHERE key = $1")
+            .bind(key)
+            .execute(&self.pools.durable)
+            .await
+            .map_err(other)?;
+        Ok(())
+    }
+
+    async fn used(&self, key: &str) -> Result<u64, RecipeError> {
+        let used: Option<i64> = sqlx::query_scalar("SELECT used FROM counters WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(other)?;
+        Ok(used.unwrap_or(0).max(0) as u64)
+    }
+}
