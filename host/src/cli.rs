@@ -244,6 +244,10 @@ pub enum StoreCommand {
     /// fresh one and swap it in. The host must be stopped (a store in use is refused,
     /// unchanged); the store reuses freed space by itself, this only shrinks its files.
     Compact,
+    /// Apply the store's migrations and stop: PostgreSQL's embedded, versioned migrations
+    /// (`serve` applies them at start too; this lets a deploy run them first), or the sled
+    /// store's layout upgrade.
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]

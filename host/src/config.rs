@@ -42,6 +42,12 @@
 //! idle_timeout = "60s"         # a connection with no request in flight is closed after this
 //! max_connections = 1024       # at the cap, the longest-idle connection makes room
 //!
+//! [store]
+//! backend = "sled"             # the embedded store in data_dir (one host), or "postgres"
+//! url = { env = "SWITCHBOARD_DATABASE_URL" }   # postgres: the database (the default source)
+//! schema = "switchboard"       # postgres: where the tables live (migrated at start)
+//! pool_size = 8                # postgres: connections per pool (two pools per host)
+//!
 //! [pipeline]
 //! workers = 16                 # runs in flight, all plugins
 //! per_plugin = 4
@@ -117,9 +123,39 @@ pub struct Config {
     pub server: ServerSection,
     #[serde(default)]
     pub pipeline: PipelineSection,
+    /// `[store]`: where the pipeline keeps its records.
+    #[serde(default)]
+    pub store: StoreSection,
     /// `[sources.<name>]`: webhook sources served at `/hooks/<name>`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// Which store backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded store in the data dir: one host.
+    #[default]
+    Sled,
+    /// A PostgreSQL database: any number of hosts.
+    Postgres,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// PostgreSQL: the database URL (it may carry a password, so it is read like a secret);
+    /// default: `$SWITCHBOARD_DATABASE_URL`.
+    pub url: Option<SecretSource>,
+    /// PostgreSQL: the schema of Switchboard's tables (default `switchboard`).
+    pub schema: Option<String>,
+    /// PostgreSQL: connections per pool (two pools per host).
+    #[serde(default, deserialize_with = "more_than_zero")]
+    pub pool_size: Option<NonZeroU32>,
 }
 
 /// `[server]`

@@ -4,6 +4,7 @@
 mod cli;
 mod contracts;
 mod faults;
+mod hosts;
 mod loading;
 mod recipes;
 mod sandbox;

@@ -79,6 +79,7 @@ pub async fn inject(
         .unwrap()
         .entry(vendor.to_string())
         .or_default() += 1;
+    let _in_flight = InFlight::enter(&state, vendor);
     let path = request.uri().path().to_string();
     let method = request.method().as_str().to_string();
     let (latency, fail, status, retry_after, drop, drop_after) = {
@@ -147,6 +148,31 @@ pub async fn inject(
         return response;
     }
     record(&state, vendor, request, next).await
+}
+
+/// A request being answered, counted in its vendor's in-flight gauge until it is done or
+/// its client goes away.
+struct InFlight<'a> {
+    state: &'a SandboxState,
+    vendor: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a SandboxState, vendor: &'a str) -> Self {
+        let mut gauges = state.in_flight.lock().unwrap();
+        let (now, max) = gauges.entry(vendor.to_string()).or_default();
+        *now += 1;
+        *max = (*max).max(*now);
+        InFlight { state, vendor }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self.state.in_flight.lock().unwrap().get_mut(self.vendor) {
+            *now -= 1;
+        }
+    }
 }
 
 /// One request and its answer, as the sandbox saw them (for contract tests).

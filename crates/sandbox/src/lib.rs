@@ -62,6 +62,8 @@ pub struct SandboxState {
     pub(crate) faults: Mutex<BTreeMap<String, Faults>>,
     /// Requests received, per vendor (faulted ones included).
     pub requests: Mutex<BTreeMap<String, u64>>,
+    /// Requests being answered now, and the most ever at once, per vendor.
+    pub(crate) in_flight: Mutex<BTreeMap<String, (u64, u64)>>,
     pub(crate) exchanges: Mutex<std::collections::VecDeque<Exchange>>,
     pub(crate) webhooks: Mutex<BTreeMap<String, webhooks::Target>>,
     pub(crate) deliveries: Mutex<Vec<webhooks::Delivery>>,
@@ -80,6 +82,7 @@ impl SandboxState {
             wh: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
+            in_flight: Mutex::default(),
             exchanges: Mutex::default(),
             webhooks: Mutex::default(),
             deliveries: Mutex::default(),
@@ -110,6 +113,15 @@ impl SandboxState {
             .filter(|e| e.vendor == vendor)
             .cloned()
             .collect()
+    }
+
+    /// The most requests to `vendor` that were being answered at once.
+    pub fn max_in_flight(&self, vendor: &str) -> u64 {
+        self.in_flight
+            .lock()
+            .unwrap()
+            .get(vendor)
+            .map_or(0, |(_, max)| *max)
     }
 
     /// How many requests `vendor` has received.

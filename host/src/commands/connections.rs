@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 pub async fn check(ctx: &Context) -> Result<ExitCode, CommandError> {
-    let connections = ctx.connections(&*ctx.backend()?)?;
+    let connections = ctx.connections(&*ctx.backend().await?)?;
     let mut failed = 0;
     let mut any = false;
     for (name, connector) in connections.iter() {

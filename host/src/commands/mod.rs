@@ -11,11 +11,12 @@ pub mod serve;
 mod store;
 
 use crate::cli::{Cli, Command, ConnectionsCommand, GlobalArgs, PluginsCommand, StoreCommand};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, StoreBackend};
 use crate::pipeline::backend::Backend;
 use crate::pipeline::sled::SledBackend;
 use crate::runtime::plugin::LoadError;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::secrets::SecretSource;
 use crate::store::StoreError;
 use crate::vendors::Connections;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum CommandError {
     /// A command line clap accepts but the command cannot act on.
     #[error("{0}")]
     Usage(String),
+    /// The database could not be reached or used.
+    #[error("the database: {0}")]
+    Database(String),
     #[error("the server refused ({status}): {message}")]
     Refused { status: u16, message: String },
     #[error("no recipe named '{name}' in {}{}", dir.display(), if available.is_empty() { String::new() } else { format!(" (found: {})", available.join(", ")) })]
@@ -85,7 +89,9 @@ impl CommandError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Server { .. } | CommandError::Pipeline(_) => EXIT_UNAVAILABLE,
+            CommandError::Server { .. } | CommandError::Pipeline(_) | CommandError::Database(_) => {
+                EXIT_UNAVAILABLE
+            }
             CommandError::StoreFailed { .. } => EXIT_STORE_FAILED,
             _ => EXIT_BAD_INPUT,
         }
@@ -145,9 +151,61 @@ impl Context {
             .map(|t| crate::secrets::Secret::new(t.trim())))
     }
 
-    /// Open the store: the embedded backend in the data dir.
-    pub fn backend(&self) -> Result<Arc<SledBackend>, CommandError> {
-        Ok(SledBackend::open(&self.data_dir.join("store"))?)
+    /// Open the configured store: the embedded backend in the data dir, or PostgreSQL
+    /// (migrated first).
+    pub async fn backend(&self) -> Result<Arc<dyn Backend>, CommandError> {
+        match self.config.store.backend {
+            StoreBackend::Sled => Ok(SledBackend::open(&self.data_dir.join("store"))?),
+            StoreBackend::Postgres => {
+                let config = self.postgres()?;
+                let backend = switchboard_postgres::PgBackend::open(&config)
+                    .await
+                    .map_err(|e| self.database_error(e))?;
+                Ok(backend)
+            }
+        }
+    }
+
+    /// The PostgreSQL settings: `[store] url` (default `$SWITCHBOARD_DATABASE_URL`),
+    /// `schema`, `pool_size`.
+    pub fn postgres(&self) -> Result<switchboard_postgres::PgConfig, CommandError> {
+        use switchboard_postgres::PgConfig;
+        let store = &self.config.store;
+        let source = store
+            .url
+            .clone()
+            .unwrap_or_else(|| SecretSource::Env("SWITCHBOARD_DATABASE_URL".into()));
+        let url = source.load().map_err(|e| {
+            CommandError::input(
+                self.config_display(),
+                format!("store.url: {e} (the PostgreSQL database to use)"),
+            )
+        })?;
+        Ok(PgConfig {
+            url: url.expose().to_string(),
+            schema: store
+                .schema
+                .clone()
+                .unwrap_or_else(|| PgConfig::DEFAULT_SCHEMA.into()),
+            pool_size: store
+                .pool_size
+                .map_or(PgConfig::DEFAULT_POOL_SIZE, |n| n.get()),
+        })
+    }
+
+    /// A database error as the command reports it: bad settings are bad input (exit 2), a
+    /// database that cannot be reached is unavailable (exit 3).
+    pub fn database_error(&self, e: switchboard_postgres::PgError) -> CommandError {
+        use switchboard_postgres::PgError;
+        match e {
+            PgError::Url(_) => {
+                CommandError::input(self.config_display(), format!("store.url: {e}"))
+            }
+            PgError::Schema(_) => {
+                CommandError::input(self.config_display(), format!("store.schema: {e}"))
+            }
+            e => CommandError::Database(e.to_string()),
+        }
     }
 
     /// Build the configured vendor connections (reading their secrets), counting vendor
@@ -168,8 +226,8 @@ impl Context {
 
     /// The runtime for commands that only load plugins: no connection is built, so no
     /// secret is read.
-    pub fn runtime_without_connections(&self) -> Result<Runtime, CommandError> {
-        self.build_runtime(&*self.backend()?, false)
+    pub async fn runtime_without_connections(&self) -> Result<Runtime, CommandError> {
+        self.build_runtime(&*self.backend().await?, false)
     }
 
     fn build_runtime(
@@ -218,5 +276,6 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Trigger(args) => admin::trigger(&ctx, args).await,
         Command::New(args) => new::new(args),
         Command::Store(StoreCommand::Compact) => store::compact(&ctx),
+        Command::Store(StoreCommand::Migrate) => store::migrate(&ctx).await,
     }
 }

@@ -51,7 +51,7 @@ fn join<T: ToString>(items: &[T]) -> String {
 }
 
 pub async fn list(ctx: &Context, as_json: bool) -> Result<ExitCode, CommandError> {
-    let runtime = ctx.runtime_without_connections()?;
+    let runtime = ctx.runtime_without_connections().await?;
     let (plugins, errors) =
         runtime
             .load_dir(&ctx.plugins_dir)
@@ -98,7 +98,7 @@ pub async fn list(ctx: &Context, as_json: bool) -> Result<ExitCode, CommandError
 }
 
 pub async fn inspect(ctx: &Context, file: &Path, as_json: bool) -> Result<ExitCode, CommandError> {
-    let runtime = ctx.runtime_without_connections()?;
+    let runtime = ctx.runtime_without_connections().await?;
     let p = runtime.load(file).await?;
     if as_json {
         println!(

@@ -118,7 +118,7 @@ async fn resolve(
 
 pub async fn run(ctx: &Context, args: RunArgs) -> Result<ExitCode, CommandError> {
     let event = read_event(&args.event)?;
-    let backend = ctx.backend()?;
+    let backend = ctx.backend().await?;
     let runtime = ctx.runtime(&*backend)?;
     let plugin = resolve(ctx, &runtime, &args.plugin).await?;
     let report = runtime.run_unjournaled(&plugin, &event).await;

@@ -5,7 +5,6 @@ use super::{CommandError, Context};
 use crate::cli::ServeArgs;
 use crate::config::unknown_plugins;
 use crate::ingest::Sources;
-use crate::pipeline::backend::Backend;
 use crate::pipeline::registry::Registry;
 use crate::pipeline::{Pipeline, cron};
 use crate::server::listener::{self, ConnectionCounters};
@@ -45,7 +44,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             format!("cannot create the plugins folder: {e}"),
         )
     })?;
-    let backend = ctx.backend()?;
+    let backend = ctx.backend().await?;
     let runtime = Arc::new(ctx.runtime(&*backend)?);
     let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
     for (path, e) in registry.errors() {

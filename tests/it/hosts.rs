@@ -1,0 +1,331 @@
+//! Several `switchboard serve` processes on one PostgreSQL database: webhooks to any host,
+//! runs on any host, a host SIGKILLed and started again while events arrive; a run held by
+//! a killed host is taken over once its lease expires.
+
+use crate::serve::Host;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use switchboard::pipeline::backend::{AttemptReport, Backend, BackendError, Settlement};
+use switchboard_postgres::{PgBackend, PgConfig, testing};
+use switchboard_test_guests::{PIPE, PROBE};
+
+/// A work dir with the plugins and one config per host (each its own data dir for its
+/// compiled-component cache), all on the schema of `db`.
+fn cluster_setup(
+    plugins: &[(&str, &str)],
+    hosts: usize,
+    db: &PgConfig,
+    extra: &str,
+) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    for (name, path) in plugins {
+        std::fs::copy(path, plugins_dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    let configs = (0..hosts)
+        .map(|n| {
+            let config = dir.path().join(format!("host{n}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "data_dir = \"data{n}\"\nplugins_dir = \"{}\"\n\
+                     [store]\nbackend = \"postgres\"\nschema = \"{}\"\npool_size = 4\n{extra}",
+                    plugins_dir.display(),
+                    db.schema
+                ),
+            )
+            .unwrap();
+            config
+        })
+        .collect();
+    (dir, configs)
+}
+
+fn start(config: &Path, db: &PgConfig) -> Host {
+    let url = db.url.clone();
+    Host::start_with(config, move |c| {
+        c.env("SWITCHBOARD_DATABASE_URL", url);
+    })
+}
+
+const SOURCE: &str = r#"
+[sources.test]
+scheme = "none"
+insecure = true
+kind = "test.event"
+delivery_id_field = "/n"
+"#;
+
+fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_one_database_a_host_killed_again_and_again_nothing_lost_or_repeated() {
+    let sandbox = switchboard::sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        switchboard::sandbox::SandboxKeys::default(),
+    )
+    .await
+    .unwrap();
+    // The customers the texts go to (the vendor texts only its customers).
+    let http = reqwest::Client::new();
+    for sender in 0..6u64 {
+        for n in sender * 1_000 + 1..=sender * 1_000 + 80 {
+            let created = http
+                .post(format!("{}/customers", sandbox.base_url("homebase360")))
+                .header("x-api-key", &sandbox.state.keys.homebase360)
+                .json(&json!({"firstName": "T", "phone": {"mobile": format!("+1303555{n:04}")}}))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(created.is_success(), "creating a customer: {created}");
+        }
+    }
+    // Every text takes 40 ms at the vendor, so runs overlap and concurrency shows.
+    sandbox.state.set_faults(
+        "homebase360",
+        switchboard::sandbox::Faults {
+            latency_ms: 40,
+            ..Default::default()
+        },
+    );
+    let db = testing::fresh_config("hosts");
+    let (dir, configs) = cluster_setup(
+        &[("probe", PROBE), ("pipe", PIPE)],
+        3,
+        &db,
+        &format!(
+            r#"{SOURCE}
+[pipeline]
+lease = "2s"
+retry_base = "100ms"
+retry_max = "500ms"
+[plugins.probe]
+concurrency = 3
+connections = {{ wh = "hb" }}
+[plugins.pipe]
+cron = "* * * * * *"
+[connections.hb]
+vendor = "homebase360"
+secret = {{ file = "hb.key" }}
+base_url = "{}"
+"#,
+            sandbox.base_url("homebase360")
+        ),
+    );
+    std::fs::write(dir.path().join("hb.key"), &sandbox.state.keys.homebase360).unwrap();
+    let mut hosts: Vec<Option<Host>> = configs.iter().map(|c| Some(start(c, &db))).collect();
+    let urls: Arc<std::sync::Mutex<Vec<String>>> = Arc::new(std::sync::Mutex::new(
+        hosts
+            .iter()
+            .map(|h| h.as_ref().unwrap().url.clone())
+            .collect(),
+    ));
+
+    // Six senders, each posting to the hosts in turn, keeping what was acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for sender in 0..6u64 {
+        let (urls, stop) = (urls.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut acked = Vec::new();
+            let mut n = sender * 1_000;
+            while !stop.load(Ordering::Relaxed) && acked.len() < 40 {
+                n += 1;
+                let url = {
+                    let urls = urls.lock().unwrap();
+                    urls[n as usize % urls.len()].clone()
+                };
+                let body = json!({"n": n, "op": "sms", "connection": "wh", "to": format!("+1303555{n:04}")});
+                match http
+                    .post(format!("{url}/hooks/test"))
+                    .body(body.to_string())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 202 => {
+                        let ack: Value = r.json().await.unwrap();
+                        acked.push((n, ack["event_id"].as_str().unwrap().to_string()));
+                    }
+                    // A host being killed or started: the sender tries the next one.
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            acked
+        }));
+    }
+    // Kill host 0 three times while the load runs, starting it again each time.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        hosts[0].take().unwrap().kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let host = start(&configs[0], &db);
+        urls.lock().unwrap()[0] = host.url.clone();
+        hosts[0] = Some(host);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for s in senders {
+        acked.extend(s.await.unwrap());
+    }
+    assert!(acked.len() > 100, "only {} acknowledged", acked.len());
+
+    // Every acknowledged event's two runs end, exactly once each, seen from any host.
+    let any = hosts[1].as_ref().unwrap();
+    let runs = any
+        .wait_runs("source=test", "every run to finish", |runs| {
+            runs.len() >= acked.len() * 2
+                && runs
+                    .iter()
+                    .all(|r| r["status"] != "queued" && r["status"] != "running")
+        })
+        .await;
+    let mut per_event: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for r in &runs {
+        assert!(
+            per_event
+                .entry(r["event_id"].as_str().unwrap())
+                .or_default()
+                .insert(r["plugin"].as_str().unwrap()),
+            "two records of one run: {r}"
+        );
+        // A text whose answer was lost with a killed host is shown unconfirmed, never sent
+        // again; every other run succeeded.
+        assert!(
+            r["status"] == "succeeded"
+                || r["unconfirmed"].as_array().is_some_and(|u| !u.is_empty()),
+            "{r}"
+        );
+    }
+    for (n, id) in &acked {
+        assert_eq!(
+            per_event.get(id.as_str()).map(BTreeSet::len),
+            Some(2),
+            "acknowledged event {id} (n={n}) did not reach both recipes"
+        );
+    }
+    // The same answers from another host.
+    let other = hosts[2].as_ref().unwrap().runs("source=test").await;
+    assert_eq!(other.len(), runs.len());
+
+    // No text went out twice, and never more than the recipe's concurrency at once.
+    let texts: Vec<String> = sandbox
+        .state
+        .exchanges("homebase360")
+        .iter()
+        .filter(|e| e.method == "POST" && e.path == "/messages")
+        .map(|e| e.request.as_ref().unwrap()["mobilePhone"].to_string())
+        .collect();
+    let distinct: BTreeSet<&String> = texts.iter().collect();
+    assert_eq!(distinct.len(), texts.len(), "a text was sent twice");
+    // Each succeeded text run's text went out; one shown unconfirmed (its host killed
+    // mid-call) may or may not have.
+    let number: BTreeMap<&str, u64> = acked.iter().map(|(n, id)| (id.as_str(), *n)).collect();
+    for r in runs
+        .iter()
+        .filter(|r| r["plugin"] == "probe" && r["status"] == "succeeded")
+    {
+        let n = number[r["event_id"].as_str().unwrap()];
+        assert!(
+            distinct.contains(&format!("\"+1303555{n:04}\"")),
+            "run {} succeeded but its text is not at the vendor",
+            r["id"]
+        );
+    }
+    let most = sandbox.state.max_in_flight("homebase360");
+    assert!(
+        (2..=3).contains(&most),
+        "texts in flight at once: {most} (probe's concurrency is 3 over every host)"
+    );
+
+    // Cron: each tick fired once over three hosts, and scheduled runs never overlapped.
+    let ticks = any.runs("plugin=pipe&source=cron").await;
+    assert!(ticks.len() >= 2, "{ticks:?}");
+    let mut deliveries = BTreeSet::new();
+    let mut spans = Vec::new();
+    for r in &ticks {
+        let detail = any.run_detail(r).await;
+        assert!(
+            deliveries.insert(detail["event"]["delivery_id"].to_string()),
+            "a tick fired twice: {detail}"
+        );
+        if let (Some(s), Some(f)) = (r["started_at"].as_str(), r["finished_at"].as_str()) {
+            spans.push((ms(s), ms(f)));
+        }
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping cron runs: {spans:?}");
+    }
+    drop(hosts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_killed_host_is_taken_over_after_its_lease_and_its_late_settle_refused() {
+    let db = testing::fresh_config("takeover");
+    let (_dir, configs) = cluster_setup(
+        &[("pipe", PIPE)],
+        2,
+        &db,
+        &format!("{SOURCE}\n[pipeline]\nlease = \"2s\"\n"),
+    );
+    let a = start(&configs[0], &db);
+    let (status, ack) = a
+        .hook("test", &[], &json!({"n": 1, "sleep_ms": 4000}).to_string())
+        .await;
+    assert_eq!(status, 202, "{ack}");
+    let held = a
+        .wait_runs("plugin=pipe", "the run to start on host A", |runs| {
+            runs.first().is_some_and(|r| r["status"] == "running")
+        })
+        .await
+        .remove(0);
+    let old: switchboard::model::Lease =
+        serde_json::from_value(held["lease"].clone()).expect("a running run shows its lease");
+    a.kill();
+    let killed_at = Instant::now();
+    let b = start(&configs[1], &db);
+    let done = b
+        .wait_runs("plugin=pipe", "host B to take the run over", |runs| {
+            runs.first().is_some_and(|r| r["status"] == "succeeded")
+        })
+        .await
+        .remove(0);
+    assert!(
+        killed_at.elapsed() >= Duration::from_millis(1000),
+        "taken over before the lease could expire"
+    );
+    assert_eq!(
+        done["attempts"], 2,
+        "the killed host's attempt counts: {done}"
+    );
+
+    // Host A's settle, arriving late with its old lease: refused, the record unchanged.
+    let store = PgBackend::open(&db).await.unwrap();
+    let late = store
+        .settle(
+            &old,
+            switchboard::model::now_ms(),
+            Settlement::Failed(switchboard::model::RunError::Timeout { deadline_ms: 1 }),
+            AttemptReport::default(),
+        )
+        .await;
+    assert!(matches!(late, Err(BackendError::Stale { .. })), "{late:?}");
+    let run = store.run(&old.run).await.unwrap().unwrap();
+    assert_eq!(run.status, switchboard::model::RunStatus::Succeeded);
+    drop(b);
+}
