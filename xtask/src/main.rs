@@ -19,6 +19,11 @@ const USAGE: &str = "usage: cargo xtask <ci|demo|recipes>
   recipes   build every recipe under recipes/ to plugins/<name>.wasm
   layers    check that no crate depends on a layer it must not know (cargo metadata)";
 
+/// The throwaway PostgreSQL cluster, shared with the backend's tests (std only).
+#[path = "../../crates/postgres/src/cluster.rs"]
+#[allow(dead_code)] // xtask uses part of it
+mod cluster;
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
@@ -181,7 +186,14 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "switchboard-runtime",
-        &["switchboard-pipeline", "switchboard", "axum", "sled"],
+        &[
+            "switchboard-pipeline",
+            "switchboard-postgres",
+            "switchboard",
+            "axum",
+            "sled",
+            "sqlx",
+        ],
         "the runtime knows nothing of HTTP servers, triggers, the pipeline or its store",
     ),
     (
@@ -196,8 +208,13 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "switchboard-pipeline",
-        &["switchboard", "axum"],
-        "the pipeline knows nothing of the server or the binary",
+        &["switchboard", "axum", "switchboard-postgres", "sqlx"],
+        "the pipeline knows nothing of the server, the binary or PostgreSQL (a backend of it)",
+    ),
+    (
+        "switchboard-postgres",
+        &["switchboard", "axum", "sled"],
+        "the PostgreSQL backend knows nothing of the server, the binary or sled",
     ),
 ];
 
@@ -313,16 +330,63 @@ fn ci() -> Result<(), String> {
         ]),
     )?;
     recipes()?;
-    test_with_summary()
+    // Kept until the tests are done: dropping it stops and removes the cluster.
+    let (url, _cluster) = postgres()?;
+    test_with_summary(&url)
+}
+
+/// The PostgreSQL server the tests use: `$SWITCHBOARD_TEST_DATABASE_URL` when set, else a
+/// throwaway cluster from the system's binaries (Debian's `postgresql` package, installed
+/// when missing and we are root).
+fn postgres() -> Result<(String, Option<cluster::Cluster>), String> {
+    if let Ok(url) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        println!("==> PostgreSQL for the tests: $SWITCHBOARD_TEST_DATABASE_URL");
+        return Ok((url, None));
+    }
+    if cluster::bin_dir().is_none() {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            return Err(cluster::INSTALL_HINT.to_string());
+        }
+        run(
+            "apt-get install postgresql",
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if cluster::bin_dir().is_none() {
+            return Err(format!(
+                "installed postgresql, yet: {}",
+                cluster::INSTALL_HINT
+            ));
+        }
+    }
+    println!("==> PostgreSQL for the tests: a throwaway cluster");
+    let cluster = cluster::Cluster::start(None, &[])?;
+    println!(
+        "    {} (in {}, removed at the end)",
+        cluster.url,
+        cluster.dir().display()
+    );
+    Ok((cluster.url.clone(), Some(cluster)))
 }
 
 /// `cargo test --workspace`, echoing its output, then one closing line with the totals of
 /// every test binary and doctest run (the last binary cargo runs often has no tests).
-fn test_with_summary() -> Result<(), String> {
+fn test_with_summary(database_url: &str) -> Result<(), String> {
     use std::io::{BufRead, BufReader};
     println!("==> cargo test");
     let mut child = cargo()
         .args(["test", "--workspace"])
+        .env("SWITCHBOARD_TEST_DATABASE_URL", database_url)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cargo test: cannot start: {e}"))?;
