@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use switchboard::ingest::{SchemeKind, SourceConfig, Sources};
 use switchboard::pipeline::backend::Backend;
 use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Incoming, Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::server::{AppState, spawn_local};
+use switchboard::sled::SledBackend;
 use switchboard::vendors::Connections;
 
 const SAMPLES: usize = 400;

@@ -22,11 +22,11 @@ use switchboard::pipeline::backend::{
     AttemptReport, Backend, ClaimRequest, NewEvent, NewRun, RunQuery, Settlement,
 };
 use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::sled::SledBackend;
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::Secret;
 use switchboard::server::{AppState, spawn_local};
+use switchboard::sled::SledBackend;
 use switchboard::vendors::Connections;
 
 const RECIPES: usize = 10;

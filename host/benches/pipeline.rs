@@ -31,11 +31,11 @@ use switchboard::ingest::verify::StandardVerifier;
 use switchboard::ingest::{SourceConfig, Sources};
 use switchboard::pipeline::backend::{Backend, Retention};
 use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::sled::{SledBackend, disk_usage};
 use switchboard::pipeline::{Pipeline, PipelineOptions};
 use switchboard::runtime::{Runtime, RuntimeOptions};
 use switchboard::secrets::SecretSource;
 use switchboard::server::{AppState, spawn_local};
+use switchboard::sled::{SledBackend, disk_usage};
 use switchboard::vendors::Connections;
 
 const CONCURRENCY: usize = 64;

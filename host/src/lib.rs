@@ -13,10 +13,12 @@
 
 pub use switchboard_model as model;
 pub use switchboard_pipeline as pipeline;
-pub use switchboard_pipeline::store;
+pub use switchboard_postgres as postgres;
 pub use switchboard_runtime as runtime;
 pub use switchboard_runtime::capabilities;
 pub use switchboard_sandbox as sandbox;
+pub use switchboard_sled as sled;
+pub use switchboard_sled::store;
 pub use switchboard_vendors as vendors;
 pub use switchboard_vendors::secrets;
 

@@ -445,8 +445,7 @@ async fn a_panic_in_host_code_fails_that_run_and_frees_its_slot() {
     let double = support::Double::new();
     let mut connections = Connections::default();
     connections.insert("ghl", double.clone());
-    let backend =
-        switchboard::pipeline::sled::SledBackend::open(&dir.path().join("store")).unwrap();
+    let backend = switchboard::sled::SledBackend::open(&dir.path().join("store")).unwrap();
     let runtime = std::sync::Arc::new(
         switchboard::runtime::Runtime::new(
             support::options(),

@@ -208,13 +208,25 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "switchboard-pipeline",
-        &["switchboard", "axum", "switchboard-postgres", "sqlx"],
-        "the pipeline knows nothing of the server, the binary or PostgreSQL (a backend of it)",
+        &[
+            "switchboard",
+            "axum",
+            "switchboard-sled",
+            "switchboard-postgres",
+            "sled",
+            "sqlx",
+        ],
+        "the pipeline knows nothing of the server, the binary or its backends' stores",
     ),
     (
         "switchboard-postgres",
-        &["switchboard", "axum", "sled"],
+        &["switchboard", "axum", "switchboard-sled", "sled"],
         "the PostgreSQL backend knows nothing of the server, the binary or sled",
+    ),
+    (
+        "switchboard-sled",
+        &["switchboard", "axum", "switchboard-postgres", "sqlx"],
+        "the sled backend knows nothing of the server, the binary or PostgreSQL",
     ),
 ];
 

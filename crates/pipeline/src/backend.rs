@@ -1,7 +1,7 @@
 //! The pipeline's store, as operations: the seam between the pipeline's logic (retries,
 //! deferrals, the dispatcher, cron) and where its records live. sled implements it for one
-//! host ([`crate::sled`]); another backend proves itself by passing the same conformance suite
-//! ([`crate::conformance`]).
+//! host (crate `switchboard-sled`), PostgreSQL for several (crate `switchboard-postgres`);
+//! each proves itself by passing the same conformance suite ([`crate::conformance`]).
 //!
 //! Every operation that moves a run takes `now_ms` from the caller, so the semantics (due
 //! times, lease expiry, retention) can be tested without waiting.

@@ -1,6 +1,6 @@
 //! The backend conformance suite: the semantics every [`Backend`] must have, as checks generic
-//! over the backend. sled runs it in its tests (`sled::tests`); another backend proves itself
-//! by running the same [`run_all`] over its own [`Harness`].
+//! over the backend. Each backend proves itself by running [`run_all`] over its own
+//! [`Harness`]: sled in its unit tests, PostgreSQL in `crates/postgres/tests/conformance.rs`.
 //!
 //! Each check panics, naming what broke, when the backend gets it wrong. Time is passed in
 //! (`now_ms`), starting from the real clock, so no check waits.

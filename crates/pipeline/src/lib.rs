@@ -3,7 +3,9 @@
 //! worker pool with leases, retries, deferrals, dead runs and replay.
 //!
 //! - [`backend`]: the store, as pipeline operations (accept, claim with a lease, settle,
-//!   query, sweep); [`sled`] implements it for one host, [`conformance`] pins its semantics;
+//!   query, sweep), implemented by the sled backend (crate `switchboard-sled`, one host) and
+//!   the PostgreSQL backend (crate `switchboard-postgres`, several hosts); [`conformance`]
+//!   pins its semantics;
 //! - [`dispatch`]: the workers: claim due runs, run them, settle them (retry policy);
 //! - [`registry`]: the plugins folder, hot reloaded;
 //! - [`cron`]: scheduled triggers, each tick fired once.
@@ -22,8 +24,6 @@ pub mod dispatch;
 mod intake;
 mod options;
 pub mod registry;
-pub mod sled;
-pub mod store;
 pub use intake::{Ack, Incoming, glob, order_key};
 pub use options::{CatchUp, CronOverride, PipelineOptions};
 pub use switchboard_model::schedule;

@@ -2,7 +2,7 @@
 
 use super::{CommandError, Context};
 use crate::config::StoreBackend;
-use crate::pipeline::sled::SledBackend;
+use crate::sled::SledBackend;
 use std::process::ExitCode;
 
 /// Rewrite the store into a fresh one, giving back the space of swept records.

@@ -11,11 +11,8 @@
 
 mod keys;
 mod ready;
+pub mod store;
 
-use crate::backend::{
-    Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
-};
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
 use keys::{EventRow, Pending, RunRow};
@@ -27,6 +24,10 @@ use std::sync::{Arc, Mutex};
 use switchboard_model::effect::Effect;
 use switchboard_model::{
     DeliveryMark, LogLine, RunRecord, RunStatus, StoredEvent, parse_ms, rfc3339,
+};
+use switchboard_pipeline::backend::{
+    Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
+    Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
 };
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
@@ -323,7 +324,7 @@ impl SledBackend {
             if let Some(key) = &run.order_key {
                 ready.key(&run.id, &run.plugin, key);
             }
-            if run.source == crate::cron::SOURCE {
+            if run.source == switchboard_pipeline::cron::SOURCE {
                 Self::lock(&self.cron_active).insert(run.plugin.clone(), run.id.clone());
             }
             recovered.push((run.id, run.plugin, pending.due));
@@ -507,7 +508,7 @@ impl SledBackend {
     fn write_accept(&self, new: &NewEvent) -> BackendResult<Accepted> {
         let event = &new.event;
         let dkey = keys::delivery(&event.source, &new.delivery_id);
-        let (stored, runs) = crate::backend::accepted(new);
+        let (stored, runs) = switchboard_pipeline::backend::accepted(new);
         let _guard = Self::lock(&self.locks[stripe(&dkey)]);
         if let Some(existing) = self.sled(self.tree.get(&dkey))? {
             let seen: DeliveryMark = keys::decode(&dkey, &existing)?;
@@ -633,7 +634,7 @@ impl SledBackend {
         let cursor = q
             .cursor
             .as_deref()
-            .map(crate::backend::parse_cursor)
+            .map(switchboard_pipeline::backend::parse_cursor)
             .transpose()?;
         // Finished runs come from an index range per status (all three when the query names
         // none); unfinished ones from the live view.
@@ -870,7 +871,8 @@ impl Backend for SledBackend {
                 .ok_or_else(|| BackendError::NoRun(lease.run.clone()))?,
         };
         let logs = report.logs.clone();
-        let (run, due) = crate::backend::settled(before, now_ms, settlement.clone(), report);
+        let (run, due) =
+            switchboard_pipeline::backend::settled(before, now_ms, settlement.clone(), report);
         if matches!(settlement, Settlement::Released) {
             // Given back unrun: only its pending entry changes (the attempt uncounted).
             self.put(
@@ -887,7 +889,7 @@ impl Backend for SledBackend {
         }
         if run.status.is_terminal() {
             ready.finish(&run.id);
-            if run.source == crate::cron::SOURCE {
+            if run.source == switchboard_pipeline::cron::SOURCE {
                 let mut active = Self::lock(&self.cron_active);
                 if active.get(&run.plugin) == Some(&run.id) {
                     active.remove(&run.plugin);
@@ -1029,7 +1031,7 @@ impl Backend for SledBackend {
         let (runs, more) = self.scan(query, limit)?;
         let next = if more {
             runs.last()
-                .map(|r| crate::backend::cursor(created_ms(r), &r.id))
+                .map(|r| switchboard_pipeline::backend::cursor(created_ms(r), &r.id))
         } else {
             None
         };
@@ -1166,7 +1168,7 @@ impl Backend for SledBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::{self, Harness};
+    use switchboard_pipeline::conformance::{self, Harness};
 
     /// sled under the conformance suite: a store per check in a temporary folder.
     #[derive(Default)]
@@ -1200,15 +1202,15 @@ mod tests {
 
         async fn torn_accept(&self, backend: &SledBackend, new: NewEvent) {
             // Everything but the delivery mark, which goes last: the host died before it.
-            let (stored, runs) = crate::backend::accepted(&new);
+            let (stored, runs) = switchboard_pipeline::backend::accepted(&new);
             backend.write_event(&stored, &runs).unwrap();
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_gives_back_what_a_sweep_freed_and_keeps_the_rest() {
-        use crate::backend::NewRun;
         use switchboard_model::{Event, Outcome};
+        use switchboard_pipeline::backend::NewRun;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let b = SledBackend::open(&path).unwrap();

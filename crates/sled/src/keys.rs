@@ -28,12 +28,12 @@
 //! it is its event and its pending entry. Retention walks the status index by creation
 //! time and keeps what finished within its window.
 
-use super::super::backend::BackendError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use switchboard_model::{
     Event, Outcome, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed, rfc3339,
 };
+use switchboard_pipeline::backend::BackendError;
 
 /// The layout's version; an older store is re-indexed at open.
 pub const SCHEMA: u8 = 3;
@@ -378,11 +378,11 @@ mod tests {
             split_timed(&b, by_status(RunStatus::Dead).len()),
             Some((300, "e0.a".to_string()))
         );
-        let c = crate::backend::cursor(300, "e0.a");
+        let c = switchboard_pipeline::backend::cursor(300, "e0.a");
         assert_eq!(
-            crate::backend::parse_cursor(&c).unwrap(),
+            switchboard_pipeline::backend::parse_cursor(&c).unwrap(),
             (300, "e0.a".to_string())
         );
-        assert!(crate::backend::parse_cursor("nope").is_err());
+        assert!(switchboard_pipeline::backend::parse_cursor("nope").is_err());
     }
 }
