@@ -248,6 +248,22 @@ pub enum StoreCommand {
     /// (`serve` applies them at start too; this lets a deploy run them first), or the sled
     /// store's layout upgrade.
     Migrate,
+    /// Copy the embedded (sled) store into a PostgreSQL database, to move to several hosts:
+    /// recipe kv, queued and deferred runs, the history kept (with logs and the effect
+    /// journal), delivery ids within the dedup window, cron ticks, quota counters. The sled
+    /// store must not be in use (a live host's store is refused) and the target schema must
+    /// be empty. Then set `[store] backend = "postgres"` and start the hosts.
+    Copy {
+        /// The sled store: a data dir (its `store/` folder) or the store folder itself.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database, as a URL (`postgres://user:password@host/db`).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The schema to copy into [default: `[store] schema`, else switchboard].
+        #[arg(long)]
+        schema: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use crate::serve::Host;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -328,4 +329,140 @@ async fn a_run_of_a_killed_host_is_taken_over_after_its_lease_and_its_late_settl
     let run = store.run(&old.run).await.unwrap().unwrap();
     assert_eq!(run.status, switchboard::model::RunStatus::Succeeded);
     drop(b);
+}
+
+/// `POST /admin/trigger` for the probe with `payload`, waiting for its run.
+async fn probe(host: &Host, payload: Value) -> Value {
+    let (status, body) = host
+        .admin(
+            "POST",
+            "/admin/trigger",
+            Some(json!({"plugin": "probe", "source": "test", "kind": "probe", "payload": payload, "wait": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["runs"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids() {
+    let (dir, config) = crate::serve::setup(&[("probe", PROBE), ("pipe", PIPE)], SOURCE);
+    let host = Host::start(&config);
+    // Recipe kv, a delivery id, a run deferred for a few seconds, some history.
+    let set = probe(
+        &host,
+        json!({"op": "kv-set", "key": "greeting", "value": "hello"}),
+    )
+    .await;
+    assert_eq!(set["status"], "succeeded", "{set}");
+    let (status, first) = host.hook("test", &[], &json!({"n": 1}).to_string()).await;
+    assert_eq!(status, 202, "{first}");
+    let until = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 8, 0).unwrap();
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    let (status, _) = host
+        .hook(
+            "test",
+            &[],
+            &json!({"n": 2, "defer_until": until}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let deferred = host
+        .wait_runs("plugin=pipe", "the deferral and the first run", |runs| {
+            runs.iter()
+                .any(|r| r["deferrals"] == 1 && r["status"] == "queued")
+                && runs.iter().any(|r| r["status"] == "succeeded")
+        })
+        .await
+        .into_iter()
+        .find(|r| r["deferrals"] == 1)
+        .unwrap();
+
+    let db = testing::fresh_config("copied");
+    let copy = |from: &str| {
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "--config",
+                "switchboard.toml",
+                "store",
+                "copy",
+                "--from",
+                from,
+            ])
+            .args(["--to", &db.url, "--schema", &db.schema])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    // A store a host is using is never copied.
+    let refused = copy("data");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is a host running on this store?"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(host.terminate(), "the sled host stops cleanly");
+    let copied = copy("data");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    let said = String::from_utf8_lossy(&copied.stdout);
+    assert!(
+        said.contains("1 kv keys") && said.contains("(1 unfinished)"),
+        "{said}"
+    );
+    // Into an empty schema only: a second copy is refused.
+    let again = copy("data");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+
+    // Served from PostgreSQL now.
+    let pg = dir.path().join("pg.toml");
+    std::fs::write(
+        &pg,
+        format!(
+            "{}\n[store]\nbackend = \"postgres\"\nschema = \"{}\"\n",
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("data_dir = \"data\"", "data_dir = \"data-pg\""),
+            db.schema
+        ),
+    )
+    .unwrap();
+    let host = start(&pg, &db);
+    let got = probe(&host, json!({"op": "kv-get", "key": "greeting"})).await;
+    assert_eq!(got["status"], "succeeded", "{got}");
+    assert!(
+        got["outcome"].to_string().contains("hello"),
+        "kv kept: {got}"
+    );
+    let (status, dup) = host.hook("test", &[], &json!({"n": 1}).to_string()).await;
+    assert_eq!((status, &dup["duplicate"]), (202, &json!(true)), "{dup}");
+    assert_eq!(
+        dup["event_id"], first["event_id"],
+        "the same event as before"
+    );
+    // The deferred run runs at its time, on the new store.
+    let ran = host
+        .wait_runs("plugin=pipe", "the deferred run to run", |runs| {
+            runs.iter()
+                .any(|r| r["id"] == deferred["id"] && r["status"] == "succeeded")
+        })
+        .await;
+    let ran = ran.iter().find(|r| r["id"] == deferred["id"]).unwrap();
+    assert_eq!(ran["deferrals"], 1, "{ran}");
+    assert!(
+        ms(ran["finished_at"].as_str().unwrap()) >= ms(&until),
+        "not before its time: {ran}"
+    );
+    // New events get new ids after the copied ones.
+    let (status, new) = host.hook("test", &[], &json!({"n": 3}).to_string()).await;
+    assert_eq!(status, 202, "{new}");
+    assert!(
+        new["event_id"].as_str() > first["event_id"].as_str(),
+        "{new}"
+    );
 }

@@ -484,6 +484,8 @@ mod tests {
             "switchboard-pipeline",
             "switchboard",
             "middle",
+            "switchboard-postgres",
+            "switchboard-sled",
         ];
         let packages: Vec<_> = names
             .iter()

@@ -24,6 +24,7 @@ pub mod dispatch;
 mod intake;
 mod options;
 pub mod registry;
+pub mod transfer;
 pub use intake::{Ack, Incoming, glob, order_key};
 pub use options::{CatchUp, CronOverride, PipelineOptions};
 pub use switchboard_model::schedule;

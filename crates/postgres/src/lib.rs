@@ -39,6 +39,7 @@ use switchboard_pipeline::backend::{
     Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
     accepted, cursor, parse_cursor, settled,
 };
+use switchboard_pipeline::transfer::{MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
 
@@ -79,6 +80,10 @@ pub enum PgError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database failed: {0}")]
     Db(#[from] sqlx::Error),
+    #[error(
+        "schema '{0}' already holds events, runs or kv: a copy goes into an empty schema (name another with --schema, or drop it)"
+    )]
+    NotEmpty(String),
 }
 
 /// The two pools: `durable` commits synchronously (acknowledged accepts, effect intents,
@@ -509,6 +514,157 @@ impl PgBackend {
             row.try_get::<i64, _>("effects").map_err(db)? as u64,
             row.try_get("events").map_err(db)?,
         ))
+    }
+}
+
+impl PgBackend {
+    /// Write `snapshot` (another store's contents, `switchboard store copy`) into this
+    /// schema, in one transaction; refused unless the schema holds no events, runs or kv.
+    pub async fn import(&self, snapshot: &Snapshot) -> Result<(), PgError> {
+        let mut tx = self.pools.durable.begin().await?;
+        let used: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM runs) \
+                    + (SELECT count(*) FROM kv)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if used > 0 {
+            return Err(PgError::NotEmpty(self.config.schema.clone()));
+        }
+        for stored in &snapshot.events {
+            let e = &stored.event;
+            sqlx::query(
+                "INSERT INTO events (id, source, kind, time, payload, delivery_id, received_ms, window_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&e.id)
+            .bind(&e.source)
+            .bind(&e.kind)
+            .bind(&e.time)
+            .bind(e.payload.get())
+            .bind(&stored.delivery_id)
+            .bind(stored.received_ms)
+            .bind(stored.window_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // In acceptance order, so each key's runs keep theirs.
+        let mut runs: Vec<&MovedRun> = snapshot.runs.iter().collect();
+        runs.sort_by(|a, b| {
+            (rows::ms_of(&Some(a.run.created_at.clone())), &a.run.id)
+                .cmp(&(rows::ms_of(&Some(b.run.created_at.clone())), &b.run.id))
+        });
+        for moved in runs {
+            let run = &moved.run;
+            let ms = rows::ms_of;
+            sqlx::query(
+                "INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, order_key, \
+                   attempts, replays, deferrals, created_ms, updated_ms, next_attempt_ms, \
+                   started_ms, finished_ms, due_ms, unconfirmed, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, nextval('run_seq'), $7, $8, $9, $10, $11, $12, \
+                   $13, $14, $15, $16, $17, $18)",
+            )
+            .bind(&run.id)
+            .bind(&run.event_id)
+            .bind(&run.plugin)
+            .bind(&run.source)
+            .bind(&run.kind)
+            .bind(run.status.as_str())
+            .bind(&run.order_key)
+            .bind(run.attempts as i32)
+            .bind(run.replays as i32)
+            .bind(run.deferrals as i32)
+            .bind(ms(&Some(run.created_at.clone())).unwrap_or_default())
+            .bind(ms(&Some(run.updated_at.clone())).unwrap_or_default())
+            .bind(ms(&run.next_attempt_at))
+            .bind(ms(&run.started_at))
+            .bind(if run.status.is_terminal() {
+                ms(&run.finished_at)
+            } else {
+                None
+            })
+            .bind(moved.due_ms.filter(|_| !run.status.is_terminal()))
+            .bind(!run.unconfirmed.is_empty())
+            .bind(rows::Detail::of(run))
+            .execute(&mut *tx)
+            .await?;
+            if !moved.logs.is_empty() {
+                sqlx::query("INSERT INTO run_logs (run_id, lines) VALUES ($1, $2)")
+                    .bind(&run.id)
+                    .bind(serde_json::to_string(&moved.logs).expect("log lines serialize"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for d in &snapshot.deliveries {
+            sqlx::query(
+                "INSERT INTO deliveries (source, delivery_id, event_id, at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&d.source)
+            .bind(&d.delivery_id)
+            .bind(&d.event_id)
+            .bind(d.at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for e in &snapshot.effects {
+            sqlx::query(
+                "INSERT INTO effects (run_id, fingerprint, occurrence, effect) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&e.run)
+            .bind(&e.fingerprint)
+            .bind(e.occurrence as i32)
+            .bind(serde_json::to_string(&e.effect).expect("effects serialize"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (recipe, key, value) in &snapshot.kv {
+            sqlx::query("INSERT INTO kv (recipe, key, value) VALUES ($1, $2, $3)")
+                .bind(recipe)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO kv_usage (recipe, keys, bytes) \
+             SELECT recipe, count(*), sum(octet_length(key) + octet_length(value)) FROM kv \
+             GROUP BY recipe",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (plugin, trigger, last) in &snapshot.ticks {
+            sqlx::query("INSERT INTO ticks (plugin, trigger, last_ms) VALUES ($1, $2, $3)")
+                .bind(plugin)
+                .bind(*trigger as i32)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (key, used) in &snapshot.counters {
+            sqlx::query("INSERT INTO counters (key, used) VALUES ($1, $2)")
+                .bind(key)
+                .bind((*used).min(i64::MAX as u64) as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // New event ids continue after the copied ones.
+        let highest = snapshot
+            .events
+            .iter()
+            .filter_map(|e| e.event.id.strip_prefix("evt_"))
+            .filter_map(|hex| i64::from_str_radix(hex, 16).ok())
+            .max();
+        if let Some(highest) = highest {
+            sqlx::query("SELECT setval('event_id_blocks', $1, false)")
+                .bind(highest / ID_BLOCK + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.wake();
+        Ok(())
     }
 }
 

@@ -49,3 +49,42 @@ pub fn fresh_config(prefix: &str) -> PgConfig {
         pool_size: 4,
     }
 }
+
+/// Count statements in `url`'s database (the server must preload `pg_stat_statements`).
+pub async fn enable_statement_counts(url: &str) {
+    let pool = connect(url).await;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&pool)
+        .await
+        .expect("pg_stat_statements (preloaded?)");
+}
+
+/// Forget the statements counted so far.
+pub async fn reset_statement_counts(url: &str) {
+    let pool = connect(url).await;
+    sqlx::query("SELECT pg_stat_statements_reset()")
+        .execute(&pool)
+        .await
+        .expect("resetting pg_stat_statements");
+}
+
+/// Statements executed since the last reset (every database and user), less the ones of
+/// this counting itself.
+pub async fn statement_count(url: &str) -> i64 {
+    let pool = connect(url).await;
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements \
+         WHERE query NOT LIKE '%pg_stat_statements%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("reading pg_stat_statements")
+}
+
+async fn connect(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("connecting to the database")
+}

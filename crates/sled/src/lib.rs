@@ -29,6 +29,7 @@ use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
     Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
 };
+use switchboard_pipeline::transfer::{MovedDelivery, MovedEffect, MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
 use tokio::sync::Notify;
@@ -739,6 +740,120 @@ impl SledBackend {
                 return Ok((out, false));
             }
         }
+    }
+}
+
+impl SledBackend {
+    /// Everything a move to another backend keeps (see [`Snapshot`]): every run kept, its
+    /// event, log and journal; delivery ids seen within `window_ms` of `now_ms`; recipe kv;
+    /// cron ticks; quota counters.
+    pub async fn export(&self, now_ms: Ms, window_ms: Ms) -> BackendResult<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        let mut events = std::collections::BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .runs(&RunQuery {
+                    limit: 1000,
+                    cursor: cursor.take(),
+                    ..RunQuery::default()
+                })
+                .await?;
+            for mut run in page.runs {
+                let due_ms = if run.status.is_terminal() {
+                    None
+                } else {
+                    // Unfinished: queued again where it was due (a host is not running on
+                    // this store, so nothing holds it).
+                    run.status = RunStatus::Queued;
+                    run.lease = None;
+                    run.waiting_for = None;
+                    Some(self.read_pending(&run.id)?.map_or(now_ms, |p| p.due))
+                };
+                if events.insert(run.event_id.clone())
+                    && let Some(event) = self.read_event(&run.event_id)?
+                {
+                    snapshot.events.push(event);
+                }
+                let logs = self.logs(&run.id).await?;
+                snapshot.runs.push(MovedRun { run, due_ms, logs });
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for item in self.tree.scan_prefix(b"d/") {
+            let (key, value) = self.sled(item)?;
+            let mark: DeliveryMark = keys::decode(&key, &value)?;
+            if now_ms - mark.at_ms >= window_ms {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&key[2..]).into_owned();
+            let Some((source, delivery_id)) = text.split_once('\n') else {
+                continue;
+            };
+            snapshot.deliveries.push(MovedDelivery {
+                source: source.to_string(),
+                delivery_id: delivery_id.to_string(),
+                event_id: mark.event_id,
+                at_ms: mark.at_ms,
+            });
+        }
+        for item in self.tree.scan_prefix(b"c/") {
+            let (key, value) = self.sled(item)?;
+            let text = String::from_utf8_lossy(&key[2..]).into_owned();
+            if let Some((plugin, trigger)) = text.rsplit_once('/')
+                && let (Ok(trigger), Some(last)) = (trigger.parse(), keys::be_i64(&value))
+            {
+                snapshot.ticks.push((plugin.to_string(), trigger, last));
+            }
+        }
+        let db = self.store.db();
+        let effects = self.sled(db.open_tree("effects"))?;
+        for item in effects.iter() {
+            let (key, value) = self.sled(item)?;
+            let Some(zero) = key.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let rest = &key[zero + 1..];
+            if rest.len() != 36 {
+                continue;
+            }
+            let effect = keys::decode(&key, &value)?;
+            snapshot.effects.push(MovedEffect {
+                run: String::from_utf8_lossy(&key[..zero]).into_owned(),
+                fingerprint: rest[..32].to_vec(),
+                occurrence: u32::from_be_bytes(rest[32..].try_into().expect("4 bytes")),
+                effect,
+            });
+        }
+        for name in db.tree_names() {
+            let Some(recipe) = name.strip_prefix(b"kv/") else {
+                continue;
+            };
+            let recipe = String::from_utf8_lossy(recipe).into_owned();
+            for item in self.sled(db.open_tree(&name))?.iter() {
+                let (key, value) = self.sled(item)?;
+                snapshot.kv.push((
+                    recipe.clone(),
+                    String::from_utf8_lossy(&key).into_owned(),
+                    value.to_vec(),
+                ));
+            }
+        }
+        for item in self.sled(db.open_tree("quota"))?.iter() {
+            let (key, value) = self.sled(item)?;
+            let used = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            snapshot
+                .counters
+                .push((String::from_utf8_lossy(&key).into_owned(), used));
+        }
+        Ok(snapshot)
     }
 }
 

@@ -204,6 +204,7 @@ impl Context {
             PgError::Schema(_) => {
                 CommandError::input(self.config_display(), format!("store.schema: {e}"))
             }
+            PgError::NotEmpty(_) => CommandError::Usage(e.to_string()),
             e => CommandError::Database(e.to_string()),
         }
     }
@@ -277,5 +278,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::New(args) => new::new(args),
         Command::Store(StoreCommand::Compact) => store::compact(&ctx),
         Command::Store(StoreCommand::Migrate) => store::migrate(&ctx).await,
+        Command::Store(StoreCommand::Copy { from, to, schema }) => {
+            store::copy(&ctx, &from, to, schema).await
+        }
     }
 }
