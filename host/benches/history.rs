@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::model::{Event, Outcome, RunError, RunStatus};
 use switchboard::pipeline::backend::{
-    AttemptReport, Backend, ClaimRequest, NewEvent, NewRun, RunQuery, Settlement,
+    AttemptReport, Backend, ClaimRequest, Concurrency, NewEvent, NewRun, RunQuery, Settlement,
 };
 use switchboard::pipeline::registry::Registry;
 use switchboard::pipeline::{Pipeline, PipelineOptions};
@@ -82,7 +82,6 @@ async fn fill(backend: &Arc<SledBackend>, events: usize) -> usize {
         started.elapsed()
     );
     let started = Instant::now();
-    let any = |_: &str| usize::MAX;
     let mut settled = 0usize;
     let mut dead = 0usize;
     loop {
@@ -92,7 +91,7 @@ async fn fill(backend: &Arc<SledBackend>, events: usize) -> usize {
                 now_ms: switchboard::model::now_ms(),
                 lease_ms: 600_000,
                 max: 512,
-                concurrency: &any,
+                concurrency: Concurrency::each(usize::MAX),
             })
             .await
             .unwrap();

@@ -240,7 +240,11 @@ base_url = "{}"
         .iter()
         .filter(|r| r["plugin"] == "probe" && r["status"] == "succeeded")
     {
-        let n = number[r["event_id"].as_str().unwrap()];
+        // (An event stored just as its host was killed was never acknowledged: its sender
+        // would deliver it again.)
+        let Some(n) = number.get(r["event_id"].as_str().unwrap()) else {
+            continue;
+        };
         assert!(
             distinct.contains(&format!("\"+1303555{n:04}\"")),
             "run {} succeeded but its text is not at the vendor",
@@ -465,4 +469,58 @@ async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids
         new["event_id"].as_str() > first["event_id"].as_str(),
         "{new}"
     );
+}
+
+#[test]
+fn store_migrate_applies_the_migrations_once_and_a_missing_database_url_is_named() {
+    let db = testing::fresh_config("migrate");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pg.toml"),
+        format!(
+            "[store]\nbackend = \"postgres\"\nschema = \"{}\"\n",
+            db.schema
+        ),
+    )
+    .unwrap();
+    let migrate = |url: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        c.args(["--config", "pg.toml", "store", "migrate"])
+            .current_dir(dir.path())
+            .env_remove("SWITCHBOARD_DATABASE_URL");
+        if let Some(url) = url {
+            c.env("SWITCHBOARD_DATABASE_URL", url);
+        }
+        c.output().unwrap()
+    };
+    let first = migrate(Some(&db.url));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout).trim(),
+        format!("schema {}: applied migration(s) 1", db.schema)
+    );
+    let second = migrate(Some(&db.url));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        format!("schema {}: up to date", db.schema)
+    );
+    let missing = migrate(None);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains(
+            "pg.toml: store.url: environment variable SWITCHBOARD_DATABASE_URL is not set"
+        ),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    // Nothing listens on port 1: unavailable (exit 3), the password never shown.
+    let down = migrate(Some("postgres://u:hunter2secret@127.0.0.1:1/db"));
+    assert_eq!(down.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(said.contains("cannot connect"), "{said}");
+    assert!(!said.contains("hunter2secret"), "{said}");
 }

@@ -84,7 +84,36 @@ pub struct ClaimRequest<'a> {
     /// Runs this host can take now (its free worker slots).
     pub max: usize,
     /// Runs of a recipe in flight at once, over every host.
-    pub concurrency: &'a (dyn Fn(&str) -> usize + Sync),
+    pub concurrency: Concurrency<'a>,
+}
+
+/// How many runs of each recipe may be in flight at once, over every host.
+#[derive(Debug, Clone, Copy)]
+pub struct Concurrency<'a> {
+    /// Recipes `per_recipe` does not name.
+    pub default: usize,
+    pub per_recipe: &'a std::collections::HashMap<String, usize>,
+}
+
+impl Concurrency<'_> {
+    /// The limit of `recipe`.
+    pub fn of(&self, recipe: &str) -> usize {
+        self.per_recipe.get(recipe).copied().unwrap_or(self.default)
+    }
+}
+
+/// No recipe named: every recipe gets the default.
+pub static NO_OVERRIDES: std::sync::LazyLock<std::collections::HashMap<String, usize>> =
+    std::sync::LazyLock::new(std::collections::HashMap::new);
+
+impl Concurrency<'static> {
+    /// `limit` for every recipe.
+    pub fn each(limit: usize) -> Self {
+        Concurrency {
+            default: limit,
+            per_recipe: &NO_OVERRIDES,
+        }
+    }
 }
 
 /// A claimed run: its record (now `running`, the attempt counted), its event (`None` if it
@@ -240,6 +269,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// (queued, running) runs now.
     async fn counts(&self) -> BackendResult<(usize, usize)>;
+
+    /// Whether a claim is cheap enough for a worker slot to claim its next run by itself as
+    /// it frees (sled: in memory); otherwise freed slots are filled by the dispatcher's
+    /// claims, several at a time (PostgreSQL: a round trip each).
+    fn cheap_claims(&self) -> bool {
+        true
+    }
 
     /// Wait until something may have become claimable (an accept, a settle, a replay), or
     /// `timeout` passes.

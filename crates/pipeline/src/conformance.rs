@@ -6,8 +6,8 @@
 //! (`now_ms`), starting from the real clock, so no check waits.
 
 use crate::backend::{
-    Accepted, AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Lease, NewEvent, NewRun,
-    Retention, RunQuery, Settlement, TickFire,
+    Accepted, AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Concurrency, Lease,
+    NewEvent, NewRun, Retention, RunQuery, Settlement, TickFire,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -83,8 +83,9 @@ fn event(
     }
 }
 
-fn any(_: &str) -> usize {
-    100
+/// 100 runs of every recipe at once.
+fn any() -> Concurrency<'static> {
+    Concurrency::each(100)
 }
 
 async fn claim(
@@ -92,7 +93,7 @@ async fn claim(
     holder: &str,
     now: i64,
     max: usize,
-    limit: &(dyn Fn(&str) -> usize + Sync),
+    limit: Concurrency<'_>,
 ) -> Vec<Claimed> {
     b.claim(ClaimRequest {
         holder,
@@ -181,7 +182,7 @@ async fn accept_is_durable_and_deduplicated<H: Harness>(h: &H) {
     );
     // Durable: a crash right after loses none of it.
     let b = h.crash(b).await;
-    let claimed = claim(&*b, "h1", t + 2 * HOUR, 10, &any).await;
+    let claimed = claim(&*b, "h1", t + 2 * HOUR, 10, any()).await;
     assert_eq!(
         ids(&claimed),
         vec!["evt_0001.a", "evt_0001.b", "evt_0003.a", "evt_0004.a"],
@@ -200,7 +201,7 @@ async fn a_delivery_that_died_before_its_ack_leaves_nothing_to_run<H: Harness>(h
         .await;
     let b = h.crash(b).await;
     assert!(
-        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        claim(&*b, "h1", t + 10, 10, any()).await.is_empty(),
         "torn accept: a delivery never acknowledged leaves nothing to run"
     );
     // The sender was never told it arrived: its next delivery is new.
@@ -233,11 +234,15 @@ async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
         .await
         .unwrap();
     assert!(
-        claim(&*b, "h1", t, 10, &any).await.is_empty(),
+        claim(&*b, "h1", t, 10, any()).await.is_empty(),
         "claim: nothing before it is due"
     );
-    let one = |p: &str| if p == "a" { 1 } else { 100 };
-    let first = claim(&*b, "h1", t + 10, 10, &one).await;
+    let a_one_at_a_time = std::collections::HashMap::from([("a".to_string(), 1)]);
+    let one = Concurrency {
+        default: 100,
+        per_recipe: &a_one_at_a_time,
+    };
+    let first = claim(&*b, "h1", t + 10, 10, one).await;
     assert_eq!(
         ids(&first),
         vec!["evt_0022.a", "evt_0024.b"],
@@ -247,11 +252,11 @@ async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
     assert_eq!(a.run.status, RunStatus::Running);
     assert_eq!(a.run.attempts, 1, "claim: counts the attempt");
     assert!(
-        claim(&*b, "h2", t + 10, 10, &one).await.is_empty(),
+        claim(&*b, "h2", t + 10, 10, one).await.is_empty(),
         "concurrency: holds over every holder"
     );
     succeed(&*b, &a.lease, t + 11).await;
-    let next = claim(&*b, "h2", t + 12, 1, &one).await;
+    let next = claim(&*b, "h2", t + 12, 1, one).await;
     assert_eq!(ids(&next), vec!["evt_0023.a"], "claim: then the next due");
     assert_eq!(b.counts().await.unwrap(), (1, 2), "counts: queued, running");
 }
@@ -270,7 +275,7 @@ async fn a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused
             now_ms: t + 1,
             lease_ms: 100,
             max: 10,
-            concurrency: &any,
+            concurrency: any(),
         })
         .await
         .unwrap();
@@ -278,16 +283,16 @@ async fn a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused
     assert_eq!(old.holder, "h1");
     assert_eq!(old.expires_ms, t + 101);
     assert!(
-        claim(&*b, "h2", t + 50, 10, &any).await.is_empty(),
+        claim(&*b, "h2", t + 50, 10, any()).await.is_empty(),
         "lease: held until it expires"
     );
     let extended = b.extend(&old, t + 60, 100).await.unwrap();
     assert_eq!(extended.expires_ms, t + 160, "extend: moves the expiry");
     assert!(
-        claim(&*b, "h2", t + 150, 10, &any).await.is_empty(),
+        claim(&*b, "h2", t + 150, 10, any()).await.is_empty(),
         "extend: holds it longer"
     );
-    let taken = claim(&*b, "h2", t + 200, 10, &any).await;
+    let taken = claim(&*b, "h2", t + 200, 10, any()).await;
     assert_eq!(
         ids(&taken),
         vec!["evt_0030.a"],
@@ -358,7 +363,7 @@ async fn runs_with_one_key_go_one_at_a_time_in_acceptance_order<H: Harness>(h: &
     b.accept(event("evt_0043", "forms", "k4", t, &[("a", None)]))
         .await
         .unwrap();
-    let first = claim(&*b, "h1", t + 1, 10, &any).await;
+    let first = claim(&*b, "h1", t + 1, 10, any()).await;
     assert_eq!(
         ids(&first),
         vec!["evt_0040.a", "evt_0042.a", "evt_0043.a"],
@@ -384,13 +389,13 @@ async fn runs_with_one_key_go_one_at_a_time_in_acceptance_order<H: Harness>(h: &
     .await
     .unwrap();
     assert!(
-        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        claim(&*b, "h1", t + 10, 10, any()).await.is_empty(),
         "order: waits behind a retrying run"
     );
-    let again = claim(&*b, "h1", t + 1000, 10, &any).await;
+    let again = claim(&*b, "h1", t + 1000, 10, any()).await;
     assert_eq!(ids(&again), vec!["evt_0040.a"]);
     succeed(&*b, &again[0].lease, t + 1001).await;
-    let next = claim(&*b, "h1", t + 1002, 10, &any).await;
+    let next = claim(&*b, "h1", t + 1002, 10, any()).await;
     assert_eq!(
         ids(&next),
         vec!["evt_0041.a"],
@@ -408,7 +413,7 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
     b.accept(event("evt_0050", "forms", "s1", t, &[("a", None)]))
         .await
         .unwrap();
-    let c = claim(&*b, "h1", t + 1, 10, &any).await.remove(0);
+    let c = claim(&*b, "h1", t + 1, 10, any()).await.remove(0);
     // Deferred: queued for later, a deferral, not an attempt.
     let deferral = Outcome::Deferred {
         until: switchboard_model::rfc3339(t + 5000),
@@ -450,12 +455,12 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         "logs: kept apart from the record"
     );
     assert!(
-        claim(&*b, "h1", t + 10, 10, &any).await.is_empty(),
+        claim(&*b, "h1", t + 10, 10, any()).await.is_empty(),
         "defer: held until its time"
     );
     // Replaying a deferred run runs it now.
     b.replay("evt_0050.a", t + 20, false).await.unwrap();
-    let c = claim(&*b, "h1", t + 20, 10, &any).await.remove(0);
+    let c = claim(&*b, "h1", t + 20, 10, any()).await.remove(0);
     // Released (a shutdown): queued at once, the attempt not counted.
     let run = b
         .settle(
@@ -471,7 +476,7 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         (RunStatus::Queued, 0),
         "release: the attempt does not count"
     );
-    let c = claim(&*b, "h1", t + 22, 10, &any).await.remove(0);
+    let c = claim(&*b, "h1", t + 22, 10, any()).await.remove(0);
     let run = b
         .settle(
             &c.lease,
@@ -498,7 +503,7 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         (RunStatus::Queued, 0, 1),
         "replay: from its first attempt"
     );
-    let c = claim(&*b, "h1", t + 31, 10, &any).await;
+    let c = claim(&*b, "h1", t + 31, 10, any()).await;
     assert_eq!(ids(&c), vec!["evt_0050.a"], "replay: runnable again");
     assert!(
         matches!(
@@ -521,7 +526,7 @@ async fn a_crash_leaves_every_unfinished_run_to_run_again<H: Harness>(h: &H) {
     ))
     .await
     .unwrap();
-    let c = claim(&*b, "h1", t + 1, 1, &any).await.remove(0);
+    let c = claim(&*b, "h1", t + 1, 1, any()).await.remove(0);
     let other = if c.run.plugin == "a" {
         "evt_0060.b"
     } else {
@@ -530,7 +535,7 @@ async fn a_crash_leaves_every_unfinished_run_to_run_again<H: Harness>(h: &H) {
     let b = h.crash(b).await;
     // After the lease at the latest, both run again: the one that was running, its attempt
     // counted, and the one still queued.
-    let again = claim(&*b, "h2", t + 60_000, 10, &any).await;
+    let again = claim(&*b, "h2", t + 60_000, 10, any()).await;
     assert_eq!(
         ids(&again),
         {
@@ -598,7 +603,7 @@ async fn each_cron_tick_fires_once<H: Harness>(h: &H) {
         Some(2),
         "tick: a skipped tick counts as handled"
     );
-    let c = claim(&*b, "h1", t + 10, 10, &any).await;
+    let c = claim(&*b, "h1", t + 10, 10, any()).await;
     assert_eq!(ids(&c), vec!["evt_0071.a"]);
     succeed(&*b, &c[0].lease, t + 11).await;
     assert!(
@@ -638,7 +643,7 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     b.accept(event("evt_0083", "forms", "old4", t, &[("d", None)]))
         .await
         .unwrap();
-    for c in claim(&*b, "h1", t + 1, 10, &any).await {
+    for c in claim(&*b, "h1", t + 1, 10, any()).await {
         let settlement = match c.run.plugin.as_str() {
             "a" => Settlement::Succeeded(Outcome::Done("ok".into())),
             "b" => Settlement::Failed(RunError::Timeout { deadline_ms: 1 }),
@@ -692,7 +697,7 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     ))
     .await
     .unwrap();
-    let c = claim(&*b, "h1", t + 90 * 60_000 + 1, 10, &any)
+    let c = claim(&*b, "h1", t + 90 * 60_000 + 1, 10, any())
         .await
         .remove(0);
     succeed(&*b, &c.lease, t + 90 * 60_000 + 2).await;
@@ -769,7 +774,7 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     );
     assert!(b.run("evt_0086.e").await.unwrap().is_some());
     assert_eq!(
-        ids(&claim(&*b, "h1", t + 11 * HOUR, 10, &any).await),
+        ids(&claim(&*b, "h1", t + 11 * HOUR, 10, any()).await),
         ["evt_0082.c", "evt_0086.e"],
         "retention: what was kept still runs"
     );
@@ -803,7 +808,7 @@ async fn queries_filter_page_and_replay<H: Harness>(h: &H) {
         .await
         .unwrap();
     }
-    for c in claim(&*b, "h1", t + 10, 10, &any).await {
+    for c in claim(&*b, "h1", t + 10, 10, any()).await {
         let n: i64 = c.run.event_id[7..].parse().unwrap();
         let settlement = if n % 3 == 0 {
             Settlement::Dead(RunError::Timeout { deadline_ms: 1 })
@@ -929,7 +934,7 @@ async fn queries_filter_page_and_replay<H: Harness>(h: &H) {
         0
     );
     assert_eq!(
-        ids(&claim(&*b, "h1", t + 101, 10, &any).await),
+        ids(&claim(&*b, "h1", t + 101, 10, any()).await),
         vec!["evt_0090.a", "evt_0093.b"]
     );
     // Unfinished runs are in every query that would match them, in their place.

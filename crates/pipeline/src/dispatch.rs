@@ -4,7 +4,9 @@
 //! A worker slot is held from claim to settle; it is given back however the attempt ends,
 //! a panic in host code included (the run then fails with the panic's message).
 
-use crate::backend::{AttemptReport, BackendError, ClaimRequest, Claimed, Lease, Settlement};
+use crate::backend::{
+    AttemptReport, BackendError, ClaimRequest, Claimed, Concurrency, Lease, Settlement,
+};
 use crate::{Pipeline, now_ms};
 use futures_util::FutureExt;
 use std::sync::Arc;
@@ -112,8 +114,13 @@ impl Pipeline {
                     .await;
             }
             // The next run is held before this one is let go, so the dispatcher never
-            // counts the slot free twice.
-            let next = self.claim_one().await;
+            // counts the slot free twice. (Where claims cost a round trip, the dispatcher
+            // fills freed slots instead, several in one claim.)
+            let next = if self.backend.cheap_claims() {
+                self.claim_one().await
+            } else {
+                None
+            };
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(next) = &next {
                 held.insert(next.lease.run.clone(), next.lease.clone());
@@ -131,14 +138,17 @@ impl Pipeline {
     /// Claim up to `max` due runs for this host, under the configured concurrency and lease.
     async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
         let options = &self.options;
-        let concurrency = |plugin: &str| options.concurrency(plugin);
+        let concurrency = Concurrency {
+            default: options.per_plugin,
+            per_recipe: &options.plugin_concurrency,
+        };
         self.backend
             .claim(ClaimRequest {
                 holder: &self.holder,
                 now_ms: now_ms(),
                 lease_ms: options.lease.as_millis() as i64,
                 max,
-                concurrency: &concurrency,
+                concurrency,
             })
             .await
     }

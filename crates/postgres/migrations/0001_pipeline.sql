@@ -70,6 +70,66 @@ CREATE INDEX runs_plugin ON runs (plugin, status, created_ms DESC, id DESC);
 CREATE INDEX runs_event ON runs (event_id);
 CREATE INDEX runs_finished ON runs (finished_ms) WHERE finished_ms IS NOT NULL AND due_ms IS NULL;
 
+-- Claim up to p_max due runs for p_holder, in one round trip, so the lock that makes
+-- claimers decide one at a time (over every host) is held only while the server works:
+-- recipes at their concurrency (p_plugins / p_limits, else p_default; counting unexpired
+-- leases anywhere) are left out, each key's first unfinished run only, oldest due first,
+-- a running run whose lease expired is due again; rows a settle or replay holds are skipped.
+CREATE FUNCTION claim_runs(p_holder text, p_now bigint, p_expires bigint, p_max integer,
+                           p_default integer, p_plugins text[], p_limits integer[])
+RETURNS SETOF runs
+LANGUAGE plpgsql AS $$
+DECLARE
+    full_ text[];
+    chosen text[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(6005341557795602761);
+    -- Each statement below sees every claim committed before the lock was ours.
+    SELECT coalesce(array_agg(b.plugin), '{}') INTO full_
+    FROM (SELECT plugin, count(*) AS n FROM runs
+          WHERE status = 'running' AND due_ms > p_now GROUP BY plugin) b
+    LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = b.plugin
+    WHERE b.n >= coalesce(lim.l, p_default);
+    SELECT array_agg(x.id ORDER BY x.due_ms, x.seq) INTO chosen FROM (
+        SELECT c.id, c.due_ms, c.seq
+        FROM (
+            SELECT d.id, d.plugin, d.due_ms, d.seq,
+                   row_number() OVER (PARTITION BY d.plugin ORDER BY d.due_ms, d.seq) AS k
+            FROM (
+                SELECT r.id, r.plugin, r.due_ms, r.seq FROM runs r
+                WHERE r.due_ms IS NOT NULL AND r.due_ms <= p_now AND r.plugin <> ALL(full_)
+                  AND (r.order_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM runs o WHERE o.plugin = r.plugin
+                        AND o.order_key = r.order_key AND o.due_ms IS NOT NULL
+                        AND o.seq < r.seq))
+                ORDER BY r.due_ms, r.seq
+                LIMIT p_max * 4 + 16
+            ) d
+        ) c
+        LEFT JOIN (SELECT plugin, count(*) AS n FROM runs
+                   WHERE status = 'running' AND due_ms > p_now GROUP BY plugin) busy
+               ON busy.plugin = c.plugin
+        LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = c.plugin
+        WHERE c.k <= coalesce(lim.l, p_default) - coalesce(busy.n, 0)
+        ORDER BY c.due_ms, c.seq
+        LIMIT p_max
+    ) x;
+    IF chosen IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH claimed AS (
+        UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = p_now,
+            updated_ms = p_now, next_attempt_ms = NULL, due_ms = p_expires,
+            lease_token = nextval('lease_tokens'), lease_holder = p_holder
+        WHERE id IN (SELECT id FROM runs WHERE id = ANY(chosen) AND due_ms IS NOT NULL
+                       AND due_ms <= p_now FOR UPDATE SKIP LOCKED)
+        RETURNING *
+    )
+    SELECT * FROM claimed;
+END
+$$;
+
 -- The last attempt's log lines (JSON), apart from the run so lists never carry them.
 CREATE TABLE run_logs (
     run_id text PRIMARY KEY,

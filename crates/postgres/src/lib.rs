@@ -46,8 +46,6 @@ use switchboard_vendors::Counters;
 pub mod cluster;
 pub mod testing;
 
-/// The advisory lock claimers take (any 64-bit number of ours).
-const CLAIM_LOCK: i64 = 0x5357_4254_434c_4149;
 /// Event ids per block taken from the database.
 const ID_BLOCK: i64 = 1024;
 
@@ -187,6 +185,8 @@ pub struct PgBackend {
     /// Something changed that other hosts should hear of.
     to_notify: Arc<(AtomicBool, tokio::sync::Notify)>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Runs this host claimed and has not settled, as claimed.
+    held: Mutex<HashMap<String, RunRecord>>,
 }
 
 impl Drop for PgBackend {
@@ -242,6 +242,7 @@ impl PgBackend {
             work: Arc::new(tokio::sync::Notify::new()),
             to_notify: Arc::new((AtomicBool::new(false), tokio::sync::Notify::new())),
             tasks: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
         });
         backend.start_wakeups(options).await?;
         Ok(backend)
@@ -411,6 +412,69 @@ impl PgBackend {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    /// Settle a run this host claimed, from its record as claimed: one statement (the run,
+    /// its log), refused unless the lease is still the run's.
+    async fn settle_held(
+        &self,
+        before: RunRecord,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+    ) -> BackendResult<RunRecord> {
+        let released = matches!(settlement, Settlement::Released);
+        let logs = (!released && !report.logs.is_empty())
+            .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
+        let (mut run, due) = settled(before, now_ms, settlement, report);
+        if released {
+            run.started_at = None;
+        }
+        let ms = rows::ms_of;
+        let written: i64 = sqlx::query_scalar(
+            "WITH u AS ( \
+               UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
+                 updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
+                 due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, \
+                 detail = $12 \
+               WHERE id = $1 AND status = 'running' AND lease_token = $13 AND lease_holder = $14 \
+               RETURNING id \
+             ), put AS ( \
+               INSERT INTO run_logs (run_id, lines) SELECT id, $15 FROM u WHERE $15::text IS NOT NULL \
+               ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
+             ), gone AS ( \
+               DELETE FROM run_logs WHERE $16 AND $15::text IS NULL \
+                 AND run_id IN (SELECT id FROM u) \
+             ) SELECT count(*) FROM u",
+        )
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.attempts as i32)
+        .bind(run.replays as i32)
+        .bind(run.deferrals as i32)
+        .bind(now_ms)
+        .bind(ms(&run.next_attempt_at))
+        .bind(ms(&run.started_at))
+        .bind(ms(&run.finished_at))
+        .bind(due)
+        .bind(!run.unconfirmed.is_empty())
+        .bind(rows::Detail::of(&run))
+        .bind(lease.token as i64)
+        .bind(&lease.holder)
+        .bind(logs)
+        .bind(!released)
+        .fetch_one(&self.pools.fast)
+        .await
+        .map_err(db)?;
+        if written == 0 {
+            return Err(BackendError::Stale {
+                run: lease.run.clone(),
+                token: lease.token,
+            });
+        }
+        self.wake();
+        Ok(run)
     }
 
     /// A run, locked for the rest of `tx`.
@@ -674,6 +738,10 @@ impl Backend for PgBackend {
         "postgres"
     }
 
+    fn cheap_claims(&self) -> bool {
+        false
+    }
+
     fn failure(&self) -> Option<String> {
         // A lost connection is not a failed store: the pools reconnect, and operations fail
         // (webhooks get 503) meanwhile.
@@ -712,87 +780,29 @@ impl Backend for PgBackend {
         if req.max == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pools.fast.begin().await.map_err(db)?;
-        // Claimers decide one at a time, over every host: the counts below stay true until
-        // this transaction commits.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CLAIM_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let running: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT plugin, count(*) FROM runs WHERE status = 'running' AND due_ms > $1 \
-             GROUP BY plugin",
-        )
-        .bind(req.now_ms)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let mut free: HashMap<String, usize> = running
-            .into_iter()
-            .map(|(plugin, n)| {
-                let limit = (req.concurrency)(&plugin);
-                let left = limit.saturating_sub(n.max(0) as usize);
-                (plugin, left)
-            })
-            .collect();
-        let full: Vec<&str> = free
+        let limit = |n: usize| n.min(i32::MAX as usize) as i32;
+        let (plugins, limits): (Vec<&str>, Vec<i32>) = req
+            .concurrency
+            .per_recipe
             .iter()
-            .filter(|(_, left)| **left == 0)
-            .map(|(p, _)| p.as_str())
-            .collect();
-        // Due runs (queued, or running with an expired lease) that head their key, of
-        // recipes with room, oldest due first.
-        let candidates: Vec<(String, String)> = sqlx::query_as(
-            "SELECT r.id, r.plugin FROM runs r \
-             WHERE r.due_ms IS NOT NULL AND r.due_ms <= $1 AND r.plugin <> ALL($2) \
-               AND (r.order_key IS NULL OR NOT EXISTS ( \
-                 SELECT 1 FROM runs o WHERE o.plugin = r.plugin AND o.order_key = r.order_key \
-                   AND o.due_ms IS NOT NULL AND o.seq < r.seq)) \
-             ORDER BY r.due_ms, r.seq LIMIT $3",
-        )
-        .bind(req.now_ms)
-        .bind(&full)
-        .bind((req.max * 4 + 16) as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let mut chosen = Vec::new();
-        for (id, plugin) in candidates {
-            if chosen.len() == req.max {
-                break;
-            }
-            let left = free
-                .entry(plugin.clone())
-                .or_insert_with(|| (req.concurrency)(&plugin));
-            if *left > 0 {
-                *left -= 1;
-                chosen.push(id);
-            }
-        }
-        if chosen.is_empty() {
-            tx.commit().await.map_err(db)?;
-            return Ok(Vec::new());
-        }
+            .map(|(p, n)| (p.as_str(), limit(*n)))
+            .unzip();
         let rows = sqlx::query(&format!(
-            "WITH r AS ( \
-               UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $2, \
-                 updated_ms = $2, next_attempt_ms = NULL, due_ms = $3, \
-                 lease_token = nextval('lease_tokens'), lease_holder = $4 \
-               WHERE id IN (SELECT id FROM runs WHERE id = ANY($1) AND due_ms IS NOT NULL \
-                              AND due_ms <= $2 FOR UPDATE SKIP LOCKED) \
-               RETURNING * \
-             ) SELECT {RUN}, {EVENT} FROM r LEFT JOIN events e ON e.id = r.event_id"
+            "SELECT {RUN}, {EVENT} FROM claim_runs($1, $2, $3, $4, $5, $6, $7) r \
+             LEFT JOIN events e ON e.id = r.event_id"
         ))
-        .bind(&chosen)
+        .bind(req.holder)
         .bind(req.now_ms)
         .bind(req.now_ms + req.lease_ms)
-        .bind(req.holder)
-        .fetch_all(&mut *tx)
+        .bind(limit(req.max))
+        .bind(limit(req.concurrency.default))
+        .bind(&plugins)
+        .bind(&limits)
+        .fetch_all(&self.pools.fast)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        rows.iter()
+        let mut claimed = rows
+            .iter()
             .map(|row| {
                 let run = rows::run(row)?;
                 let lease = run.lease.clone().ok_or_else(|| BackendError::Corrupt {
@@ -805,7 +815,38 @@ impl Backend for PgBackend {
                     lease,
                 })
             })
-            .collect()
+            .collect::<BackendResult<Vec<Claimed>>>()?;
+        // The join above sees the database as it was when the statement began, before the
+        // function waited for the claim lock: a run accepted meanwhile is claimed without
+        // its event. Read those events now.
+        let missing: Vec<String> = claimed
+            .iter()
+            .filter(|c| c.event.is_none())
+            .map(|c| c.run.event_id.clone())
+            .collect();
+        if !missing.is_empty() {
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT} FROM events e WHERE e.id = ANY($1)"
+            ))
+            .bind(&missing)
+            .fetch_all(&self.pools.fast)
+            .await
+            .map_err(db)?;
+            let mut found = HashMap::new();
+            for row in &rows {
+                if let Some(event) = rows::event(row)? {
+                    found.insert(event.event.id.clone(), event);
+                }
+            }
+            for c in claimed.iter_mut().filter(|c| c.event.is_none()) {
+                c.event = found.get(&c.run.event_id).cloned();
+            }
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for c in &claimed {
+            held.insert(c.run.id.clone(), c.run.clone());
+        }
+        Ok(claimed)
     }
 
     async fn extend(&self, lease: &Lease, now_ms: Ms, lease_ms: Ms) -> BackendResult<Lease> {
@@ -840,6 +881,19 @@ impl Backend for PgBackend {
         settlement: Settlement,
         report: AttemptReport,
     ) -> BackendResult<RunRecord> {
+        let cached = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lease.run)
+            .filter(|run| run.lease.as_ref().is_some_and(|l| l.token == lease.token));
+        if let Some(before) = cached {
+            // This host claimed it: its record is as claimed (only its holder changes a
+            // running run), so the settle is one statement, refused if the lease moved on.
+            return self
+                .settle_held(before, lease, now_ms, settlement, report)
+                .await;
+        }
         let mut tx = self.pools.fast.begin().await.map_err(db)?;
         let before = Self::locked_run(&mut tx, &lease.run).await?;
         let held = before.as_ref().and_then(|r| r.lease.as_ref());

@@ -898,7 +898,8 @@ impl Backend for SledBackend {
             ready.release(&run);
             ready.queue(&run, &plugin, req.now_ms);
         }
-        let taken = ready.take(req.now_ms, req.max, req.concurrency);
+        let limit = |recipe: &str| req.concurrency.of(recipe);
+        let taken = ready.take(req.now_ms, req.max, &limit);
         let mut claimed = Vec::new();
         for (id, plugin) in taken {
             let (before, event) = match self.load(&id, None) {
@@ -1283,6 +1284,7 @@ impl Backend for SledBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_pipeline::backend::Concurrency;
     use switchboard_pipeline::conformance::{self, Harness};
 
     /// sled under the conformance suite: a store per check in a temporary folder.
@@ -1347,7 +1349,6 @@ mod tests {
             };
             b.accept(new).await.unwrap();
         }
-        let any = |_: &str| 100;
         loop {
             let claimed = b
                 .claim(ClaimRequest {
@@ -1355,7 +1356,7 @@ mod tests {
                     now_ms: t + 5000,
                     lease_ms: 30_000,
                     max: 100,
-                    concurrency: &any,
+                    concurrency: Concurrency::each(100),
                 })
                 .await
                 .unwrap();
@@ -1527,14 +1528,13 @@ mod tests {
         assert_eq!(logs.len(), 1, "logs moved out of the record");
         assert_eq!(logs[0].message, "did it");
         assert_eq!(b.counts().await.unwrap(), (2, 0), "two runs to run");
-        let any = |_: &str| 10;
         let claimed = b
             .claim(ClaimRequest {
                 holder: "h",
                 now_ms: switchboard_model::now_ms(),
                 lease_ms: 30_000,
                 max: 10,
-                concurrency: &any,
+                concurrency: Concurrency::each(10),
             })
             .await
             .unwrap();
