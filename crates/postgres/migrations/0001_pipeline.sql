@@ -159,6 +159,54 @@ CREATE TABLE kv_usage (
     bytes  bigint NOT NULL DEFAULT 0
 );
 
+-- Write one kv key in one round trip, within the recipe's quota, holding its usage row only
+-- while the server works: `p_new` (null: delete) if `p_check` is false or the value is
+-- `p_expected` (null: absent). o_written is null when the quota refused it (o_keys, o_bytes
+-- then say what it would have held), false when the value was not the expected one.
+CREATE FUNCTION kv_write(p_recipe text, p_key text, p_check boolean, p_expected bytea,
+                         p_new bytea, p_max_keys bigint, p_max_bytes bigint,
+                         OUT o_written boolean, OUT o_existed boolean,
+                         OUT o_keys bigint, OUT o_bytes bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    old bytea;
+    dk bigint;
+    db bigint;
+BEGIN
+    INSERT INTO kv_usage AS u (recipe) VALUES (p_recipe)
+    ON CONFLICT (recipe) DO UPDATE SET keys = u.keys
+    RETURNING u.keys, u.bytes INTO o_keys, o_bytes;
+    SELECT k.value INTO old FROM kv k WHERE k.recipe = p_recipe AND k.key = p_key;
+    o_existed := FOUND;
+    IF p_check AND old IS DISTINCT FROM p_expected THEN
+        o_written := false;
+        RETURN;
+    END IF;
+    dk := (p_new IS NOT NULL)::int - o_existed::int;
+    db := coalesce(octet_length(p_key) + octet_length(p_new), 0)
+          - coalesce(octet_length(p_key) + octet_length(old), 0);
+    IF (dk > 0 AND o_keys + dk > p_max_keys) OR (db > 0 AND o_bytes + db > p_max_bytes) THEN
+        o_written := NULL;
+        o_keys := o_keys + dk;
+        o_bytes := o_bytes + db;
+        RETURN;
+    END IF;
+    IF p_new IS NULL THEN
+        DELETE FROM kv k WHERE k.recipe = p_recipe AND k.key = p_key;
+    ELSE
+        INSERT INTO kv AS k (recipe, key, value) VALUES (p_recipe, p_key, p_new)
+        ON CONFLICT (recipe, key) DO UPDATE SET value = EXCLUDED.value;
+    END IF;
+    IF dk <> 0 OR db <> 0 THEN
+        UPDATE kv_usage u SET keys = u.keys + dk, bytes = u.bytes + db
+        WHERE u.recipe = p_recipe;
+    END IF;
+    o_keys := o_keys + dk;
+    o_bytes := o_bytes + db;
+    o_written := true;
+END
+$$;
+
 -- The last cron tick of each (recipe, trigger) fired or skipped.
 CREATE TABLE ticks (
     plugin  text    NOT NULL,

@@ -133,6 +133,9 @@ impl Cluster {
             user,
             port,
         };
+        // However this process ends (a SIGKILL included), a watcher stops and removes the
+        // cluster after it; dropping the cluster does it at once.
+        cluster.watch(std::process::id())?;
         let out = Self::command(&cluster.bin, user, "pg_ctl")
             .args(["-D", &data.display().to_string()])
             .args(["-l", &cluster.dir.join("log").display().to_string()])
@@ -170,9 +173,8 @@ impl Cluster {
         format!("{stop} >/dev/null 2>&1; rm -rf {}", self.dir.display())
     }
 
-    /// Stop the cluster and remove it when process `pid` ends, even if it is killed (a
-    /// watcher process does it). For a cluster kept in a `static`, which is never dropped.
-    pub fn remove_when_gone(self, pid: u32) -> Result<String, String> {
+    /// Stop the cluster and remove it once process `pid` has ended (a watcher process).
+    fn watch(&self, pid: u32) -> Result<(), String> {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {}",
             self.teardown_script()
@@ -183,10 +185,16 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting the cluster's watcher: {e}"))?;
+            .map(|_| ())
+            .map_err(|e| format!("starting the cluster's watcher: {e}"))
+    }
+
+    /// Keep the cluster until this process ends (for one kept in a `static`, which is never
+    /// dropped); returns its URL.
+    pub fn keep_until_exit(self) -> String {
         let url = self.url.clone();
         std::mem::forget(self);
-        Ok(url)
+        url
     }
 }
 

@@ -4,11 +4,14 @@
 //! - Accepting an event is one statement (delivery mark, event, runs), committed
 //!   synchronously before the webhook is acknowledged; a delivery id seen within its window
 //!   is a duplicate (a unique key on (source, delivery id)).
-//! - Claims take due runs with `FOR UPDATE SKIP LOCKED` under a transaction-scoped advisory
-//!   lock: claimers (on any host) decide one at a time, so per-recipe concurrency and
-//!   per-key order hold over every host, while rows a settle or replay holds are skipped.
-//!   A claim gives the run a lease (expiry and a fencing token from a sequence); settles and
-//!   extensions name the token and the holder and are refused once another claim took it.
+//! - Claims are one call of the `claim_runs` function (migration 1): under a
+//!   transaction-scoped advisory lock, claimers (on any host) decide one at a time, so
+//!   per-recipe concurrency and per-key order hold over every host; the lock is held only
+//!   while the server works (no client round trip inside it); due runs are taken with
+//!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A claim gives the
+//!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
+//!   the token and the holder and are refused once another claim took it. A host settles
+//!   the runs it claimed in one statement, from the record it claimed.
 //! - Settles, claims, extensions and kv writes commit asynchronously (their own pool with
 //!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state

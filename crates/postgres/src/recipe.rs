@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use switchboard_model::RecipeError;
 use switchboard_model::effect::{CallKey, Effect};
 use switchboard_model::kv::MAX_KEY_BYTES;
-use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_value, delta};
+use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_value};
 use switchboard_runtime::store::{EffectJournal, KvSpace, RecipeStore, StoreFailure};
 use switchboard_vendors::Counters;
 
@@ -94,84 +94,47 @@ impl PgKv {
     }
 
     /// Write `key` (`new`; `None`: delete) if its value is `expected` (`Some(None)`: absent;
-    /// `None`: whatever it is), within the quota, in one transaction holding the recipe's
-    /// usage row. Returns whether it was written, and the old value's presence.
+    /// `None`: whatever it is), within the quota: one call of `kv_write`, which holds the
+    /// recipe's usage row while it works, so the quota holds over every host. Returns
+    /// whether it was written, and whether the key existed.
     async fn write(
         &self,
         key: &str,
         expected: Option<Option<&[u8]>>,
         new: Option<&[u8]>,
     ) -> Result<(bool, bool), KvError> {
-        let mut tx = self.pools.fast.begin().await.map_err(store)?;
-        // The usage row, locked (a no-op update) until the write commits.
-        let row = sqlx::query(
-            "INSERT INTO kv_usage (recipe) VALUES ($1) ON CONFLICT (recipe) \
-             DO UPDATE SET keys = kv_usage.keys RETURNING keys, bytes",
-        )
-        .bind(&self.recipe)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store)?;
-        let usage = KvUsage {
-            keys: row.try_get::<i64, _>("keys").map_err(store)?.max(0) as u64,
-            bytes: row.try_get::<i64, _>("bytes").map_err(store)?.max(0) as u64,
-        };
-        let old: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT value FROM kv WHERE recipe = $1 AND key = $2")
-                .bind(&self.recipe)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(store)?;
-        if let Some(expected) = expected
-            && old.as_deref() != expected
-        {
-            self.seen(usage);
-            return Ok((false, old.is_some()));
-        }
-        let (dk, db) = delta(key, old.as_ref().map(Vec::len), new.map(<[u8]>::len));
-        let after = KvUsage {
-            keys: usage.keys.saturating_add_signed(dk),
-            bytes: usage.bytes.saturating_add_signed(db),
-        };
         let quota = self.quota();
-        if (dk > 0 && after.keys > quota.max_keys) || (db > 0 && after.bytes > quota.max_bytes) {
-            self.seen(usage);
-            return Err(KvError::QuotaExceeded {
-                recipe: self.recipe.clone(),
-                keys: after.keys,
-                bytes: after.bytes,
-                max_keys: quota.max_keys,
-                max_bytes: quota.max_bytes,
-            });
-        }
-        match new {
-            Some(value) => sqlx::query(
-                "INSERT INTO kv (recipe, key, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (recipe, key) DO UPDATE SET value = EXCLUDED.value",
-            )
+        let cap = |n: u64| n.min(i64::MAX as u64) as i64;
+        let row = sqlx::query("SELECT * FROM kv_write($1, $2, $3, $4, $5, $6, $7)")
             .bind(&self.recipe)
             .bind(key)
-            .bind(value),
-            None => sqlx::query("DELETE FROM kv WHERE recipe = $1 AND key = $2")
-                .bind(&self.recipe)
-                .bind(key),
+            .bind(expected.is_some())
+            .bind(expected.flatten())
+            .bind(new)
+            .bind(cap(quota.max_keys))
+            .bind(cap(quota.max_bytes))
+            .fetch_one(&self.pools.fast)
+            .await
+            .map_err(store)?;
+        let written: Option<bool> = row.try_get("o_written").map_err(store)?;
+        let existed: bool = row.try_get("o_existed").map_err(store)?;
+        let usage = KvUsage {
+            keys: row.try_get::<i64, _>("o_keys").map_err(store)?.max(0) as u64,
+            bytes: row.try_get::<i64, _>("o_bytes").map_err(store)?.max(0) as u64,
+        };
+        match written {
+            Some(written) => {
+                self.seen(usage);
+                Ok((written, existed))
+            }
+            None => Err(KvError::QuotaExceeded {
+                recipe: self.recipe.clone(),
+                keys: usage.keys,
+                bytes: usage.bytes,
+                max_keys: quota.max_keys,
+                max_bytes: quota.max_bytes,
+            }),
         }
-        .execute(&mut *tx)
-        .await
-        .map_err(store)?;
-        if (dk, db) != (0, 0) {
-            sqlx::query("UPDATE kv_usage SET keys = $2, bytes = $3 WHERE recipe = $1")
-                .bind(&self.recipe)
-                .bind(after.keys as i64)
-                .bind(after.bytes as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(store)?;
-        }
-        tx.commit().await.map_err(store)?;
-        self.seen(after);
-        Ok((true, old.is_some()))
     }
 }
 

@@ -21,7 +21,7 @@ pub fn database_url() -> String {
             return url;
         }
         crate::cluster::Cluster::start(None, &[])
-            .and_then(|c| c.remove_when_gone(std::process::id()))
+            .map(crate::cluster::Cluster::keep_until_exit)
             .unwrap_or_else(|e| panic!("no PostgreSQL for the tests: {e}"))
     })
     .clone()
