@@ -62,6 +62,7 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_due ON runs (due_ms, seq) WHERE due_ms IS NOT NULL;
 CREATE INDEX runs_running ON runs (plugin) WHERE status = 'running';
+CREATE INDEX runs_plugin_due ON runs (plugin, due_ms, seq) WHERE due_ms IS NOT NULL;
 CREATE INDEX runs_key ON runs (plugin, order_key, seq)
     WHERE order_key IS NOT NULL AND due_ms IS NOT NULL;
 CREATE INDEX runs_created ON runs (created_ms DESC, id DESC);
@@ -90,27 +91,39 @@ BEGIN
           WHERE status = 'running' AND due_ms > p_now GROUP BY plugin) b
     LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = b.plugin
     WHERE b.n >= coalesce(lim.l, p_default);
+    -- The recipes with unfinished runs (a skip scan: one index probe per recipe), those
+    -- with room, and each one's first due runs (one index range per recipe): the work
+    -- does not grow with a backlog of a recipe at its concurrency.
     SELECT array_agg(x.id ORDER BY x.due_ms, x.seq) INTO chosen FROM (
+        WITH RECURSIVE recipes(plugin) AS (
+            (SELECT r.plugin FROM runs r WHERE r.due_ms IS NOT NULL ORDER BY r.plugin LIMIT 1)
+            UNION ALL
+            SELECT (SELECT r.plugin FROM runs r
+                    WHERE r.due_ms IS NOT NULL AND r.plugin > recipes.plugin
+                    ORDER BY r.plugin LIMIT 1)
+            FROM recipes WHERE recipes.plugin IS NOT NULL
+        ), room AS (
+            SELECT recipes.plugin,
+                   coalesce(lim.l, p_default) - coalesce(busy.n, 0) AS n
+            FROM recipes
+            LEFT JOIN (SELECT b.plugin, count(*) AS n FROM runs b
+                       WHERE b.status = 'running' AND b.due_ms > p_now GROUP BY b.plugin) busy
+                   ON busy.plugin = recipes.plugin
+            LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l)
+                   ON lim.plugin = recipes.plugin
+            WHERE recipes.plugin IS NOT NULL AND recipes.plugin <> ALL(full_)
+        )
         SELECT c.id, c.due_ms, c.seq
-        FROM (
-            SELECT d.id, d.plugin, d.due_ms, d.seq,
-                   row_number() OVER (PARTITION BY d.plugin ORDER BY d.due_ms, d.seq) AS k
-            FROM (
-                SELECT r.id, r.plugin, r.due_ms, r.seq FROM runs r
-                WHERE r.due_ms IS NOT NULL AND r.due_ms <= p_now AND r.plugin <> ALL(full_)
-                  AND (r.order_key IS NULL OR NOT EXISTS (
-                      SELECT 1 FROM runs o WHERE o.plugin = r.plugin
-                        AND o.order_key = r.order_key AND o.due_ms IS NOT NULL
-                        AND o.seq < r.seq))
-                ORDER BY r.due_ms, r.seq
-                LIMIT p_max * 4 + 16
-            ) d
+        FROM room, LATERAL (
+            SELECT r.id, r.due_ms, r.seq FROM runs r
+            WHERE r.plugin = room.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
+              AND (r.order_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM runs o WHERE o.plugin = r.plugin
+                    AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.seq < r.seq))
+            ORDER BY r.due_ms, r.seq
+            LIMIT least(room.n, p_max)
         ) c
-        LEFT JOIN (SELECT plugin, count(*) AS n FROM runs
-                   WHERE status = 'running' AND due_ms > p_now GROUP BY plugin) busy
-               ON busy.plugin = c.plugin
-        LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = c.plugin
-        WHERE c.k <= coalesce(lim.l, p_default) - coalesce(busy.n, 0)
+        WHERE room.n > 0
         ORDER BY c.due_ms, c.seq
         LIMIT p_max
     ) x;
