@@ -145,7 +145,9 @@ fn options(config: &PgConfig) -> Result<PgConnectOptions, PgError> {
     Ok(PgConnectOptions::from_str(&config.url)
         .map_err(|e| PgError::Url(e.to_string()))?
         .application_name("switchboard")
-        .options([("search_path", schema.as_str())]))
+        // JIT compiling costs tens of milliseconds a statement; ours are short, and the
+        // planner's estimates for the claim function's statements would trigger it.
+        .options([("search_path", schema.as_str()), ("jit", "off")]))
 }
 
 /// Create the schema if it is missing and apply every migration not yet applied. Safe to
