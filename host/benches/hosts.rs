@@ -153,7 +153,7 @@ async fn succeeded(http: &reqwest::Client, hosts: &[Host]) -> u64 {
 
 async fn wait_for(http: &reqwest::Client, hosts: &[Host], target: u64) {
     while succeeded(http, hosts).await < target {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

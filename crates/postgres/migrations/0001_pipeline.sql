@@ -79,12 +79,16 @@ CREATE INDEX runs_finished ON runs (finished_ms) WHERE finished_ms IS NOT NULL A
 CREATE FUNCTION claim_runs(p_holder text, p_now bigint, p_expires bigint, p_max integer,
                            p_default integer, p_plugins text[], p_limits integer[])
 RETURNS SETOF runs
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Planned for the values of each call: a generic plan of `id = ANY(chosen)` scans the table.
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     full_ text[];
     chosen text[];
 BEGIN
-    PERFORM pg_advisory_xact_lock(6005341557795602761);
+    -- One lock per schema: deployments in other schemas of the database claim apart.
+    PERFORM pg_advisory_xact_lock(hashtext('switchboard claims'), hashtext(current_schema()));
     -- Each statement below sees every claim committed before the lock was ours.
     SELECT coalesce(array_agg(b.plugin), '{}') INTO full_
     FROM (SELECT plugin, count(*) AS n FROM runs
@@ -180,7 +184,9 @@ CREATE FUNCTION kv_write(p_recipe text, p_key text, p_check boolean, p_expected 
                          p_new bytea, p_max_keys bigint, p_max_bytes bigint,
                          OUT o_written boolean, OUT o_existed boolean,
                          OUT o_keys bigint, OUT o_bytes bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_custom_plan
+AS $$
 DECLARE
     old bytea;
     dk bigint;
