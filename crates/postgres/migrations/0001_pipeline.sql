@@ -80,8 +80,6 @@ CREATE FUNCTION claim_runs(p_holder text, p_now bigint, p_expires bigint, p_max 
                            p_default integer, p_plugins text[], p_limits integer[])
 RETURNS SETOF runs
 LANGUAGE plpgsql
--- Planned for the values of each call: a generic plan of `id = ANY(chosen)` scans the table.
-SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     full_ text[];
