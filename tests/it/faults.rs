@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchboard_test_guests::{HELLO, PROBE};
 
 /// `POST /admin/trigger` for the probe with `payload`, waiting for the run.
-async fn probe(host: &Host, payload: Value) -> Value {
+pub(crate) async fn probe(host: &Host, payload: Value) -> Value {
     let (status, body) = host
         .admin(
             "POST",

@@ -2,6 +2,7 @@
 //! runs on any host, a host SIGKILLed and started again while events arrive; a run held by
 //! a killed host is taken over once its lease expires.
 
+use crate::faults::probe;
 use crate::serve::Host;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -333,19 +334,6 @@ async fn a_run_of_a_killed_host_is_taken_over_after_its_lease_and_its_late_settl
     let run = store.run(&old.run).await.unwrap().unwrap();
     assert_eq!(run.status, switchboard::model::RunStatus::Succeeded);
     drop(b);
-}
-
-/// `POST /admin/trigger` for the probe with `payload`, waiting for its run.
-async fn probe(host: &Host, payload: Value) -> Value {
-    let (status, body) = host
-        .admin(
-            "POST",
-            "/admin/trigger",
-            Some(json!({"plugin": "probe", "source": "test", "kind": "probe", "payload": payload, "wait": true})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["runs"][0].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

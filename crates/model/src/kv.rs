@@ -65,6 +65,14 @@ pub fn check_key(key: &str) -> Result<(), KvError> {
     Ok(())
 }
 
+/// Refuse a key prefix no key can have: longer than [`MAX_KEY_BYTES`] (empty is every key).
+pub fn check_prefix(prefix: &str) -> Result<(), KvError> {
+    if prefix.len() > MAX_KEY_BYTES {
+        return Err(KvError::KeyTooLarge { len: prefix.len() });
+    }
+    Ok(())
+}
+
 /// Refuse a value longer than [`MAX_VALUE_BYTES`].
 pub fn check_value(value: &[u8]) -> Result<(), KvError> {
     if value.len() > MAX_VALUE_BYTES {

@@ -450,5 +450,42 @@ pub fn parse_cursor(text: &str) -> Result<(i64, String), BackendError> {
     Ok((ms.parse().map_err(|_| bad())?, id.to_string()))
 }
 
+/// The query a bulk replay selects its runs with: finished statuses only (failed and dead
+/// when none are asked for), every page; `None` when the asked statuses hold no finished one.
+pub fn replay_query(query: &RunQuery) -> Option<RunQuery> {
+    let mut query = query.clone();
+    if query.statuses.is_empty() {
+        query.statuses = REPLAYABLE.to_vec();
+    }
+    query.statuses.retain(|s| s.is_terminal());
+    query.cursor = None;
+    (!query.statuses.is_empty()).then_some(query)
+}
+
+/// A bulk replay of `matched` (the runs [`replay_query`] selected): counts them and, unless
+/// `dry_run`, replays each; a run replayed meanwhile by someone else is on its way already.
+pub async fn replay_all<B: Backend + ?Sized>(
+    backend: &B,
+    matched: Vec<RunRecord>,
+    now_ms: Ms,
+    dry_run: bool,
+) -> BackendResult<Replayed> {
+    let mut replayed = Replayed {
+        matched: matched.len(),
+        queued: Vec::new(),
+    };
+    if dry_run {
+        return Ok(replayed);
+    }
+    for run in matched {
+        match backend.replay(&run.id, now_ms, false).await {
+            Ok(run) => replayed.queued.push(run.id),
+            Err(BackendError::NotFinished { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(replayed)
+}
+
 /// The statuses a bulk replay takes when none are asked for.
 pub const REPLAYABLE: [RunStatus; 2] = [RunStatus::Failed, RunStatus::Dead];

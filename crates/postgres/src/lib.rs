@@ -39,8 +39,8 @@ use switchboard_model::effect::Effect;
 use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
-    accepted, cursor, parse_cursor, settled,
+    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire, accepted,
+    cursor, parse_cursor, replay_all, replay_query, settled,
 };
 use switchboard_pipeline::transfer::{MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
@@ -419,8 +419,8 @@ impl PgBackend {
         Ok(())
     }
 
-    /// Settle a run this host claimed, from its record as claimed: one statement (the run,
-    /// its log), refused unless the lease is still the run's.
+    /// Settle a run from its record under `lease` (as claimed, or as read): one statement
+    /// (the run, its log), refused unless the lease is still the run's.
     async fn settle_held(
         &self,
         before: RunRecord,
@@ -825,16 +825,12 @@ impl Backend for PgBackend {
         // (In a statement of its own: one joined to the claim would see the database as it
         // was before the function waited for the claim lock, without the events of runs
         // accepted meanwhile.)
-        let missing: Vec<String> = claimed
-            .iter()
-            .filter(|c| c.event.is_none())
-            .map(|c| c.run.event_id.clone())
-            .collect();
-        if !missing.is_empty() {
+        if !claimed.is_empty() {
+            let ids: Vec<&str> = claimed.iter().map(|c| c.run.event_id.as_str()).collect();
             let rows = sqlx::query(&format!(
                 "SELECT {EVENT} FROM events e WHERE e.id = ANY($1)"
             ))
-            .bind(&missing)
+            .bind(&ids)
             .fetch_all(&self.pools.fast)
             .await
             .map_err(db)?;
@@ -844,7 +840,7 @@ impl Backend for PgBackend {
                     found.insert(event.event.id.clone(), event);
                 }
             }
-            for c in claimed.iter_mut().filter(|c| c.event.is_none()) {
+            for c in &mut claimed {
                 c.event = found.get(&c.run.event_id).cloned();
             }
         }
@@ -900,46 +896,22 @@ impl Backend for PgBackend {
                 .settle_held(before, lease, now_ms, settlement, report)
                 .await;
         }
-        let mut tx = self.pools.fast.begin().await.map_err(db)?;
-        let before = Self::locked_run(&mut tx, &lease.run).await?;
-        let held = before.as_ref().and_then(|r| r.lease.as_ref());
-        if held.is_none_or(|l| l.token != lease.token || l.holder != lease.holder) {
-            return Err(BackendError::Stale {
+        // Not claimed by this process (a lease from before a restart, say): the run as
+        // stored now; the statement still refuses it unless the lease is the run's.
+        let before = self
+            .run(&lease.run)
+            .await?
+            .filter(|run| {
+                run.lease
+                    .as_ref()
+                    .is_some_and(|l| l.token == lease.token && l.holder == lease.holder)
+            })
+            .ok_or_else(|| BackendError::Stale {
                 run: lease.run.clone(),
                 token: lease.token,
-            });
-        }
-        let before = before.expect("a held run");
-        let released = matches!(settlement, Settlement::Released);
-        let logs = report.logs.clone();
-        let (mut run, due) = settled(before, now_ms, settlement, report);
-        if released {
-            // Given back unrun: the attempt uncounted, started as before.
-            run.started_at = None;
-        }
-        Self::write_run(&mut *tx, &run, due).await?;
-        if !released {
-            if logs.is_empty() {
-                sqlx::query("DELETE FROM run_logs WHERE run_id = $1")
-                    .bind(&run.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            } else {
-                sqlx::query(
-                    "INSERT INTO run_logs (run_id, lines) VALUES ($1, $2) \
-                     ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines",
-                )
-                .bind(&run.id)
-                .bind(serde_json::to_string(&logs).expect("log lines serialize"))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-        }
-        tx.commit().await.map_err(db)?;
-        self.wake();
-        Ok(run)
+            })?;
+        self.settle_held(before, lease, now_ms, settlement, report)
+            .await
     }
 
     async fn next_due(&self) -> BackendResult<Option<Ms>> {
@@ -1026,32 +998,11 @@ impl Backend for PgBackend {
         now_ms: Ms,
         dry_run: bool,
     ) -> BackendResult<Replayed> {
-        let mut query = query.clone();
-        if query.statuses.is_empty() {
-            query.statuses = REPLAYABLE.to_vec();
-        }
-        query.statuses.retain(|s| s.is_terminal());
-        query.cursor = None;
-        if query.statuses.is_empty() {
+        let Some(query) = replay_query(query) else {
             return Ok(Replayed::default());
-        }
-        let matched = self.select_runs(&query, None).await?;
-        let mut replayed = Replayed {
-            matched: matched.len(),
-            queued: Vec::new(),
         };
-        if dry_run {
-            return Ok(replayed);
-        }
-        for run in matched {
-            match self.replay(&run.id, now_ms, false).await {
-                Ok(run) => replayed.queued.push(run.id),
-                // Replayed meanwhile by someone else: already on its way.
-                Err(BackendError::NotFinished { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(replayed)
+        let matched = self.select_runs(&query, None).await?;
+        replay_all(self, matched, now_ms, dry_run).await
     }
 
     async fn run(&self, id: &str) -> BackendResult<Option<RunRecord>> {

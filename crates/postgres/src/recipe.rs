@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchboard_model::RecipeError;
 use switchboard_model::effect::{CallKey, Effect};
-use switchboard_model::kv::MAX_KEY_BYTES;
-use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_value};
+use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_prefix, check_value};
 use switchboard_runtime::store::{EffectJournal, KvSpace, RecipeStore, StoreFailure};
 use switchboard_vendors::Counters;
 
@@ -162,9 +161,7 @@ impl KvSpace for PgKv {
     }
 
     async fn list_keys(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<String>, KvError> {
-        if prefix.len() > MAX_KEY_BYTES {
-            return Err(KvError::KeyTooLarge { len: prefix.len() });
-        }
+        check_prefix(prefix)?;
         // In byte order: the column's collation is "C".
         sqlx::query_scalar(
             "SELECT key FROM kv WHERE recipe = $1 AND key >= $2 AND starts_with(key, $2) \

@@ -27,7 +27,7 @@ use switchboard_model::{
 };
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, REPLAYABLE, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
+    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
 };
 use switchboard_pipeline::transfer::{MovedDelivery, MovedEffect, MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
@@ -1093,29 +1093,11 @@ impl Backend for SledBackend {
         now_ms: Ms,
         dry_run: bool,
     ) -> BackendResult<Replayed> {
-        let mut query = query.clone();
-        if query.statuses.is_empty() {
-            query.statuses = REPLAYABLE.to_vec();
-        }
-        query.statuses.retain(|s| s.is_terminal());
-        query.cursor = None;
-        let (matched, _) = self.scan(&query, usize::MAX)?;
-        let mut replayed = Replayed {
-            matched: matched.len(),
-            queued: Vec::new(),
+        let Some(query) = switchboard_pipeline::backend::replay_query(query) else {
+            return Ok(Replayed::default());
         };
-        if dry_run {
-            return Ok(replayed);
-        }
-        for run in matched {
-            match self.replay(&run.id, now_ms, false).await {
-                Ok(run) => replayed.queued.push(run.id),
-                // Replayed meanwhile by someone else: already on its way.
-                Err(BackendError::NotFinished { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(replayed)
+        let (matched, _) = self.scan(&query, usize::MAX)?;
+        switchboard_pipeline::backend::replay_all(self, matched, now_ms, dry_run).await
     }
 
     async fn run(&self, id: &str) -> BackendResult<Option<RunRecord>> {

@@ -4,7 +4,7 @@
 use super::Failures;
 use std::sync::{Arc, Mutex};
 pub use switchboard_model::kv::{KvError, KvQuota, KvUsage, MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use switchboard_model::kv::{check_key, check_value, delta};
+use switchboard_model::kv::{check_key, check_prefix, check_value, delta};
 
 /// One recipe's durable key-value space.
 #[derive(Clone)]
@@ -138,9 +138,7 @@ impl Kv {
 
     /// Keys starting with `prefix`, in byte order, at most `limit`.
     pub fn list_keys(&self, prefix: &str, limit: Option<usize>) -> Result<Vec<String>, KvError> {
-        if prefix.len() > MAX_KEY_BYTES {
-            return Err(KvError::KeyTooLarge { len: prefix.len() });
-        }
+        check_prefix(prefix)?;
         let mut keys = Vec::new();
         for item in self.inner.tree.scan_prefix(prefix).keys() {
             if limit.is_some_and(|l| keys.len() >= l) {
