@@ -8,48 +8,21 @@
 //! Run with `cargo bench -p switchboard --bench hosts` (prints Markdown tables; needs the
 //! PostgreSQL server binaries, as the tests do).
 
-use axum::body::Bytes;
+mod common;
+
+use common::{Prepared, SECRET, prepare};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard::ingest::verify::StandardVerifier;
 use switchboard::postgres::{cluster::Cluster, testing};
 
 const CONCURRENCY: usize = 64;
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 20_000;
 const ROUNDS: usize = 3;
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TOKEN: &str = "bench-admin-token";
-
-struct Prepared {
-    body: Bytes,
-    headers: [(String, String); 3],
-}
-
-fn prepare(n: usize, tag: &str) -> Vec<Prepared> {
-    let key = StandardVerifier::decode_secret(SECRET).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    (0..n)
-        .map(|i| {
-            let body = format!(
-                r#"{{"type":"lead.created","lead":{{"id":"{tag}-{i}","name":"Ada Lovelace","phone":"+13035550100","source":"web form"}}}}"#
-            );
-            let id = format!("msg_{tag}_{i}");
-            let signature = StandardVerifier::sign(&key, &id, ts, body.as_bytes());
-            Prepared {
-                body: Bytes::from(body),
-                headers: [
-                    ("webhook-id".into(), id),
-                    ("webhook-timestamp".into(), ts.to_string()),
-                    ("webhook-signature".into(), signature),
-                ],
-            }
-        })
-        .collect()
-}
 
 /// A `switchboard serve` process.
 struct Host {

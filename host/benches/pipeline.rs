@@ -18,16 +18,18 @@
 //!
 //! Run with `cargo bench -p switchboard --bench pipeline` (prints Markdown tables).
 
+mod common;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use common::{Prepared, SECRET, prepare};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchboard::ingest::verify::StandardVerifier;
 use switchboard::ingest::{SourceConfig, Sources};
 use switchboard::pipeline::backend::{Backend, Retention};
 use switchboard::pipeline::registry::Registry;
@@ -42,35 +44,6 @@ const CONCURRENCY: usize = 64;
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 20_000;
 const ROUNDS: usize = 3;
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-struct Prepared {
-    body: Bytes,
-    headers: [(String, String); 3],
-}
-
-/// Signed requests, unique ids, built before timing.
-fn prepare(n: usize, tag: &str) -> Vec<Prepared> {
-    let key = StandardVerifier::decode_secret(SECRET).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    (0..n)
-        .map(|i| {
-            let body = format!(
-                r#"{{"type":"lead.created","lead":{{"id":"{tag}-{i}","name":"Ada Lovelace","phone":"+13035550100","source":"web form"}}}}"#
-            );
-            let id = format!("msg_{tag}_{i}");
-            let signature = StandardVerifier::sign(&key, &id, ts, body.as_bytes());
-            Prepared {
-                body: Bytes::from(body),
-                headers: [
-                    ("webhook-id".into(), id),
-                    ("webhook-timestamp".into(), ts.to_string()),
-                    ("webhook-signature".into(), signature),
-                ],
-            }
-        })
-        .collect()
-}
 
 /// Send every request with `CONCURRENCY` in flight; returns (elapsed, accepted).
 async fn blast(url: &str, requests: Vec<Prepared>) -> (Duration, usize) {
