@@ -35,6 +35,7 @@ pub trait Harness: Send + Sync {
 /// Every check, each on a fresh store.
 pub async fn run_all<H: Harness>(h: &H) {
     accept_is_durable_and_deduplicated(h).await;
+    deliveries_accepted_at_once_are_each_new_once(h).await;
     a_delivery_that_died_before_its_ack_leaves_nothing_to_run(h).await;
     claims_are_due_first_within_concurrency(h).await;
     a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused(h).await;
@@ -191,6 +192,57 @@ async fn accept_is_durable_and_deduplicated<H: Harness>(h: &H) {
     assert!(
         claimed.iter().all(|c| c.event.is_some()),
         "claim: carries the event"
+    );
+}
+
+/// Many deliveries at once (a backend may write them together): each delivery id is new
+/// exactly once, every other copy is a duplicate naming that event, and every new event's
+/// runs are claimable.
+async fn deliveries_accepted_at_once_are_each_new_once<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    let accepts = (0..60).map(|n| {
+        let b = b.clone();
+        // 20 deliveries, each sent three times; the copies differ in event id.
+        let (delivery, copy) = (n % 20, n / 20);
+        async move {
+            let id = format!("evt_{delivery:02}_{copy}");
+            let accepted = b
+                .accept(event(&id, "forms", &format!("d{delivery}"), t, &[("a", None)]))
+                .await
+                .expect("accept");
+            (delivery, id, accepted)
+        }
+    });
+    let answers = futures_util::future::join_all(accepts).await;
+    let mut new: std::collections::HashMap<usize, String> = Default::default();
+    for (delivery, id, accepted) in &answers {
+        if let Accepted::New { runs } = accepted {
+            assert_eq!(runs.len(), 1, "accept at once: one run for the recipe");
+            assert!(
+                new.insert(*delivery, id.clone()).is_none(),
+                "accept at once: delivery d{delivery} was new twice"
+            );
+        }
+    }
+    assert_eq!(new.len(), 20, "accept at once: every delivery is new once");
+    for (delivery, _, accepted) in &answers {
+        if let Accepted::Duplicate { event_id } = accepted {
+            assert_eq!(
+                event_id, &new[delivery],
+                "accept at once: a duplicate names the event its delivery was accepted as"
+            );
+        }
+    }
+    let claimed = claim(&*b, "h", t, 100, any()).await;
+    let mut events: Vec<String> = claimed.iter().map(|c| c.run.event_id.clone()).collect();
+    events.sort();
+    let mut expected: Vec<String> = new.into_values().collect();
+    expected.sort();
+    assert_eq!(events, expected, "accept at once: each new event's run is claimable, once");
+    assert!(
+        claimed.iter().all(|c| c.event.is_some()),
+        "accept at once: each claimed run comes with its event"
     );
 }
 

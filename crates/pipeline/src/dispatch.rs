@@ -43,6 +43,9 @@ pub async fn run(pipeline: Arc<Pipeline>) {
                 }
             }
         }
+        // Every free slot filled: there may be more to take as soon as one frees. Fewer:
+        // nothing else can be taken now, and the next accept, settle or due time wakes us.
+        let filled = free > 0 && claimed.len() == free;
         let took = !claimed.is_empty();
         for c in claimed {
             pipeline
@@ -53,15 +56,20 @@ pub async fn run(pipeline: Arc<Pipeline>) {
             let p = pipeline.clone();
             tokio::spawn(async move { p.guarded(c).await });
         }
-        if took {
+        if filled {
             continue;
         }
-        // Nothing to take now: sleep until something is due, work arrives, or a slot frees.
-        let wait = match pipeline.backend.next_due().await {
-            Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
-            _ => POLL,
+        // Nothing more to take now: sleep until something is due, work arrives, or a slot
+        // frees. (After a claim that took something, runs are flowing and their settles
+        // wake us: the next due time is only asked when there was nothing at all.)
+        let wait = if free == 0 || took {
+            POLL
+        } else {
+            match pipeline.backend.next_due().await {
+                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+                _ => POLL,
+            }
         };
-        let wait = if free == 0 { POLL } else { wait };
         tokio::select! {
             _ = pipeline.backend.wait_for_work(wait) => {}
             _ = pipeline.slot_freed.notified() => {}

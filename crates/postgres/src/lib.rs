@@ -1,9 +1,10 @@
 //! The pipeline's store on PostgreSQL, for several hosts on one database: the second
 //! implementation of [`Backend`], held to the same conformance suite as sled.
 //!
-//! - Accepting an event is one statement (delivery mark, event, runs), committed
-//!   synchronously before the webhook is acknowledged; a delivery id seen within its window
-//!   is a duplicate (a unique key on (source, delivery id)).
+//! - Accepting events is one statement (delivery marks, events, runs) for every webhook that
+//!   arrived while the previous batch was written, committed synchronously before any of them
+//!   is acknowledged (group commit, [`accept`]); a delivery id seen within its window is a
+//!   duplicate (a unique key on (source, delivery id)).
 //! - Claims are one call of the `claim_runs` function (migration 1): under a
 //!   transaction-scoped advisory lock, claimers (on any host) decide one at a time, so
 //!   per-recipe concurrency and per-key order hold over every host; the lock is held only
@@ -22,13 +23,14 @@
 //!
 //! Migrations are embedded ([`migrations`]) and applied at open, in the configured schema.
 
+mod accept;
 mod recipe;
 mod rows;
 
 use async_trait::async_trait;
 use recipe::{PgCounters, PgEffects, PgRecipeStore};
 use rows::{EVENT, RUN, db};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -39,7 +41,7 @@ use switchboard_model::effect::Effect;
 use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire, accepted,
+    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
     cursor, parse_cursor, replay_all, replay_query, settled,
 };
 use switchboard_pipeline::transfer::{MovedRun, Snapshot};
@@ -98,11 +100,18 @@ pub(crate) struct Pools {
 /// The embedded migrations, in order.
 pub fn migrations() -> Vec<sqlx::migrate::Migration> {
     use sqlx::migrate::{Migration, MigrationType};
-    [(
-        1,
-        "pipeline",
-        include_str!("../migrations/0001_pipeline.sql"),
-    )]
+    [
+        (
+            1,
+            "pipeline",
+            include_str!("../migrations/0001_pipeline.sql"),
+        ),
+        (
+            2,
+            "generic plans",
+            include_str!("../migrations/0002_generic_plans.sql"),
+        ),
+    ]
     .into_iter()
     .map(|(version, description, sql)| {
         Migration::new(
@@ -178,6 +187,13 @@ pub async fn migrate(config: &PgConfig) -> Result<Vec<i64>, PgError> {
         .collect())
 }
 
+/// Wake this host's dispatcher now, and other hosts' soon (the notifier task).
+fn wake(work: &tokio::sync::Notify, to_notify: &(AtomicBool, tokio::sync::Notify)) {
+    work.notify_one();
+    to_notify.0.store(true, Ordering::Release);
+    to_notify.1.notify_one();
+}
+
 /// The pipeline's store on PostgreSQL.
 pub struct PgBackend {
     config: PgConfig,
@@ -192,6 +208,8 @@ pub struct PgBackend {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Runs this host claimed and has not settled, as claimed.
     held: Mutex<HashMap<String, RunRecord>>,
+    /// Accepts, written in batches.
+    batcher: accept::Batcher,
 }
 
 impl Drop for PgBackend {
@@ -239,15 +257,22 @@ impl PgBackend {
             fast: pool(false).await.map_err(PgError::Connect)?,
         };
         let recipes = Arc::new(PgRecipeStore::open(pools.clone()).await?);
+        let work = Arc::new(tokio::sync::Notify::new());
+        let to_notify = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
+        let (batcher, writers) = accept::Batcher::start(pools.durable.clone(), {
+            let (work, to_notify) = (work.clone(), to_notify.clone());
+            Arc::new(move || wake(&work, &to_notify))
+        });
         let backend = Arc::new(PgBackend {
             config: config.clone(),
             pools,
             recipes,
             ids: tokio::sync::Mutex::new((0, 0)),
-            work: Arc::new(tokio::sync::Notify::new()),
-            to_notify: Arc::new((AtomicBool::new(false), tokio::sync::Notify::new())),
-            tasks: Mutex::new(Vec::new()),
+            work,
+            to_notify,
+            tasks: Mutex::new(writers),
             held: Mutex::new(HashMap::new()),
+            batcher,
         });
         backend.start_wakeups(options).await?;
         Ok(backend)
@@ -310,9 +335,7 @@ impl PgBackend {
 
     /// Something may have become claimable: wake this host now, and the others soon.
     fn wake(&self) {
-        self.work.notify_one();
-        self.to_notify.0.store(true, Ordering::Release);
-        self.to_notify.1.notify_one();
+        wake(&self.work, &self.to_notify);
     }
 
     /// The effect journal, with what only the backend uses.
@@ -320,77 +343,12 @@ impl PgBackend {
         PgEffects::new(self.pools.clone())
     }
 
-    /// Insert `new` (its delivery mark, event and runs) unless its delivery is a
-    /// duplicate, as one statement on `executor`.
-    async fn insert_accept(conn: &mut PgConnection, new: &NewEvent) -> BackendResult<Accepted> {
-        let (stored, runs) = accepted(new);
-        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-        let plugins: Vec<&str> = runs.iter().map(|r| r.plugin.as_str()).collect();
-        let keys: Vec<Option<&str>> = runs.iter().map(|r| r.order_key.as_deref()).collect();
-        let event = &stored.event;
-        let row = sqlx::query(
-            "WITH mark AS ( \
-               INSERT INTO deliveries (source, delivery_id, event_id, at_ms) \
-               VALUES ($1, $2, $3, $4) \
-               ON CONFLICT (source, delivery_id) DO UPDATE \
-                 SET event_id = EXCLUDED.event_id, at_ms = EXCLUDED.at_ms \
-                 WHERE deliveries.at_ms <= EXCLUDED.at_ms - $5 \
-               RETURNING 1 \
-             ), ev AS ( \
-               INSERT INTO events (id, source, kind, time, payload, delivery_id, received_ms, window_ms) \
-               SELECT $3, $1, $6, $7, $8, $2, $4, $5 \
-               WHERE EXISTS (SELECT 1 FROM mark) AND cardinality($9::text[]) > 0 \
-             ), rn AS ( \
-               INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, order_key, \
-                                 created_ms, updated_ms, due_ms) \
-               SELECT t.id, $3, t.plugin, $1, $6, 'queued', nextval('run_seq'), t.key, $4, $4, $4 \
-               FROM unnest($9::text[], $10::text[], $11::text[]) AS t(id, plugin, key) \
-               WHERE EXISTS (SELECT 1 FROM mark) \
-             ) \
-             SELECT (SELECT count(*) FROM mark) AS new, \
-                    (SELECT event_id FROM deliveries WHERE source = $1 AND delivery_id = $2) AS seen",
-        )
-        .bind(&event.source)
-        .bind(&new.delivery_id)
-        .bind(&event.id)
-        .bind(new.received_ms)
-        .bind(new.window_ms)
-        .bind(&event.kind)
-        .bind(&event.time)
-        .bind(event.payload.get())
-        .bind(&ids)
-        .bind(&plugins)
-        .bind(&keys)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-        if row.try_get::<i64, _>("new").map_err(db)? > 0 {
-            return Ok(Accepted::New { runs });
-        }
-        // A duplicate. The statement's snapshot may predate a concurrent first delivery's
-        // commit (it waited for it): read the mark again.
-        let seen: Option<String> = match row.try_get("seen").map_err(db)? {
-            Some(seen) => Some(seen),
-            None => sqlx::query_scalar(
-                "SELECT event_id FROM deliveries WHERE source = $1 AND delivery_id = $2",
-            )
-            .bind(&event.source)
-            .bind(&new.delivery_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?,
-        };
-        Ok(Accepted::Duplicate {
-            event_id: seen.unwrap_or_default(),
-        })
-    }
-
     /// What a delivery of `new` leaves when its host dies before the acknowledgement: its
     /// statement ran in a transaction that never committed (the conformance suite's torn
     /// accept).
     pub async fn accept_uncommitted(&self, new: &NewEvent) -> BackendResult<()> {
         let mut tx = self.pools.durable.begin().await.map_err(db)?;
-        Self::insert_accept(&mut tx, new).await?;
+        accept::insert(&mut tx, &[new]).await?;
         tx.rollback().await.map_err(db)
     }
 
@@ -772,13 +730,8 @@ impl Backend for PgBackend {
     }
 
     async fn accept(&self, new: NewEvent) -> BackendResult<Accepted> {
-        let mut conn = self.pools.durable.acquire().await.map_err(db)?;
-        let accepted = Self::insert_accept(&mut conn, &new).await?;
-        drop(conn);
-        if matches!(accepted, Accepted::New { .. }) {
-            self.wake();
-        }
-        Ok(accepted)
+        // Written with whatever else arrives meanwhile; the batch wakes the claimers.
+        self.batcher.accept(new).await
     }
 
     async fn claim(&self, req: ClaimRequest<'_>) -> BackendResult<Vec<Claimed>> {
@@ -792,22 +745,19 @@ impl Backend for PgBackend {
             .iter()
             .map(|(p, n)| (p.as_str(), limit(*n)))
             .unzip();
-        // The events are read apart, by their ids: joined to the function's result, the
-        // planner (expecting 1,000 rows of it) scans the whole events table instead.
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN} FROM claim_runs($1, $2, $3, $4, $5, $6, $7) r"
-        ))
-        .bind(req.holder)
-        .bind(req.now_ms)
-        .bind(req.now_ms + req.lease_ms)
-        .bind(limit(req.max))
-        .bind(limit(req.concurrency.default))
-        .bind(&plugins)
-        .bind(&limits)
-        .fetch_all(&self.pools.fast)
-        .await
-        .map_err(db)?;
-        let mut claimed = rows
+        // The claimed runs come with their events (read by the claiming statement).
+        let rows = sqlx::query("SELECT * FROM claim_runs($1, $2, $3, $4, $5, $6, $7)")
+            .bind(req.holder)
+            .bind(req.now_ms)
+            .bind(req.now_ms + req.lease_ms)
+            .bind(limit(req.max))
+            .bind(limit(req.concurrency.default))
+            .bind(&plugins)
+            .bind(&limits)
+            .fetch_all(&self.pools.fast)
+            .await
+            .map_err(db)?;
+        let claimed = rows
             .iter()
             .map(|row| {
                 let run = rows::run(row)?;
@@ -816,34 +766,12 @@ impl Backend for PgBackend {
                     reason: "claimed without a lease".into(),
                 })?;
                 Ok(Claimed {
-                    event: None,
+                    event: rows::event(row)?,
                     run,
                     lease,
                 })
             })
             .collect::<BackendResult<Vec<Claimed>>>()?;
-        // (In a statement of its own: one joined to the claim would see the database as it
-        // was before the function waited for the claim lock, without the events of runs
-        // accepted meanwhile.)
-        if !claimed.is_empty() {
-            let ids: Vec<&str> = claimed.iter().map(|c| c.run.event_id.as_str()).collect();
-            let rows = sqlx::query(&format!(
-                "SELECT {EVENT} FROM events e WHERE e.id = ANY($1)"
-            ))
-            .bind(&ids)
-            .fetch_all(&self.pools.fast)
-            .await
-            .map_err(db)?;
-            let mut found = HashMap::new();
-            for row in &rows {
-                if let Some(event) = rows::event(row)? {
-                    found.insert(event.event.id.clone(), event);
-                }
-            }
-            for c in &mut claimed {
-                c.event = found.get(&c.run.event_id).cloned();
-            }
-        }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for c in &claimed {
             held.insert(c.run.id.clone(), c.run.clone());
@@ -1108,7 +1036,7 @@ impl Backend for PgBackend {
         .map_err(db)?;
         let fire = match busy {
             Some(run) => TickFire::Busy { run },
-            None => TickFire::Fired(Self::insert_accept(&mut tx, &event).await?),
+            None => TickFire::Fired(accept::insert(&mut tx, &[&event]).await?.remove(0)),
         };
         sqlx::query(
             "INSERT INTO ticks (plugin, trigger, last_ms) VALUES ($1, $2, $3) \
