@@ -168,7 +168,11 @@ fn cpu_seconds(pick: impl Fn(&str, u32) -> bool) -> f64 {
     const TICKS: f64 = 100.0;
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -182,7 +186,12 @@ fn cpu_seconds(pick: impl Fn(&str, u32) -> bool) -> f64 {
             continue;
         }
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
         total += (tick(11) + tick(12)) / TICKS;
     }
@@ -229,6 +238,8 @@ fn main() {
             &[
                 "shared_preload_libraries=pg_stat_statements",
                 &format!("pg_stat_statements.track={track}"),
+                "log_checkpoints=on",
+                &std::env::var("HOSTS_BENCH_PG").unwrap_or_else(|_| "log_autovacuum_min_duration=0".into()),
             ],
         )
         .expect("a PostgreSQL cluster");

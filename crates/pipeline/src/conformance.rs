@@ -208,7 +208,13 @@ async fn deliveries_accepted_at_once_are_each_new_once<H: Harness>(h: &H) {
         async move {
             let id = format!("evt_{delivery:02}_{copy}");
             let accepted = b
-                .accept(event(&id, "forms", &format!("d{delivery}"), t, &[("a", None)]))
+                .accept(event(
+                    &id,
+                    "forms",
+                    &format!("d{delivery}"),
+                    t,
+                    &[("a", None)],
+                ))
                 .await
                 .expect("accept");
             (delivery, id, accepted)
@@ -239,7 +245,10 @@ async fn deliveries_accepted_at_once_are_each_new_once<H: Harness>(h: &H) {
     events.sort();
     let mut expected: Vec<String> = new.into_values().collect();
     expected.sort();
-    assert_eq!(events, expected, "accept at once: each new event's run is claimable, once");
+    assert_eq!(
+        events, expected,
+        "accept at once: each new event's run is claimable, once"
+    );
     assert!(
         claimed.iter().all(|c| c.event.is_some()),
         "accept at once: each claimed run comes with its event"
@@ -1181,6 +1190,34 @@ async fn recipe_kv_is_private_atomic_and_bounded<H: Harness>(h: &H) {
     );
     small.delete("two").await.unwrap();
     small.set("three", b"3").await.unwrap();
+    // The quota holds for writers at once: 20 new keys into room for 5.
+    let crowd = store
+        .kv(
+            "crowd",
+            KvQuota {
+                max_keys: 5,
+                max_bytes: 1_000,
+            },
+        )
+        .unwrap();
+    let sets = (0..20).map(|n| {
+        let crowd = crowd.clone();
+        async move { crowd.set(&format!("k{n:02}"), b"v").await }
+    });
+    let results = futures_util::future::join_all(sets).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        5,
+        "kv: writers at once fill a 5-key quota and no more: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(KvError::QuotaExceeded { .. }))),
+        "kv: the others are refused by the quota: {results:?}"
+    );
+    assert_eq!(crowd.list_keys("", None).await.unwrap().len(), 5);
+    drop(crowd);
     // Durable: what was written is there after a crash (once flushed), usage included.
     b.flush().await.unwrap();
     drop((a, other, small, store));

@@ -1,8 +1,11 @@
 -- The statements inside claim_runs and kv_write are planned once per connection and then
 -- reused (generic plans) instead of planned again on every call: planning took as long as
 -- running them (pg_stat_statements: half of each call's time was outside its statements).
--- A generic plan is made for the table as it is then (empty, at a host's first claim), so
--- both forbid sequential scans, and claim_runs claims its runs one primary key at a time. A
+-- A generic plan is made for the table as it is at the time (empty at a host's first
+-- claim; a backlog of due runs when autovacuum's ANALYZE makes it plan again), so each of
+-- claim_runs' statements is a plain index probe or range whose plan cannot turn into a scan
+-- of the backlog (sequential, bitmap and sorting plans are off for it; seen: a bitmap scan
+-- of every due run, 8 ms a claim), and it claims its runs one primary key at a time. A
 -- claim also returns each run's event (one round trip instead of two).
 DROP FUNCTION claim_runs(text, bigint, bigint, integer, integer, text[], integer[]);
 CREATE FUNCTION claim_runs(p_holder text, p_now bigint, p_expires bigint, p_max integer,
@@ -17,25 +20,24 @@ RETURNS TABLE (id text, event_id text, plugin text, source text, kind text, stat
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
 AS $$
 #variable_conflict use_column
 DECLARE
-    full_ text[];
+    recipe record;
+    ids text[] := '{}';
+    dues bigint[] := '{}';
+    seqs bigint[] := '{}';
     chosen text[];
     one text;
 BEGIN
     -- One lock per schema: deployments in other schemas of the database claim apart.
     PERFORM pg_advisory_xact_lock(hashtext('switchboard claims'), hashtext(current_schema()));
     -- Each statement below sees every claim committed before the lock was ours.
-    SELECT coalesce(array_agg(b.plugin), '{}') INTO full_
-    FROM (SELECT plugin, count(*) AS n FROM runs
-          WHERE status = 'running' AND due_ms > p_now GROUP BY plugin) b
-    LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = b.plugin
-    WHERE b.n >= coalesce(lim.l, p_default);
-    -- The recipes with unfinished runs (a skip scan: one index probe per recipe), those
-    -- with room, and each one's first due runs (one index range per recipe): the work
-    -- does not grow with a backlog of a recipe at its concurrency.
-    SELECT array_agg(x.id ORDER BY x.due_ms, x.seq) INTO chosen FROM (
+    -- The recipes with unfinished runs (a skip scan: one index probe per recipe), each with
+    -- its room (its limit less its runs in flight anywhere under an unexpired lease)...
+    FOR recipe IN
         WITH RECURSIVE recipes(plugin) AS (
             (SELECT r.plugin FROM runs r WHERE r.due_ms IS NOT NULL ORDER BY r.plugin LIMIT 1)
             UNION ALL
@@ -43,31 +45,33 @@ BEGIN
                     WHERE r.due_ms IS NOT NULL AND r.plugin > recipes.plugin
                     ORDER BY r.plugin LIMIT 1)
             FROM recipes WHERE recipes.plugin IS NOT NULL
-        ), room AS (
-            SELECT recipes.plugin,
-                   coalesce(lim.l, p_default) - coalesce(busy.n, 0) AS n
-            FROM recipes
-            LEFT JOIN (SELECT b.plugin, count(*) AS n FROM runs b
-                       WHERE b.status = 'running' AND b.due_ms > p_now GROUP BY b.plugin) busy
-                   ON busy.plugin = recipes.plugin
-            LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l)
-                   ON lim.plugin = recipes.plugin
-            WHERE recipes.plugin IS NOT NULL AND recipes.plugin <> ALL(full_)
         )
-        SELECT c.id, c.due_ms, c.seq
-        FROM room, LATERAL (
-            SELECT r.id, r.due_ms, r.seq FROM runs r
-            WHERE r.plugin = room.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
-              AND (r.order_key IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM runs o WHERE o.plugin = r.plugin
-                    AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.seq < r.seq))
-            ORDER BY r.due_ms, r.seq
-            LIMIT least(room.n, p_max)
-        ) c
-        WHERE room.n > 0
-        ORDER BY c.due_ms, c.seq
-        LIMIT p_max
-    ) x;
+        SELECT recipes.plugin,
+               coalesce(lim.l, p_default)
+                 - (SELECT count(*) FROM runs b WHERE b.plugin = recipes.plugin
+                      AND b.status = 'running' AND b.due_ms > p_now) AS room
+        FROM recipes
+        LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = recipes.plugin
+        WHERE recipes.plugin IS NOT NULL
+    LOOP
+        CONTINUE WHEN recipe.room <= 0;
+        -- ...and the first due runs of each recipe with room, each key's first only: one
+        -- range of the (recipe, due, seq) index, so the work does not grow with a backlog.
+        SELECT ids || coalesce(array_agg(c.id), '{}'), dues || coalesce(array_agg(c.due_ms), '{}'),
+               seqs || coalesce(array_agg(c.seq), '{}')
+        INTO ids, dues, seqs
+        FROM (SELECT r.id, r.due_ms, r.seq FROM runs r
+              WHERE r.plugin = recipe.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
+                AND (r.order_key IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM runs o WHERE o.plugin = r.plugin
+                      AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.seq < r.seq))
+              ORDER BY r.due_ms, r.seq
+              LIMIT least(recipe.room, p_max)) c;
+    END LOOP;
+    -- The oldest due of them all.
+    SELECT array_agg(x.id ORDER BY x.due_ms, x.seq) INTO chosen
+    FROM (SELECT * FROM unnest(ids, dues, seqs) AS t(id, due_ms, seq)
+          ORDER BY t.due_ms, t.seq LIMIT p_max) x;
     IF chosen IS NULL THEN
         RETURN;
     END IF;
@@ -95,7 +99,66 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION kv_write(text, text, boolean, bytea, bytea, bigint, bigint)
-    SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION kv_write(text, text, boolean, bytea, bytea, bigint, bigint)
-    SET enable_seqscan = off;
+-- kv_write again: writers of one key take turns on a lock of the key (an advisory lock:
+-- a key not yet written has no row to lock), and only a write that changes the space's
+-- size holds the recipe's usage row, after the key's lock (one order: no deadlock). Same-
+-- size overwrites of different keys no longer wait for each other, and none rewrites the
+-- usage row. o_keys and o_bytes are null when the usage was not read (nothing changed).
+CREATE OR REPLACE FUNCTION kv_write(p_recipe text, p_key text, p_check boolean,
+                                    p_expected bytea, p_new bytea, p_max_keys bigint,
+                                    p_max_bytes bigint,
+                                    OUT o_written boolean, OUT o_existed boolean,
+                                    OUT o_keys bigint, OUT o_bytes bigint)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
+DECLARE
+    old bytea;
+    dk bigint;
+    db bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '/' || p_recipe),
+                                  hashtext(p_key));
+    -- A statement after the lock: sees what the previous holder committed.
+    SELECT k.value INTO old FROM kv k WHERE k.recipe = p_recipe AND k.key = p_key;
+    o_existed := FOUND;
+    IF p_check AND old IS DISTINCT FROM p_expected THEN
+        o_written := false;
+        RETURN;
+    END IF;
+    dk := (p_new IS NOT NULL)::int - o_existed::int;
+    db := coalesce(octet_length(p_key) + octet_length(p_new), 0)
+          - coalesce(octet_length(p_key) + octet_length(old), 0);
+    IF dk <> 0 OR db <> 0 THEN
+        -- Within the quota, or not at all (growing); shrinking always fits.
+        UPDATE kv_usage u SET keys = u.keys + dk, bytes = u.bytes + db
+        WHERE u.recipe = p_recipe
+          AND (dk <= 0 OR u.keys + dk <= p_max_keys)
+          AND (db <= 0 OR u.bytes + db <= p_max_bytes)
+        RETURNING u.keys, u.bytes INTO o_keys, o_bytes;
+        IF NOT FOUND THEN
+            INSERT INTO kv_usage (recipe) VALUES (p_recipe) ON CONFLICT (recipe) DO NOTHING;
+            UPDATE kv_usage u SET keys = u.keys + dk, bytes = u.bytes + db
+            WHERE u.recipe = p_recipe
+              AND (dk <= 0 OR u.keys + dk <= p_max_keys)
+              AND (db <= 0 OR u.bytes + db <= p_max_bytes)
+            RETURNING u.keys, u.bytes INTO o_keys, o_bytes;
+        END IF;
+        IF NOT FOUND THEN
+            -- Refused: say what the space would have held.
+            SELECT u.keys + dk, u.bytes + db INTO o_keys, o_bytes
+            FROM kv_usage u WHERE u.recipe = p_recipe;
+            o_written := NULL;
+            RETURN;
+        END IF;
+    END IF;
+    IF p_new IS NULL THEN
+        DELETE FROM kv k WHERE k.recipe = p_recipe AND k.key = p_key;
+    ELSE
+        INSERT INTO kv AS k (recipe, key, value) VALUES (p_recipe, p_key, p_new)
+        ON CONFLICT (recipe, key) DO UPDATE SET value = EXCLUDED.value;
+    END IF;
+    o_written := true;
+END
+$$;

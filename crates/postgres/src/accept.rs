@@ -61,7 +61,8 @@ impl Batcher {
     /// Accept `new` in the next batch.
     pub(crate) async fn accept(&self, new: NewEvent) -> BackendResult<Accepted> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || switchboard_pipeline::backend::BackendError::Io("the store is closing".into());
+        let stopped =
+            || switchboard_pipeline::backend::BackendError::Io("the store is closing".into());
         self.queue
             .send(Pending { new, reply })
             .await
@@ -99,7 +100,10 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
                 let _ = group.into_iter().next().map(|p| p.reply.send(Err(error)));
             }
             Err(error) => {
-                tracing::warn!(events = group.len(), "a batch of accepts failed ({error}); accepting each alone");
+                tracing::warn!(
+                    events = group.len(),
+                    "a batch of accepts failed ({error}); accepting each alone"
+                );
                 for p in group {
                     let answer = insert(&mut conn, &[&p.new]).await.map(|mut a| a.remove(0));
                     stored |= matches!(answer, Ok(Accepted::New { .. }));
@@ -118,7 +122,9 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut keys: Vec<HashSet<(String, String)>> = Vec::new();
     for p in batch {
         let key = (p.new.event.source.clone(), p.new.delivery_id.clone());
-        let fits = groups.last().is_some_and(|g| g[0].new.window_ms == p.new.window_ms)
+        let fits = groups
+            .last()
+            .is_some_and(|g| g[0].new.window_ms == p.new.window_ms)
             && !keys.last().is_some_and(|k| k.contains(&key));
         if !fits {
             groups.push(Vec::new());
@@ -138,10 +144,8 @@ pub(crate) async fn insert(
     news: &[&NewEvent],
 ) -> BackendResult<Vec<Accepted>> {
     let window: Ms = news.first().map_or(0, |n| n.window_ms);
-    let prepared: Vec<(&NewEvent, Vec<RunRecord>)> = news
-        .iter()
-        .map(|n| (*n, accepted(n).1))
-        .collect();
+    let prepared: Vec<(&NewEvent, Vec<RunRecord>)> =
+        news.iter().map(|n| (*n, accepted(n).1)).collect();
     let mut sources = Vec::new();
     let mut deliveries = Vec::new();
     let mut event_ids = Vec::new();
@@ -232,7 +236,12 @@ pub(crate) async fn insert(
                ON d.source = k.source AND d.delivery_id = k.delivery_id",
         )
         .bind(duplicates.iter().map(|&i| sources[i]).collect::<Vec<_>>())
-        .bind(duplicates.iter().map(|&i| deliveries[i]).collect::<Vec<_>>())
+        .bind(
+            duplicates
+                .iter()
+                .map(|&i| deliveries[i])
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;

@@ -18,8 +18,9 @@
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
 //!   writes between flushes. Lost in a database crash, a run goes back to its previous
 //!   state and runs again; the effect journal keeps a re-run from repeating a vendor call.
-//! - Wake-ups: `NOTIFY` (debounced) after accepts, settles and replays, `LISTEN` on every
-//!   host; the dispatcher also polls, so a pooler that drops notifications only slows it.
+//! - Wake-ups: `NOTIFY` (debounced) after accepts, replays and runs let go at shutdown,
+//!   `LISTEN` on every host; a settle wakes only its own host (which has the slot it freed).
+//!   The dispatcher also polls, so a pooler that drops notifications only slows it.
 //!
 //! Migrations are embedded ([`migrations`]) and applied at open, in the configured schema.
 
@@ -41,8 +42,8 @@ use switchboard_model::effect::Effect;
 use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
-    cursor, parse_cursor, replay_all, replay_query, settled,
+    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire, cursor,
+    parse_cursor, replay_all, replay_query, settled,
 };
 use switchboard_pipeline::transfer::{MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
@@ -436,7 +437,15 @@ impl PgBackend {
                 token: lease.token,
             });
         }
-        self.wake();
+        if released {
+            // This host is letting go (shutting down): another should take the run.
+            self.wake();
+        } else {
+            // A settle frees a slot of this host, whose dispatcher takes the next run (of
+            // the recipe whose concurrency it freed too). Waking every host would have each
+            // one claim for the same slot, all but one for nothing.
+            self.work.notify_one();
+        }
         Ok(run)
     }
 

@@ -1,5 +1,6 @@
 //! What recipes' runs use, on PostgreSQL: kv with quotas, the effect journal, vendor quota
-//! counters. Each kv write locks its recipe's usage row, so a quota holds over every host.
+//! counters. A kv write that changes a space's size locks its recipe's usage row, so a quota
+//! holds over every host.
 
 use crate::Pools;
 use async_trait::async_trait;
@@ -93,8 +94,9 @@ impl PgKv {
     }
 
     /// Write `key` (`new`; `None`: delete) if its value is `expected` (`Some(None)`: absent;
-    /// `None`: whatever it is), within the quota: one call of `kv_write`, which holds the
-    /// recipe's usage row while it works, so the quota holds over every host. Returns
+    /// `None`: whatever it is), within the quota: one call of `kv_write`, which takes the
+    /// key's lock, and the recipe's usage row when the space's size changes, so the quota
+    /// holds over every host. Returns
     /// whether it was written, and whether the key existed.
     async fn write(
         &self,
@@ -117,19 +119,24 @@ impl PgKv {
             .map_err(store)?;
         let written: Option<bool> = row.try_get("o_written").map_err(store)?;
         let existed: bool = row.try_get("o_existed").map_err(store)?;
-        let usage = KvUsage {
-            keys: row.try_get::<i64, _>("o_keys").map_err(store)?.max(0) as u64,
-            bytes: row.try_get::<i64, _>("o_bytes").map_err(store)?.max(0) as u64,
-        };
+        // Not read when the write left the space's size as it was.
+        let keys: Option<i64> = row.try_get("o_keys").map_err(store)?;
+        let bytes: Option<i64> = row.try_get("o_bytes").map_err(store)?;
+        let usage = keys.zip(bytes).map(|(keys, bytes)| KvUsage {
+            keys: keys.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        });
         match written {
             Some(written) => {
-                self.seen(usage);
+                if let Some(usage) = usage {
+                    self.seen(usage);
+                }
                 Ok((written, existed))
             }
             None => Err(KvError::QuotaExceeded {
                 recipe: self.recipe.clone(),
-                keys: usage.keys,
-                bytes: usage.bytes,
+                keys: usage.map_or(0, |u| u.keys),
+                bytes: usage.map_or(0, |u| u.bytes),
                 max_keys: quota.max_keys,
                 max_bytes: quota.max_bytes,
             }),

@@ -105,7 +105,9 @@ pub async fn top_statements(url: &str, n: usize) -> Vec<String> {
     .expect("reading pg_stat_statements");
     rows.into_iter()
         .map(|(total, mean, calls, rows, query)| {
-            format!("{total:>9.0} ms total {mean:>7.3} ms mean {calls:>7} calls {rows:>7} rows  {query}")
+            format!(
+                "{total:>9.0} ms total {mean:>7.3} ms mean {calls:>7} calls {rows:>7} rows  {query}"
+            )
         })
         .collect()
 }
