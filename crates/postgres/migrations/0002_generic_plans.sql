@@ -162,3 +162,11 @@ BEGIN
     o_written := true;
 END
 $$;
+
+-- The list indexes by status hold finished runs only: a claim (queued to running) or a
+-- retry no longer writes entries to them (runs move through the queue many times a second;
+-- a list of queued or running runs reads the claim indexes' unfinished runs instead).
+DROP INDEX runs_status;
+CREATE INDEX runs_status ON runs (status, created_ms DESC, id DESC) WHERE due_ms IS NULL;
+DROP INDEX runs_plugin;
+CREATE INDEX runs_plugin ON runs (plugin, status, created_ms DESC, id DESC) WHERE due_ms IS NULL;

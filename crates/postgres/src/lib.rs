@@ -476,6 +476,11 @@ impl PgBackend {
             sql.push(" AND r.status = ANY(")
                 .push_bind(statuses)
                 .push(")");
+            if q.statuses.iter().all(|s| s.is_terminal()) {
+                // True of every finished run (the table's check): lets the planner use the
+                // indexes of finished runs by status.
+                sql.push(" AND r.due_ms IS NULL");
+            }
         }
         if let Some(plugin) = &q.plugin {
             sql.push(" AND r.plugin = ").push_bind(plugin.clone());
