@@ -487,9 +487,18 @@ fn store_migrate_applies_the_migrations_once_and_a_missing_database_url_is_named
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    let every: Vec<String> = switchboard::postgres::migrations()
+        .iter()
+        .map(|m| m.version.to_string())
+        .collect();
+    assert!(every.len() >= 2, "the embedded migrations: {every:?}");
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        format!("schema {}: applied migration(s) 1", db.schema)
+        format!(
+            "schema {}: applied migration(s) {}",
+            db.schema,
+            every.join(", ")
+        )
     );
     let second = migrate(Some(&db.url));
     assert_eq!(
