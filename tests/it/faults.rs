@@ -404,6 +404,13 @@ async fn a_full_disk_stops_intake_honestly_and_loses_nothing_acknowledged() {
             .contains("No space left on device"),
         "{ready}"
     );
+    // The probe without the token says the same, as a category only (no error text).
+    let readyz = reqwest::get(format!("{}/readyz", host.url)).await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    assert_eq!(
+        readyz.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"ready": false, "reason": "store failing"})
+    );
     let (_, health) = host.admin("GET", "/admin/health", None).await;
     assert_eq!(health["status"], "failing", "{health}");
     assert_eq!(health["store"]["ok"], false, "{health}");

@@ -541,8 +541,21 @@ max_body_bytes = 4096
         assert!(!log.contains(secret), "secret in the log");
     }
 
-    // Every admin route refuses without the token.
+    // The probes answer without the token, and say nothing else.
     let http = reqwest::Client::new();
+    for (path, body) in [
+        ("/healthz", json!({"status": "ok"})),
+        ("/readyz", json!({"ready": true})),
+    ] {
+        let r = http
+            .get(format!("{}{path}", host.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.json::<Value>().await.unwrap(), body, "{path}");
+    }
+    // Every admin route refuses without the token.
     for (method, path) in [
         ("GET", "/admin/health"),
         ("GET", "/admin/ready"),
@@ -1088,8 +1101,22 @@ async fn sigterm_lets_short_runs_finish_and_requeues_long_ones() {
         .admin("POST", &format!("/admin/runs/{long_id}/replay"), None)
         .await;
     assert_eq!(s, 409, "{e}");
+    let probe = |path: &'static str| {
+        let url = format!("{}{path}", host.url);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(probe("/readyz").await, (200, json!({"ready": true})));
     host.signal_term();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // While the short run finishes, the host still answers: alive, not ready.
+    assert_eq!(
+        probe("/readyz").await,
+        (503, json!({"ready": false, "reason": "shutting down"}))
+    );
+    assert_eq!(probe("/healthz").await, (200, json!({"status": "ok"})));
     // While the short run finishes, nothing new is accepted.
     let sent = reqwest::Client::new()
         .post(format!("{}/hooks/test", host.url))

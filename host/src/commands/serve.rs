@@ -148,8 +148,13 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
                 _ = quitting => {}
                 _ = store_failed => {}
             }
-            // Refuse new events and runs at once, while open requests drain.
+            // Refuse new events and runs at once, and answer `/readyz` with 503, while the
+            // runs in flight finish (within the grace period): the listener stays open
+            // meanwhile, so a load balancer sees the host go unready before it goes away.
             stopping.stop_accepting();
+            tracing::info!("stopping: finishing runs in flight");
+            let _ = stop.send(true);
+            stopping.shutdown().await;
         },
     ));
     let mut code = ExitCode::SUCCESS;
@@ -170,9 +175,6 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     }
     let _ = std::io::stdout().flush();
     let served = server.await;
-    tracing::info!("stopping: finishing runs in flight");
-    let _ = stop.send(true);
-    pipeline.shutdown().await;
     served.map_err(|e| CommandError::input(local, format!("server failed: {e}")))?;
     if let Some(e) = pipeline.store_failure() {
         return Err(CommandError::StoreFailed {

@@ -1,5 +1,6 @@
-//! The HTTP server of `switchboard serve`: webhook intake at `POST /hooks/<source>` and the
-//! admin API under `/admin` (bearer token).
+//! The HTTP server of `switchboard serve`: webhook intake at `POST /hooks/<source>`, probes
+//! at `GET /healthz` and `GET /readyz` (no token; they say nothing else), and the admin API
+//! under `/admin` (bearer token).
 
 mod admin;
 mod hooks;
@@ -84,12 +85,43 @@ pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
 
 /// The whole HTTP app.
 pub fn router(state: Arc<AppState>) -> Router {
-    let hooks = Router::new().route("/hooks/{source}", axum::routing::post(hooks::receive));
+    let hooks = Router::new()
+        .route("/hooks/{source}", axum::routing::post(hooks::receive))
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz));
     hooks
         .merge(admin::router(state.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// `GET /healthz`, for a liveness probe without the admin token: the process is up and
+/// its server answers (also while it shuts down).
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`, for a readiness probe or a load balancer without the admin token: 200
+/// when the host takes webhooks (its store writable, its plugin folder loaded — serving
+/// starts after the first load — and not shutting down), else 503 with the reason as a
+/// category: no error text, path or count (`/admin/ready` and `/admin/health` have those).
+async fn readyz(axum::extract::State(app): axum::extract::State<Arc<AppState>>) -> Response {
+    let reason = if app.pipeline.store_failure().is_some() {
+        Some("store failing")
+    } else if app.pipeline.is_stopping() {
+        Some("shutting down")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
+        None => axum::Json(serde_json::json!({ "ready": true })).into_response(),
+    }
 }
 
 /// Why the host cannot take work now, if it cannot: the store failed, or it is stopping.
