@@ -435,15 +435,31 @@ impl SledBackend {
     /// Write the run as settled: its record, and either its pending entry (due at `due`) or,
     /// finished, its indexes, the pending entry gone last.
     fn write_settled(&self, run: &RunRecord, due: Option<Ms>) -> BackendResult<()> {
-        self.put(keys::run(&run.id), keys::encode(&RunRow::of(run)))?;
+        let mut batch = ::sled::Batch::default();
+        Self::settled_into(&mut batch, run, due);
+        self.apply(batch)
+    }
+
+    /// What recording `run` as settled (or queued again, due at `due`) writes: its record,
+    /// and its indexes (finished) or its pending entry (not). Applied as one batch, so a
+    /// crash never leaves a finished record outside the indexes (invisible to lists) or a
+    /// record and its pending entry disagreeing.
+    fn settled_into(batch: &mut ::sled::Batch, run: &RunRecord, due: Option<Ms>) {
+        batch.insert(keys::run(&run.id), keys::encode(&RunRow::of(run)));
         if run.status.is_terminal() {
-            self.put_indexes(run)?;
-            self.del(keys::pending(&run.id))?;
+            for k in Self::index_keys(run) {
+                batch.insert(k, &[][..]);
+            }
+            batch.remove(keys::pending(&run.id));
         } else {
             let due = due.unwrap_or(0);
-            self.put(keys::pending(&run.id), pending_of(run, due, 0).encode())?;
+            batch.insert(keys::pending(&run.id), pending_of(run, due, 0).encode());
         }
-        Ok(())
+    }
+
+    /// Write `batch` atomically (all of it or, after a crash, none).
+    fn apply(&self, batch: ::sled::Batch) -> BackendResult<()> {
+        self.sled(self.tree.apply_batch(batch))
     }
 
     fn index_keys(run: &RunRecord) -> [Vec<u8>; 3] {
@@ -996,12 +1012,14 @@ impl Backend for SledBackend {
                 pending_of(&run, due.unwrap_or(now_ms), 0).encode(),
             )?;
         } else {
-            self.write_settled(&run, due)?;
+            let mut batch = ::sled::Batch::default();
+            Self::settled_into(&mut batch, &run, due);
             if logs.is_empty() {
-                self.del(keys::logs(&run.id))?;
+                batch.remove(keys::logs(&run.id));
             } else {
-                self.put(keys::logs(&run.id), keys::encode(&logs))?;
+                batch.insert(keys::logs(&run.id), keys::encode(&logs));
             }
+            self.apply(batch)?;
         }
         if run.status.is_terminal() {
             ready.finish(&run.id);
@@ -1071,12 +1089,17 @@ impl Backend for SledBackend {
                 .map_err(|e| BackendError::Io(e.to_string()))?;
             tracing::info!(run = %id, calls = forgotten, "unconfirmed calls forgotten: the replay sends them again");
         }
-        self.unfinish(&before)?;
         run.status = RunStatus::Queued;
         run.attempts = 0;
         run.replays += 1;
         run.next_attempt_at = None;
-        self.write_settled(&run, Some(now_ms))?;
+        // Out of the finished runs' indexes and queued, in one batch.
+        let mut batch = ::sled::Batch::default();
+        for k in Self::index_keys(&before) {
+            batch.remove(k);
+        }
+        Self::settled_into(&mut batch, &run, Some(now_ms));
+        self.apply(batch)?;
         if let Some(key) = &run.order_key {
             ready.key(&run.id, &run.plugin, key);
         }
