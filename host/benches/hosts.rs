@@ -11,7 +11,9 @@
 //! Run with `cargo bench -p switchboard --bench hosts` (prints Markdown tables; needs the
 //! PostgreSQL server binaries, as the tests do). `HOSTS_BENCH_SETUPS=sled,pg1,pg3` picks
 //! setups, `HOSTS_BENCH_ROUNDS=n` the rounds, `HOSTS_BENCH_PIPELINE="per_plugin = 16"` sets
-//! `[pipeline]` options of every host (`;` between several), `HOSTS_BENCH_TOP=n` prints each PostgreSQL
+//! `[pipeline]` options of every host (`;` between several), `HOSTS_BENCH_PG=name=value` one
+//! more server setting (the cluster runs with `autovacuum_naptime=5s`, as the README
+//! recommends), `HOSTS_BENCH_TOP=n` prints each PostgreSQL
 //! round's n costliest statements (to stderr).
 
 mod common;
@@ -239,6 +241,8 @@ fn main() {
                 "shared_preload_libraries=pg_stat_statements",
                 &format!("pg_stat_statements.track={track}"),
                 "log_checkpoints=on",
+                // As the README recommends for Switchboard's database.
+                "autovacuum_naptime=5s",
                 &std::env::var("HOSTS_BENCH_PG").unwrap_or_else(|_| "log_autovacuum_min_duration=0".into()),
             ],
         )
