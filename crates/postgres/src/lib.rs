@@ -5,7 +5,7 @@
 //!   arrived while the previous batch was written, committed synchronously before any of them
 //!   is acknowledged (group commit, [`accept`]); a delivery id seen within its window is a
 //!   duplicate (a unique key on (source, delivery id)).
-//! - Claims are one call of the `claim_runs` function (migration 1): under a
+//! - Claims are one call of the `claim_runs` function (migration 2): under a
 //!   transaction-scoped advisory lock, claimers (on any host) decide one at a time, so
 //!   per-recipe concurrency and per-key order hold over every host; the lock is held only
 //!   while the server works (no client round trip inside it); due runs are taken with
@@ -109,8 +109,8 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
         ),
         (
             2,
-            "generic plans",
-            include_str!("../migrations/0002_generic_plans.sql"),
+            "claims, kv writes, list indexes, vacuum",
+            include_str!("../migrations/0002_claims_kv_vacuum.sql"),
         ),
     ]
     .into_iter()
