@@ -57,6 +57,9 @@ BEGIN
         CONTINUE WHEN recipe.room <= 0;
         -- ...and the first due runs of each recipe with room, each key's first only: one
         -- range of the (recipe, due, seq) index, so the work does not grow with a backlog.
+        -- A run of a key one of whose runs is running under a live lease waits too: two
+        -- accepts committing out of their seq order (batches written at once, or hosts)
+        -- must not let the later-numbered run that committed first run beside the other.
         SELECT ids || coalesce(array_agg(c.id), '{}'), dues || coalesce(array_agg(c.due_ms), '{}'),
                seqs || coalesce(array_agg(c.seq), '{}')
         INTO ids, dues, seqs
@@ -64,7 +67,8 @@ BEGIN
               WHERE r.plugin = recipe.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
                 AND (r.order_key IS NULL OR NOT EXISTS (
                     SELECT 1 FROM runs o WHERE o.plugin = r.plugin
-                      AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.seq < r.seq))
+                      AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.id <> r.id
+                      AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > p_now))))
               ORDER BY r.due_ms, r.seq
               LIMIT least(recipe.room, p_max)) c;
     END LOOP;

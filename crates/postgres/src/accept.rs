@@ -92,20 +92,24 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
         match insert(&mut conn, &news).await {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {
-                    stored |= matches!(answer, Accepted::New { .. });
-                    let _ = p.reply.send(Ok(answer));
+                    stored |= matches!(answer, Ok(Accepted::New { .. }));
+                    let _ = p.reply.send(answer);
                 }
             }
             Err(error) if group.len() == 1 => {
                 let _ = group.into_iter().next().map(|p| p.reply.send(Err(error)));
             }
+            // Nothing of the batch was written: each event alone.
             Err(error) => {
                 tracing::warn!(
                     events = group.len(),
                     "a batch of accepts failed ({error}); accepting each alone"
                 );
                 for p in group {
-                    let answer = insert(&mut conn, &[&p.new]).await.map(|mut a| a.remove(0));
+                    let answer = match insert(&mut conn, &[&p.new]).await {
+                        Ok(mut answers) => answers.remove(0),
+                        Err(e) => Err(e),
+                    };
                     stored |= matches!(answer, Ok(Accepted::New { .. }));
                     let _ = p.reply.send(answer);
                 }
@@ -138,11 +142,13 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
 
 /// Insert `news` (one window, distinct deliveries): each one's delivery mark, and for each
 /// whose delivery is not a duplicate, its event and runs; as one statement on `conn`.
-/// Answers in the order given.
+/// `Err`: that statement failed (nothing was written). Otherwise each event's answer, in
+/// the order given: a duplicate's is an error if the event it duplicates could not be
+/// read (the new ones were written whatever happens to that read).
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     news: &[&NewEvent],
-) -> BackendResult<Vec<Accepted>> {
+) -> BackendResult<Vec<BackendResult<Accepted>>> {
     let window: Ms = news.first().map_or(0, |n| n.window_ms);
     let prepared: Vec<(&NewEvent, Vec<RunRecord>)> =
         news.iter().map(|n| (*n, accepted(n).1)).collect();
@@ -228,9 +234,9 @@ pub(crate) async fn insert(
     let duplicates: Vec<usize> = (0..news.len())
         .filter(|&i| !marked.contains(event_ids[i]))
         .collect();
-    let mut seen: HashMap<(String, String), String> = HashMap::new();
+    let mut seen: BackendResult<HashMap<(String, String), String>> = Ok(HashMap::new());
     if !duplicates.is_empty() {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
+        let rows: BackendResult<Vec<(String, String, String)>> = sqlx::query_as(
             "SELECT d.source, d.delivery_id, d.event_id FROM deliveries d \
              JOIN unnest($1::text[], $2::text[]) AS k(source, delivery_id) \
                ON d.source = k.source AND d.delivery_id = k.delivery_id",
@@ -244,22 +250,25 @@ pub(crate) async fn insert(
         )
         .fetch_all(&mut *conn)
         .await
-        .map_err(db)?;
-        seen = rows
-            .into_iter()
-            .map(|(source, delivery, event)| ((source, delivery), event))
-            .collect();
+        .map_err(db);
+        seen = rows.map(|rows| {
+            rows.into_iter()
+                .map(|(source, delivery, event)| ((source, delivery), event))
+                .collect()
+        });
     }
     Ok(prepared
         .into_iter()
         .map(|(new, runs)| {
             if marked.contains(&new.event.id) {
-                Accepted::New { runs }
-            } else {
-                let key = (new.event.source.clone(), new.delivery_id.clone());
-                Accepted::Duplicate {
+                return Ok(Accepted::New { runs });
+            }
+            let key = (new.event.source.clone(), new.delivery_id.clone());
+            match &mut seen {
+                Ok(seen) => Ok(Accepted::Duplicate {
                     event_id: seen.remove(&key).unwrap_or_default(),
-                }
+                }),
+                Err(e) => Err(e.clone()),
             }
         })
         .collect())

@@ -349,7 +349,7 @@ impl PgBackend {
     /// accept).
     pub async fn accept_uncommitted(&self, new: &NewEvent) -> BackendResult<()> {
         let mut tx = self.pools.durable.begin().await.map_err(db)?;
-        accept::insert(&mut tx, &[new]).await?;
+        accept::insert(&mut tx, &[new]).await?.remove(0)?;
         tx.rollback().await.map_err(db)
     }
 
@@ -1050,7 +1050,7 @@ impl Backend for PgBackend {
         .map_err(db)?;
         let fire = match busy {
             Some(run) => TickFire::Busy { run },
-            None => TickFire::Fired(accept::insert(&mut tx, &[&event]).await?.remove(0)),
+            None => TickFire::Fired(accept::insert(&mut tx, &[&event]).await?.remove(0)?),
         };
         sqlx::query(
             "INSERT INTO ticks (plugin, trigger, last_ms) VALUES ($1, $2, $3) \
@@ -1104,8 +1104,11 @@ impl Backend for PgBackend {
         // Delivery ids past the window may arrive again as new deliveries.
         loop {
             let gone = sqlx::query(
+                // Locked in key order, as accepts lock marks, and skipping the ones an
+                // accept holds: a sweep and a batch never wait on each other crosswise.
                 "DELETE FROM deliveries WHERE ctid IN ( \
-                   SELECT ctid FROM deliveries WHERE at_ms <= $1 LIMIT 5000)",
+                   SELECT ctid FROM deliveries WHERE at_ms <= $1 \
+                   ORDER BY source, delivery_id LIMIT 5000 FOR UPDATE SKIP LOCKED)",
             )
             .bind(now_ms.saturating_sub(policy.dedup_window_ms))
             .execute(&self.pools.fast)
