@@ -235,18 +235,16 @@ fn main() {
         // With HOSTS_BENCH_TOP, statements inside functions are counted too (and so in the
         // statements per event).
         let track = if top > 0 { "all" } else { "top" };
-        let cluster = Cluster::start(
-            None,
-            &[
-                "shared_preload_libraries=pg_stat_statements",
-                &format!("pg_stat_statements.track={track}"),
-                "log_checkpoints=on",
-                // As the README recommends for Switchboard's database.
-                "autovacuum_naptime=5s",
-                &std::env::var("HOSTS_BENCH_PG").unwrap_or_else(|_| "log_autovacuum_min_duration=0".into()),
-            ],
-        )
-        .expect("a PostgreSQL cluster");
+        let track = format!("pg_stat_statements.track={track}");
+        let extra = std::env::var("HOSTS_BENCH_PG").ok();
+        let mut settings = vec![
+            "shared_preload_libraries=pg_stat_statements",
+            &track,
+            // As the README recommends for Switchboard's database.
+            "autovacuum_naptime=5s",
+        ];
+        settings.extend(extra.as_deref());
+        let cluster = Cluster::start(None, &settings).expect("a PostgreSQL cluster");
         testing::enable_statement_counts(&cluster.url).await;
         let pg = |schema: &str| {
             format!("[store]\nbackend = \"postgres\"\nschema = \"{schema}\"\npool_size = 8")

@@ -96,8 +96,7 @@ impl PgKv {
     /// Write `key` (`new`; `None`: delete) if its value is `expected` (`Some(None)`: absent;
     /// `None`: whatever it is), within the quota: one call of `kv_write`, which takes the
     /// key's lock, and the recipe's usage row when the space's size changes, so the quota
-    /// holds over every host. Returns
-    /// whether it was written, and whether the key existed.
+    /// holds over every host. Returns whether it was written, and whether the key existed.
     async fn write(
         &self,
         key: &str,

@@ -432,8 +432,7 @@ impl SledBackend {
         Ok(Some((run, event)))
     }
 
-    /// Write the run as settled: its record, and either its pending entry (due at `due`) or,
-    /// finished, its indexes, the pending entry gone last.
+    /// Write the run as settled, in one batch ([`Self::settled_into`]).
     fn write_settled(&self, run: &RunRecord, due: Option<Ms>) -> BackendResult<()> {
         let mut batch = ::sled::Batch::default();
         Self::settled_into(&mut batch, run, due);

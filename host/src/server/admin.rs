@@ -163,9 +163,9 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
 
 async fn ready(State(app): State<Arc<AppState>>) -> Response {
     match super::not_ready(&app) {
-        Some(reason) => (
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "error": reason })),
+            Json(json!({ "ready": false, "error": why.detail })),
         )
             .into_response(),
         None => Json(json!({ "ready": true })).into_response(),

@@ -107,31 +107,36 @@ async fn healthz() -> Response {
 /// starts after the first load — and not shutting down), else 503 with the reason as a
 /// category: no error text, path or count (`/admin/ready` and `/admin/health` have those).
 async fn readyz(axum::extract::State(app): axum::extract::State<Arc<AppState>>) -> Response {
-    let reason = if app.pipeline.store_failure().is_some() {
-        Some("store failing")
-    } else if app.pipeline.is_stopping() {
-        Some("shutting down")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => (
+    match not_ready(&app) {
+        Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "ready": false, "reason": reason })),
+            axum::Json(serde_json::json!({ "ready": false, "reason": why.reason })),
         )
             .into_response(),
         None => axum::Json(serde_json::json!({ "ready": true })).into_response(),
     }
 }
 
+/// Why the host cannot take work now.
+pub(crate) struct NotReady {
+    /// A category anyone may see: "store failing" or "shutting down".
+    pub reason: &'static str,
+    /// What the admin sees: the store's error, when that is the reason.
+    pub detail: String,
+}
+
 /// Why the host cannot take work now, if it cannot: the store failed, or it is stopping.
-pub(crate) fn not_ready(app: &AppState) -> Option<String> {
+pub(crate) fn not_ready(app: &AppState) -> Option<NotReady> {
     if let Some(e) = app.pipeline.store_failure() {
-        return Some(format!("the store failed: {e}"));
+        return Some(NotReady {
+            reason: "store failing",
+            detail: format!("the store failed: {e}"),
+        });
     }
-    app.pipeline
-        .is_stopping()
-        .then(|| "shutting down".to_string())
+    app.pipeline.is_stopping().then(|| NotReady {
+        reason: "shutting down",
+        detail: "shutting down".to_string(),
+    })
 }
 
 /// A handler panicked: answer 500 (the server stays up) and say so in the log.
