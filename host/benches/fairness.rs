@@ -167,7 +167,7 @@ fn main() {
                 s.await.unwrap();
             }
             // The spinning runs end at their deadline; none may bleed into the next setting.
-            while pipeline.load().await.1 > 0 {
+            while pipeline.load().await.map_or(0, |l| l.running) > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let (a50, a99) = (quantile(&mut l.ack, 0.5), quantile(&mut l.ack, 0.99));

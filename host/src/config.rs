@@ -41,6 +41,7 @@
 //! body_timeout = "30s"         # a webhook's body must arrive within this
 //! idle_timeout = "60s"         # a connection with no request in flight is closed after this
 //! max_connections = 1024       # at the cap, the longest-idle connection makes room
+//! metrics_listen = "10.0.0.5:9464"   # also serve GET /metrics here, without the token
 //!
 //! [store]
 //! backend = "sled"             # the embedded store in data_dir (one host), or "postgres"
@@ -175,6 +176,9 @@ pub struct ServerSection {
     pub idle_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "more_than_zero")]
     pub max_connections: Option<NonZeroUsize>,
+    /// Serve `GET /metrics` on this address too, without the admin token (for a Prometheus
+    /// on a private network); the main listener keeps it behind the token.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl ServerSection {

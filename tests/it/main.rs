@@ -11,3 +11,4 @@ mod sandbox;
 mod serve;
 mod support;
 mod vendors;
+mod watch;

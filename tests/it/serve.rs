@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use switchboard::ingest::verify::{HmacVerifier, StandardVerifier};
 use switchboard_test_guests::{HELLO, PIPE, PIPE_V2, PROBE};
 
-const TOKEN: &str = "test-admin-token";
+pub const TOKEN: &str = "test-admin-token";
 
 /// A `switchboard serve` process.
 pub struct Host {

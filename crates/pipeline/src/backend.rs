@@ -125,6 +125,26 @@ pub struct Claimed {
     pub lease: Lease,
 }
 
+/// Unfinished runs at one moment, for health and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Queued and due (including runs waiting behind their key's earlier run).
+    pub due: usize,
+    /// Queued for later: a retry's backoff or a recipe's deferral.
+    pub later: usize,
+    /// Held by a host under a lease.
+    pub running: usize,
+    /// The due time of the longest-waiting due run.
+    pub oldest_due_ms: Option<Ms>,
+}
+
+impl QueueCounts {
+    /// Every queued run, due or not.
+    pub fn queued(&self) -> usize {
+        self.due + self.later
+    }
+}
+
 /// How an attempt ended, as the pipeline decided from its report.
 #[derive(Debug, Clone)]
 pub enum Settlement {
@@ -267,8 +287,8 @@ pub trait Backend: Send + Sync + 'static {
     /// The earliest time a claim could find work (a due time or a lease expiry), if any.
     async fn next_due(&self) -> BackendResult<Option<Ms>>;
 
-    /// (queued, running) runs now.
-    async fn counts(&self) -> BackendResult<(usize, usize)>;
+    /// How many runs wait, are due or run at `now_ms`, and since when the oldest due one waits.
+    async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts>;
 
     /// Whether a claim is cheap enough for a worker slot to claim its next run by itself as
     /// it frees (sled: in memory); otherwise freed slots are filled by the dispatcher's

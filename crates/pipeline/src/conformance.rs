@@ -7,7 +7,7 @@
 
 use crate::backend::{
     Accepted, AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Concurrency, Lease,
-    NewEvent, NewRun, Retention, RunQuery, Settlement, TickFire,
+    NewEvent, NewRun, QueueCounts, Retention, RunQuery, Settlement, TickFire,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -319,7 +319,23 @@ async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
     succeed(&*b, &a.lease, t + 11).await;
     let next = claim(&*b, "h2", t + 12, 1, one).await;
     assert_eq!(ids(&next), vec!["evt_0023.a"], "claim: then the next due");
-    assert_eq!(b.counts().await.unwrap(), (1, 2), "counts: queued, running");
+    let counts = b.counts(t + 12).await.unwrap();
+    assert_eq!(
+        counts,
+        QueueCounts {
+            due: 1,
+            later: 0,
+            running: 2,
+            oldest_due_ms: Some(t + 5)
+        },
+        "counts: evt_0021.a due since t+5; two running"
+    );
+    let earlier = b.counts(t + 4).await.unwrap();
+    assert_eq!(
+        (earlier.due, earlier.later, earlier.oldest_due_ms),
+        (0, 1, None),
+        "counts: before its due time, a queued run waits for later"
+    );
 }
 
 async fn a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused<H: Harness>(

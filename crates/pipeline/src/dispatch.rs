@@ -178,6 +178,7 @@ impl Pipeline {
     /// One attempt of a claimed run: run it, keeping its lease alive, and settle it.
     async fn attempt(&self, claimed: Claimed) {
         let Claimed { run, event, lease } = claimed;
+        crate::metrics::started(&run, now_ms());
         let plugin = self.registry.current().get(&run.plugin).cloned();
         let work = async {
             match (event, plugin) {
@@ -301,14 +302,21 @@ impl Pipeline {
             Settlement::Released => None,
         };
         let announce = !matches!(settlement, Settlement::Retry { .. } | Settlement::Released);
-        match self
+        let duration_us = report.duration_us;
+        let ended = crate::metrics::Ended::of(&settlement);
+        let started = std::time::Instant::now();
+        let settled = self
             .backend
             .settle(lease, now_ms(), settlement, report)
-            .await
-        {
+            .await;
+        crate::metrics::store_write("settle", started.elapsed());
+        match settled {
             Ok(run) => {
                 if let Some(counter) = counter {
                     counter.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(ended) = ended {
+                    ended.record(&run, duration_us);
                 }
                 match run.status {
                     RunStatus::Queued if run.is_deferred() => {

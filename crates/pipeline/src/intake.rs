@@ -117,7 +117,10 @@ impl Pipeline {
             new.delivery_id.clone(),
             new.event.id.clone(),
         );
-        Ok(match self.backend.accept(new).await? {
+        let started = std::time::Instant::now();
+        let accepted = self.backend.accept(new).await;
+        crate::metrics::store_write("accept", started.elapsed());
+        Ok(match accepted? {
             Accepted::Duplicate { event_id } => {
                 self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(source = %source.escape_debug(), delivery = %delivery.escape_debug(), event = %event_id, "duplicate delivery acknowledged");

@@ -22,6 +22,7 @@ pub mod conformance;
 pub mod cron;
 pub mod dispatch;
 mod intake;
+pub mod metrics;
 mod options;
 pub mod registry;
 pub mod transfer;
@@ -29,7 +30,7 @@ pub use intake::{Ack, Incoming, glob, order_key};
 pub use options::{CatchUp, CronOverride, PipelineOptions};
 pub use switchboard_model::schedule;
 
-use backend::{Backend, BackendError, Replayed, RunPage, RunQuery};
+use backend::{Backend, BackendError, QueueCounts, Replayed, RunPage, RunQuery};
 use registry::Registry;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -145,6 +146,11 @@ impl Pipeline {
         &self.registry
     }
 
+    /// The runtime recipes run in (and its vendor connections).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     pub fn options(&self) -> &PipelineOptions {
         &self.options
     }
@@ -163,9 +169,9 @@ impl Pipeline {
         self.finished.subscribe()
     }
 
-    /// (queued, running) runs now.
-    pub async fn load(&self) -> (usize, usize) {
-        self.backend.counts().await.unwrap_or((0, 0))
+    /// Unfinished runs now: due, queued for later, running.
+    pub async fn load(&self) -> Result<QueueCounts, PipelineError> {
+        Ok(self.backend.counts(now_ms()).await?)
     }
 
     /// The store's I/O failure, if it has failed.

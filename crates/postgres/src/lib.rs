@@ -42,8 +42,8 @@ use switchboard_model::effect::Effect;
 use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire, cursor,
-    parse_cursor, replay_all, replay_query, settled,
+    Ms, NewEvent, QueueCounts, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
+    cursor, parse_cursor, replay_all, replay_query, settled,
 };
 use switchboard_pipeline::transfer::{MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
@@ -866,16 +866,24 @@ impl Backend for PgBackend {
             .map_err(db)
     }
 
-    async fn counts(&self) -> BackendResult<(usize, usize)> {
-        let (queued, running): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'queued'), \
-                    count(*) FILTER (WHERE status = 'running') \
+    async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts> {
+        let (due, later, running, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'queued' AND due_ms <= $1), \
+                    count(*) FILTER (WHERE status = 'queued' AND due_ms > $1), \
+                    count(*) FILTER (WHERE status = 'running'), \
+                    min(due_ms) FILTER (WHERE status = 'queued' AND due_ms <= $1) \
              FROM runs WHERE due_ms IS NOT NULL",
         )
+        .bind(now_ms)
         .fetch_one(&self.pools.fast)
         .await
         .map_err(db)?;
-        Ok((queued as usize, running as usize))
+        Ok(QueueCounts {
+            due: due as usize,
+            later: later as usize,
+            running: running as usize,
+            oldest_due_ms: oldest,
+        })
     }
 
     async fn wait_for_work(&self, timeout: Duration) {

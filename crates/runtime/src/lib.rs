@@ -112,6 +112,11 @@ impl Runtime {
         &self.options
     }
 
+    /// The vendor connections recipes reach.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
     /// How many components this runtime compiled (rather than took from the cache).
     pub fn compilations(&self) -> u64 {
         self.compilations.load(Ordering::Relaxed)

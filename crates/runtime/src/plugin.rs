@@ -98,6 +98,13 @@ pub struct Plugin {
     pub(crate) pre: RecipePre<RunState>,
 }
 
+impl Plugin {
+    /// What the recipe's kv space holds, if it uses kv.
+    pub fn kv_usage(&self) -> Option<switchboard_model::kv::KvUsage> {
+        self.kv.as_ref().map(|kv| kv.usage())
+    }
+}
+
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")

@@ -27,7 +27,7 @@ use switchboard_model::{
 };
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
-    Ms, NewEvent, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
+    Ms, NewEvent, QueueCounts, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
 };
 use switchboard_pipeline::transfer::{MovedDelivery, MovedEffect, MovedRun, Snapshot};
 use switchboard_runtime::store::RecipeStore;
@@ -1041,8 +1041,8 @@ impl Backend for SledBackend {
         Ok(Self::lock(&self.ready).next_due())
     }
 
-    async fn counts(&self) -> BackendResult<(usize, usize)> {
-        Ok(Self::lock(&self.ready).counts())
+    async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts> {
+        Ok(Self::lock(&self.ready).counts(now_ms))
     }
 
     async fn wait_for_work(&self, timeout: std::time::Duration) {
@@ -1422,7 +1422,12 @@ mod tests {
             RunStatus::Queued,
             "the queued run is still there"
         );
-        assert_eq!(b.counts().await.unwrap(), (1, 0), "and queued again");
+        let counts = b.counts(i64::MAX).await.unwrap();
+        assert_eq!(
+            (counts.queued(), counts.running),
+            (1, 0),
+            "and queued again"
+        );
         let next = b.next_event_id().await.unwrap();
         assert!(
             next > kept && next > last_id,
@@ -1531,7 +1536,8 @@ mod tests {
         let logs = b.logs("evt_01.a").await.unwrap();
         assert_eq!(logs.len(), 1, "logs moved out of the record");
         assert_eq!(logs[0].message, "did it");
-        assert_eq!(b.counts().await.unwrap(), (2, 0), "two runs to run");
+        let counts = b.counts(i64::MAX).await.unwrap();
+        assert_eq!((counts.queued(), counts.running), (2, 0), "two runs to run");
         let claimed = b
             .claim(ClaimRequest {
                 holder: "h",

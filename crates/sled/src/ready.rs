@@ -257,9 +257,21 @@ impl Ready {
         }
     }
 
-    /// (queued, running) counts, for health.
-    pub fn counts(&self) -> (usize, usize) {
-        (self.due.len() + self.parked.len(), self.running.len())
+    /// Queued runs due at `now` and later, running runs, and the oldest due time.
+    pub fn counts(&self, now: Ms) -> switchboard_pipeline::backend::QueueCounts {
+        let mut counts = switchboard_pipeline::backend::QueueCounts {
+            running: self.running.len(),
+            ..Default::default()
+        };
+        for (_, due) in self.due.values().chain(self.parked.values()) {
+            if *due <= now {
+                counts.due += 1;
+                counts.oldest_due_ms = Some(counts.oldest_due_ms.map_or(*due, |o| o.min(*due)));
+            } else {
+                counts.later += 1;
+            }
+        }
+        counts
     }
 }
 
@@ -330,6 +342,8 @@ mod tests {
         assert_eq!(r.next_due(), Some(20));
         assert_eq!(r.expired(19), vec![]);
         assert_eq!(r.expired(20), vec![("e2.a".to_string(), "a".to_string())]);
-        assert_eq!(r.counts(), (1, 1));
+        let counts = r.counts(29);
+        assert_eq!((counts.due, counts.later, counts.running), (0, 1, 1));
+        assert_eq!(r.counts(31).oldest_due_ms, Some(30));
     }
 }

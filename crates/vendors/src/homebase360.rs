@@ -339,6 +339,14 @@ impl Connector for Homebase360 {
         "homebase360"
     }
 
+    async fn quotas(&self) -> Result<Vec<crate::Quota>, RecipeError> {
+        Ok(vec![crate::Quota {
+            name: "sms_per_day",
+            limit: SMS_PER_DAY,
+            used: self.sms_sent_today().await?,
+        }])
+    }
+
     async fn check(&self, call: &Call) -> Result<String, RecipeError> {
         let data = self.data(call, Request::new(Method::GET, "/ping")).await?;
         Ok(text(&data, "message").unwrap_or_else(|| "ping answered".into()))

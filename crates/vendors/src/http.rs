@@ -75,6 +75,46 @@ impl RateLimiter {
     }
 }
 
+/// What vendor requests record through the `metrics` facade, by vendor (a closed set).
+pub mod metrics {
+    use super::Response;
+    use std::time::Duration;
+    use switchboard_model::RecipeError;
+
+    /// `switchboard_vendor_requests_total{vendor, status}`: requests sent (each retry too), by
+    /// status class (`2xx` … `5xx`) or `error` (no answer: refused, broken, timed out).
+    pub const REQUESTS: &str = "switchboard_vendor_requests_total";
+    /// `switchboard_vendor_request_duration_seconds{vendor}`: from send to the whole body.
+    pub const DURATION: &str = "switchboard_vendor_request_duration_seconds";
+    /// `switchboard_vendor_rate_limited_total{vendor, by}`: `429`s from the vendor (`by` =
+    /// `vendor`) and requests the host's own limit refused within the run's deadline (`host`).
+    pub const LIMITED: &str = "switchboard_vendor_rate_limited_total";
+    /// `switchboard_vendor_retries_total{vendor}`: requests sent again after a failure.
+    pub const RETRIES: &str = "switchboard_vendor_retries_total";
+
+    pub(super) fn record(
+        vendor: &'static str,
+        outcome: &Result<Response, RecipeError>,
+        took: Duration,
+    ) {
+        let status = match outcome {
+            Ok(r) => match r.status {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            Err(_) => "error",
+        };
+        ::metrics::counter!(REQUESTS, "vendor" => vendor, "status" => status).increment(1);
+        ::metrics::histogram!(DURATION, "vendor" => vendor).record(took.as_secs_f64());
+        if matches!(outcome, Ok(r) if r.status == 429) {
+            ::metrics::counter!(LIMITED, "vendor" => vendor, "by" => "vendor").increment(1);
+        }
+    }
+}
+
 /// One request to a vendor.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -225,10 +265,16 @@ impl VendorHttp {
         let _waiting = call.waiting();
         let mut attempt = 0;
         loop {
-            if let Some(limiter) = &self.limiter {
-                limiter.acquire(call.deadline).await?;
+            if let Some(limiter) = &self.limiter
+                && let Err(refused) = limiter.acquire(call.deadline).await
+            {
+                ::metrics::counter!(metrics::LIMITED, "vendor" => self.vendor, "by" => "host")
+                    .increment(1);
+                return Err(refused);
             }
+            let sent = Instant::now();
             let outcome = self.send_once(call, request).await;
+            metrics::record(self.vendor, &outcome, sent.elapsed());
             let retry_after = match &outcome {
                 Ok(r) if r.status == 429 || r.status >= 500 => retry_after(r.header("retry-after")),
                 Ok(_) => return outcome,
@@ -243,6 +289,7 @@ impl VendorHttp {
                 return outcome;
             }
             attempt += 1;
+            ::metrics::counter!(metrics::RETRIES, "vendor" => self.vendor).increment(1);
             tracing::debug!(vendor = self.vendor, path = %request.path, attempt, ?wait, "retrying");
             tokio::time::sleep(wait).await;
         }

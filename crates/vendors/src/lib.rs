@@ -25,6 +25,15 @@ use switchboard_model::{
     Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError,
 };
 
+/// A quota the host counts for a connection, as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// What is counted, e.g. `sms_per_day`.
+    pub name: &'static str,
+    pub limit: u64,
+    pub used: u64,
+}
+
 /// Counters that survive restarts, kept by the host's store: vendor quotas such as
 /// Homebase360's 500 texts a day.
 #[async_trait::async_trait]
@@ -152,6 +161,11 @@ pub trait Connector: Send + Sync + 'static {
     fn dedupes(&self, call: &str) -> bool {
         let _ = call;
         false
+    }
+
+    /// The quotas the host counts for this connection (Homebase360: texts a day).
+    async fn quotas(&self) -> Result<Vec<Quota>, RecipeError> {
+        Ok(Vec::new())
     }
 
     /// Call the vendor's cheapest authenticated endpoint; `Ok` says what answered.

@@ -44,6 +44,8 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             format!("cannot create the plugins folder: {e}"),
         )
     })?;
+    // Before anything runs, so that everything is counted.
+    crate::server::metrics::handle();
     let backend = ctx.backend().await?;
     let runtime = Arc::new(ctx.runtime(&*backend)?);
     let registry = Registry::open(runtime.clone(), ctx.plugins_dir.clone()).await;
@@ -109,6 +111,20 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
         connections: connections.clone(),
         started: Instant::now(),
     });
+    if let Some(addr) = server_config.metrics_listen {
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CommandError::input(addr, format!("cannot listen for metrics: {e}")))?;
+        let local = socket.local_addr().unwrap_or(addr);
+        tracing::info!(%local, "metrics listening");
+        println!("switchboard metrics on http://{local}/metrics");
+        let app = crate::server::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(socket, app).await {
+                tracing::error!("the metrics listener failed: {e}");
+            }
+        });
+    }
     let names: Vec<String> = registry
         .current()
         .iter()

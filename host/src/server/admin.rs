@@ -11,6 +11,7 @@
 //! | `POST /admin/runs/{id}/replay?resend_unconfirmed` | queue a finished run again      |
 //! | `POST /admin/runs/replay?<the filters of GET /admin/runs>&dry_run` | replay every finished run matched (failed and dead by default) |
 //! | `POST /admin/trigger`                  | a manual event: `{plugin?, source?, kind, payload?, wait?}` |
+//! | `GET /metrics`                         | Prometheus metrics (see [`super::metrics`]) |
 
 use super::{AppState, error};
 use crate::api::{
@@ -41,6 +42,7 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/runs/{id}", get(run))
         .route("/admin/runs/{id}/replay", post(replay))
         .route("/admin/trigger", post(trigger))
+        .route("/metrics", get(super::metrics::render))
         // On matched routes only: any other path is a 404, not a request for a token.
         .route_layer(middleware::from_fn_with_state(state, authorize))
 }
@@ -136,7 +138,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Filter {
 }
 
 async fn health(State(app): State<Arc<AppState>>) -> Response {
-    let (queued, running) = app.pipeline.load().await;
+    let load = app.pipeline.load().await.unwrap_or_default();
     let store = app.pipeline.store_failure();
     let status = match (&store, app.pipeline.is_stopping()) {
         (Some(_), _) => "failing",
@@ -152,8 +154,8 @@ async fn health(State(app): State<Arc<AppState>>) -> Response {
         "uptime_s": app.started.elapsed().as_secs(),
         "plugins": app.pipeline.registry().current().len(),
         "plugin_errors": app.pipeline.registry().errors().len(),
-        "queued": queued,
-        "running": running,
+        "queued": load.queued(),
+        "running": load.running,
         "counters": &app.pipeline.counters,
         "rejected": &app.rejections,
         "connections": &*app.connections,

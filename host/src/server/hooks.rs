@@ -5,7 +5,7 @@
 //! `body_timeout`.
 
 use super::listener::ConnHandle;
-use super::{AppState, error, printable};
+use super::{AppState, error, metrics, printable};
 use crate::ingest::{Received, Refusal};
 use crate::pipeline::PipelineError;
 use axum::Json;
@@ -23,10 +23,13 @@ pub(super) async fn receive(
 ) -> Response {
     let counters = &app.rejections;
     let shown = printable(&source);
+    let count = |result: &'static str| metrics::webhook(&app, &source, result);
     if let Some(e) = app.pipeline.store_failure() {
+        count("unavailable");
         return unavailable(&format!("the store failed ({e}); deliver again later"));
     }
     if app.sources.get(&source).is_none() {
+        count("unknown_source");
         counters.unknown_source.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(source = %shown, "webhook refused: unknown source");
         return error(StatusCode::NOT_FOUND, format!("unknown source '{source}'"));
@@ -43,6 +46,7 @@ pub(super) async fn receive(
         }
     }
     let too_large = || {
+        count("too_large");
         counters.too_large.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(source = %shown, limit = app.max_body, "webhook refused: body too large");
         error(
@@ -69,6 +73,7 @@ pub(super) async fn receive(
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Ok(Err(e)) => {
+            count("malformed");
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(source = %shown, "webhook refused: reading the body failed: {e}");
             return error(
@@ -77,6 +82,7 @@ pub(super) async fn receive(
             );
         }
         Err(_) => {
+            count("timed_out");
             counters.timed_out.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(source = %shown, timeout = ?app.body_timeout, "webhook refused: body too slow");
             return error(
@@ -92,29 +98,43 @@ pub(super) async fn receive(
     let incoming = match app.sources.receive(&source, &parts.headers, &body, now) {
         Ok(Received::Event(incoming)) => incoming,
         Ok(Received::Ping) => {
+            count("ping");
             tracing::info!(source = %shown, "webhook setup ping acknowledged");
             return (StatusCode::OK, Json(serde_json::json!({ "ping": true }))).into_response();
         }
         Err(refusal) => {
-            let counter = match &refusal {
-                Refusal::UnknownSource(_) => &counters.unknown_source,
-                Refusal::Unauthorized(_) => &counters.unauthorized,
-                Refusal::Malformed(_) => &counters.malformed,
+            let (counter, result) = match &refusal {
+                Refusal::UnknownSource(_) => (&counters.unknown_source, "unknown_source"),
+                Refusal::Unauthorized(_) => (&counters.unauthorized, "bad_signature"),
+                Refusal::Malformed(_) => (&counters.malformed, "malformed"),
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            count(result);
             tracing::warn!(source = %shown, "webhook refused: {}", printable(&refusal.to_string()));
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
             return error(status, refusal.to_string());
         }
     };
     match app.pipeline.ingest(incoming, None).await {
-        Ok(ack) => (StatusCode::ACCEPTED, Json(ack)).into_response(),
-        Err(PipelineError::ShuttingDown) => unavailable("shutting down; deliver again later"),
+        Ok(ack) => {
+            count(if ack.duplicate {
+                "duplicate"
+            } else {
+                "accepted"
+            });
+            (StatusCode::ACCEPTED, Json(ack)).into_response()
+        }
+        Err(PipelineError::ShuttingDown) => {
+            count("unavailable");
+            unavailable("shutting down; deliver again later")
+        }
         Err(e) => {
             tracing::error!(source = %shown, "webhook could not be stored: {e}");
             if let Some(e) = app.pipeline.store_failure() {
+                count("unavailable");
                 return unavailable(&format!("the store failed ({e}); deliver again later"));
             }
+            count("error");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not store the event",

@@ -1,10 +1,12 @@
 //! The HTTP server of `switchboard serve`: webhook intake at `POST /hooks/<source>`, probes
-//! at `GET /healthz` and `GET /readyz` (no token; they say nothing else), and the admin API
-//! under `/admin` (bearer token).
+//! at `GET /healthz` and `GET /readyz` (no token; they say nothing else), the admin API
+//! under `/admin` and Prometheus metrics at `GET /metrics` (bearer token; or without it on
+//! a listener of its own, `[server] metrics_listen`).
 
 mod admin;
 mod hooks;
 pub mod listener;
+pub mod metrics;
 
 use crate::config::ServerSection;
 use crate::ingest::Sources;
@@ -83,12 +85,23 @@ pub async fn spawn_local(state: AppState) -> std::io::Result<String> {
     Ok(format!("http://{addr}"))
 }
 
+/// The app of `[server] metrics_listen`: `GET /metrics` without a token, nothing else.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    metrics::handle();
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
 /// The whole HTTP app.
 pub fn router(state: Arc<AppState>) -> Router {
     let hooks = Router::new()
         .route("/hooks/{source}", axum::routing::post(hooks::receive))
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz));
+    // Installed before the first request, so what the first one records is kept.
+    metrics::handle();
     hooks
         .merge(admin::router(state.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })

@@ -1,0 +1,290 @@
+//! The operator's view: Prometheus metrics scraped from a real `switchboard serve` after a
+//! scripted mix of webhooks and runs, every count checked exactly.
+
+use crate::serve::{Host, TOKEN, setup};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use switchboard::ingest::verify::StandardVerifier;
+use switchboard_test_guests::PROBE;
+
+const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXJvdGF0aW9uLTEyMzQ=";
+
+/// One sample of a scrape: metric name and labels.
+type Sample = (String, BTreeMap<String, String>);
+
+/// Parse the Prometheus text format (the subset the exporter writes: no escapes in values
+/// we use, no timestamps).
+fn parse(text: &str) -> BTreeMap<Sample, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line has a value");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let inner = rest.strip_suffix('}').expect("labels end with }");
+                let labels = inner
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').expect("label=value");
+                        (k.to_string(), v.trim_matches('"').to_string())
+                    })
+                    .collect();
+                (name.to_string(), labels)
+            }
+            None => (series.to_string(), BTreeMap::new()),
+        };
+        out.insert((name, labels), value.parse().expect("a number"));
+    }
+    out
+}
+
+/// The value of `name{labels}` in a scrape; 0 when absent (a counter never incremented).
+fn value(scrape: &BTreeMap<Sample, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let key = (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    scrape.get(&key).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_each_webhook_run_and_vendor_request_exactly() {
+    let sandbox = switchboard::sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        switchboard::sandbox::SandboxKeys::default(),
+    )
+    .await
+    .unwrap();
+    let (dir, config) = setup(
+        &[("probe", PROBE)],
+        &format!(
+            r#"
+[sources.test]
+secrets = [{{ file = "test.secret" }}]
+kind = "probe"
+[pipeline]
+max_attempts = 1
+[plugins.probe]
+deadline = "300ms"
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "{location}"
+base_url = "{ghl}"
+max_retries = 0
+[connections.hb]
+vendor = "homebase360"
+secret = {{ file = "hb.key" }}
+base_url = "{hb}"
+"#,
+            location = switchboard::sandbox::GHL_LOCATION,
+            ghl = sandbox.base_url("gohighlevel"),
+            hb = sandbox.base_url("homebase360"),
+        ),
+    );
+    std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("ghl.key"), &sandbox.state.keys.gohighlevel).unwrap();
+    std::fs::write(dir.path().join("hb.key"), &sandbox.state.keys.homebase360).unwrap();
+    let host = Host::start(&config);
+    let key = StandardVerifier::decode_secret(SECRET).unwrap();
+    let send = |id: &'static str, op: Value, key: Vec<u8>| {
+        let body = op.to_string();
+        let ts = chrono::Utc::now().timestamp();
+        let headers = vec![
+            ("webhook-id", id.to_string()),
+            ("webhook-timestamp", ts.to_string()),
+            (
+                "webhook-signature",
+                StandardVerifier::sign(&key, id, ts, body.as_bytes()),
+            ),
+        ];
+        let host = &host;
+        async move { host.hook("test", &headers, &body).await.0 }
+    };
+
+    // Six deliveries accepted: three succeed (one of them calls GoHighLevel), one fails,
+    // one is deferred an hour, one loops past its deadline (dead: one attempt allowed).
+    let ops = [
+        ("m1", json!({"op": "kv-set", "key": "a", "value": "v"})),
+        ("m2", json!({"op": "kv-set", "key": "b", "value": "v"})),
+        (
+            "m3",
+            json!({"op": "http", "connection": "ghl", "path": "/contacts/missing"}),
+        ),
+        ("m4", json!({"op": "fail", "bytes": 10})),
+        ("m5", json!({"op": "defer", "ms": 3_600_000})),
+        ("m6", json!({"op": "loop"})),
+    ];
+    for (id, op) in &ops {
+        assert_eq!(send(id, op.clone(), key.clone()).await, 202, "{id}");
+    }
+    // A duplicate, a forgery, and a source nobody configured.
+    assert_eq!(send("m1", ops[0].1.clone(), key.clone()).await, 202);
+    let forged = StandardVerifier::decode_secret("whsec_d3Jvbmctc2VjcmV0").unwrap();
+    assert_eq!(send("m7", ops[0].1.clone(), forged).await, 401);
+    assert_eq!(host.hook("nope", &[], "{}").await.0, 404);
+
+    let runs = host
+        .wait_runs("", "six runs settled", |runs| {
+            runs.len() == 6
+                && runs.iter().all(|r| {
+                    r["status"] != "running" && (r["status"] != "queued" || r["deferrals"] == 1)
+                })
+        })
+        .await;
+    let by_status = |s: &str| runs.iter().filter(|r| r["status"] == s).count();
+    assert_eq!(
+        (
+            by_status("succeeded"),
+            by_status("failed"),
+            by_status("dead"),
+            by_status("queued")
+        ),
+        (3, 1, 1, 1),
+        "{runs:#?}"
+    );
+    // Without the token: refused.
+    let refused = reqwest::get(format!("{}/metrics", host.url)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let scrape = scrape(&host).await;
+    let m = |name: &str, labels: &[(&str, &str)]| value(&scrape, name, labels);
+
+    let webhooks = "switchboard_webhooks_total";
+    assert_eq!(
+        m(webhooks, &[("result", "accepted"), ("source", "test")]),
+        6.0
+    );
+    assert_eq!(
+        m(webhooks, &[("result", "duplicate"), ("source", "test")]),
+        1.0
+    );
+    assert_eq!(
+        m(webhooks, &[("result", "bad_signature"), ("source", "test")]),
+        1.0
+    );
+    assert_eq!(
+        m(
+            webhooks,
+            &[("result", "unknown_source"), ("source", "(unknown)")]
+        ),
+        1.0,
+        "an unknown source is not a label of its own"
+    );
+
+    let runs_total = |outcome: &str| {
+        m(
+            "switchboard_runs_total",
+            &[
+                ("outcome", outcome),
+                ("recipe", "probe"),
+                ("trigger", "webhook"),
+            ],
+        )
+    };
+    assert_eq!(runs_total("succeeded"), 3.0);
+    assert_eq!(runs_total("failed"), 1.0);
+    assert_eq!(runs_total("deferred"), 1.0);
+    assert_eq!(runs_total("dead"), 1.0);
+    assert_eq!(runs_total("retry"), 0.0);
+    let probe = [("recipe", "probe")];
+    assert_eq!(m("switchboard_run_duration_seconds_count", &probe), 6.0);
+    assert_eq!(m("switchboard_run_queue_wait_seconds_count", &probe), 6.0);
+    assert_eq!(
+        m(
+            "switchboard_recipe_interrupts_total",
+            &[("kind", "timeout"), ("recipe", "probe")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m("switchboard_store_write_seconds_count", &[("op", "accept")]),
+        7.0,
+        "six new events and the duplicate's lookup"
+    );
+    assert_eq!(
+        m("switchboard_store_write_seconds_count", &[("op", "settle")]),
+        6.0
+    );
+
+    // Queue: the deferred run waits for later; nothing due, nothing running.
+    assert_eq!(m("switchboard_runs", &[("state", "later")]), 1.0);
+    assert_eq!(m("switchboard_runs", &[("state", "due")]), 0.0);
+    assert_eq!(m("switchboard_runs", &[("state", "running")]), 0.0);
+    assert_eq!(m("switchboard_oldest_due_run_age_seconds", &[]), 0.0);
+
+    // One request to GoHighLevel (a contact it does not have).
+    let vendor = [("vendor", "gohighlevel")];
+    assert_eq!(
+        m(
+            "switchboard_vendor_requests_total",
+            &[("status", "4xx"), ("vendor", "gohighlevel")]
+        ),
+        1.0,
+        "the sandbox has no such contact: {scrape:#?}"
+    );
+    assert_eq!(
+        m("switchboard_vendor_request_duration_seconds_count", &vendor),
+        1.0
+    );
+    assert_eq!(m("switchboard_vendor_retries_total", &vendor), 0.0);
+
+    // State gauges: kv (two keys of one byte, each holding `"v"`), the SMS quota, the recipes.
+    assert_eq!(m("switchboard_kv_keys", &probe), 2.0);
+    assert_eq!(m("switchboard_kv_bytes", &probe), 8.0);
+    assert_eq!(
+        m(
+            "switchboard_vendor_quota_remaining",
+            &[("connection", "hb"), ("quota", "sms_per_day")]
+        ),
+        500.0
+    );
+    assert_eq!(m("switchboard_recipes_loaded", &[]), 1.0);
+    assert_eq!(m("switchboard_recipe_load_errors", &[]), 0.0);
+    assert_eq!(
+        m(
+            "switchboard_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+    // Nothing identifies a run, an event or a delivery.
+    let text = scrape_text(&host).await;
+    for run in &runs {
+        for field in ["id", "event_id"] {
+            let id = run[field].as_str().unwrap();
+            assert!(!text.contains(id), "{field} {id} is in the metrics");
+        }
+    }
+    assert!(!text.contains("m1") && !text.contains("nope"), "{text}");
+    for described in [
+        "switchboard_webhooks_total",
+        "switchboard_runs_total",
+        "switchboard_runs",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {described} ")),
+            "{described} has no help text"
+        );
+    }
+}
+
+async fn scrape_text(host: &Host) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("{}/metrics", host.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+async fn scrape(host: &Host) -> BTreeMap<Sample, f64> {
+    parse(&scrape_text(host).await)
+}
