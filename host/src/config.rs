@@ -49,6 +49,10 @@
 //! schema = "switchboard"       # postgres: where the tables live (migrated at start)
 //! pool_size = 8                # postgres: connections per pool (two pools per host)
 //!
+//! [telemetry]
+//! otlp_endpoint = "http://127.0.0.1:4318"   # export spans over OTLP/HTTP (default: none)
+//! service_name = "switchboard"
+//!
 //! [pipeline]
 //! workers = 16                 # runs in flight, all plugins
 //! per_plugin = 4
@@ -130,6 +134,9 @@ pub struct Config {
     /// `[sources.<name>]`: webhook sources served at `/hooks/<name>`.
     #[serde(default)]
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `[telemetry]`: trace export.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySection,
 }
 
 /// Which store backend.

@@ -1,7 +1,8 @@
 //! Switchboard: a host that runs CRM integration recipes as sandboxed WebAssembly components.
 //!
 //! This crate is the binary's: the command line ([`cli`], [`commands`]), the configuration
-//! ([`config`]), webhook intake ([`ingest`]) and the HTTP server ([`server`]). The layers
+//! ([`config`]), webhook intake ([`ingest`]), the HTTP server ([`server`]) and logs and
+//! traces ([`telemetry`]). The layers
 //! below it are crates of their own, so that the compiler keeps each in its place:
 //!
 //! - [`model`] (`switchboard-model`): events, runs, outcomes, errors, schedules; no I/O;
@@ -28,3 +29,4 @@ pub mod commands;
 pub mod config;
 pub mod ingest;
 pub mod server;
+pub mod telemetry;

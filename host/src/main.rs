@@ -1,4 +1,5 @@
-//! The `switchboard` binary: parse arguments, set up logging, run the command.
+//! The `switchboard` binary: parse arguments, run the command (which sets up logging once
+//! its config is read: `switchboard::telemetry`).
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -7,15 +8,6 @@ use switchboard::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal; a log file gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -218,7 +218,7 @@ base_url = "{hb}"
     assert_eq!(m("switchboard_runs", &[("state", "running")]), 0.0);
     assert_eq!(m("switchboard_oldest_due_run_age_seconds", &[]), 0.0);
 
-    // One request to GoHighLevel (a contact it does not have).
+    // One request to GoHighLevel (a contact it does not have: 400).
     let vendor = [("vendor", "gohighlevel")];
     assert_eq!(
         m(
@@ -287,4 +287,186 @@ async fn scrape_text(host: &Host) -> String {
 
 async fn scrape(host: &Host) -> BTreeMap<Sample, f64> {
     parse(&scrape_text(host).await)
+}
+
+/// A span as an OTLP receiver got it: ids in hex, attributes as text.
+#[derive(Debug, Clone)]
+struct Received {
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    attributes: BTreeMap<String, String>,
+}
+
+/// An OTLP/HTTP (protobuf) receiver on a free port: the spans it got.
+async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut got = sink.lock().unwrap();
+                for rs in request.resource_spans {
+                    for ss in rs.scope_spans {
+                        for s in ss.spans {
+                            let attributes = s
+                                .attributes
+                                .into_iter()
+                                .map(|kv| {
+                                    let v = match kv.value.and_then(|v| v.value) {
+                                        Some(Any::StringValue(s)) => s,
+                                        Some(Any::IntValue(i)) => i.to_string(),
+                                        Some(Any::BoolValue(b)) => b.to_string(),
+                                        Some(Any::DoubleValue(d)) => d.to_string(),
+                                        other => format!("{other:?}"),
+                                    };
+                                    (kv.key, v)
+                                })
+                                .collect();
+                            got.push(Received {
+                                name: s.name,
+                                trace_id: hex::encode(s.trace_id),
+                                span_id: hex::encode(s.span_id),
+                                parent: hex::encode(s.parent_span_id),
+                                attributes,
+                            });
+                        }
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    axum::body::Bytes::new(),
+                )
+            }
+        }),
+    );
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", socket.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(socket, app).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_its_run_and_the_vendor_call_are_one_trace_over_otlp() {
+    let (otlp, spans) = otlp_receiver().await;
+    let sandbox = switchboard::sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        switchboard::sandbox::SandboxKeys::default(),
+    )
+    .await
+    .unwrap();
+    let (dir, config) = setup(
+        &[("probe", PROBE)],
+        &format!(
+            r#"
+[sources.test]
+secrets = [{{ file = "test.secret" }}]
+kind = "probe"
+[telemetry]
+otlp_endpoint = "{otlp}"
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "{location}"
+base_url = "{ghl}"
+max_retries = 0
+"#,
+            location = switchboard::sandbox::GHL_LOCATION,
+            ghl = sandbox.base_url("gohighlevel"),
+        ),
+    );
+    std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("ghl.key"), &sandbox.state.keys.gohighlevel).unwrap();
+    // Batches leave every 100 ms instead of every 5 s.
+    let host = Host::start_with(&config, |c| {
+        c.env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    });
+    let key = StandardVerifier::decode_secret(SECRET).unwrap();
+    let body =
+        json!({"op": "http", "connection": "ghl", "path": "/contacts/secret-path"}).to_string();
+    let ts = chrono::Utc::now().timestamp();
+    let headers = vec![
+        ("webhook-id", "t1".to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            StandardVerifier::sign(&key, "t1", ts, body.as_bytes()),
+        ),
+    ];
+    let (status, ack) = host.hook("test", &headers, &body).await;
+    assert_eq!(status, 202, "{ack}");
+    let runs = host
+        .wait_runs("", "the run", |runs| {
+            runs.len() == 1 && runs[0]["status"] == "succeeded"
+        })
+        .await;
+    let trace_id = runs[0]["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the run record has its trace id: {:#}", runs[0]))
+        .to_string();
+    assert_eq!(trace_id.len(), 32, "a W3C trace id: {trace_id}");
+
+    let started = std::time::Instant::now();
+    let find = |name: &str| -> Option<Received> {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.name == name && s.trace_id == trace_id)
+            .cloned()
+    };
+    let (webhook, run, call, request) = loop {
+        if let (Some(w), Some(r), Some(c), Some(q)) = (
+            find("webhook"),
+            find("run"),
+            find("host call"),
+            find("vendor request"),
+        ) {
+            break (w, r, c, q);
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "spans of trace {trace_id} did not all arrive: {:#?}\n{}",
+            spans.lock().unwrap(),
+            host.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(webhook.parent, "", "the webhook starts the trace");
+    assert_eq!(run.parent, webhook.span_id, "webhook → run");
+    assert_eq!(call.parent, run.span_id, "run → host call");
+    assert_eq!(request.parent, call.span_id, "host call → vendor request");
+    assert_eq!(
+        webhook.attributes["event"],
+        ack["event_id"].as_str().unwrap()
+    );
+    assert_eq!(run.attributes["run"], runs[0]["id"].as_str().unwrap());
+    assert_eq!(run.attributes["recipe"], "probe");
+    assert_eq!(call.attributes["capability"], "vendor-http");
+    assert_eq!(call.attributes["operation"], "send");
+    assert_eq!(call.attributes["connection"], "ghl");
+    assert_eq!(call.attributes["vendor"], "gohighlevel");
+    // The status the recipe saw (GoHighLevel answers 400 for a contact it does not have).
+    let seen = runs[0]["outcome"]["summary"].as_str().unwrap();
+    let seen = seen.split_whitespace().next().unwrap();
+    assert_eq!(seen, "400", "{seen}");
+    assert_eq!(call.attributes["status"], seen);
+    assert_eq!(request.attributes["status"], seen);
+    // No payload, path or body in any span.
+    for s in spans.lock().unwrap().iter() {
+        for (k, v) in &s.attributes {
+            assert!(
+                !v.contains("secret-path"),
+                "{} carries the payload in {k}: {v}",
+                s.name
+            );
+        }
+    }
 }

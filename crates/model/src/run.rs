@@ -243,6 +243,9 @@ pub struct RunRecord {
     /// stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// The trace (W3C trace id, hex) of the last attempt, when the host exports traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// A host's hold on a running run, until it expires; each claim gets a new fencing token.
@@ -290,6 +293,7 @@ impl RunRecord {
             order_key: None,
             lease: None,
             waiting_for: None,
+            trace_id: None,
         }
     }
 }

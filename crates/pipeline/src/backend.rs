@@ -175,6 +175,8 @@ pub struct AttemptReport {
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
     pub unconfirmed: Vec<Unconfirmed>,
+    /// The attempt's trace, when the host exports traces.
+    pub trace_id: Option<String>,
 }
 
 /// What firing a cron tick did.
@@ -401,6 +403,7 @@ pub fn settled(
         run.plugin_version = report.plugin_version.or(run.plugin_version);
         run.logs_dropped = report.logs_dropped;
         run.unconfirmed = report.unconfirmed;
+        run.trace_id = report.trace_id;
     }
     let due = match settlement {
         Settlement::Succeeded(outcome) => {

@@ -506,6 +506,7 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         }],
         logs_dropped: 3,
         unconfirmed: vec![],
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
     };
     let run = b
         .settle(
@@ -526,6 +527,12 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
     );
     assert!(run.is_deferred());
     assert_eq!(run.logs_dropped, 3);
+    let stored = b.run("evt_0050.a").await.unwrap().unwrap();
+    assert_eq!(
+        stored.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the attempt's trace id is kept with the run"
+    );
     assert_eq!(
         b.logs("evt_0050.a").await.unwrap().len(),
         1,

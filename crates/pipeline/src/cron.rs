@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_model::Trigger;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// The `source` of cron events.
 pub const SOURCE: &str = "cron";
@@ -148,10 +149,18 @@ pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
         delivery_id: Some(format!("{}/{}/{scheduled_ms}", p.plugin, p.trigger)),
         payload: serde_json::value::to_raw_value(&payload).expect("JSON serializes"),
     };
-    match pipeline
+    let span =
+        tracing::info_span!("cron fire", recipe = %p.plugin, scheduled = %rfc3339(scheduled_ms));
+    let fired = pipeline
         .fire_tick(&p.plugin, p.trigger, scheduled_ms, incoming)
-        .await
-    {
+        .instrument(span.clone())
+        .await;
+    match fired {
+        Ok(TickFire::Fired(crate::backend::Accepted::New { runs })) => {
+            if let Some(run) = runs.first() {
+                span.in_scope(|| pipeline.traced(&run.event_id));
+            }
+        }
         Ok(TickFire::Fired(_)) | Ok(TickFire::AlreadyFired) => {}
         Ok(TickFire::Busy { run }) => {
             tracing::warn!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), previous = %run, "cron fire skipped: the previous run is still going");

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use switchboard_model::backoff::Backoff;
 use switchboard_model::{Outcome, RecipeError, RunError, RunRecord, RunStatus, bound_text};
+use tracing::Instrument;
 
 /// How long the dispatcher sleeps at most between looks at the backend (work can also come
 /// from another host, which may not wake this one).
@@ -179,6 +180,17 @@ impl Pipeline {
     async fn attempt(&self, claimed: Claimed) {
         let Claimed { run, event, lease } = claimed;
         crate::metrics::started(&run, now_ms());
+        let span = tracing::info_span!(
+            "run",
+            run = %run.id,
+            event = %run.event_id,
+            recipe = %run.plugin,
+            attempt = run.attempts,
+        );
+        let trace_id = self
+            .traces
+            .get()
+            .and_then(|t| t.attempt(&span, &run.event_id));
         let plugin = self.registry.current().get(&run.plugin).cloned();
         let work = async {
             match (event, plugin) {
@@ -208,14 +220,21 @@ impl Pipeline {
                         logs: report.logs,
                         logs_dropped: report.logs_dropped,
                         unconfirmed: report.unconfirmed,
+                        trace_id: None,
                     };
                     (result, attempt)
                 }
             }
         };
-        let (result, report) = self.renewing(lease.clone(), work).await;
+        let (result, mut report) = self
+            .renewing(lease.clone(), work)
+            .instrument(span.clone())
+            .await;
+        report.trace_id = trace_id;
         let settlement = self.settlement(&run, result);
-        self.settle(&lease, settlement, report).await;
+        self.settle(&lease, settlement, report)
+            .instrument(span)
+            .await;
     }
 
     /// Drive `work` to its end, extending `lease` every third of its length meanwhile (in

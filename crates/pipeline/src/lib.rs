@@ -84,6 +84,17 @@ pub struct RunDetail {
     pub logs: Vec<LogLine>,
 }
 
+/// What the host's trace export adds to the pipeline's spans (the pipeline itself knows no
+/// exporter).
+pub trait Traces: Send + Sync {
+    /// The event `event_id` was accepted within the current span (a webhook's, a cron
+    /// fire's): its runs are to join that trace.
+    fn accepted(&self, event_id: &str);
+    /// `span`, not yet entered, is an attempt at a run of the event `event_id`: make it part
+    /// of the trace that accepted the event, when that is known; the attempt's trace id.
+    fn attempt(&self, span: &tracing::Span, event_id: &str) -> Option<String>;
+}
+
 /// The pipeline.
 pub struct Pipeline {
     backend: Arc<dyn Backend>,
@@ -99,6 +110,8 @@ pub struct Pipeline {
     stopping: AtomicBool,
     /// Wakes the dispatcher when a worker slot frees.
     slot_freed: tokio::sync::Notify,
+    /// The host's trace export, once it is set.
+    traces: std::sync::OnceLock<Arc<dyn Traces>>,
     pub counters: Counters,
 }
 
@@ -126,6 +139,7 @@ impl Pipeline {
             finished: broadcast::channel(4096).0,
             stopping: AtomicBool::new(false),
             slot_freed: tokio::sync::Notify::new(),
+            traces: std::sync::OnceLock::new(),
             counters: Counters::default(),
         });
         tokio::spawn(dispatch::run(pipeline.clone()));
@@ -144,6 +158,19 @@ impl Pipeline {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Join each attempt's span to its event's trace through `traces` (once; later calls
+    /// change nothing).
+    pub fn set_traces(&self, traces: Arc<dyn Traces>) {
+        let _ = self.traces.set(traces);
+    }
+
+    /// Note that `event_id` was accepted within the current span (see [`Traces::accepted`]).
+    pub fn traced(&self, event_id: &str) {
+        if let Some(traces) = self.traces.get() {
+            traces.accepted(event_id);
+        }
     }
 
     /// The runtime recipes run in (and its vendor connections).

@@ -40,6 +40,8 @@ pub struct Detail {
     pub unconfirmed: Vec<Unconfirmed>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub logs_dropped: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -57,6 +59,7 @@ impl Detail {
             reason: run.reason.clone(),
             unconfirmed: run.unconfirmed.clone(),
             logs_dropped: run.logs_dropped,
+            trace_id: run.trace_id.clone(),
         };
         let json = serde_json::to_string(&detail).expect("run details serialize");
         (json != "{}").then_some(json)
@@ -126,6 +129,7 @@ pub fn run(row: &PgRow) -> BackendResult<RunRecord> {
         reason: detail.reason,
         unconfirmed: detail.unconfirmed,
         logs_dropped: detail.logs_dropped,
+        trace_id: detail.trace_id,
         order_key: get(row, "order_key")?,
         lease,
         waiting_for: get(row, "waiting_for")?,

@@ -290,6 +290,8 @@ pub struct RunRow {
     logs_dropped: usize,
     #[serde(rename = "ok", default, skip_serializing_if = "Option::is_none")]
     order_key: Option<String>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 fn ms(text: &Option<String>) -> Option<i64> {
@@ -318,6 +320,7 @@ impl RunRow {
             unconfirmed: run.unconfirmed.clone(),
             logs_dropped: run.logs_dropped,
             order_key: run.order_key.clone(),
+            trace_id: run.trace_id.clone(),
         }
     }
 
@@ -352,6 +355,7 @@ impl RunRow {
             order_key: self.order_key,
             lease: None,
             waiting_for: None,
+            trace_id: self.trace_id,
         }
     }
 }

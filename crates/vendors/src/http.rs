@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 use switchboard_model::RecipeError;
 use switchboard_model::backoff::Backoff;
+use tracing::Instrument;
 
 /// How failed requests are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,8 +274,20 @@ impl VendorHttp {
                 return Err(refused);
             }
             let sent = Instant::now();
-            let outcome = self.send_once(call, request).await;
+            let span = tracing::info_span!(
+                parent: &call.span,
+                "vendor request",
+                vendor = self.vendor,
+                method = %request.method,
+                attempt,
+                status = tracing::field::Empty,
+            );
+            let outcome = self.send_once(call, request).instrument(span.clone()).await;
             metrics::record(self.vendor, &outcome, sent.elapsed());
+            if let Ok(r) = &outcome {
+                span.record("status", r.status);
+                call.span.record("status", r.status);
+            }
             let retry_after = match &outcome {
                 Ok(r) if r.status == 429 || r.status >= 500 => retry_after(r.header("retry-after")),
                 Ok(_) => return outcome,

@@ -54,6 +54,9 @@ pub struct Call {
     /// Told when the call starts and stops waiting on a vendor (the runtime does not count
     /// that time as the recipe's CPU time).
     pub waits: Option<Arc<dyn Waits>>,
+    /// The capability call's span: its vendor requests are spans under it, and it records
+    /// the last status a vendor answered.
+    pub span: tracing::Span,
 }
 
 impl Call {
@@ -62,6 +65,7 @@ impl Call {
         Call {
             deadline,
             waits: None,
+            span: tracing::Span::none(),
         }
     }
 

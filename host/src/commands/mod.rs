@@ -264,6 +264,10 @@ impl Context {
 /// Run the parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
     let ctx = Context::from_args(&cli.global)?;
+    // Logging once the config is read; traces are exported by `serve` only.
+    let serving = matches!(cli.command, Command::Serve(_));
+    let telemetry = crate::telemetry::init(serving.then_some(&ctx.config.telemetry))
+        .map_err(|e| CommandError::input(ctx.config_display(), e))?;
     match cli.command {
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Plugins(PluginsCommand::List { json }) => plugins::list(&ctx, json).await,
@@ -272,7 +276,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode, CommandError> {
         }
         Command::Connections(ConnectionsCommand::Check) => connections::check(&ctx).await,
         Command::Sandbox(args) => sandbox::serve(args).await,
-        Command::Serve(args) => serve::serve(&ctx, args).await,
+        Command::Serve(args) => serve::serve(&ctx, args, telemetry).await,
         Command::Runs(command) => admin::runs(&ctx, command).await,
         Command::Trigger(args) => admin::trigger(&ctx, args).await,
         Command::New(args) => new::new(args),

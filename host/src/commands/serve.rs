@@ -9,6 +9,7 @@ use crate::pipeline::registry::Registry;
 use crate::pipeline::{Pipeline, cron};
 use crate::server::listener::{self, ConnectionCounters};
 use crate::server::{AppState, DEFAULT_MAX_BODY, Rejections, router};
+use crate::telemetry::Telemetry;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,7 +21,11 @@ use std::time::Instant;
 /// The address `serve` listens on when neither flag nor config says.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandError> {
+pub async fn serve(
+    ctx: &Context,
+    args: ServeArgs,
+    telemetry: Option<Telemetry>,
+) -> Result<ExitCode, CommandError> {
     // With --sandbox: the vendor sandbox, and a context whose config points at it.
     let sandboxed;
     let (demo, ctx) = if args.sandbox {
@@ -44,7 +49,7 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             format!("cannot create the plugins folder: {e}"),
         )
     })?;
-    // Before anything runs, so that everything is counted.
+    // Before anything runs, so that everything is counted and traced.
     crate::server::metrics::handle();
     let backend = ctx.backend().await?;
     let runtime = Arc::new(ctx.runtime(&*backend)?);
@@ -58,6 +63,9 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
     let pipeline = Pipeline::start(runtime, registry.clone(), backend.clone(), options);
+    if let Some(t) = &telemetry {
+        pipeline.set_traces(t.traces());
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
     if !configured.is_empty() {
@@ -197,6 +205,10 @@ pub async fn serve(ctx: &Context, args: ServeArgs) -> Result<ExitCode, CommandEr
             path: ctx.data_dir.join("store"),
             message: e,
         });
+    }
+    if let Some(t) = telemetry {
+        // Send what is left (a blocking wait for the exporter's thread).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     eprintln!("switchboard stopped");
     Ok(code)

@@ -15,12 +15,26 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tracing::Instrument;
 
 pub(super) async fn receive(
     State(app): State<Arc<AppState>>,
     Path(source): Path<String>,
     request: Request,
 ) -> Response {
+    // One span per delivery: the runs of its event join its trace (see `crate::telemetry`).
+    let span = tracing::info_span!(
+        "webhook",
+        source = %printable(&source),
+        event = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let response = handle(app, source, request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
+}
+
+async fn handle(app: Arc<AppState>, source: String, request: Request) -> Response {
     let counters = &app.rejections;
     let shown = printable(&source);
     let count = |result: &'static str| metrics::webhook(&app, &source, result);
@@ -122,6 +136,10 @@ pub(super) async fn receive(
             } else {
                 "accepted"
             });
+            tracing::Span::current().record("event", ack.event_id.as_str());
+            if !ack.duplicate {
+                app.pipeline.traced(&ack.event_id);
+            }
             (StatusCode::ACCEPTED, Json(ack)).into_response()
         }
         Err(PipelineError::ShuttingDown) => {

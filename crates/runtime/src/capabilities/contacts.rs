@@ -111,12 +111,12 @@ pub(crate) fn contact_to_wit(c: model::Contact) -> Contact {
 
 impl Host for RunState {
     async fn get(&mut self, connection: String, id: String) -> Result<Contact, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "get", &connection)?;
         Ok(contact_to_wit(c.contacts_get(&call, &id).await?))
     }
 
     async fn search(&mut self, connection: String, query: Query) -> Result<ContactPage, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "search", &connection)?;
         let page = c.contacts_search(&call, &query_from_wit(query)).await?;
         Ok(ContactPage {
             contacts: page.items.into_iter().map(contact_to_wit).collect(),
@@ -126,7 +126,7 @@ impl Host for RunState {
     }
 
     async fn create(&mut self, connection: String, contact: Contact) -> Result<Contact, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "create", &connection)?;
         let contact = contact_from_wit(contact)?;
         let send = async { c.contacts_create(&call, &contact).await };
         let created = self
@@ -141,7 +141,7 @@ impl Host for RunState {
         id: String,
         contact: Contact,
     ) -> Result<Contact, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "update", &connection)?;
         let contact = contact_from_wit(contact)?;
         Ok(contact_to_wit(
             c.contacts_update(&call, &id, &contact).await?,
@@ -149,7 +149,7 @@ impl Host for RunState {
     }
 
     async fn upsert(&mut self, connection: String, contact: Contact) -> Result<Upserted, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "upsert", &connection)?;
         let contact = contact_from_wit(contact)?;
         let (contact, created) = c.contacts_upsert(&call, &contact).await?;
         Ok(Upserted {
@@ -159,7 +159,7 @@ impl Host for RunState {
     }
 
     async fn delete(&mut self, connection: String, id: String) -> Result<(), Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "delete", &connection)?;
         let send = async { c.contacts_delete(&call, &id).await };
         Ok(self
             .effect("contacts.delete", &connection, &id, typed, send)
@@ -172,7 +172,7 @@ impl Host for RunState {
         id: String,
         tags: Vec<String>,
     ) -> Result<(), Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "add-tags", &connection)?;
         Ok(c.contacts_add_tags(&call, &id, &tags).await?)
     }
 
@@ -182,7 +182,7 @@ impl Host for RunState {
         id: String,
         tags: Vec<String>,
     ) -> Result<(), Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "remove-tags", &connection)?;
         Ok(c.contacts_remove_tags(&call, &id, &tags).await?)
     }
 
@@ -192,7 +192,7 @@ impl Host for RunState {
         id: String,
         body: String,
     ) -> Result<String, Error> {
-        let (c, call) = self.connector(Contacts, &connection)?;
+        let (c, call) = self.connector(Contacts, "add-note", &connection)?;
         let send = async { c.contacts_add_note(&call, &id, &body).await };
         Ok(self
             .effect("contacts.add-note", &connection, &(&id, &body), typed, send)

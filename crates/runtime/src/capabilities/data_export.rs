@@ -19,7 +19,7 @@ impl Host for RunState {
         connection: String,
         request: ExportRequest,
     ) -> Result<ExportPage, Error> {
-        let (c, call) = self.connector(DataExport, &connection)?;
+        let (c, call) = self.connector(DataExport, "open", &connection)?;
         let request = model::ExportRequest {
             table: request.table,
             scope: request.scope,
@@ -31,7 +31,7 @@ impl Host for RunState {
     }
 
     async fn next_page(&mut self, connection: String, cursor: String) -> Result<ExportPage, Error> {
-        let (c, call) = self.connector(DataExport, &connection)?;
+        let (c, call) = self.connector(DataExport, "next-page", &connection)?;
         Ok(page_to_wit(c.export_next(&call, &cursor).await?))
     }
 }

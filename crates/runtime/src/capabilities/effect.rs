@@ -175,6 +175,7 @@ impl RunState {
             let call = switchboard_vendors::Call {
                 deadline: self.deadline_at,
                 waits,
+                span: tracing::Span::none(),
             };
             let _waiting = call.waiting();
             journal.begin(at, &effect).await

@@ -45,7 +45,7 @@ fn job_to_wit(j: model::Job) -> Job {
 
 impl Host for RunState {
     async fn list(&mut self, connection: String, query: Query) -> Result<JobPage, Error> {
-        let (c, call) = self.connector(Jobs, &connection)?;
+        let (c, call) = self.connector(Jobs, "list", &connection)?;
         let page = c.jobs_list(&call, &query_from_wit(query)).await?;
         Ok(JobPage {
             jobs: page.items.into_iter().map(job_to_wit).collect(),
@@ -55,12 +55,12 @@ impl Host for RunState {
     }
 
     async fn get(&mut self, connection: String, id: String) -> Result<Job, Error> {
-        let (c, call) = self.connector(Jobs, &connection)?;
+        let (c, call) = self.connector(Jobs, "get", &connection)?;
         Ok(job_to_wit(c.jobs_get(&call, &id).await?))
     }
 
     async fn create(&mut self, connection: String, job: Job) -> Result<Job, Error> {
-        let (c, call) = self.connector(Jobs, &connection)?;
+        let (c, call) = self.connector(Jobs, "create", &connection)?;
         let job = job_from_wit(job)?;
         let send = async { c.jobs_create(&call, &job).await };
         let created = if c.dedupes("jobs.create") {
@@ -73,7 +73,7 @@ impl Host for RunState {
     }
 
     async fn update(&mut self, connection: String, id: String, job: Job) -> Result<Job, Error> {
-        let (c, call) = self.connector(Jobs, &connection)?;
+        let (c, call) = self.connector(Jobs, "update", &connection)?;
         Ok(job_to_wit(
             c.jobs_update(&call, &id, &job_from_wit(job)?).await?,
         ))

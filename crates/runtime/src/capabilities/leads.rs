@@ -39,7 +39,7 @@ fn lead_to_wit(l: model::Lead) -> Lead {
 
 impl Host for RunState {
     async fn list(&mut self, connection: String, query: Query) -> Result<LeadPage, Error> {
-        let (c, call) = self.connector(Leads, &connection)?;
+        let (c, call) = self.connector(Leads, "list", &connection)?;
         let page = c.leads_list(&call, &query_from_wit(query)).await?;
         Ok(LeadPage {
             leads: page.items.into_iter().map(lead_to_wit).collect(),
@@ -49,12 +49,12 @@ impl Host for RunState {
     }
 
     async fn get(&mut self, connection: String, id: String) -> Result<Lead, Error> {
-        let (c, call) = self.connector(Leads, &connection)?;
+        let (c, call) = self.connector(Leads, "get", &connection)?;
         Ok(lead_to_wit(c.leads_get(&call, &id).await?))
     }
 
     async fn create(&mut self, connection: String, lead: Lead) -> Result<Pushed, Error> {
-        let (c, call) = self.connector(Leads, &connection)?;
+        let (c, call) = self.connector(Leads, "create", &connection)?;
         let lead = lead_from_wit(lead)?;
         let send = async { c.leads_create(&call, &lead).await };
         let (lead, created) = if c.dedupes("leads.create") {
@@ -70,7 +70,7 @@ impl Host for RunState {
     }
 
     async fn update(&mut self, connection: String, id: String, lead: Lead) -> Result<Lead, Error> {
-        let (c, call) = self.connector(Leads, &connection)?;
+        let (c, call) = self.connector(Leads, "update", &connection)?;
         Ok(lead_to_wit(
             c.leads_update(&call, &id, &lead_from_wit(lead)?).await?,
         ))

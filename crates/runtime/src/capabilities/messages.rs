@@ -43,7 +43,7 @@ fn message_to_wit(m: model::Message) -> Message {
 
 impl Host for RunState {
     async fn send(&mut self, connection: String, message: Message) -> Result<Message, Error> {
-        let (c, call) = self.connector(Messages, &connection)?;
+        let (c, call) = self.connector(Messages, "send", &connection)?;
         let message = message_from_wit(message)?;
         let send = async { c.messages_send(&call, &message).await };
         let sent = self
@@ -53,7 +53,7 @@ impl Host for RunState {
     }
 
     async fn stats(&mut self, connection: String) -> Result<String, Error> {
-        let (c, call) = self.connector(Messages, &connection)?;
+        let (c, call) = self.connector(Messages, "stats", &connection)?;
         Ok(c.messages_stats(&call).await?.to_string())
     }
 }

@@ -73,11 +73,12 @@ impl From<WitError> for RecipeError {
 }
 
 impl RunState {
-    /// Check the grant for a call through `connection`, find that connection, and give
-    /// the call its deadline.
+    /// Check the grant for `operation` of `capability` through `connection`, find that
+    /// connection, and give the call its deadline and its span (`host call`, under the run's).
     fn connector(
         &mut self,
         capability: Capability,
+        operation: &'static str,
         connection: &str,
     ) -> Result<(Arc<dyn switchboard_vendors::Connector>, Call), RecipeError> {
         self.check_grant(capability, Some(connection))?;
@@ -87,11 +88,20 @@ impl RunState {
             .get(connection)
             .map_or(connection, String::as_str);
         let connector = self.connections.get(name)?.clone();
+        let span = tracing::info_span!(
+            "host call",
+            capability = capability.as_str(),
+            operation,
+            connection = name,
+            vendor = connector.vendor(),
+            status = tracing::field::Empty,
+        );
         Ok((
             connector,
             Call {
                 deadline: self.deadline_at,
                 waits: self.waits.clone(),
+                span,
             },
         ))
     }

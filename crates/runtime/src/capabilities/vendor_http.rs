@@ -82,7 +82,7 @@ pub fn validate(request: &HttpRequest) -> Result<(), RecipeError> {
 
 impl Host for RunState {
     async fn send(&mut self, connection: String, request: Request) -> Result<Response, Error> {
-        let (connector, call) = self.connector(Capability::VendorHttp, &connection)?;
+        let (connector, call) = self.connector(Capability::VendorHttp, "send", &connection)?;
         let request = HttpRequest {
             method: request.method.to_ascii_uppercase(),
             path: request.path,
