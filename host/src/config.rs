@@ -53,6 +53,13 @@
 //! otlp_endpoint = "http://127.0.0.1:4318"   # export spans over OTLP/HTTP (default: none)
 //! service_name = "switchboard"
 //!
+//! [alerts]                     # signed JSON to a URL when runs fail (see `crate::alerts`)
+//! url = "https://ops.example.com/hooks/switchboard"
+//! secret = { env = "SWITCHBOARD_ALERT_SECRET" }
+//! failures = 5                 # also when a recipe fails this often within `window`
+//! window = "10m"
+//! min_interval = "5m"          # per alert kind and recipe
+//!
 //! [pipeline]
 //! workers = 16                 # runs in flight, all plugins
 //! per_plugin = 4
@@ -137,6 +144,8 @@ pub struct Config {
     /// `[telemetry]`: trace export.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetrySection,
+    /// `[alerts]`: signed notifications of failing runs.
+    pub alerts: Option<crate::alerts::AlertsSection>,
 }
 
 /// Which store backend.

@@ -23,6 +23,7 @@ pub use switchboard_sled::store;
 pub use switchboard_vendors as vendors;
 pub use switchboard_vendors::secrets;
 
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod commands;

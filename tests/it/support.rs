@@ -36,7 +36,21 @@ pub fn runtime_with_store(
     options: RuntimeOptions,
     connections: Connections,
 ) -> (Runtime, Store) {
-    let store = Store::open(&dir.join("store")).expect("opening the store");
+    // A store just closed in this process may still be locked for a moment: sled lets go
+    // of its file lock when its background flusher ends (seen under a loaded CI machine).
+    let started = std::time::Instant::now();
+    let store = loop {
+        match Store::open(&dir.join("store")) {
+            Ok(store) => break store,
+            Err(e)
+                if format!("{e:?}").contains("could not acquire lock")
+                    && started.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the store: {e:?}"),
+        }
+    };
     let runtime =
         Runtime::new(options, Arc::new(store.clone()), connections).expect("building the runtime");
     (runtime, store)

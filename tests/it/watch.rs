@@ -470,3 +470,126 @@ max_retries = 0
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_dead_runs_raise_signed_alerts_rate_limited_and_retried() {
+    // A receiver that refuses the first delivery (500), then takes every alert it can verify.
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let key = StandardVerifier::decode_secret(SECRET).unwrap();
+    let verifier = StandardVerifier::new(vec![key.clone()]);
+    let app = {
+        let (got, refused) = (got.clone(), refused.clone());
+        axum::Router::new().route(
+            "/alerts",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let (got, refused, verifier) = (got.clone(), refused.clone(), verifier.clone());
+                    async move {
+                        let now = chrono::Utc::now().timestamp();
+                        if verifier.verify(&headers, &body, now).is_err() {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        if refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                            return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        got.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                },
+            ),
+        )
+    };
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/alerts", socket.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(socket, app).await.unwrap() });
+
+    let (dir, config) = setup(
+        &[("probe", PROBE)],
+        &format!(
+            r#"
+[pipeline]
+max_attempts = 1
+[plugins.probe]
+deadline = "300ms"
+[alerts]
+url = "{receiver}"
+secret = {{ file = "alert.secret" }}
+failures = 3
+window = "1h"
+min_interval = "1h"
+"#
+        ),
+    );
+    std::fs::write(dir.path().join("alert.secret"), SECRET).unwrap();
+    let host = Host::start(&config);
+    let trigger = |payload: Value| {
+        let host = &host;
+        async move {
+            let (status, body) = host
+                .admin(
+                    "POST",
+                    "/admin/trigger",
+                    Some(json!({"plugin": "probe", "kind": "probe", "payload": payload, "wait": true})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["runs"][0].clone()
+        }
+    };
+    // Three failures (the second and third held back: one hour between alerts of a kind),
+    // which also make the recipe "failing"; one dead run (a loop past its deadline); one success.
+    let first = trigger(json!({"op": "fail", "bytes": 4})).await;
+    trigger(json!({"op": "fail", "bytes": 4})).await;
+    trigger(json!({"op": "fail", "bytes": 4})).await;
+    let dead = trigger(json!({"op": "loop"})).await;
+    trigger(json!({"op": "kv-set", "key": "k", "value": "v"})).await;
+    assert_eq!(dead["status"], "dead", "{dead}");
+
+    let started = std::time::Instant::now();
+    let alerts = loop {
+        let alerts = got.lock().unwrap().clone();
+        if alerts.len() >= 3 {
+            break alerts;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "alerts: {alerts:#?}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // A moment more: nothing else arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let alerts = {
+        let now = got.lock().unwrap().clone();
+        assert_eq!(now.len(), alerts.len(), "{now:#?}");
+        now
+    };
+    let kinds: Vec<&str> = alerts.iter().map(|a| a["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["run.failed", "recipe.failing", "run.dead"],
+        "{alerts:#?}"
+    );
+    assert_eq!(alerts[0]["run"], first["id"]);
+    assert_eq!(alerts[0]["recipe"], "probe");
+    assert_eq!(alerts[1]["failures"], 3);
+    assert_eq!(alerts[2]["run"], dead["id"]);
+    assert!(
+        alerts[2]["reason"].as_str().unwrap().contains("timeout"),
+        "{alerts:#?}"
+    );
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "the first delivery was refused and sent again"
+    );
+    assert!(
+        host.log().contains("alert delivery failed"),
+        "{}",
+        host.log()
+    );
+}

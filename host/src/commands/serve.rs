@@ -66,6 +66,10 @@ pub async fn serve(
     if let Some(t) = &telemetry {
         pipeline.set_traces(t.traces());
     }
+    if let Some(section) = &ctx.config.alerts {
+        crate::alerts::start(&pipeline, section)
+            .map_err(|e| CommandError::input(ctx.config_display(), e))?;
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
     if !configured.is_empty() {
