@@ -2,6 +2,7 @@
 //! sled store on disk, the real `switchboard` binary.
 
 mod cli;
+mod console;
 mod contracts;
 mod faults;
 mod hosts;

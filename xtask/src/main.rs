@@ -342,9 +342,57 @@ fn ci() -> Result<(), String> {
         ]),
     )?;
     recipes()?;
+    browser()?;
     // Kept until the tests are done: dropping it stops and removes the cluster.
     let (url, _cluster) = postgres()?;
     test_with_summary(&url)
+}
+
+/// What the console's browser tests need: Debian's `chromium` (installed when missing and
+/// we are root) and `playwright-core` from the npm registry (`npm ci` in tests/browser).
+fn browser() -> Result<(), String> {
+    const HINT: &str = "the console's browser tests need Chromium and Node.js: `apt-get install chromium nodejs npm` (Debian), then `npm ci` in tests/browser";
+    if !Path::new(CHROMIUM).exists() {
+        if !is_root() {
+            return Err(HINT.to_string());
+        }
+        run(
+            "apt-get install chromium",
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        if !Path::new(CHROMIUM).exists() {
+            return Err(format!(
+                "installed chromium, yet {CHROMIUM} is missing: {HINT}"
+            ));
+        }
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    if !dir.join("node_modules/playwright-core").exists() {
+        run(
+            "npm ci (tests/browser: playwright-core)",
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+        )
+        .map_err(|e| format!("{e}; {HINT}"))?;
+    }
+    println!("==> browser tests: {CHROMIUM}, playwright-core in tests/browser");
+    Ok(())
+}
+
+/// Where Debian's `chromium` package puts the browser.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// The PostgreSQL server the tests use: `$SWITCHBOARD_TEST_DATABASE_URL` when set, else a
@@ -358,11 +406,7 @@ fn postgres() -> Result<(String, Option<cluster::Cluster>), String> {
         return Ok((url, None));
     }
     if cluster::bin_dir().is_none() {
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !root {
+        if !is_root() {
             return Err(cluster::INSTALL_HINT.to_string());
         }
         run(
@@ -399,6 +443,8 @@ fn test_with_summary(database_url: &str) -> Result<(), String> {
     let mut child = cargo()
         .args(["test", "--workspace"])
         .env("SWITCHBOARD_TEST_DATABASE_URL", database_url)
+        // Installed above: the browser tests must run, not skip.
+        .env("SWITCHBOARD_BROWSER_TESTS", "required")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cargo test: cannot start: {e}"))?;

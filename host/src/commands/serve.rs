@@ -122,6 +122,7 @@ pub async fn serve(
         rejections: Rejections::default(),
         connections: connections.clone(),
         started: Instant::now(),
+        console: Default::default(),
     });
     if let Some(addr) = server_config.metrics_listen {
         let socket = tokio::net::TcpListener::bind(addr)

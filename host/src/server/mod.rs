@@ -4,6 +4,7 @@
 //! a listener of its own, `[server] metrics_listen`).
 
 mod admin;
+pub mod console;
 mod hooks;
 pub mod listener;
 pub mod metrics;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub rejections: Rejections,
     pub connections: Arc<listener::ConnectionCounters>,
     pub started: Instant,
+    /// The console's signed-in sessions.
+    pub console: console::Sessions,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             rejections: Rejections::default(),
             connections: Arc::new(listener::ConnectionCounters::default()),
             started: Instant::now(),
+            console: console::Sessions::default(),
         }
     }
 }
@@ -104,6 +108,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     metrics::handle();
     hooks
         .merge(admin::router(state.clone()))
+        .merge(console::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)

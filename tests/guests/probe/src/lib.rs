@@ -97,6 +97,10 @@ enum Op {
     Defer {
         ms: u64,
     },
+    /// Fail while kv has no `key`; succeed once it has (a run that a replay can fix).
+    FailUnless {
+        key: String,
+    },
 }
 
 /// A function that cannot be turned into a loop: each frame keeps a buffer alive.
@@ -263,6 +267,10 @@ impl Recipe for Probe {
             }
             Op::Outcome { bytes } => done("o".repeat(bytes)),
             Op::Fail { bytes } => Err(Error::other("e".repeat(bytes))),
+            Op::FailUnless { key } => match kv::get::<String>(&key)? {
+                Some(_) => done(format!("{key} is set")),
+                None => Err(Error::other(format!("{key} is not set yet"))),
+            },
             Op::LogFlood { lines, bytes } => {
                 let line = "l".repeat(bytes);
                 for _ in 0..lines {
