@@ -24,7 +24,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{Prepared, SECRET, prepare};
+use common::{SECRET, blast, prepare};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -40,47 +40,9 @@ use switchboard::server::{AppState, spawn_local};
 use switchboard::sled::{SledBackend, disk_usage};
 use switchboard::vendors::Connections;
 
-const CONCURRENCY: usize = 64;
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 20_000;
 const ROUNDS: usize = 3;
-
-/// Send every request with `CONCURRENCY` in flight; returns (elapsed, accepted).
-async fn blast(url: &str, requests: Vec<Prepared>) -> (Duration, usize) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap();
-    let queue = Arc::new(std::sync::Mutex::new(requests));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (client, queue, url) = (client.clone(), queue.clone(), url.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut accepted = 0;
-            loop {
-                let Some(r) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                let mut request = client.post(&url).body(r.body);
-                for (k, v) in &r.headers {
-                    request = request.header(k, v);
-                }
-                let response = request.send().await.unwrap();
-                if response.status() == StatusCode::ACCEPTED {
-                    accepted += 1;
-                }
-                let _ = response.bytes().await;
-            }
-            accepted
-        }));
-    }
-    let mut accepted = 0;
-    for t in tasks {
-        accepted += t.await.unwrap();
-    }
-    (started.elapsed(), accepted)
-}
 
 async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

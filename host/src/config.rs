@@ -52,6 +52,7 @@
 //! [telemetry]
 //! otlp_endpoint = "http://127.0.0.1:4318"   # export spans over OTLP/HTTP (default: none)
 //! service_name = "switchboard"
+//! sample_ratio = 0.1           # keep a tenth of the traces (default 1: all)
 //!
 //! [alerts]                     # signed JSON to a URL when runs fail (see `crate::alerts`)
 //! url = "https://ops.example.com/hooks/switchboard"

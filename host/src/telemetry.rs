@@ -23,7 +23,7 @@ use tracing_subscriber::prelude::*;
 /// Must run within the tokio runtime.
 pub fn init(export: Option<&TelemetrySection>) -> Result<Option<Telemetry>, TelemetryError> {
     let telemetry = match export {
-        Some(section) => Telemetry::build(section)?,
+        Some(section) => Telemetry::new(section)?,
         None => None,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
@@ -39,17 +39,7 @@ pub fn init(export: Option<&TelemetrySection>) -> Result<Option<Telemetry>, Tele
     };
     // Spans of our crates at info and above, to the exporter only when there is one: a host
     // without export creates no span it would not log.
-    let otel = telemetry.as_ref().map(|t| {
-        tracing_opentelemetry::layer()
-            .with_tracer(t.provider.tracer("switchboard"))
-            .with_filter(
-                Targets::new()
-                    .with_target("switchboard", LevelFilter::INFO)
-                    .with_target("switchboard_pipeline", LevelFilter::INFO)
-                    .with_target("switchboard_runtime", LevelFilter::INFO)
-                    .with_target("switchboard_vendors", LevelFilter::INFO),
-            )
-    });
+    let otel = telemetry.as_ref().map(Telemetry::layer);
     let installed = tracing_subscriber::registry()
         .with(otel)
         .with(fmt.with_filter(filter))
@@ -73,11 +63,14 @@ pub struct TelemetrySection {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the spans; default `switchboard`.
     pub service_name: Option<String>,
+    /// The share of traces kept, from 0 to 1 (default 1: every trace). A run follows its
+    /// webhook's choice, so a trace is kept or dropped whole.
+    pub sample_ratio: Option<f64>,
 }
 
 /// Why traces cannot be exported as configured.
 #[derive(Debug, thiserror::Error)]
-#[error("telemetry.otlp_endpoint: {0}")]
+#[error("telemetry: {0}")]
 pub struct TelemetryError(String);
 
 /// Exporting traces, until [`Telemetry::shutdown`].
@@ -95,9 +88,25 @@ impl Telemetry {
         }
     }
 
+    /// The layer that hands our crates' spans (info and above) to the exporter.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("switchboard"))
+            .with_filter(
+                Targets::new()
+                    .with_target("switchboard", LevelFilter::INFO)
+                    .with_target("switchboard_pipeline", LevelFilter::INFO)
+                    .with_target("switchboard_runtime", LevelFilter::INFO)
+                    .with_target("switchboard_vendors", LevelFilter::INFO),
+            )
+    }
+
     /// The exporter `section` asks for, if it names an endpoint (or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` does).
-    fn build(section: &TelemetrySection) -> Result<Option<Telemetry>, TelemetryError> {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` does). Must run within the tokio runtime.
+    pub fn new(section: &TelemetrySection) -> Result<Option<Telemetry>, TelemetryError> {
         let Some(base) = section
             .otlp_endpoint
             .clone()
@@ -108,7 +117,7 @@ impl Telemetry {
         };
         let base = base.trim().trim_end_matches('/');
         let url = reqwest::Url::parse(base)
-            .map_err(|e| TelemetryError(format!("'{base}' is not a URL: {e}")))?;
+            .map_err(|e| TelemetryError(format!("otlp_endpoint: '{base}' is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(TelemetryError(format!("'{base}' is not an http(s) URL")));
         }
@@ -132,12 +141,22 @@ impl Telemetry {
             .with_endpoint(endpoint.clone())
             .build()
             .map_err(|e| TelemetryError(e.to_string()))?;
+        let ratio = section.sample_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(TelemetryError(format!(
+                "sample_ratio: {ratio} is not between 0 and 1"
+            )));
+        }
         let service = section
             .service_name
             .clone()
             .unwrap_or_else(|| "switchboard".into());
+        use opentelemetry_sdk::trace::Sampler;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                ratio,
+            ))))
             .with_resource(
                 opentelemetry_sdk::Resource::builder()
                     .with_service_name(service)
@@ -200,7 +219,8 @@ impl Traces for Links {
         }
         let context = span.context();
         let ids = context.span().span_context().clone();
-        ids.is_valid().then(|| ids.trace_id().to_string())
+        // Only a trace that is exported is worth pointing at.
+        (ids.is_valid() && ids.is_sampled()).then(|| ids.trace_id().to_string())
     }
 }
 

@@ -149,6 +149,24 @@ try {
   }
   check(shown, 'broken.wasm is not listed with its error');
 
+  step = 'pause a recipe: its runs wait; resume: they run';
+  await page.goto(`${URL}/console/recipes`);
+  await page.click('tr[data-recipe=probe] button');
+  await page.waitForSelector('tr[data-recipe=probe] .state:text("paused")');
+  const heldEvent = await hook('b7', { op: 'kv-set', key: 'held', value: 'v' });
+  await page.goto(`${URL}/console/runs`);
+  await page.waitForTimeout(500);
+  const heldRow = `#runs tbody tr:has(a:text("${heldEvent}"))`;
+  check((await page.getAttribute(heldRow, 'data-status')) === 'queued', 'a paused recipe ran');
+  await page.goto(`${URL}/console/recipes`);
+  await page.click('tr[data-recipe=probe] button');
+  await page.waitForSelector('tr[data-recipe=probe] .state:text("running")');
+  await page.goto(`${URL}/console/runs`);
+  await page.waitForFunction(
+    (sel) => document.querySelector(sel)?.getAttribute('data-status') === 'succeeded',
+    heldRow,
+  );
+
   step = 'requests without the session or the CSRF token are refused';
   const runId = runUrl.split('/').pop();
   const anonymous = await fetch(`${URL}/console/runs/${runId}/replay`, {

@@ -55,6 +55,11 @@ fn value(scrape: &BTreeMap<Sample, f64>, name: &str, labels: &[(&str, &str)]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_each_webhook_run_and_vendor_request_exactly() {
+    // A free port for the metrics listener (taken and let go: the host binds it next).
+    let metrics_listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let sandbox = switchboard::sandbox::start(
         "127.0.0.1:0".parse().unwrap(),
         switchboard::sandbox::SandboxKeys::default(),
@@ -72,6 +77,8 @@ kind = "probe"
 max_attempts = 1
 [plugins.probe]
 deadline = "300ms"
+[server]
+metrics_listen = "{metrics_listen}"
 [connections.ghl]
 vendor = "gohighlevel"
 secret = {{ file = "ghl.key" }}
@@ -262,6 +269,24 @@ base_url = "{hb}"
         }
     }
     assert!(!text.contains("m1") && !text.contains("nope"), "{text}");
+    // The metrics listener: the same metrics without the token, and nothing else.
+    let open = reqwest::get(format!("http://{metrics_listen}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let open = parse(&open.text().await.unwrap());
+    assert_eq!(
+        value(
+            &open,
+            "switchboard_webhooks_total",
+            &[("result", "accepted"), ("source", "test")]
+        ),
+        6.0
+    );
+    let other = reqwest::get(format!("http://{metrics_listen}/admin/health"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "only /metrics is served there");
     for described in [
         "switchboard_webhooks_total",
         "switchboard_runs_total",

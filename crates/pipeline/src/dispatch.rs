@@ -147,9 +147,20 @@ impl Pipeline {
     /// Claim up to `max` due runs for this host, under the configured concurrency and lease.
     async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
         let options = &self.options;
+        // A paused recipe has no room.
+        let paused = self.paused();
+        let limits;
+        let per_recipe = if paused.is_empty() {
+            &options.plugin_concurrency
+        } else {
+            let mut with_paused = options.plugin_concurrency.clone();
+            with_paused.extend(paused.into_iter().map(|r| (r, 0)));
+            limits = with_paused;
+            &limits
+        };
         let concurrency = Concurrency {
             default: options.per_plugin,
-            per_recipe: &options.plugin_concurrency,
+            per_recipe,
         };
         self.backend
             .claim(ClaimRequest {

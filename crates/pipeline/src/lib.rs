@@ -112,6 +112,8 @@ pub struct Pipeline {
     slot_freed: tokio::sync::Notify,
     /// The host's trace export, once it is set.
     traces: std::sync::OnceLock<Arc<dyn Traces>>,
+    /// Recipes this host does not start runs of now (their runs wait, queued).
+    paused: Mutex<std::collections::BTreeSet<String>>,
     pub counters: Counters,
 }
 
@@ -140,6 +142,7 @@ impl Pipeline {
             stopping: AtomicBool::new(false),
             slot_freed: tokio::sync::Notify::new(),
             traces: std::sync::OnceLock::new(),
+            paused: Mutex::new(Default::default()),
             counters: Counters::default(),
         });
         tokio::spawn(dispatch::run(pipeline.clone()));
@@ -164,6 +167,35 @@ impl Pipeline {
     /// change nothing).
     pub fn set_traces(&self, traces: Arc<dyn Traces>) {
         let _ = self.traces.set(traces);
+    }
+
+    /// Stop starting runs of `recipe` on this host (runs in flight finish; new ones are
+    /// accepted and wait, queued) until [`Pipeline::resume`]; whether it was running.
+    pub fn pause(&self, recipe: &str) -> bool {
+        let paused = self.lock_paused().insert(recipe.to_string());
+        if paused {
+            tracing::info!(recipe, "recipe paused");
+        }
+        paused
+    }
+
+    /// Start runs of `recipe` again; whether it was paused.
+    pub fn resume(&self, recipe: &str) -> bool {
+        let resumed = self.lock_paused().remove(recipe);
+        if resumed {
+            tracing::info!(recipe, "recipe resumed");
+            self.slot_freed.notify_one();
+        }
+        resumed
+    }
+
+    /// The recipes paused on this host.
+    pub fn paused(&self) -> std::collections::BTreeSet<String> {
+        self.lock_paused().clone()
+    }
+
+    fn lock_paused(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.paused.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Note that `event_id` was accepted within the current span (see [`Traces::accepted`]).

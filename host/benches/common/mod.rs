@@ -1,6 +1,11 @@
-//! What the benchmarks that post webhooks share: signed requests, built before timing.
+//! What the benchmarks that post webhooks share: signed requests, built before timing, and
+//! a client that sends them. (Each bench uses a part of it.)
+#![allow(dead_code)]
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use switchboard::ingest::verify::StandardVerifier;
 
 /// The Standard Webhooks secret of the benchmarks' `bench` source.
@@ -33,4 +38,44 @@ pub fn prepare(n: usize, tag: &str) -> Vec<Prepared> {
             }
         })
         .collect()
+}
+
+/// Requests in flight at once.
+pub const CONCURRENCY: usize = 64;
+
+/// Send every request with `CONCURRENCY` in flight; returns (elapsed, accepted).
+pub async fn blast(url: &str, requests: Vec<Prepared>) -> (Duration, usize) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let queue = Arc::new(std::sync::Mutex::new(requests));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, queue, url) = (client.clone(), queue.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            loop {
+                let Some(r) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let mut request = client.post(&url).body(r.body);
+                for (k, v) in &r.headers {
+                    request = request.header(k, v);
+                }
+                let response = request.send().await.unwrap();
+                if response.status() == StatusCode::ACCEPTED {
+                    accepted += 1;
+                }
+                let _ = response.bytes().await;
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    (started.elapsed(), accepted)
 }

@@ -5,7 +5,8 @@
 //! |----------------------------------------|---------------------------------------------|
 //! | `GET /admin/health`                    | liveness, counts, counters                  |
 //! | `GET /admin/ready`                     | 200 when serving, 503 (and why) when not    |
-//! | `GET /admin/plugins`                   | loaded plugins with manifests; load errors  |
+//! | `GET /admin/plugins`                   | loaded plugins with manifests; load errors; paused |
+//! | `POST /admin/plugins/{name}/pause`, `…/resume` | stop or start this host's runs of a recipe |
 //! | `GET /admin/runs?status&plugin&source&event&delivery&since&until&unconfirmed&limit&cursor` | runs, newest first, a page at a time |
 //! | `GET /admin/runs/{id}`                 | a run with its logs, its event and its effect journal |
 //! | `POST /admin/runs/{id}/replay?resend_unconfirmed` | queue a finished run again      |
@@ -37,6 +38,8 @@ pub(super) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/health", get(health))
         .route("/admin/ready", get(ready))
         .route("/admin/plugins", get(plugins))
+        .route("/admin/plugins/{name}/pause", post(pause))
+        .route("/admin/plugins/{name}/resume", post(resume))
         .route("/admin/runs", get(runs))
         .route("/admin/runs/replay", post(replay_matching))
         .route("/admin/runs/{id}", get(run))
@@ -185,8 +188,28 @@ async fn plugins(State(app): State<Arc<AppState>>) -> Response {
     Json(json!({
         "plugins": app.pipeline.registry().statuses(),
         "errors": errors,
+        "paused": app.pipeline.paused(),
     }))
     .into_response()
+}
+
+/// `POST /admin/plugins/{name}/pause`: no new runs of the recipe start on this host (runs in
+/// flight finish; events are still accepted and their runs wait) until it is resumed.
+async fn pause(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    if app.pipeline.registry().current().get(&name).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no recipe named '{name}' is loaded"),
+        );
+    }
+    let changed = app.pipeline.pause(&name);
+    Json(json!({ "recipe": name, "paused": true, "changed": changed })).into_response()
+}
+
+/// `POST /admin/plugins/{name}/resume`.
+async fn resume(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
+    let changed = app.pipeline.resume(&name);
+    Json(json!({ "recipe": name, "paused": false, "changed": changed })).into_response()
 }
 
 async fn runs(State(app): State<Arc<AppState>>, Filter { query, .. }: Filter) -> Response {

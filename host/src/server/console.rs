@@ -14,7 +14,8 @@
 //! | `POST /console/runs/{id}/reveal` | the same, with the event's payload |
 //! | `POST /console/runs/{id}/replay` | queue a finished run again |
 //! | `POST /console/replay` | bulk replay of the filter's runs: a dry-run count, then confirm |
-//! | `GET /console/recipes` | loaded recipes, triggers, load errors |
+//! | `GET /console/recipes` | loaded recipes, triggers, next cron fire, load errors |
+//! | `POST /console/recipes/{name}/pause`, `…/resume` | stop or start this host's runs of a recipe |
 //! | `GET /console/connections`, `POST /console/connections/check` | connections, checked |
 
 use super::AppState;
@@ -120,6 +121,8 @@ pub(super) fn router() -> Router<Arc<AppState>> {
         .route("/console/runs/{id}/replay", post(replay))
         .route("/console/replay", post(bulk_replay))
         .route("/console/recipes", get(recipes_page))
+        .route("/console/recipes/{name}/pause", post(pause))
+        .route("/console/recipes/{name}/resume", post(resume))
         .route("/console/connections", get(connections_page))
         .route("/console/connections/check", post(check_connections))
         .route("/console/console.js", get(script))
@@ -770,26 +773,75 @@ async fn bulk_replay(
     page_of("Bulk replay", Some(&session), body).into_response()
 }
 
+async fn pause(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    match checked(&app, &headers, &form.csrf) {
+        Ok(_) => {
+            app.pipeline.pause(&name);
+            Redirect::to("/console/recipes").into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn resume(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    match checked(&app, &headers, &form.csrf) {
+        Ok(_) => {
+            app.pipeline.resume(&name);
+            Redirect::to("/console/recipes").into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
 async fn recipes_page(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let session = match signed_in(&app, &headers, true) {
         Ok(s) => s,
         Err(r) => return *r,
+    };
+    let paused = app.pipeline.paused();
+    let now = crate::pipeline::now_ms();
+    let next_fire = |recipe: &str| {
+        crate::pipeline::cron::plan(&app.pipeline)
+            .iter()
+            .filter(|p| p.plugin == recipe)
+            .filter_map(|p| p.schedule.next_after(now))
+            .min()
+            .map(crate::pipeline::rfc3339)
     };
     let registry = app.pipeline.registry();
     let statuses = registry.statuses();
     let errors = registry.errors();
     let body = html! {
         table #recipes {
-            tr { th { "Recipe" } th { "Version" } th { "Triggers" } th { "Capabilities" } th { "Loaded" } }
+            tr { th { "Recipe" } th { "Version" } th { "Triggers" } th { "Next cron fire" } th { "Capabilities" } th { "Loaded" } th { "Runs on this host" } }
             @for p in &statuses {
-                tr {
+                tr data-recipe=(p.name) {
                     td { (p.name) } td { (p.version) }
                     td { @for t in &p.manifest.triggers { div { (match t {
                         crate::model::Trigger::Webhook { source, kind } => format!("webhook {source} / {kind}"),
                         crate::model::Trigger::Cron { schedule, timezone } => format!("cron {schedule} ({})", timezone.as_deref().unwrap_or("UTC")),
                     }) } } }
+                    td { (next_fire(&p.name).unwrap_or_default()) }
                     td { (p.manifest.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
                     td { (p.loaded_at) }
+                    td {
+                        @let is_paused = paused.contains(&p.name);
+                        span.state { @if is_paused { "paused" } @else { "running" } } " "
+                        form.inline method="post" action=(format!("/console/recipes/{}/{}", p.name, if is_paused { "resume" } else { "pause" })) {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button type="submit" { @if is_paused { "Resume" } @else { "Pause" } }
+                        }
+                    }
                 }
             }
         }

@@ -40,15 +40,21 @@ const BUCKETS: &[f64] = &[
     30.0, 60.0,
 ];
 
+/// A recorder of the host's metrics (histogram buckets and all), not installed: `handle`
+/// installs one for the process; a benchmark may install one per thread.
+pub fn recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .expect("buckets are not empty")
+        .build_recorder()
+}
+
 /// The process's recorder, installed on first use (one per process: the `metrics` facade
 /// has one global recorder; every server in the process shares it).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(BUCKETS)
-            .expect("buckets are not empty")
-            .build_recorder();
+        let recorder = recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was installed already: /metrics shows nothing");

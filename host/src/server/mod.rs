@@ -104,8 +104,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/hooks/{source}", axum::routing::post(hooks::receive))
         .route("/healthz", axum::routing::get(healthz))
         .route("/readyz", axum::routing::get(readyz));
-    // Installed before the first request, so what the first one records is kept.
-    metrics::handle();
+    // The metrics recorder is installed by `serve` (`metrics::handle`), before anything
+    // runs; an app embedded elsewhere (a bench, a test) records nothing unless it does too.
     hooks
         .merge(admin::router(state.clone()))
         .merge(console::router())

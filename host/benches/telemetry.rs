@@ -1,0 +1,378 @@
+//! What metrics and traces cost, end to end: signed webhooks over real HTTP → `hello` → run
+//! recorded, sled on disk, measured in turns so the machine's drift hits every setup alike.
+//!
+//! 1. **Metrics**, in this process: two hosts, each on a tokio runtime of its own (2
+//!    workers); one records nothing (no recorder: the pipeline bench's setting), the other
+//!    records every metric into the host's Prometheus recorder (installed on its threads).
+//! 2. **Traces**, with the real binary: two `switchboard serve` processes (metrics on, as
+//!    always), one of them with `[telemetry] otlp_endpoint` exporting every span over
+//!    OTLP/HTTP to a receiver in this process (which reads and drops them); each run joined
+//!    to its webhook's trace; and a third keeping a tenth of the traces (`sample_ratio =
+//!    0.1`). Their CPU time is read from `/proc`.
+//!
+//! Run with `cargo bench -p switchboard --bench telemetry` (prints Markdown tables);
+//! `TELEMETRY_BENCH_ROUNDS` sets the rounds (5).
+
+mod common;
+
+use common::{SECRET, blast, prepare};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchboard::ingest::{SourceConfig, Sources};
+use switchboard::pipeline::backend::Backend;
+use switchboard::pipeline::registry::Registry;
+use switchboard::pipeline::{Pipeline, PipelineOptions};
+use switchboard::runtime::{Runtime, RuntimeOptions};
+use switchboard::secrets::SecretSource;
+use switchboard::server::{AppState, spawn_local};
+use switchboard::sled::SledBackend;
+use switchboard::vendors::Connections;
+
+const WARMUP: usize = 2_000;
+const REQUESTS: usize = 10_000;
+const TOKEN: &str = "bench-admin-token";
+
+/// CPU seconds (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the command.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// One setup's measurements.
+#[derive(Default)]
+struct Rounds {
+    rates: Vec<f64>,
+    cpu_us: Vec<f64>,
+}
+
+fn table(title: &str, rounds: usize, setups: &[(&str, &Rounds)]) {
+    let base = (median(&setups[0].1.rates), median(&setups[0].1.cpu_us));
+    println!(
+        "\n| {title} | events/s (median of {rounds}) | vs {} | CPU µs per event (median) | vs {} | rounds (events/s) |",
+        setups[0].0, setups[0].0
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    for (name, r) in setups {
+        let (rate, cpu) = (median(&r.rates), median(&r.cpu_us));
+        println!(
+            "| {name} | {rate:.0} | {:+.1} % | {cpu:.0} | {:+.1} % | {} |",
+            (rate / base.0 - 1.0) * 100.0,
+            (cpu / base.1 - 1.0) * 100.0,
+            r.rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
+// ---- 1. metrics, in process ----
+
+/// A host with `hello` on its own runtime, whose threads run `on_thread` first.
+struct InProcess {
+    rt: tokio::runtime::Runtime,
+    url: String,
+    pipeline: Arc<Pipeline>,
+    done: usize,
+}
+
+impl InProcess {
+    fn new(dir: &Path, plugins: &Path, on_thread: impl Fn() + Send + Sync + 'static) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_start(on_thread)
+            .build()
+            .unwrap();
+        let (url, pipeline) = rt.block_on(async {
+            let options = RuntimeOptions {
+                cache_dir: Some(dir.join("cache")),
+                ..RuntimeOptions::default()
+            };
+            let backend = SledBackend::open(&dir.join("store")).unwrap();
+            let runtime = Arc::new(
+                Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap(),
+            );
+            let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
+            let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
+            let secret_file = dir.join("bench.secret");
+            std::fs::write(&secret_file, SECRET).unwrap();
+            let sources = Sources::from_config(&BTreeMap::from([(
+                "bench".to_string(),
+                SourceConfig {
+                    secret: Some(SecretSource::File(secret_file)),
+                    ..SourceConfig::default()
+                },
+            )]))
+            .unwrap();
+            let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
+                .await
+                .unwrap();
+            (format!("{url}/hooks/bench"), pipeline)
+        });
+        InProcess {
+            rt,
+            url,
+            pipeline,
+            done: 0,
+        }
+    }
+
+    /// Send `n` webhooks and wait until each one's run is recorded; (events/s, CPU µs per
+    /// event of this whole process: the client's share is the same for every setup).
+    fn round(&mut self, n: usize, tag: &str) -> (f64, f64) {
+        let requests = prepare(n, tag);
+        let (cpu, started) = (cpu_seconds("self"), Instant::now());
+        let (url, pipeline) = (self.url.clone(), self.pipeline.clone());
+        self.done += n;
+        let target = self.done;
+        self.rt.block_on(async move {
+            let (_, ok) = blast(&url, requests).await;
+            assert_eq!(ok, n);
+            while (pipeline.counters.succeeded.load(Ordering::Relaxed) as usize) < target {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        (
+            n as f64 / started.elapsed().as_secs_f64(),
+            (cpu_seconds("self") - cpu) * 1e6 / n as f64,
+        )
+    }
+}
+
+// ---- 2. traces, with the real binary ----
+
+/// A `switchboard serve` process.
+struct Served {
+    child: Child,
+    url: String,
+    done: u64,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(dir: &Path, name: &str, extra: &str) -> Served {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{name}\"\nplugins_dir = \"plugins\"\n\
+                 [sources.bench]\nsecret = {{ file = \"bench.secret\" }}\n{extra}"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
+            .env("SWITCHBOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting switchboard serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("serve says where it listens").unwrap();
+            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Served {
+            child,
+            url,
+            done: 0,
+        }
+    }
+
+    async fn succeeded(&self, http: &reqwest::Client) -> u64 {
+        let health: serde_json::Value = http
+            .get(format!("{}/admin/health", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        health["counters"]["succeeded"].as_u64().unwrap()
+    }
+
+    /// Send `n` webhooks and wait until each one's run is recorded; (events/s, the serve
+    /// process's CPU µs per event).
+    async fn round(&mut self, http: &reqwest::Client, n: usize, tag: &str) -> (f64, f64) {
+        let pid = self.child.id().to_string();
+        let requests = prepare(n, tag);
+        let (cpu, started) = (cpu_seconds(&pid), Instant::now());
+        let (_, ok) = blast(&format!("{}/hooks/bench", self.url), requests).await;
+        assert_eq!(ok, n);
+        self.done += n as u64;
+        while self.succeeded(http).await < self.done {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (
+            n as f64 / started.elapsed().as_secs_f64(),
+            (cpu_seconds(&pid) - cpu) * 1e6 / n as f64,
+        )
+    }
+}
+
+/// An OTLP/HTTP receiver on its own thread that reads each export and drops it; the bytes
+/// it got.
+fn receiver() -> (String, Arc<AtomicU64>) {
+    let got = Arc::new(AtomicU64::new(0));
+    let sink = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/v1/traces",
+                    axum::routing::post(move |body: axum::body::Bytes| {
+                        sink.fetch_add(body.len() as u64, Ordering::Relaxed);
+                        async { axum::http::StatusCode::OK }
+                    }),
+                )
+                .layer(axum::extract::DefaultBodyLimit::disable());
+            let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", socket.local_addr().unwrap()))
+                .unwrap();
+            axum::serve(socket, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), got)
+}
+
+fn main() {
+    let rounds: usize = std::env::var("TELEMETRY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let plugins: PathBuf = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(switchboard_test_guests::HELLO, plugins.join("hello.wasm")).unwrap();
+    std::fs::write(dir.path().join("bench.secret"), SECRET).unwrap();
+
+    // 1. Metrics off and on, in this process.
+    let mut off = InProcess::new(&dir.path().join("off"), &plugins, || {});
+    let recorder = switchboard::server::metrics::recorder();
+    let handle = recorder.handle();
+    let recorder: &'static _ = Box::leak(Box::new(recorder));
+    let mut on = InProcess::new(&dir.path().join("on"), &plugins, move || {
+        std::mem::forget(metrics::set_default_local_recorder(recorder))
+    });
+    off.round(WARMUP, "w0");
+    on.round(WARMUP, "w1");
+    let (mut r_off, mut r_on) = (Rounds::default(), Rounds::default());
+    for round in 0..rounds {
+        for (host, r, tag) in [(&mut off, &mut r_off, "a"), (&mut on, &mut r_on, "b")] {
+            let (rate, cpu) = host.round(REQUESTS, &format!("{tag}{round}"));
+            r.rates.push(rate);
+            r.cpu_us.push(cpu);
+        }
+    }
+    // The recorder saw every run (else this measured nothing).
+    let runs = format!(
+        "switchboard_runs_total{{recipe=\"hello\",trigger=\"webhook\",outcome=\"succeeded\"}} {}",
+        on.done
+    );
+    assert!(handle.render().contains(&runs), "{}", handle.render());
+    table(
+        "in process (sled, 2 workers)",
+        rounds,
+        &[("no metrics", &r_off), ("metrics", &r_on)],
+    );
+    drop((off, on));
+
+    // 2. Traces off and on, two `switchboard serve` processes.
+    let (otlp, exported) = receiver();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut plain = Served::start(dir.path(), "plain", "");
+    let mut traced = Served::start(
+        dir.path(),
+        "traced",
+        &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n"),
+    );
+    let mut sampled = Served::start(
+        dir.path(),
+        "sampled",
+        &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\nsample_ratio = 0.1\n"),
+    );
+    let (mut r_plain, mut r_traced, mut r_sampled) =
+        (Rounds::default(), Rounds::default(), Rounds::default());
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        plain.round(&http, WARMUP, "pw").await;
+        traced.round(&http, WARMUP, "tw").await;
+        sampled.round(&http, WARMUP, "sw").await;
+        for round in 0..rounds {
+            for (host, r, tag) in [
+                (&mut plain, &mut r_plain, "p"),
+                (&mut traced, &mut r_traced, "t"),
+                (&mut sampled, &mut r_sampled, "s"),
+            ] {
+                let (rate, cpu) = host.round(&http, REQUESTS, &format!("{tag}{round}")).await;
+                r.rates.push(rate);
+                r.cpu_us.push(cpu);
+            }
+        }
+    });
+    table(
+        "`switchboard serve` (sled; CPU: the serve process)",
+        rounds,
+        &[
+            ("metrics", &r_plain),
+            ("metrics + OTLP traces, all", &r_traced),
+            ("metrics + OTLP traces, 10 % sampled", &r_sampled),
+        ],
+    );
+    // Spans are sent every 5 s: give the last batch time to leave.
+    std::thread::sleep(Duration::from_secs(6));
+    let bytes = exported.load(Ordering::Relaxed);
+    assert!(bytes > 0, "no span reached the OTLP receiver");
+    println!(
+        "\nOTLP receiver: {:.1} MiB of spans from the traced hosts.",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+}
