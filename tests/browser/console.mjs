@@ -156,7 +156,7 @@ try {
   const heldEvent = await hook('b7', { op: 'kv-set', key: 'held', value: 'v' });
   await page.goto(`${URL}/console/runs`);
   await page.waitForTimeout(500);
-  const heldRow = `#runs tbody tr:has(a:text("${heldEvent}"))`;
+  const heldRow = `#runs tbody tr[data-run="${heldEvent}.probe"]`;
   check((await page.getAttribute(heldRow, 'data-status')) === 'queued', 'a paused recipe ran');
   await page.goto(`${URL}/console/recipes`);
   await page.click('tr[data-recipe=probe] button');
@@ -180,9 +180,10 @@ try {
   const none = await page.request.post(`${URL}/console/replay`, { form: { status: 'dead', confirm: 'yes' } });
   check(none.status() === 403, `without a CSRF token: ${none.status()}`);
 
-  step = 'no secret in any page';
+  step = 'no secret in any page, and none kept in a cache';
   for (const p of ['/console/runs', runUrl, '/console/recipes', '/console/connections']) {
-    await page.goto(p.startsWith('http') ? p : `${URL}${p}`);
+    const answer = await page.goto(p.startsWith('http') ? p : `${URL}${p}`);
+    check(answer.headers()['cache-control'] === 'no-store', `${p} may be cached`);
     check(!(await page.content()).includes(TOKEN), `${p} shows the admin token`);
   }
   console.log('console: every step held');

@@ -34,6 +34,7 @@ pub async fn run(pipeline: Arc<Pipeline>) {
                 .len(),
         );
         let mut claimed = Vec::new();
+        let claimed_at = now_ms();
         if free > 0 {
             match pipeline.claim(free).await {
                 Ok(c) => claimed = c,
@@ -63,11 +64,15 @@ pub async fn run(pipeline: Arc<Pipeline>) {
         // Nothing more to take now: sleep until something is due, work arrives, or a slot
         // frees. (After a claim that took something, runs are flowing and their settles
         // wake us: the next due time is only asked when there was nothing at all.)
+        // A run due before the claim that took nothing is held back (its recipe at its
+        // limit or paused, its key busy): what frees it wakes us, so no polling for it.
         let wait = if free == 0 || took {
             POLL
         } else {
             match pipeline.backend.next_due().await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64),
+                Ok(Some(due)) if due > claimed_at => {
+                    Duration::from_millis((due - now_ms()).clamp(1, 1000) as u64)
+                }
                 _ => POLL,
             }
         };

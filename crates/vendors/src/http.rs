@@ -273,7 +273,6 @@ impl VendorHttp {
                     .increment(1);
                 return Err(refused);
             }
-            let sent = Instant::now();
             let span = tracing::info_span!(
                 parent: &call.span,
                 "vendor request",
@@ -283,7 +282,6 @@ impl VendorHttp {
                 status = tracing::field::Empty,
             );
             let outcome = self.send_once(call, request).instrument(span.clone()).await;
-            metrics::record(self.vendor, &outcome, sent.elapsed());
             if let Ok(r) = &outcome {
                 span.record("status", r.status);
                 call.span.record("status", r.status);
@@ -364,31 +362,38 @@ impl VendorHttp {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e, request))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+        // Counted from here: the request leaves (what was refused before it is not a request).
+        let sent = Instant::now();
+        let outcome = async {
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e, request))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e, request))?
+                .to_vec();
+            Ok(Response {
+                status,
+                headers,
+                body,
             })
-            .collect();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e, request))?
-            .to_vec();
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        }
+        .await;
+        metrics::record(self.vendor, &outcome, sent.elapsed());
+        outcome
     }
 
     /// The error a failed exchange means. A request that may have reached the vendor (the

@@ -126,6 +126,26 @@ pub(super) fn router() -> Router<Arc<AppState>> {
         .route("/console/connections", get(connections_page))
         .route("/console/connections/check", post(check_connections))
         .route("/console/console.js", get(script))
+        .layer(axum::middleware::map_response(hardened))
+}
+
+/// Every console answer: never cached (a revealed payload is personal data), not sniffed,
+/// not framed by another site.
+async fn hardened(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    response
 }
 
 /// The session of a request, if it has a live one.
@@ -521,9 +541,11 @@ async fn chart(app: &AppState) -> Markup {
         since: Some(crate::pipeline::rfc3339(now - BUCKETS * WIDTH_MS)),
         ..Default::default()
     };
-    let Ok((runs, _)) = fetch(app, &filter, 5000).await else {
+    const MOST: usize = 2000;
+    let Ok((runs, more)) = fetch(app, &filter, MOST).await else {
         return html! {};
     };
+    let capped = more.is_some();
     let mut counts = vec![[0usize; 3]; BUCKETS as usize];
     for r in &runs {
         let Some(at) = crate::model::parse_ms(&r.created_at) else {
@@ -564,7 +586,9 @@ async fn chart(app: &AppState) -> Markup {
                     }
                 }
             }
-            figcaption { "Runs of the last hour, 5 minutes a bar: "
+            figcaption {
+                @if capped { "The newest " (MOST) " runs of the last hour" } @else { "Runs of the last hour" }
+                ", 5 minutes a bar: "
                 span style="color:#2a7d2a" { "succeeded" } ", "
                 span style="color:#b00020" { "failed or dead" } ", "
                 span style="color:#c9a400" { "unfinished" } }
@@ -780,6 +804,11 @@ async fn pause(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     match checked(&app, &headers, &form.csrf) {
+        Ok(_) if app.pipeline.registry().current().get(&name).is_none() => (
+            StatusCode::NOT_FOUND,
+            format!("no recipe named '{name}' is loaded"),
+        )
+            .into_response(),
         Ok(_) => {
             app.pipeline.pause(&name);
             Redirect::to("/console/recipes").into_response()
