@@ -24,21 +24,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{SECRET, blast, prepare};
-use std::collections::BTreeMap;
+use common::{blast, prepare, switchboard_host};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchboard::ingest::{SourceConfig, Sources};
-use switchboard::pipeline::backend::{Backend, Retention};
-use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::{Pipeline, PipelineOptions};
-use switchboard::runtime::{Runtime, RuntimeOptions};
-use switchboard::secrets::SecretSource;
-use switchboard::server::{AppState, spawn_local};
+use switchboard::pipeline::Pipeline;
+use switchboard::pipeline::backend::Retention;
 use switchboard::sled::{SledBackend, disk_usage};
-use switchboard::vendors::Connections;
 
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 20_000;
@@ -74,34 +66,6 @@ async fn plain(dir: &Path) -> String {
         )
         .with_state((db, tree));
     serve(app).await
-}
-
-/// A switchboard host with the plugins in `plugins` (a folder).
-async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>) {
-    let options = RuntimeOptions {
-        cache_dir: Some(dir.join("cache")),
-        ..RuntimeOptions::default()
-    };
-    let backend = SledBackend::open(&dir.join("store")).unwrap();
-    let runtime =
-        Arc::new(Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap());
-    let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
-    let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
-    let secret_file = dir.join("bench.secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    let sources = Sources::from_config(&BTreeMap::from([(
-        "bench".to_string(),
-        SourceConfig {
-            secret: Some(SecretSource::File(secret_file)),
-            ..SourceConfig::default()
-        },
-    )]))
-    .unwrap();
-    // The real accept loop (timeouts, connection cap), as `switchboard serve` runs it.
-    let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
-        .await
-        .unwrap();
-    (url, pipeline)
 }
 
 fn rate(n: usize, d: Duration) -> f64 {

@@ -15,23 +15,14 @@
 
 mod common;
 
-use common::{SECRET, blast, prepare};
-use std::collections::BTreeMap;
+use common::{SECRET, blast, prepare, switchboard_host};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use switchboard::ingest::{SourceConfig, Sources};
-use switchboard::pipeline::backend::Backend;
-use switchboard::pipeline::registry::Registry;
-use switchboard::pipeline::{Pipeline, PipelineOptions};
-use switchboard::runtime::{Runtime, RuntimeOptions};
-use switchboard::secrets::SecretSource;
-use switchboard::server::{AppState, spawn_local};
-use switchboard::sled::SledBackend;
-use switchboard::vendors::Connections;
+use switchboard::pipeline::Pipeline;
 
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 10_000;
@@ -108,32 +99,8 @@ impl InProcess {
             .on_thread_start(on_thread)
             .build()
             .unwrap();
-        let (url, pipeline) = rt.block_on(async {
-            let options = RuntimeOptions {
-                cache_dir: Some(dir.join("cache")),
-                ..RuntimeOptions::default()
-            };
-            let backend = SledBackend::open(&dir.join("store")).unwrap();
-            let runtime = Arc::new(
-                Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap(),
-            );
-            let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
-            let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
-            let secret_file = dir.join("bench.secret");
-            std::fs::write(&secret_file, SECRET).unwrap();
-            let sources = Sources::from_config(&BTreeMap::from([(
-                "bench".to_string(),
-                SourceConfig {
-                    secret: Some(SecretSource::File(secret_file)),
-                    ..SourceConfig::default()
-                },
-            )]))
-            .unwrap();
-            let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
-                .await
-                .unwrap();
-            (format!("{url}/hooks/bench"), pipeline)
-        });
+        let (url, pipeline) = rt.block_on(switchboard_host(dir, plugins));
+        let url = format!("{url}/hooks/bench");
         InProcess {
             rt,
             url,

@@ -9,6 +9,19 @@ use switchboard_test_guests::PROBE;
 
 const SECRET: &str = "whsec_dGVzdC1zZWNyZXQtZm9yLXJvdGF0aW9uLTEyMzQ=";
 
+/// Standard Webhooks headers for `body`, delivery `id`, signed with `key` now.
+fn signed(key: &[u8], id: &str, body: &str) -> Vec<(&'static str, String)> {
+    let ts = chrono::Utc::now().timestamp();
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        (
+            "webhook-signature",
+            StandardVerifier::sign(key, id, ts, body.as_bytes()),
+        ),
+    ]
+}
+
 /// One sample of a scrape: metric name and labels.
 type Sample = (String, BTreeMap<String, String>);
 
@@ -102,15 +115,7 @@ base_url = "{hb}"
     let key = StandardVerifier::decode_secret(SECRET).unwrap();
     let send = |id: &'static str, op: Value, key: Vec<u8>| {
         let body = op.to_string();
-        let ts = chrono::Utc::now().timestamp();
-        let headers = vec![
-            ("webhook-id", id.to_string()),
-            ("webhook-timestamp", ts.to_string()),
-            (
-                "webhook-signature",
-                StandardVerifier::sign(&key, id, ts, body.as_bytes()),
-            ),
-        ];
+        let headers = signed(&key, id, &body);
         let host = &host;
         async move { host.hook("test", &headers, &body).await.0 }
     };
@@ -416,15 +421,7 @@ max_retries = 0
     let key = StandardVerifier::decode_secret(SECRET).unwrap();
     let body =
         json!({"op": "http", "connection": "ghl", "path": "/contacts/secret-path"}).to_string();
-    let ts = chrono::Utc::now().timestamp();
-    let headers = vec![
-        ("webhook-id", "t1".to_string()),
-        ("webhook-timestamp", ts.to_string()),
-        (
-            "webhook-signature",
-            StandardVerifier::sign(&key, "t1", ts, body.as_bytes()),
-        ),
-    ];
+    let headers = signed(&key, "t1", &body);
     let (status, ack) = host.hook("test", &headers, &body).await;
     assert_eq!(status, 202, "{ack}");
     let runs = host

@@ -4,9 +4,20 @@
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::ingest::verify::StandardVerifier;
+use switchboard::ingest::{SourceConfig, Sources};
+use switchboard::pipeline::backend::Backend;
+use switchboard::pipeline::registry::Registry;
+use switchboard::pipeline::{Pipeline, PipelineOptions};
+use switchboard::runtime::{Runtime, RuntimeOptions};
+use switchboard::secrets::SecretSource;
+use switchboard::server::{AppState, spawn_local};
+use switchboard::sled::SledBackend;
+use switchboard::vendors::Connections;
 
 /// The Standard Webhooks secret of the benchmarks' `bench` source.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -78,4 +89,32 @@ pub async fn blast(url: &str, requests: Vec<Prepared>) -> (Duration, usize) {
         accepted += t.await.unwrap();
     }
     (started.elapsed(), accepted)
+}
+
+/// A switchboard host with the plugins in `plugins` (a folder).
+pub async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeline>) {
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.join("cache")),
+        ..RuntimeOptions::default()
+    };
+    let backend = SledBackend::open(&dir.join("store")).unwrap();
+    let runtime =
+        Arc::new(Runtime::new(options, backend.recipe_store(), Connections::default()).unwrap());
+    let registry = Registry::open(runtime.clone(), plugins.to_owned()).await;
+    let pipeline = Pipeline::start(runtime, registry, backend, PipelineOptions::default());
+    let secret_file = dir.join("bench.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let sources = Sources::from_config(&BTreeMap::from([(
+        "bench".to_string(),
+        SourceConfig {
+            secret: Some(SecretSource::File(secret_file)),
+            ..SourceConfig::default()
+        },
+    )]))
+    .unwrap();
+    // The real accept loop (timeouts, connection cap), as `switchboard serve` runs it.
+    let url = spawn_local(AppState::new(pipeline.clone(), sources, None))
+        .await
+        .unwrap();
+    (url, pipeline)
 }
