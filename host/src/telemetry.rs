@@ -95,6 +95,11 @@ impl Telemetry {
     {
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("switchboard"))
+            // What the spans say is their fields: no source file and line, thread, or busy
+            // and idle time (that one reads the clock at every poll of a run).
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(
                 Targets::new()
                     .with_target("switchboard", LevelFilter::INFO)
