@@ -63,8 +63,9 @@ pub struct TelemetrySection {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the spans; default `switchboard`.
     pub service_name: Option<String>,
-    /// The share of traces kept, from 0 to 1 (default 1: every trace). A run follows its
-    /// webhook's choice, so a trace is kept or dropped whole.
+    /// The share of events traced, from 0 to 1 (default 1: every one), decided when the
+    /// event arrives: its runs follow, so a trace is kept or dropped whole, and an event
+    /// not traced makes no span at all.
     pub sample_ratio: Option<f64>,
 }
 
@@ -156,12 +157,9 @@ impl Telemetry {
             .service_name
             .clone()
             .unwrap_or_else(|| "switchboard".into());
-        use opentelemetry_sdk::trace::Sampler;
+        // Sampling is decided before spans are made (`Links::sample`): every span made is kept.
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                ratio,
-            ))))
             .with_resource(
                 opentelemetry_sdk::Resource::builder()
                     .with_service_name(service)
@@ -171,7 +169,10 @@ impl Telemetry {
         Ok(Some(Telemetry {
             provider,
             endpoint,
-            links: Arc::new(Links::default()),
+            links: Arc::new(Links {
+                ratio,
+                inner: Mutex::default(),
+            }),
         }))
     }
 
@@ -181,10 +182,16 @@ impl Telemetry {
     }
 }
 
-/// The trace contexts of recently accepted events, bounded (oldest forgotten first).
-#[derive(Default)]
+/// The sampling decision and trace context (when traced) of recently accepted events,
+/// bounded (oldest forgotten first).
 struct Links {
-    inner: Mutex<(HashMap<String, opentelemetry::Context>, VecDeque<String>)>,
+    /// The share of events traced.
+    ratio: f64,
+    #[allow(clippy::type_complexity)]
+    inner: Mutex<(
+        HashMap<String, Option<opentelemetry::Context>>,
+        VecDeque<String>,
+    )>,
 }
 
 impl Links {
@@ -192,7 +199,7 @@ impl Links {
     /// is far behind, and then a run starting a trace of its own is no loss.
     const CAPACITY: usize = 16_384;
 
-    fn remember(&self, event_id: &str, context: opentelemetry::Context) {
+    fn remember(&self, event_id: &str, context: Option<opentelemetry::Context>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (map, order) = &mut *guard;
         if map.insert(event_id.to_string(), context).is_none() {
@@ -207,25 +214,36 @@ impl Links {
 }
 
 impl Traces for Links {
-    fn accepted(&self, event_id: &str) {
-        let context = tracing::Span::current().context();
-        if context.span().span_context().is_valid() {
-            self.remember(event_id, context);
-        }
+    fn sample(&self) -> bool {
+        self.ratio >= 1.0 || fastrand::f64() < self.ratio
+    }
+
+    fn accepted(&self, event_id: &str, traced: bool) {
+        let context = traced
+            .then(|| tracing::Span::current().context())
+            .filter(|c| c.span().span_context().is_valid());
+        self.remember(event_id, context);
+    }
+
+    fn wanted(&self, event_id: &str) -> bool {
+        let known = {
+            let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            guard.0.get(event_id).map(Option::is_some)
+        };
+        known.unwrap_or_else(|| self.sample())
     }
 
     fn attempt(&self, span: &tracing::Span, event_id: &str) -> Option<String> {
         let parent = {
             let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            guard.0.get(event_id).cloned()
+            guard.0.get(event_id).cloned().flatten()
         };
         if let Some(parent) = parent {
             let _ = span.set_parent(parent);
         }
         let context = span.context();
         let ids = context.span().span_context().clone();
-        // Only a trace that is exported is worth pointing at.
-        (ids.is_valid() && ids.is_sampled()).then(|| ids.trace_id().to_string())
+        ids.is_valid().then(|| ids.trace_id().to_string())
     }
 }
 
@@ -263,10 +281,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_events_runs_follow_its_sampling_decision() {
+        let never = Links {
+            ratio: 0.0,
+            inner: Mutex::default(),
+        };
+        assert!(!never.sample());
+        never.accepted("evt_1", false);
+        assert!(
+            !never.wanted("evt_1"),
+            "not traced at the webhook: nor its runs"
+        );
+        assert!(
+            !never.wanted("evt_unseen"),
+            "unseen here: the ratio decides"
+        );
+        never.remember("evt_2", Some(opentelemetry::Context::new()));
+        assert!(
+            never.wanted("evt_2"),
+            "traced at the webhook: so are its runs"
+        );
+        let always = Links {
+            ratio: 1.0,
+            inner: Mutex::default(),
+        };
+        assert!(always.sample() && always.wanted("evt_unseen"));
+        always.accepted("evt_3", false);
+        assert!(!always.wanted("evt_3"));
+    }
+
+    #[test]
     fn links_are_bounded() {
-        let links = Links::default();
+        let links = Links {
+            ratio: 1.0,
+            inner: Mutex::default(),
+        };
         for i in 0..Links::CAPACITY + 10 {
-            links.remember(&format!("evt_{i}"), opentelemetry::Context::new());
+            links.remember(&format!("evt_{i}"), Some(opentelemetry::Context::new()));
         }
         let guard = links.inner.lock().unwrap();
         assert_eq!(guard.0.len(), Links::CAPACITY);

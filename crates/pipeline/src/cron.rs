@@ -149,8 +149,11 @@ pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
         delivery_id: Some(format!("{}/{}/{scheduled_ms}", p.plugin, p.trigger)),
         payload: serde_json::value::to_raw_value(&payload).expect("JSON serializes"),
     };
-    let span =
-        tracing::info_span!("cron fire", recipe = %p.plugin, scheduled = %rfc3339(scheduled_ms));
+    let span = if pipeline.sample_trace() == Some(false) {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("cron fire", recipe = %p.plugin, scheduled = %rfc3339(scheduled_ms))
+    };
     let fired = pipeline
         .fire_tick(&p.plugin, p.trigger, scheduled_ms, incoming)
         .instrument(span.clone())
@@ -158,7 +161,7 @@ pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
     match fired {
         Ok(TickFire::Fired(crate::backend::Accepted::New { runs })) => {
             if let Some(run) = runs.first() {
-                span.in_scope(|| pipeline.traced(&run.event_id));
+                span.in_scope(|| pipeline.traced(&run.event_id, !span.is_none()));
             }
         }
         Ok(TickFire::Fired(_)) | Ok(TickFire::AlreadyFired) => {}

@@ -196,17 +196,24 @@ impl Pipeline {
     async fn attempt(&self, claimed: Claimed) {
         let Claimed { run, event, lease } = claimed;
         crate::metrics::started(&run, now_ms());
-        let span = tracing::info_span!(
-            "run",
-            run = %run.id,
-            event = %run.event_id,
-            recipe = %run.plugin,
-            attempt = run.attempts,
-        );
-        let trace_id = self
-            .traces
-            .get()
-            .and_then(|t| t.attempt(&span, &run.event_id));
+        // No span at all for an attempt whose trace is not exported (sampled out).
+        let traces = self.traces.get();
+        let wanted = traces.map(|t| t.wanted(&run.event_id));
+        let span = if wanted == Some(false) {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "run",
+                run = %run.id,
+                event = %run.event_id,
+                recipe = %run.plugin,
+                attempt = run.attempts,
+            )
+        };
+        let trace_id = match (traces, wanted) {
+            (Some(t), Some(true)) => t.attempt(&span, &run.event_id),
+            _ => None,
+        };
         let plugin = self.registry.current().get(&run.plugin).cloned();
         let work = async {
             match (event, plugin) {

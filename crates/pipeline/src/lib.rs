@@ -87,11 +87,17 @@ pub struct RunDetail {
 /// What the host's trace export adds to the pipeline's spans (the pipeline itself knows no
 /// exporter).
 pub trait Traces: Send + Sync {
+    /// Whether to trace what arrives now (a webhook, a cron fire): decided before any span
+    /// is made, so that an event not traced costs no span at all.
+    fn sample(&self) -> bool;
     /// The event `event_id` was accepted within the current span (a webhook's, a cron
-    /// fire's): its runs are to join that trace.
-    fn accepted(&self, event_id: &str);
-    /// `span`, not yet entered, is an attempt at a run of the event `event_id`: make it part
-    /// of the trace that accepted the event, when that is known; the attempt's trace id.
+    /// fire's), which is traced or not: its runs follow.
+    fn accepted(&self, event_id: &str, traced: bool);
+    /// Whether an attempt at a run of `event_id` is traced: as its event was, when this
+    /// host accepted it; else as [`Traces::sample`] says.
+    fn wanted(&self, event_id: &str) -> bool;
+    /// `span`, not yet entered, is a traced attempt at a run of the event `event_id`: make
+    /// it part of the trace that accepted the event, when that is known; its trace id.
     fn attempt(&self, span: &tracing::Span, event_id: &str) -> Option<String>;
 }
 
@@ -199,10 +205,16 @@ impl Pipeline {
     }
 
     /// Note that `event_id` was accepted within the current span (see [`Traces::accepted`]).
-    pub fn traced(&self, event_id: &str) {
+    pub fn traced(&self, event_id: &str, traced: bool) {
         if let Some(traces) = self.traces.get() {
-            traces.accepted(event_id);
+            traces.accepted(event_id, traced);
         }
+    }
+
+    /// Whether to trace an event arriving now: `None` when no traces are exported (spans
+    /// are made as ever, for the logs), else the sampling decision.
+    pub fn sample_trace(&self) -> Option<bool> {
+        self.traces.get().map(|t| t.sample())
     }
 
     /// The runtime recipes run in (and its vendor connections).

@@ -273,14 +273,19 @@ impl VendorHttp {
                     .increment(1);
                 return Err(refused);
             }
-            let span = tracing::info_span!(
-                parent: &call.span,
-                "vendor request",
-                vendor = self.vendor,
-                method = %request.method,
-                attempt,
-                status = tracing::field::Empty,
-            );
+            // Under the capability call's span only (none when the run is not traced).
+            let span = if call.span.is_none() {
+                tracing::Span::none()
+            } else {
+                tracing::info_span!(
+                    parent: &call.span,
+                    "vendor request",
+                    vendor = self.vendor,
+                    method = %request.method,
+                    attempt,
+                    status = tracing::field::Empty,
+                )
+            };
             let outcome = self.send_once(call, request).instrument(span.clone()).await;
             if let Ok(r) = &outcome {
                 span.record("status", r.status);

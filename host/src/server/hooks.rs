@@ -23,12 +23,17 @@ pub(super) async fn receive(
     request: Request,
 ) -> Response {
     // One span per delivery: the runs of its event join its trace (see `crate::telemetry`).
-    let span = tracing::info_span!(
-        "webhook",
-        source = %printable(&source),
-        event = tracing::field::Empty,
-        status = tracing::field::Empty,
-    );
+    // Sampled out (traces exported, this one not kept): no span at all.
+    let span = if app.pipeline.sample_trace() == Some(false) {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "webhook",
+            source = %printable(&source),
+            event = tracing::field::Empty,
+            status = tracing::field::Empty,
+        )
+    };
     let response = handle(app, source, request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
     response
@@ -138,7 +143,8 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
             });
             tracing::Span::current().record("event", ack.event_id.as_str());
             if !ack.duplicate {
-                app.pipeline.traced(&ack.event_id);
+                let traced = !tracing::Span::current().is_none();
+                app.pipeline.traced(&ack.event_id, traced);
             }
             (StatusCode::ACCEPTED, Json(ack)).into_response()
         }

@@ -88,14 +88,19 @@ impl RunState {
             .get(connection)
             .map_or(connection, String::as_str);
         let connector = self.connections.get(name)?.clone();
-        let span = tracing::info_span!(
-            "host call",
-            capability = capability.as_str(),
-            operation,
-            connection = name,
-            vendor = connector.vendor(),
-            status = tracing::field::Empty,
-        );
+        // Under the run's span only (none when the run is not traced).
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "host call",
+                capability = capability.as_str(),
+                operation,
+                connection = name,
+                vendor = connector.vendor(),
+                status = tracing::field::Empty,
+            )
+        };
         Ok((
             connector,
             Call {
