@@ -18,10 +18,8 @@
 
 mod common;
 
-use common::{Prepared, SECRET, prepare};
-use std::io::{BufRead, BufReader};
+use common::{Host, Prepared, SECRET, prepare, start, succeeded};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::postgres::{cluster::Cluster, testing};
@@ -30,51 +28,6 @@ const CONCURRENCY: usize = 64;
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 20_000;
 const ROUNDS: usize = 3;
-const TOKEN: &str = "bench-admin-token";
-
-/// A `switchboard serve` process.
-struct Host {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, config: &Path, database: Option<&str>) -> Host {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    command
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
-        .env("SWITCHBOARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(url) = database {
-        command.env("SWITCHBOARD_DATABASE_URL", url);
-    }
-    let mut child = command.spawn().expect("starting switchboard serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve printed where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("switchboard listening on ") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Host { child, url }
-}
-
 /// Send every request, `CONCURRENCY` in flight, to the hosts in turn; returns (elapsed,
 /// each answer's time).
 async fn blast(urls: &[String], requests: Vec<Prepared>) -> (Duration, Vec<Duration>) {
@@ -115,23 +68,6 @@ async fn blast(urls: &[String], requests: Vec<Prepared>) -> (Duration, Vec<Durat
 }
 
 /// Runs succeeded so far, over `hosts` (each host counts its own).
-async fn succeeded(http: &reqwest::Client, hosts: &[Host]) -> u64 {
-    let mut total = 0;
-    for h in hosts {
-        let health: serde_json::Value = http
-            .get(format!("{}/admin/health", h.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        total += health["counters"]["succeeded"].as_u64().unwrap();
-    }
-    total
-}
-
 async fn wait_for(http: &reqwest::Client, hosts: &[Host], target: u64) {
     while succeeded(http, hosts).await < target {
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -15,10 +15,8 @@
 
 mod common;
 
-use common::{SECRET, blast, prepare, switchboard_host};
-use std::io::{BufRead, BufReader};
+use common::{Host, SECRET, blast, prepare, start, succeeded, switchboard_host};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +24,6 @@ use switchboard::pipeline::Pipeline;
 
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 10_000;
-const TOKEN: &str = "bench-admin-token";
 
 /// CPU seconds (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -133,18 +130,10 @@ impl InProcess {
 
 // ---- 2. traces, with the real binary ----
 
-/// A `switchboard serve` process.
+/// A `switchboard serve` process, and how many of its runs are done.
 struct Served {
-    child: Child,
-    url: String,
+    host: Host,
     done: u64,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Served {
@@ -158,55 +147,22 @@ impl Served {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("--config")
-            .arg(&config)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .current_dir(dir)
-            .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
-            .env("SWITCHBOARD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting switchboard serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("serve says where it listens").unwrap();
-            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
         Served {
-            child,
-            url,
+            host: start(dir, &config, None),
             done: 0,
         }
-    }
-
-    async fn succeeded(&self, http: &reqwest::Client) -> u64 {
-        let health: serde_json::Value = http
-            .get(format!("{}/admin/health", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        health["counters"]["succeeded"].as_u64().unwrap()
     }
 
     /// Send `n` webhooks and wait until each one's run is recorded; (events/s, the serve
     /// process's CPU µs per event).
     async fn round(&mut self, http: &reqwest::Client, n: usize, tag: &str) -> (f64, f64) {
-        let pid = self.child.id().to_string();
+        let pid = self.host.child.id().to_string();
         let requests = prepare(n, tag);
         let (cpu, started) = (cpu_seconds(&pid), Instant::now());
-        let (_, ok) = blast(&format!("{}/hooks/bench", self.url), requests).await;
+        let (_, ok) = blast(&format!("{}/hooks/bench", self.host.url), requests).await;
         assert_eq!(ok, n);
         self.done += n as u64;
-        while self.succeeded(http).await < self.done {
+        while succeeded(http, std::slice::from_ref(&self.host)).await < self.done {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (

@@ -43,6 +43,16 @@ pub struct RunFilter {
     pub dry_run: bool,
 }
 
+/// Why `query` cannot select runs to replay: it asks for a status that is not finished.
+pub fn not_replayable(query: &RunQuery) -> Option<String> {
+    query.statuses.iter().find(|s| !s.is_terminal()).map(|s| {
+        format!(
+            "status: only finished runs can be replayed, not {}",
+            s.as_str()
+        )
+    })
+}
+
 /// Statuses as a comma-separated list says them.
 pub fn parse_statuses(text: &str) -> Result<Vec<RunStatus>, String> {
     text.split(',')

@@ -5,7 +5,9 @@
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::ingest::verify::StandardVerifier;
@@ -117,4 +119,67 @@ pub async fn switchboard_host(dir: &Path, plugins: &Path) -> (String, Arc<Pipeli
         .await
         .unwrap();
     (url, pipeline)
+}
+
+/// The admin token of the benchmarks' `switchboard serve` processes.
+pub const TOKEN: &str = "bench-admin-token";
+
+/// A `switchboard serve` process.
+pub struct Host {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(dir: &Path, config: &Path, database: Option<&str>) -> Host {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env("SWITCHBOARD_ADMIN_TOKEN", TOKEN)
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(url) = database {
+        command.env("SWITCHBOARD_DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("starting switchboard serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve printed where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("switchboard listening on ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Host { child, url }
+}
+
+pub async fn succeeded(http: &reqwest::Client, hosts: &[Host]) -> u64 {
+    let mut total = 0;
+    for h in hosts {
+        let health: serde_json::Value = http
+            .get(format!("{}/admin/health", h.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total += health["counters"]["succeeded"].as_u64().unwrap();
+    }
+    total
 }

@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,16 +63,7 @@ async fn authorize(State(app): State<Arc<AppState>>, request: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(token.expose().as_bytes()),
-    );
-    let same = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0;
-    if !same {
+    if !super::same_secret(given, token.expose()) {
         tracing::warn!(path = %request.uri().path(), "admin request refused: bad or missing bearer token");
         return (
             StatusCode::UNAUTHORIZED,
@@ -265,14 +255,8 @@ async fn replay_matching(
     State(app): State<Arc<AppState>>,
     Filter { filter, query }: Filter,
 ) -> Response {
-    if let Some(s) = query.statuses.iter().find(|s| !s.is_terminal()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "status: only finished runs can be replayed, not {}",
-                s.as_str()
-            ),
-        );
+    if let Some(e) = crate::api::not_replayable(&query) {
+        return error(StatusCode::BAD_REQUEST, e);
     }
     match app.pipeline.replay_matching(&query, filter.dry_run).await {
         Ok(r) => {

@@ -18,7 +18,7 @@
 //! | `POST /console/recipes/{name}/pause`, `…/resume` | stop or start this host's runs of a recipe |
 //! | `GET /console/connections`, `POST /console/connections/check` | connections, checked |
 
-use super::AppState;
+use super::{AppState, same_secret};
 use crate::api::RunFilter;
 use crate::model::RunRecord;
 use crate::model::effect::EffectState;
@@ -28,7 +28,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{DOCTYPE, Markup, html};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -100,15 +99,6 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
 pub(super) fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/runs") }))
@@ -148,17 +138,21 @@ async fn hardened(mut response: Response) -> Response {
     response
 }
 
-/// The session of a request, if it has a live one.
-fn session(app: &AppState, headers: &HeaderMap) -> Option<Session> {
-    let cookies = headers.get_all(header::COOKIE);
-    let id = cookies
+/// The session id a request's cookies carry, if any.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())?;
-    app.console.get(&id)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The session of a request, if it has a live one.
+fn session(app: &AppState, headers: &HeaderMap) -> Option<Session> {
+    app.console.get(&session_id(headers)?)
 }
 
 /// The session, or the answer to give instead: to sign in (a page) or 401 (a form).
@@ -179,7 +173,7 @@ fn signed_in(app: &AppState, headers: &HeaderMap, page: bool) -> Result<Session,
 /// The session, if the form carries its CSRF token; else the refusal.
 fn checked(app: &AppState, headers: &HeaderMap, csrf: &str) -> Result<Session, Box<Response>> {
     let session = signed_in(app, headers, false)?;
-    if !same(&session.csrf, csrf) {
+    if !same_secret(csrf, &session.csrf) {
         tracing::warn!("console: a form without the session's CSRF token was refused");
         return Err(Box::new(
             (
@@ -303,7 +297,7 @@ async fn login(
         )
             .into_response();
     };
-    if !same(&form.token, token.expose()) {
+    if !same_secret(&form.token, token.expose()) {
         tracing::warn!("console sign-in refused: wrong token");
         return (
             StatusCode::UNAUTHORIZED,
@@ -343,15 +337,7 @@ async fn logout(
     if let Err(refused) = checked(&app, &headers, &form.csrf) {
         return *refused;
     }
-    if let Some(id) = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_string())
-    {
+    if let Some(id) = session_id(&headers) {
         app.console.remove(&id);
     }
     (
@@ -366,19 +352,9 @@ async fn logout(
 
 /// The filter's query string (for links and the live rows).
 fn query_string(filter: &RunFilter) -> String {
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    let mut add = |k: &str, v: &Option<String>| {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-            out.append_pair(k, v);
-        }
-    };
-    add("status", &filter.status);
-    add("plugin", &filter.plugin);
-    add("source", &filter.source);
-    add("delivery", &filter.delivery);
-    add("since", &filter.since);
-    add("until", &filter.until);
-    out.finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(filter_fields(filter))
+        .finish()
 }
 
 /// The filter as the form sent it: empty fields are no filter.
@@ -471,6 +447,7 @@ async fn runs_page(
     page_of("Runs", Some(&session), body).into_response()
 }
 
+/// The filters set (after [`cleaned`]: none empty), as query or form fields.
 fn filter_fields(f: &RunFilter) -> Vec<(&'static str, String)> {
     [
         ("status", &f.status),
@@ -764,8 +741,7 @@ async fn bulk_replay(
                 .into_response();
         }
     };
-    if let Some(s) = query.statuses.iter().find(|s| !s.is_terminal()) {
-        let e = format!("only finished runs can be replayed, not {}", s.as_str());
+    if let Some(e) = crate::api::not_replayable(&query) {
         return (
             StatusCode::BAD_REQUEST,
             page_of("Bulk replay", Some(&session), html! { p.error { (e) } }),

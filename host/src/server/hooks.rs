@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
 
 pub(super) async fn receive(
@@ -43,13 +43,17 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
     let counters = &app.rejections;
     let shown = printable(&source);
     let count = |result: &'static str| metrics::webhook(&app, &source, result);
+    // A refusal, counted for `/admin/health` and for `/metrics`.
+    let refused = |counter: &AtomicU64, result: &'static str| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        count(result);
+    };
     if let Some(e) = app.pipeline.store_failure() {
         count("unavailable");
         return unavailable(&format!("the store failed ({e}); deliver again later"));
     }
     if app.sources.get(&source).is_none() {
-        count("unknown_source");
-        counters.unknown_source.fetch_add(1, Ordering::Relaxed);
+        refused(&counters.unknown_source, "unknown_source");
         tracing::warn!(source = %shown, "webhook refused: unknown source");
         return error(StatusCode::NOT_FOUND, format!("unknown source '{source}'"));
     }
@@ -65,8 +69,7 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
         }
     }
     let too_large = || {
-        count("too_large");
-        counters.too_large.fetch_add(1, Ordering::Relaxed);
+        refused(&counters.too_large, "too_large");
         tracing::warn!(source = %shown, limit = app.max_body, "webhook refused: body too large");
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -92,8 +95,7 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Ok(Err(e)) => {
-            count("malformed");
-            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            refused(&counters.malformed, "malformed");
             tracing::warn!(source = %shown, "webhook refused: reading the body failed: {e}");
             return error(
                 StatusCode::BAD_REQUEST,
@@ -101,8 +103,7 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
             );
         }
         Err(_) => {
-            count("timed_out");
-            counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            refused(&counters.timed_out, "timed_out");
             tracing::warn!(source = %shown, timeout = ?app.body_timeout, "webhook refused: body too slow");
             return error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -127,8 +128,7 @@ async fn handle(app: Arc<AppState>, source: String, request: Request) -> Respons
                 Refusal::Unauthorized(_) => (&counters.unauthorized, "bad_signature"),
                 Refusal::Malformed(_) => (&counters.malformed, "malformed"),
             };
-            counter.fetch_add(1, Ordering::Relaxed);
-            count(result);
+            refused(counter, result);
             tracing::warn!(source = %shown, "webhook refused: {}", printable(&refusal.to_string()));
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
             return error(status, refusal.to_string());

@@ -183,6 +183,20 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// Whether `given` is `secret` (a token, a CSRF token), compared in time that does not depend
+/// on where they differ: both are hashed first, so their lengths do not show either.
+pub(crate) fn same_secret(given: &str, secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(secret.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 /// A JSON error body: `{"error": "..."}`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
