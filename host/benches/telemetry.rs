@@ -1,14 +1,17 @@
 //! What metrics and traces cost, end to end: signed webhooks over real HTTP → `hello` → run
-//! recorded, sled on disk, measured in turns so the machine's drift hits every setup alike.
+//! recorded, sled on disk. The setups being compared run **at the same time**, each with its
+//! own load, so this VM's drift (its speed wanders by ±20 % within minutes) hits them alike;
+//! measured in turns, the drift between turns was as large as the effect measured.
 //!
 //! 1. **Metrics**, in this process: two hosts, each on a tokio runtime of its own (2
-//!    workers); one records nothing (no recorder: the pipeline bench's setting), the other
-//!    records every metric into the host's Prometheus recorder (installed on its threads).
-//! 2. **Traces**, with the real binary: two `switchboard serve` processes (metrics on, as
-//!    always), one of them with `[telemetry] otlp_endpoint` exporting every span over
-//!    OTLP/HTTP to a receiver in this process (which reads and drops them); each run joined
-//!    to its webhook's trace; and a third keeping a tenth of the traces (`sample_ratio =
-//!    0.1`). Their CPU time is read from `/proc`.
+//!    workers, named, so each one's CPU is read from its own threads in `/proc`); one
+//!    records nothing (no recorder: the pipeline bench's setting), the other records every
+//!    metric into the host's Prometheus recorder (installed on its threads).
+//! 2. **Traces**, with the real binary: three `switchboard serve` processes (metrics on, as
+//!    always): one without traces, one with `[telemetry] otlp_endpoint` exporting every span
+//!    over OTLP/HTTP to a receiver in this process (which reads and drops them), each run
+//!    joined to its webhook's trace, and one keeping a tenth of the traces (`sample_ratio =
+//!    0.1`). Each process's CPU time is read from `/proc`.
 //!
 //! Run with `cargo bench -p switchboard --bench telemetry` (prints Markdown tables);
 //! `TELEMETRY_BENCH_ROUNDS` sets the rounds (5).
@@ -25,7 +28,8 @@ use switchboard::pipeline::Pipeline;
 const WARMUP: usize = 2_000;
 const REQUESTS: usize = 10_000;
 
-/// CPU seconds (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
+/// CPU seconds (user + system) so far of process `pid` (`/proc/<pid>/stat`) or one of its
+/// threads (`<pid>/task/<tid>`).
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
@@ -43,6 +47,19 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds so far of this process's threads whose name starts with `prefix`.
+fn threads_cpu_seconds(prefix: &str) -> f64 {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with(prefix))
+        })
+        .map(|task| cpu_seconds(&format!("self/task/{}", task.file_name().to_string_lossy())))
+        .sum()
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -57,21 +74,26 @@ struct Rounds {
 }
 
 fn table(title: &str, rounds: usize, setups: &[(&str, &Rounds)]) {
-    let base = (median(&setups[0].1.rates), median(&setups[0].1.cpu_us));
+    let base = setups[0].1;
+    let vs = |mine: &[f64], base: &[f64]| {
+        let ratios: Vec<f64> = mine.iter().zip(base).map(|(m, b)| m / b - 1.0).collect();
+        median(&ratios) * 100.0
+    };
     println!(
-        "\n| {title} | events/s (median of {rounds}) | vs {} | CPU µs per event (median) | vs {} | rounds (events/s) |",
-        setups[0].0, setups[0].0
+        "\n| {title} | events/s (median of {rounds}) | vs {0} | CPU µs per event (median) | vs {0} (median of the rounds' ratios) | rounds (CPU µs per event) |",
+        setups[0].0
     );
     println!("|---|---:|---:|---:|---:|---|");
     for (name, r) in setups {
-        let (rate, cpu) = (median(&r.rates), median(&r.cpu_us));
         println!(
-            "| {name} | {rate:.0} | {:+.1} % | {cpu:.0} | {:+.1} % | {} |",
-            (rate / base.0 - 1.0) * 100.0,
-            (cpu / base.1 - 1.0) * 100.0,
-            r.rates
+            "| {name} | {:.0} | {:+.1} % | {:.0} | {:+.1} % | {} |",
+            median(&r.rates),
+            vs(&r.rates, &base.rates),
+            median(&r.cpu_us),
+            vs(&r.cpu_us, &base.cpu_us),
+            r.cpu_us
                 .iter()
-                .map(|r| format!("{r:.0}"))
+                .map(|c| format!("{c:.0}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -80,8 +102,10 @@ fn table(title: &str, rounds: usize, setups: &[(&str, &Rounds)]) {
 
 // ---- 1. metrics, in process ----
 
-/// A host with `hello` on its own runtime, whose threads run `on_thread` first.
+/// A host with `hello` on its own runtime, whose threads (named `name`, kept while the
+/// bench runs so none takes its CPU time away with it) run `on_thread` first.
 struct InProcess {
+    name: &'static str,
     rt: tokio::runtime::Runtime,
     url: String,
     pipeline: Arc<Pipeline>,
@@ -89,9 +113,16 @@ struct InProcess {
 }
 
 impl InProcess {
-    fn new(dir: &Path, plugins: &Path, on_thread: impl Fn() + Send + Sync + 'static) -> Self {
+    fn new(
+        name: &'static str,
+        dir: &Path,
+        plugins: &Path,
+        on_thread: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name(name)
+            .thread_keep_alive(Duration::from_secs(24 * 3600))
             .enable_all()
             .on_thread_start(on_thread)
             .build()
@@ -99,6 +130,7 @@ impl InProcess {
         let (url, pipeline) = rt.block_on(switchboard_host(dir, plugins));
         let url = format!("{url}/hooks/bench");
         InProcess {
+            name,
             rt,
             url,
             pipeline,
@@ -107,10 +139,11 @@ impl InProcess {
     }
 
     /// Send `n` webhooks and wait until each one's run is recorded; (events/s, CPU µs per
-    /// event of this whole process: the client's share is the same for every setup).
+    /// event of this host's threads: its runtime's, which also run the client sending to
+    /// it, the same share for every setup).
     fn round(&mut self, n: usize, tag: &str) -> (f64, f64) {
         let requests = prepare(n, tag);
-        let (cpu, started) = (cpu_seconds("self"), Instant::now());
+        let (cpu, started) = (threads_cpu_seconds(self.name), Instant::now());
         let (url, pipeline) = (self.url.clone(), self.pipeline.clone());
         self.done += n;
         let target = self.done;
@@ -123,9 +156,26 @@ impl InProcess {
         });
         (
             n as f64 / started.elapsed().as_secs_f64(),
-            (cpu_seconds("self") - cpu) * 1e6 / n as f64,
+            (threads_cpu_seconds(self.name) - cpu) * 1e6 / n as f64,
         )
     }
+}
+
+/// One round of every host in `hosts` at the same time (each on a thread named after it).
+fn together(hosts: &mut [&mut InProcess], n: usize, round: &str) -> Vec<(f64, f64)> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = hosts
+            .iter_mut()
+            .map(|host| {
+                let tag = format!("{}{round}", host.name);
+                std::thread::Builder::new()
+                    .name(format!("{}-main", host.name))
+                    .spawn_scoped(scope, move || host.round(n, &tag))
+                    .unwrap()
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    })
 }
 
 // ---- 2. traces, with the real binary ----
@@ -214,19 +264,18 @@ fn main() {
     std::fs::write(dir.path().join("bench.secret"), SECRET).unwrap();
 
     // 1. Metrics off and on, in this process.
-    let mut off = InProcess::new(&dir.path().join("off"), &plugins, || {});
+    let mut off = InProcess::new("metrics-off", &dir.path().join("off"), &plugins, || {});
     let recorder = switchboard::server::metrics::recorder();
     let handle = recorder.handle();
     let recorder: &'static _ = Box::leak(Box::new(recorder));
-    let mut on = InProcess::new(&dir.path().join("on"), &plugins, move || {
+    let mut on = InProcess::new("metrics-on", &dir.path().join("on"), &plugins, move || {
         std::mem::forget(metrics::set_default_local_recorder(recorder))
     });
-    off.round(WARMUP, "w0");
-    on.round(WARMUP, "w1");
+    together(&mut [&mut off, &mut on], WARMUP, "w");
     let (mut r_off, mut r_on) = (Rounds::default(), Rounds::default());
     for round in 0..rounds {
-        for (host, r, tag) in [(&mut off, &mut r_off, "a"), (&mut on, &mut r_on, "b")] {
-            let (rate, cpu) = host.round(REQUESTS, &format!("{tag}{round}"));
+        let got = together(&mut [&mut off, &mut on], REQUESTS, &round.to_string());
+        for (r, (rate, cpu)) in [&mut r_off, &mut r_on].into_iter().zip(got) {
             r.rates.push(rate);
             r.cpu_us.push(cpu);
         }
@@ -266,16 +315,26 @@ fn main() {
         (Rounds::default(), Rounds::default(), Rounds::default());
     rt.block_on(async {
         let http = reqwest::Client::new();
-        plain.round(&http, WARMUP, "pw").await;
-        traced.round(&http, WARMUP, "tw").await;
-        sampled.round(&http, WARMUP, "sw").await;
+        tokio::join!(
+            plain.round(&http, WARMUP, "pw"),
+            traced.round(&http, WARMUP, "tw"),
+            sampled.round(&http, WARMUP, "sw"),
+        );
         for round in 0..rounds {
-            for (host, r, tag) in [
-                (&mut plain, &mut r_plain, "p"),
-                (&mut traced, &mut r_traced, "t"),
-                (&mut sampled, &mut r_sampled, "s"),
-            ] {
-                let (rate, cpu) = host.round(&http, REQUESTS, &format!("{tag}{round}")).await;
+            let tags = [
+                format!("p{round}"),
+                format!("t{round}"),
+                format!("s{round}"),
+            ];
+            let got = tokio::join!(
+                plain.round(&http, REQUESTS, &tags[0]),
+                traced.round(&http, REQUESTS, &tags[1]),
+                sampled.round(&http, REQUESTS, &tags[2]),
+            );
+            for (r, (rate, cpu)) in [&mut r_plain, &mut r_traced, &mut r_sampled]
+                .into_iter()
+                .zip([got.0, got.1, got.2])
+            {
                 r.rates.push(rate);
                 r.cpu_us.push(cpu);
             }

@@ -89,7 +89,9 @@ impl Telemetry {
         }
     }
 
-    /// The layer that hands our crates' spans (info and above) to the exporter.
+    /// The layer that hands our crates' spans (info and above) to the exporter, with their
+    /// events but not recipes' log lines ([`RECIPE_LOG`](switchboard_runtime::RECIPE_LOG)):
+    /// those may carry personal data, and each is in its run's log already.
     pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -106,7 +108,8 @@ impl Telemetry {
                     .with_target("switchboard", LevelFilter::INFO)
                     .with_target("switchboard_pipeline", LevelFilter::INFO)
                     .with_target("switchboard_runtime", LevelFilter::INFO)
-                    .with_target("switchboard_vendors", LevelFilter::INFO),
+                    .with_target("switchboard_vendors", LevelFilter::INFO)
+                    .with_target(switchboard_runtime::RECIPE_LOG, LevelFilter::OFF),
             )
     }
 

@@ -90,6 +90,8 @@ try {
   });
   const seen = await statuses(page);
   check(count(seen, 'succeeded') === 2, `statuses: ${seen}`);
+  const ids = await page.$$eval('#runs tbody td.delivery', (ts) => ts.map((t) => t.textContent).sort());
+  check(ids.join() === 'b1,b2,b3,b4,b5', `delivery ids: ${ids}`);
 
   step = 'the chart counts the runs by outcome';
   await page.reload();

@@ -327,6 +327,8 @@ struct Received {
     span_id: String,
     parent: String,
     attributes: BTreeMap<String, String>,
+    /// The span's events: each one's name and attribute values.
+    events: Vec<String>,
 }
 
 /// An OTLP/HTTP (protobuf) receiver on a free port: the spans it got.
@@ -346,18 +348,24 @@ async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Receive
                 for rs in request.resource_spans {
                     for ss in rs.scope_spans {
                         for s in ss.spans {
-                            let attributes = s
-                                .attributes
+                            let text = |kv: opentelemetry_proto::tonic::common::v1::KeyValue| {
+                                let v = match kv.value.and_then(|v| v.value) {
+                                    Some(Any::StringValue(s)) => s,
+                                    Some(Any::IntValue(i)) => i.to_string(),
+                                    Some(Any::BoolValue(b)) => b.to_string(),
+                                    Some(Any::DoubleValue(d)) => d.to_string(),
+                                    other => format!("{other:?}"),
+                                };
+                                (kv.key, v)
+                            };
+                            let attributes = s.attributes.into_iter().map(text).collect();
+                            let events = s
+                                .events
                                 .into_iter()
-                                .map(|kv| {
-                                    let v = match kv.value.and_then(|v| v.value) {
-                                        Some(Any::StringValue(s)) => s,
-                                        Some(Any::IntValue(i)) => i.to_string(),
-                                        Some(Any::BoolValue(b)) => b.to_string(),
-                                        Some(Any::DoubleValue(d)) => d.to_string(),
-                                        other => format!("{other:?}"),
-                                    };
-                                    (kv.key, v)
+                                .map(|e| {
+                                    let values: Vec<String> =
+                                        e.attributes.into_iter().map(|kv| text(kv).1).collect();
+                                    format!("{} {}", e.name, values.join(" "))
                                 })
                                 .collect();
                             got.push(Received {
@@ -366,6 +374,7 @@ async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Receive
                                 span_id: hex::encode(s.span_id),
                                 parent: hex::encode(s.parent_span_id),
                                 attributes,
+                                events,
                             });
                         }
                     }
@@ -481,12 +490,45 @@ max_retries = 0
     assert_eq!(seen, "400", "{seen}");
     assert_eq!(call.attributes["status"], seen);
     assert_eq!(request.attributes["status"], seen);
-    // No payload, path or body in any span.
+
+    // A recipe's log line stays out of the trace (it may carry personal data; the run's
+    // log keeps it), though the host log copies it.
+    let line = "l".repeat(23);
+    let body = json!({"op": "log-flood", "lines": 1, "bytes": 23}).to_string();
+    let (status, ack) = host.hook("test", &signed(&key, "t2", &body), &body).await;
+    assert_eq!(status, 202, "{ack}");
+    let runs = host
+        .wait_runs("", "the logging run", |runs| {
+            runs.len() == 2 && runs.iter().all(|r| r["status"] == "succeeded")
+        })
+        .await;
+    let logged = runs
+        .iter()
+        .find(|r| r["event_id"] == ack["event_id"])
+        .unwrap();
+    let logged = logged["id"].as_str().unwrap();
+    let started = std::time::Instant::now();
+    while !spans
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "run" && s.attributes["run"] == logged)
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the run span of {logged} did not arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(host.log().contains(&line), "{}", host.log());
+
+    // No payload, path, body or recipe log line in any span.
     for s in spans.lock().unwrap().iter() {
-        for (k, v) in &s.attributes {
+        let attributes = s.attributes.iter().map(|(k, v)| (k.as_str(), v));
+        for (k, v) in attributes.chain(s.events.iter().map(|e| ("event", e))) {
             assert!(
-                !v.contains("secret-path"),
-                "{} carries the payload in {k}: {v}",
+                !v.contains("secret-path") && !v.contains(&line),
+                "{} carries the payload or a recipe's log line in {k}: {v}",
                 s.name
             );
         }

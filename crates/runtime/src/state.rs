@@ -1,6 +1,7 @@
 //! Per-run state: what one `Store` holds while a recipe handles one event.
 
 use super::output::CapturedOutput;
+use crate::RECIPE_LOG;
 use crate::capabilities::RunEffects;
 use crate::store::KvSpace;
 use std::collections::{BTreeMap, BTreeSet};
@@ -235,7 +236,7 @@ impl RunState {
     }
 
     /// Append to the run's log and, within the run's budget for it, to the host's log
-    /// (escaped: a recipe cannot forge a host log line).
+    /// (escaped: a recipe cannot forge a host log line) under the target [`RECIPE_LOG`].
     pub fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let line = LogLine {
             level,
@@ -244,11 +245,11 @@ impl RunState {
         };
         let size = line_size(&line);
         let enabled = match level {
-            Level::Trace => tracing::enabled!(tracing::Level::TRACE),
-            Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
-            Level::Info => tracing::enabled!(tracing::Level::INFO),
-            Level::Warn => tracing::enabled!(tracing::Level::WARN),
-            Level::Error => tracing::enabled!(tracing::Level::ERROR),
+            Level::Trace => tracing::enabled!(target: RECIPE_LOG, tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: RECIPE_LOG, tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: RECIPE_LOG, tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: RECIPE_LOG, tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: RECIPE_LOG, tracing::Level::ERROR),
         };
         if !self.log.push(line) || !enabled || !self.log.copy_to_host(size) {
             return;
@@ -259,11 +260,17 @@ impl RunState {
         let recipe = &*self.recipe;
         let event = &self.event_id;
         match level {
-            Level::Trace => tracing::trace!(recipe, event, ?fields, "{message}"),
-            Level::Debug => tracing::debug!(recipe, event, ?fields, "{message}"),
-            Level::Info => tracing::info!(recipe, event, ?fields, "{message}"),
-            Level::Warn => tracing::warn!(recipe, event, ?fields, "{message}"),
-            Level::Error => tracing::error!(recipe, event, ?fields, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: RECIPE_LOG, recipe, event, ?fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: RECIPE_LOG, recipe, event, ?fields, "{message}")
+            }
+            Level::Info => tracing::info!(target: RECIPE_LOG, recipe, event, ?fields, "{message}"),
+            Level::Warn => tracing::warn!(target: RECIPE_LOG, recipe, event, ?fields, "{message}"),
+            Level::Error => {
+                tracing::error!(target: RECIPE_LOG, recipe, event, ?fields, "{message}")
+            }
         }
     }
 

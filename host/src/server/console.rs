@@ -385,6 +385,10 @@ async fn runs_page(
     };
     let filter = cleaned(filter);
     let page = fetch(&app, &filter, 50).await;
+    let deliveries = match &page {
+        Ok((runs, _)) => deliveries(&app, runs).await,
+        Err(_) => HashMap::new(),
+    };
     let recipes: Vec<String> = app
         .pipeline
         .registry()
@@ -422,14 +426,14 @@ async fn runs_page(
             Ok((runs, next)) => {
                 table #runs {
                     thead { tr {
-                        th { "Status" } th { "Recipe" } th { "Source / kind" } th { "Event" }
+                        th { "Status" } th { "Recipe" } th { "Source / kind" } th { "Event" } th { "Delivery id" }
                         th { "Received" } th { "Started" } th { "Finished" } th { "Duration" }
                         th { "Attempts" } th { "Next attempt" } th { "Error" }
                     } }
                     @if filter.cursor.is_none() {
-                        tbody data-live=(format!("/console/runs/rows?{qs}")) { (rows(runs)) }
+                        tbody data-live=(format!("/console/runs/rows?{qs}")) { (rows(runs, &deliveries)) }
                     } @else {
-                        tbody { (rows(runs)) }
+                        tbody { (rows(runs, &deliveries)) }
                     }
                 }
                 @if let Some(next) = next {
@@ -483,12 +487,25 @@ async fn runs_rows(
         return *r;
     }
     match fetch(&app, &cleaned(filter), 50).await {
-        Ok((runs, _)) => rows(&runs).into_response(),
+        Ok((runs, _)) => rows(&runs, &deliveries(&app, &runs).await).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 
-fn rows(runs: &[RunRecord]) -> Markup {
+/// The delivery id of each event of `runs` (a page of them: one read per event).
+async fn deliveries(app: &AppState, runs: &[RunRecord]) -> HashMap<String, String> {
+    let mut found = HashMap::new();
+    for r in runs {
+        if !found.contains_key(&r.event_id)
+            && let Ok(Some(e)) = app.pipeline.event(&r.event_id).await
+        {
+            found.insert(r.event_id.clone(), e.delivery_id);
+        }
+    }
+    found
+}
+
+fn rows(runs: &[RunRecord], deliveries: &HashMap<String, String>) -> Markup {
     html! {
         @for r in runs {
             tr data-run=(r.id) data-status=(r.status.as_str()) {
@@ -497,6 +514,7 @@ fn rows(runs: &[RunRecord]) -> Markup {
                 td { (r.plugin) @if let Some(v) = &r.plugin_version { "@" (v) } }
                 td { (r.source) " / " (r.kind) }
                 td { a href=(format!("/console/runs/{}", r.id)) { (r.event_id) } }
+                td.delivery { (deliveries.get(&r.event_id).map_or("", String::as_str)) }
                 td { (r.created_at) }
                 td { (r.started_at.as_deref().unwrap_or("")) }
                 td { (r.finished_at.as_deref().unwrap_or("")) }
