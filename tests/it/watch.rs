@@ -535,9 +535,15 @@ max_retries = 0
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_and_dead_runs_raise_signed_alerts_rate_limited_and_retried() {
-    // A receiver that refuses the first delivery (500), then takes every alert it can verify.
+type Alerts = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// A receiver of alerts that refuses the first delivery (500), then takes every alert it can
+/// verify: its URL, the alerts it took, and the deliveries it answered.
+async fn alert_receiver() -> (
+    String,
+    Alerts,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let key = StandardVerifier::decode_secret(SECRET).unwrap();
@@ -570,6 +576,29 @@ async fn failed_and_dead_runs_raise_signed_alerts_rate_limited_and_retried() {
     let receiver = format!("http://{}/alerts", socket.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(socket, app).await.unwrap() });
 
+    (receiver, got, refused)
+}
+
+/// The alerts `got` holds once there are `n`, within 30 s.
+async fn alerts_when(got: &Alerts, n: usize, host: &Host) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let alerts = got.lock().unwrap().clone();
+        if alerts.len() >= n {
+            return alerts;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "alerts: {alerts:#?}\n{}",
+            host.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_dead_runs_raise_signed_alerts_rate_limited_and_retried() {
+    let (receiver, got, refused) = alert_receiver().await;
     let (dir, config) = setup(
         &[("probe", PROBE)],
         &format!(
@@ -612,19 +641,7 @@ min_interval = "1h"
     trigger(json!({"op": "kv-set", "key": "k", "value": "v"})).await;
     assert_eq!(dead["status"], "dead", "{dead}");
 
-    let started = std::time::Instant::now();
-    let alerts = loop {
-        let alerts = got.lock().unwrap().clone();
-        if alerts.len() >= 3 {
-            break alerts;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "alerts: {alerts:#?}\n{}",
-            host.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let alerts = alerts_when(&got, 3, &host).await;
     // A moment more: nothing else arrives.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let alerts = {
@@ -656,4 +673,47 @@ min_interval = "1h"
         "{}",
         host.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_resumed_at_a_restart_is_seen_by_the_alerts() {
+    let (receiver, got, _) = alert_receiver().await;
+    let (dir, config) = setup(
+        &[("probe", PROBE)],
+        &format!(
+            r#"
+[sources.test]
+secrets = [{{ file = "test.secret" }}]
+kind = "probe"
+[pipeline]
+max_attempts = 1
+[plugins.probe]
+deadline = "300ms"
+[alerts]
+url = "{receiver}"
+secret = {{ file = "alert.secret" }}
+"#
+        ),
+    );
+    std::fs::write(dir.path().join("alert.secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();
+    // The host dies (SIGKILL) while the run is in the sandbox...
+    let host = Host::start(&config);
+    let key = StandardVerifier::decode_secret(SECRET).unwrap();
+    let body = json!({"op": "loop"}).to_string();
+    let (status, ack) = host.hook("test", &signed(&key, "r1", &body), &body).await;
+    assert_eq!(status, 202, "{ack}");
+    host.wait_runs("status=running", "the run in the sandbox", |runs| {
+        runs.len() == 1
+    })
+    .await;
+    host.kill();
+    // ...and the next start resumes it at once, before anything else happens: it ends dead
+    // (its deadline), and the alerts, set up before the first run can start, see it.
+    let host = Host::start(&config);
+    let alerts = alerts_when(&got, 1, &host).await;
+    assert_eq!(alerts[0]["type"], "run.dead", "{alerts:#?}");
+    assert_eq!(alerts[0]["recipe"], "probe");
+    let runs = host.runs("").await;
+    assert_eq!(alerts[0]["run"], runs[0]["id"], "{runs:#?}");
 }

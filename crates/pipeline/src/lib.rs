@@ -131,13 +131,27 @@ impl Pipeline {
         backend: Arc<dyn Backend>,
         options: PipelineOptions,
     ) -> Arc<Self> {
+        let pipeline = Self::new(runtime, registry, backend, options);
+        pipeline.clone().go();
+        pipeline
+    }
+
+    /// The pipeline over `backend`, not running yet: what must see every run from the first
+    /// one on (the trace export, subscribers to finished runs) is set up before
+    /// [`go`](Self::go).
+    pub fn new(
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        backend: Arc<dyn Backend>,
+        options: PipelineOptions,
+    ) -> Arc<Self> {
         let holder = format!(
             "{}:{}:{:08x}",
             hostname(),
             std::process::id(),
             fastrand::u32(..)
         );
-        let pipeline = Arc::new(Pipeline {
+        Arc::new(Pipeline {
             backend,
             registry,
             runtime,
@@ -150,19 +164,22 @@ impl Pipeline {
             traces: std::sync::OnceLock::new(),
             paused: Mutex::new(Default::default()),
             counters: Counters::default(),
-        });
-        tokio::spawn(dispatch::run(pipeline.clone()));
-        let sweeper = pipeline.clone();
+        })
+    }
+
+    /// Start the workers (runs already due, such as those left by a restart, begin now)
+    /// and the retention sweeper.
+    pub fn go(self: Arc<Self>) {
+        tokio::spawn(dispatch::run(self.clone()));
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(sweeper.options.sweep_interval).await;
-                if sweeper.is_stopping() {
+                tokio::time::sleep(self.options.sweep_interval).await;
+                if self.is_stopping() {
                     break;
                 }
-                sweeper.sweep().await;
+                self.sweep().await;
             }
         });
-        pipeline
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

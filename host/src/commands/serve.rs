@@ -62,7 +62,9 @@ pub async fn serve(
     let warned = warn_unknown_plugins(&config_name, &configured, &registry, &BTreeSet::new());
     let options = ctx.config.pipeline_options();
     let reload = options.reload_interval;
-    let pipeline = Pipeline::start(runtime, registry.clone(), backend.clone(), options);
+    // Traces and alerts are set up before the first run can start (a restart resumes runs
+    // at once): none of them goes untraced or unseen by the alerts.
+    let pipeline = Pipeline::new(runtime, registry.clone(), backend.clone(), options);
     if let Some(t) = &telemetry {
         pipeline.set_traces(t.traces());
     }
@@ -70,6 +72,7 @@ pub async fn serve(
         crate::alerts::start(&pipeline, section)
             .map_err(|e| CommandError::input(ctx.config_display(), e))?;
     }
+    pipeline.clone().go();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     registry.watch(reload, stopped.clone());
     if !configured.is_empty() {
