@@ -37,14 +37,14 @@ use state::RunState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 pub use switchboard_model::RunError;
-
-/// The `tracing` target of recipes' log lines copied to the host's log. They stay out of
-/// exported traces: a recipe may log personal data, and each line is kept in its run's log.
-pub const RECIPE_LOG: &str = "switchboard_runtime::recipe";
 use switchboard_model::kv::KvQuota;
 use switchboard_vendors::Connections;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
+
+/// The `tracing` target of recipes' log lines copied to the host's log. They stay out of
+/// exported traces: a recipe may log personal data, and each line is kept in its run's log.
+pub const RECIPE_LOG: &str = "switchboard_runtime::recipe";
 
 /// Failure to build the runtime itself.
 #[derive(Debug, thiserror::Error)]
