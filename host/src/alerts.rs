@@ -1,8 +1,9 @@
 //! `[alerts]`: a signed JSON notification (Standard Webhooks) to an operator's URL when a run
 //! ends dead or failed or leaves calls unconfirmed, and when a recipe fails `failures` times
 //! within `window`. Alerts of one kind for one recipe are sent at most once per
-//! `min_interval` (the ones held back are counted in the next); delivery is retried with
-//! backoff and logged, on a queue of its own: a slow or dead receiver never holds up a run.
+//! `min_interval` (the ones held back, or dropped from a full queue, are counted in the
+//! next); delivery is retried with backoff and logged, on a queue of its own: a slow or dead
+//! receiver never holds up a run.
 //!
 //! ```toml
 //! [alerts]
@@ -128,8 +129,18 @@ pub fn start(pipeline: &Arc<Pipeline>, section: &AlertsSection) -> Result<(), Al
                 Err(broadcast::error::RecvError::Closed) => break,
             };
             for alert in rules.of(&run, Instant::now()) {
-                if queue.try_send(alert).is_err() {
-                    tracing::warn!(run = %run.id, "alerts: the queue is full; an alert is dropped");
+                match queue.try_send(alert) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(alert)) => {
+                        tracing::warn!(run = %run.id, kind = alert.kind, "alerts: the queue is full; an alert is dropped (counted in the next one of its kind)");
+                        rules.dropped(&alert);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::error!(
+                            "alerts: the delivery task is gone; no more alerts are sent"
+                        );
+                        return;
+                    }
                 }
             }
         }
@@ -140,8 +151,9 @@ pub fn start(pipeline: &Arc<Pipeline>, section: &AlertsSection) -> Result<(), Al
 /// What to alert on, with the state that rate-limits and counts.
 struct Rules {
     section: AlertsSection,
-    /// (kind, recipe) → when one was last sent, and how many were held back since.
-    last: HashMap<(&'static str, String), (Instant, u64)>,
+    /// (kind, recipe) → when one was last sent (none: the last one was dropped unsent), and
+    /// how many were held back since.
+    last: HashMap<(&'static str, String), (Option<Instant>, u64)>,
     /// recipe → when its recent failures happened.
     failures: HashMap<String, VecDeque<Instant>>,
 }
@@ -187,16 +199,18 @@ impl Rules {
         for (kind, failures) in kinds {
             let key = (kind, run.plugin.clone());
             let suppressed = match self.last.get_mut(&key) {
-                Some((sent, held)) if now.duration_since(*sent) < self.section.min_interval => {
+                Some((Some(sent), held))
+                    if now.duration_since(*sent) < self.section.min_interval =>
+                {
                     *held += 1;
                     continue;
                 }
                 Some((sent, held)) => {
-                    *sent = now;
+                    *sent = Some(now);
                     std::mem::take(held)
                 }
                 None => {
-                    self.last.insert(key, (now, 0));
+                    self.last.insert(key, (Some(now), 0));
                     0
                 }
             };
@@ -214,6 +228,19 @@ impl Rules {
             });
         }
         alerts
+    }
+}
+
+impl Rules {
+    /// `alert` was not sent (its queue was full): the next one of its kind and recipe goes
+    /// out without waiting for `min_interval`, and counts it (and what it counted) as held.
+    fn dropped(&mut self, alert: &Alert) {
+        let last = self
+            .last
+            .entry((alert.kind, alert.recipe.clone()))
+            .or_insert((None, 0));
+        last.0 = None;
+        last.1 += 1 + alert.suppressed;
     }
 }
 
@@ -313,6 +340,36 @@ mod tests {
         assert_eq!(kinds(&later), ["run.failed"]);
         assert_eq!(later[0].suppressed, 2, "the two held back are counted");
         assert!(rules.of(&run("e6", RunStatus::Succeeded), t).is_empty());
+    }
+
+    #[test]
+    fn an_alert_dropped_unsent_is_counted_in_the_next_which_is_not_held_back() {
+        let mut rules = Rules::new(section(None));
+        let t = Instant::now();
+        assert_eq!(rules.of(&run("e1", RunStatus::Failed), t).len(), 1);
+        assert!(
+            rules
+                .of(&run("e2", RunStatus::Failed), t + Duration::from_secs(1))
+                .is_empty()
+        );
+        let second = rules.of(&run("e3", RunStatus::Failed), t + Duration::from_secs(31));
+        assert_eq!(second[0].suppressed, 1);
+        // The queue was full: the second (which counted one held back) never left...
+        rules.dropped(&second[0]);
+        // ...so the next goes at once, counting the dropped one and the one it counted.
+        let third = rules.of(&run("e4", RunStatus::Failed), t + Duration::from_secs(32));
+        assert_eq!(
+            third.len(),
+            1,
+            "not held back by an alert that was never sent"
+        );
+        assert_eq!(third[0].suppressed, 2);
+        // And the interval runs from that one, which was sent.
+        assert!(
+            rules
+                .of(&run("e5", RunStatus::Failed), t + Duration::from_secs(33))
+                .is_empty()
+        );
     }
 
     #[test]
