@@ -129,6 +129,8 @@ try {
     if (status !== 'succeeded') await page.waitForTimeout(100);
   }
   check(status === 'succeeded', `after replay: ${status}`);
+  const timeline = await page.$$eval('#timeline tr[data-outcome]', (rs) => rs.map((r) => r.getAttribute('data-outcome')));
+  check(timeline.join() === 'failed,succeeded', `attempts timeline: ${timeline}`);
   await page.screenshot({ path: path.join(ARTIFACTS, 'run.png'), fullPage: true });
 
   step = 'bulk replay of the dead runs, after a dry-run count';

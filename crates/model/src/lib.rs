@@ -10,7 +10,8 @@ pub mod run;
 pub mod schedule;
 
 pub use run::{
-    DeliveryMark, Lease, Level, LogLine, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed,
+    AttemptRecord, DeliveryMark, Lease, Level, LogLine, RunError, RunRecord, RunStatus,
+    StoredEvent, Unconfirmed,
 };
 
 use serde::{Deserialize, Serialize};

@@ -304,3 +304,25 @@ impl RunRecord {
         self.status == RunStatus::Queued && matches!(self.outcome, Some(Outcome::Deferred { .. }))
     }
 }
+
+/// One attempt of a run as it ended: a run's timeline is a list of these, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt's number (counted again from 1 after a replay).
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    pub finished_at: String,
+    /// `succeeded`, `deferred`, `retry`, `failed` or `dead`.
+    pub outcome: String,
+    /// The error, as a sentence, when it ended with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    /// The version of the recipe that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}

@@ -17,7 +17,8 @@ use std::sync::Arc;
 pub use switchboard_model::Lease;
 use switchboard_model::effect::Effect;
 use switchboard_model::{
-    Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent, Unconfirmed, rfc3339,
+    AttemptRecord, Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent,
+    Unconfirmed, rfc3339,
 };
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
@@ -327,6 +328,9 @@ pub trait Backend: Send + Sync + 'static {
     /// A run's log lines.
     async fn logs(&self, id: &str) -> BackendResult<Vec<LogLine>>;
 
+    /// A run's attempts as they ended, oldest first (kept with the run, across replays).
+    async fn attempts(&self, id: &str) -> BackendResult<Vec<AttemptRecord>>;
+
     /// An event.
     async fn event(&self, id: &str) -> BackendResult<Option<StoredEvent>>;
 
@@ -386,9 +390,32 @@ pub fn accepted(new: &NewEvent) -> (StoredEvent, Vec<RunRecord>) {
     (stored, runs)
 }
 
-/// The run after an attempt that ended as `settlement`, and when it is due again (`None`:
-/// finished). Every backend records a settlement this way.
+/// The run after an attempt that ended as `settlement`, when it is due again (`None`:
+/// finished), and the attempt for the run's timeline (`None` for a release: not attempted).
+/// Every backend records a settlement this way.
 pub fn settled(
+    run: RunRecord,
+    now: Ms,
+    settlement: Settlement,
+    report: AttemptReport,
+) -> (RunRecord, Option<Ms>, Option<AttemptRecord>) {
+    let (attempt, started_at) = (run.attempts, run.started_at.clone());
+    let outcome = crate::metrics::outcome(&settlement);
+    let (run, due) = settle_record(run, now, settlement, report);
+    let record = outcome.map(|outcome| AttemptRecord {
+        attempt,
+        started_at,
+        finished_at: run.updated_at.clone(),
+        outcome: outcome.to_string(),
+        reason: run.reason.clone(),
+        duration_us: run.duration_us,
+        plugin_version: run.plugin_version.clone(),
+        trace_id: run.trace_id.clone(),
+    });
+    (run, due, record)
+}
+
+fn settle_record(
     mut run: RunRecord,
     now: Ms,
     settlement: Settlement,

@@ -596,6 +596,36 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         ),
         "replay: not while it runs"
     );
+    succeed(&*b, &c[0].lease, t + 33).await;
+    // The timeline: every attempt as it ended, across the replays; a release is none.
+    let timeline = b.attempts("evt_0050.a").await.unwrap();
+    let seen: Vec<(&str, u32, String)> = timeline
+        .iter()
+        .map(|a| (a.outcome.as_str(), a.attempt, a.finished_at.clone()))
+        .collect();
+    let at = |ms| switchboard_model::rfc3339(t + ms);
+    assert_eq!(
+        seen,
+        vec![
+            ("deferred", 1, at(2)),
+            ("dead", 1, at(23)),
+            ("succeeded", 1, at(33))
+        ],
+        "timeline: {timeline:#?}"
+    );
+    assert_eq!(timeline[0].duration_us, Some(42));
+    assert_eq!(timeline[0].plugin_version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        timeline[0].trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(timeline[0].started_at, Some(at(1)));
+    assert!(
+        timeline[1].reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "timeline: the dead attempt says why: {timeline:#?}"
+    );
+    assert_eq!(timeline[2].reason, None);
+    assert!(b.attempts("nope").await.unwrap().is_empty());
 }
 
 async fn a_crash_leaves_every_unfinished_run_to_run_again<H: Harness>(h: &H) {
@@ -806,6 +836,15 @@ async fn retention_removes_what_expired_and_keeps_the_rest<H: Harness>(h: &H) {
     assert!(
         b.logs("evt_0080.a").await.unwrap().is_empty(),
         "retention: a run's logs go with it"
+    );
+    assert!(
+        b.attempts("evt_0080.a").await.unwrap().is_empty(),
+        "retention: and its timeline"
+    );
+    assert_eq!(
+        b.attempts("evt_0084.a").await.unwrap().len(),
+        1,
+        "retention: a kept run keeps its timeline"
     );
     assert_eq!(
         b.logs("evt_0081.b").await.unwrap().len(),

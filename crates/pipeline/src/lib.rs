@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use switchboard_model::effect::Effect;
-use switchboard_model::{LogLine, RunRecord, StoredEvent};
+use switchboard_model::{AttemptRecord, LogLine, RunRecord, StoredEvent};
 use switchboard_runtime::Runtime;
 use tokio::sync::broadcast;
 
@@ -82,6 +82,8 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunRecord,
     pub logs: Vec<LogLine>,
+    /// Each attempt as it ended, oldest first.
+    pub timeline: Vec<AttemptRecord>,
 }
 
 /// What the host's trace export adds to the pipeline's spans (the pipeline itself knows no
@@ -303,7 +305,12 @@ impl Pipeline {
     pub async fn run_detail(&self, id: &str) -> Result<RunDetail, PipelineError> {
         let run = self.run(id).await?;
         let logs = self.backend.logs(id).await?;
-        Ok(RunDetail { run, logs })
+        let timeline = self.backend.attempts(id).await?;
+        Ok(RunDetail {
+            run,
+            logs,
+            timeline,
+        })
     }
 
     pub async fn event(&self, id: &str) -> Result<Option<StoredEvent>, PipelineError> {

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_model::effect::Effect;
-use switchboard_model::{LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
+use switchboard_model::{AttemptRecord, LogLine, RunRecord, RunStatus, StoredEvent, rfc3339};
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
     Ms, NewEvent, QueueCounts, Replayed, Retention, RunPage, RunQuery, Settlement, Swept, TickFire,
@@ -111,6 +111,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             2,
             "claims, kv writes, list indexes, vacuum",
             include_str!("../migrations/0002_claims_kv_vacuum.sql"),
+        ),
+        (
+            3,
+            "run timelines",
+            include_str!("../migrations/0003_timeline.sql"),
         ),
     ]
     .into_iter()
@@ -391,7 +396,13 @@ impl PgBackend {
         let released = matches!(settlement, Settlement::Released);
         let logs = (!released && !report.logs.is_empty())
             .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
-        let (mut run, due) = settled(before, now_ms, settlement, report);
+        let (mut run, due, attempt) = settled(before, now_ms, settlement, report);
+        let attempt = attempt.map(|a| {
+            (
+                a.attempt as i32,
+                serde_json::to_string(&a).expect("attempts serialize"),
+            )
+        });
         if released {
             run.started_at = None;
         }
@@ -410,6 +421,9 @@ impl PgBackend {
              ), gone AS ( \
                DELETE FROM run_logs WHERE $16 AND $15::text IS NULL \
                  AND run_id IN (SELECT id FROM u) \
+             ), attempt AS ( \
+               INSERT INTO run_attempts (run_id, finished_ms, attempt, record) \
+               SELECT id, $6, $17, $18 FROM u WHERE $18::text IS NOT NULL \
              ) SELECT count(*) FROM u",
         )
         .bind(&run.id)
@@ -428,6 +442,8 @@ impl PgBackend {
         .bind(&lease.holder)
         .bind(logs)
         .bind(!released)
+        .bind(attempt.as_ref().map(|a| a.0))
+        .bind(attempt.map(|a| a.1))
         .fetch_one(&self.pools.fast)
         .await
         .map_err(db)?;
@@ -539,6 +555,8 @@ impl PgBackend {
                RETURNING id, event_id \
              ), logs AS ( \
                DELETE FROM run_logs WHERE run_id IN (SELECT id FROM gone) \
+             ), timeline AS ( \
+               DELETE FROM run_attempts WHERE run_id IN (SELECT id FROM gone) \
              ), fx AS ( \
                DELETE FROM effects WHERE run_id IN (SELECT id FROM gone) RETURNING 1 \
              ) \
@@ -980,6 +998,25 @@ impl Backend for PgBackend {
             })
             .transpose()
             .map(Option::unwrap_or_default)
+    }
+
+    async fn attempts(&self, id: &str) -> BackendResult<Vec<AttemptRecord>> {
+        let records: Vec<String> = sqlx::query_scalar(
+            "SELECT record FROM run_attempts WHERE run_id = $1 ORDER BY finished_ms, attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pools.fast)
+        .await
+        .map_err(db)?;
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| BackendError::Corrupt {
+                    key: format!("attempt of run {id}"),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
     }
 
     async fn event(&self, id: &str) -> BackendResult<Option<StoredEvent>> {

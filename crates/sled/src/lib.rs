@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use switchboard_model::effect::Effect;
 use switchboard_model::{
-    DeliveryMark, LogLine, RunRecord, RunStatus, StoredEvent, parse_ms, rfc3339,
+    AttemptRecord, DeliveryMark, LogLine, RunRecord, RunStatus, StoredEvent, parse_ms, rfc3339,
 };
 use switchboard_pipeline::backend::{
     Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed, Lease,
@@ -494,6 +494,9 @@ impl SledBackend {
         }
         self.del(keys::pending(&run.id))?;
         self.del(keys::logs(&run.id))?;
+        for key in self.tree.scan_prefix(keys::timeline(&run.id)).keys() {
+            self.del(self.sled(key)?)?;
+        }
         self.del(keys::run(&run.id))?;
         let effects = self
             .store
@@ -1002,7 +1005,7 @@ impl Backend for SledBackend {
                 .ok_or_else(|| BackendError::NoRun(lease.run.clone()))?,
         };
         let logs = report.logs.clone();
-        let (run, due) =
+        let (run, due, attempt) =
             switchboard_pipeline::backend::settled(before, now_ms, settlement.clone(), report);
         if matches!(settlement, Settlement::Released) {
             // Given back unrun: only its pending entry changes (the attempt uncounted).
@@ -1017,6 +1020,9 @@ impl Backend for SledBackend {
                 batch.remove(keys::logs(&run.id));
             } else {
                 batch.insert(keys::logs(&run.id), keys::encode(&logs));
+            }
+            if let Some(a) = &attempt {
+                batch.insert(keys::attempt(&run.id, now_ms, a.attempt), keys::encode(a));
             }
             self.apply(batch)?;
         }
@@ -1133,6 +1139,16 @@ impl Backend for SledBackend {
             .map(|v| keys::decode(&key, &v))
             .transpose()?
             .unwrap_or_default())
+    }
+
+    async fn attempts(&self, id: &str) -> BackendResult<Vec<AttemptRecord>> {
+        self.tree
+            .scan_prefix(keys::timeline(id))
+            .map(|item| {
+                let (key, value) = self.sled(item)?;
+                keys::decode(&key, &value)
+            })
+            .collect()
     }
 
     async fn event(&self, id: &str) -> BackendResult<Option<StoredEvent>> {

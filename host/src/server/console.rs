@@ -10,7 +10,7 @@
 //! | route | does |
 //! |-------|------|
 //! | `GET /console/runs?<filters>` | runs, newest first; filters; live updates; a chart |
-//! | `GET /console/runs/{id}` | a run: attempts, logs, vendor calls, journal, replay |
+//! | `GET /console/runs/{id}` | a run: its attempts, logs, vendor calls (journal), replay |
 //! | `POST /console/runs/{id}/reveal` | the same, with the event's payload |
 //! | `POST /console/runs/{id}/replay` | queue a finished run again |
 //! | `POST /console/replay` | bulk replay of the filter's runs: a dry-run count, then confirm |
@@ -693,6 +693,25 @@ async fn run_view(
         @if let Some(outcome) = &run.outcome {
             h2 { "Outcome" }
             pre { (serde_json::to_string_pretty(outcome).unwrap_or_default()) }
+        }
+        h2 { "Attempts" }
+        @if detail.timeline.is_empty() { p { "None ended yet." } }
+        @else {
+            table #timeline {
+                tr { th { "Attempt" } th { "Started" } th { "Ended" } th { "Outcome" } th { "Took" } th { "Version" } th { "Trace" } th { "Error" } }
+                @for a in &detail.timeline {
+                    tr data-outcome=(a.outcome) {
+                        td { (a.attempt) }
+                        td { (a.started_at.as_deref().unwrap_or("")) }
+                        td { (a.finished_at) }
+                        td { (a.outcome) }
+                        td { @if let Some(us) = a.duration_us { (format!("{:.1} ms", us as f64 / 1000.0)) } }
+                        td { (a.plugin_version.as_deref().unwrap_or("")) }
+                        td { (a.trace_id.as_deref().unwrap_or("")) }
+                        td.error { (a.reason.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
         }
         h2 { "Log of the last attempt" }
         @if detail.logs.is_empty() { p { "No lines." } }
