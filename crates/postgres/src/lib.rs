@@ -397,12 +397,7 @@ impl PgBackend {
         let logs = (!released && !report.logs.is_empty())
             .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
         let (mut run, due, attempt) = settled(before, now_ms, settlement, report);
-        let attempt = attempt.map(|a| {
-            (
-                a.attempt as i32,
-                serde_json::to_string(&a).expect("attempts serialize"),
-            )
-        });
+        let attempt = attempt.map(|a| serde_json::to_string(&a).expect("attempts serialize"));
         if released {
             run.started_at = None;
         }
@@ -422,8 +417,8 @@ impl PgBackend {
                DELETE FROM run_logs WHERE $16 AND $15::text IS NULL \
                  AND run_id IN (SELECT id FROM u) \
              ), attempt AS ( \
-               INSERT INTO run_attempts (run_id, finished_ms, attempt, record) \
-               SELECT id, $6, $17, $18 FROM u WHERE $18::text IS NOT NULL \
+               INSERT INTO run_attempts (run_id, record) \
+               SELECT id, $17 FROM u WHERE $17::text IS NOT NULL \
              ) SELECT count(*) FROM u",
         )
         .bind(&run.id)
@@ -442,8 +437,7 @@ impl PgBackend {
         .bind(&lease.holder)
         .bind(logs)
         .bind(!released)
-        .bind(attempt.as_ref().map(|a| a.0))
-        .bind(attempt.map(|a| a.1))
+        .bind(attempt)
         .fetch_one(&self.pools.fast)
         .await
         .map_err(db)?;
@@ -1001,13 +995,12 @@ impl Backend for PgBackend {
     }
 
     async fn attempts(&self, id: &str) -> BackendResult<Vec<AttemptRecord>> {
-        let records: Vec<String> = sqlx::query_scalar(
-            "SELECT record FROM run_attempts WHERE run_id = $1 ORDER BY finished_ms, attempt",
-        )
-        .bind(id)
-        .fetch_all(&self.pools.fast)
-        .await
-        .map_err(db)?;
+        let records: Vec<String> =
+            sqlx::query_scalar("SELECT record FROM run_attempts WHERE run_id = $1 ORDER BY seq")
+                .bind(id)
+                .fetch_all(&self.pools.fast)
+                .await
+                .map_err(db)?;
         records
             .iter()
             .map(|r| {

@@ -50,18 +50,13 @@ pub fn run(id: &str) -> Vec<u8> {
 pub fn logs(id: &str) -> Vec<u8> {
     [b"l/", id.as_bytes()].concat()
 }
-/// Where a run's attempts are kept, oldest first: this prefix, then when each ended and its
-/// number (big-endian).
+/// Where a run's attempts are kept, oldest first: this prefix, then an id from sled's
+/// monotonic counter (big-endian; two attempts may end in the same millisecond).
 pub fn timeline(id: &str) -> Vec<u8> {
     [b"t/", id.as_bytes(), b"\n"].concat()
 }
-pub fn attempt(id: &str, finished_ms: i64, attempt: u32) -> Vec<u8> {
-    [
-        timeline(id),
-        finished_ms.to_be_bytes().to_vec(),
-        attempt.to_be_bytes().to_vec(),
-    ]
-    .concat()
+pub fn attempt(id: &str, n: u64) -> Vec<u8> {
+    [timeline(id), n.to_be_bytes().to_vec()].concat()
 }
 pub fn delivery(source: &str, delivery: &str) -> Vec<u8> {
     format!("d/{source}\n{delivery}").into_bytes()

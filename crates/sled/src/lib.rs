@@ -1022,7 +1022,8 @@ impl Backend for SledBackend {
                 batch.insert(keys::logs(&run.id), keys::encode(&logs));
             }
             if let Some(a) = &attempt {
-                batch.insert(keys::attempt(&run.id, now_ms, a.attempt), keys::encode(a));
+                let n = self.sled(self.store.db().generate_id())?;
+                batch.insert(keys::attempt(&run.id, n), keys::encode(a));
             }
             self.apply(batch)?;
         }
