@@ -229,9 +229,7 @@ impl Rules {
         }
         alerts
     }
-}
 
-impl Rules {
     /// `alert` was not sent (its queue was full): the next one of its kind and recipe goes
     /// out without waiting for `min_interval`, and counts it (and what it counted) as held.
     fn dropped(&mut self, alert: &Alert) {

@@ -984,12 +984,7 @@ impl Backend for PgBackend {
                 .await
                 .map_err(db)?;
         lines
-            .map(|json| {
-                serde_json::from_str(&json).map_err(|e| BackendError::Corrupt {
-                    key: format!("logs of run {id}"),
-                    reason: e.to_string(),
-                })
-            })
+            .map(|text| rows::json(&format!("logs of run {id}"), &text))
             .transpose()
             .map(Option::unwrap_or_default)
     }
@@ -1003,12 +998,7 @@ impl Backend for PgBackend {
                 .map_err(db)?;
         records
             .iter()
-            .map(|r| {
-                serde_json::from_str(r).map_err(|e| BackendError::Corrupt {
-                    key: format!("attempt of run {id}"),
-                    reason: e.to_string(),
-                })
-            })
+            .map(|r| rows::json(&format!("attempt of run {id}"), r))
             .collect()
     }
 

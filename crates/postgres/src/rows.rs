@@ -73,6 +73,11 @@ fn corrupt(key: &str, reason: impl ToString) -> BackendError {
     }
 }
 
+/// `text`, JSON kept in a column, read back; `what` names it in the error.
+pub fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> BackendResult<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
 pub fn db(e: sqlx::Error) -> BackendError {
     BackendError::Io(e.to_string())
 }
@@ -94,7 +99,7 @@ pub fn run(row: &PgRow) -> BackendResult<RunRecord> {
         .map_err(|e: String| corrupt(&format!("run {id}"), e))?;
     let detail: Option<String> = get(row, "detail")?;
     let detail: Detail = match detail {
-        Some(json) => serde_json::from_str(&json).map_err(|e| corrupt(&format!("run {id}"), e))?,
+        Some(text) => json(&format!("run {id}"), &text)?,
         None => Detail::default(),
     };
     let ms =
