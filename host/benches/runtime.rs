@@ -168,12 +168,26 @@ fn bare_linker(engine: &Engine, component: &Component) -> Linker<Bare> {
     let mut linker: Linker<Bare> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     {
-        let mut kv = linker.instance("switchboard:recipes/kv@0.3.0").unwrap();
+        let mut kv = linker.instance("switchboard:recipes/kv@0.4.0").unwrap();
         kv.func_wrap(
             "get",
             |store: wasmtime::StoreContextMut<'_, Bare>, (key,): (String,)| {
                 let v = store.data().kv.lock().unwrap().get(&key).cloned();
                 Ok((KvResult::Ok(v),))
+            },
+        )
+        .unwrap();
+        kv.func_wrap(
+            "increment",
+            |store: wasmtime::StoreContextMut<'_, Bare>, (key, delta): (String, i64)| {
+                let mut map = store.data().kv.lock().unwrap();
+                let sum = map
+                    .get(&key)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok())
+                    .unwrap_or(0)
+                    + delta;
+                map.insert(key, sum.to_string().into_bytes());
+                Ok((KvResult::<i64>::Ok(sum),))
             },
         )
         .unwrap();
@@ -195,7 +209,7 @@ fn bare_linker(engine: &Engine, component: &Component) -> Linker<Bare> {
         .unwrap();
     }
     linker
-        .instance("switchboard:recipes/log@0.3.0")
+        .instance("switchboard:recipes/log@0.4.0")
         .unwrap()
         .func_wrap(
             "log",

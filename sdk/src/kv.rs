@@ -70,6 +70,21 @@ pub fn set_if_absent_raw(key: &str, value: &[u8]) -> Result<bool> {
     Ok(wit::set_if_absent(key, value)?)
 }
 
+/// Atomically add `delta` to the integer under `key` (absent counts as 0) and return the
+/// sum: one host call, however many runs count at once (no retries, unlike [`update`]).
+/// The value is a JSON integer, so [`get`] reads it as one (`kv::get::<i64>`). A value that
+/// is not an integer, or a sum outside `i64`, is [`Error::Invalid`](crate::Error) and
+/// changes nothing.
+///
+/// ```no_run
+/// # fn f() -> switchboard_sdk::Result<()> {
+/// let seen = switchboard_sdk::kv::increment("count/job.created", 1)?;
+/// # let _ = seen; Ok(()) }
+/// ```
+pub fn increment(key: &str, delta: i64) -> Result<i64> {
+    Ok(wit::increment(key, delta)?)
+}
+
 /// Set `key` to a JSON value only if it is absent; returns whether it was set.
 pub fn set_if_absent<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<bool> {
     set_if_absent_raw(key, &serde_json::to_vec(value)?)

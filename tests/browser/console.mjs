@@ -142,6 +142,25 @@ try {
   await page.waitForSelector('#replayed');
   check((await page.textContent('#replayed')).includes('Replayed 2 run(s)'), await page.textContent('#replayed'));
 
+  step = "a run's vendor requests, with status and duration";
+  const calling = await hook('b8', { op: 'http', connection: 'ghl', path: '/contacts/missing' });
+  await page.goto(`${URL}/console/runs`);
+  await page.waitForFunction(
+    (sel) => document.querySelector(sel)?.getAttribute('data-status') === 'succeeded',
+    `#runs tbody tr[data-run="${calling}.probe"]`,
+  );
+  await page.goto(`${URL}/console/runs/${calling}.probe`);
+  const calls = await page.$$eval('#calls tr[data-status]', (rs) =>
+    rs.map((r) => [...r.querySelectorAll('td')].map((t) => t.textContent.trim())),
+  );
+  check(calls.length === 1, `vendor requests: ${JSON.stringify(calls)}`);
+  const [attempt, op, connection, vendor, method, code, took] = calls[0];
+  check(
+    attempt === '1' && op === 'vendor-http.send' && connection === 'ghl' && vendor === 'gohighlevel' && method === 'GET',
+    `vendor request: ${calls[0]}`,
+  );
+  check(/^4\d\d$/.test(code) && /^\d+ ms$/.test(took), `status and duration: ${calls[0]}`);
+
   step = 'a bad plugin file shows its load error';
   fs.writeFileSync(path.join(PLUGINS, 'broken.wasm'), 'this is not a component');
   let shown = false;

@@ -145,8 +145,8 @@ fn inspect_prints_the_manifest_and_imports() {
         "webhook: source=* kind=*",
         "capabilities: kv",
         "imports:",
-        "switchboard:recipes/kv@0.3.0",
-        "switchboard:recipes/log@0.3.0",
+        "switchboard:recipes/kv@0.4.0",
+        "switchboard:recipes/log@0.4.0",
     ] {
         assert!(s.contains(expected), "missing {expected:?} in:\n{s}");
     }

@@ -44,20 +44,38 @@ async fn the_console_in_a_real_browser() {
         skipped("console::the_console_in_a_real_browser", &why);
         return;
     }
+    // GoHighLevel's sandbox, for a run's vendor requests.
+    let sandbox = switchboard::sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        switchboard::sandbox::SandboxKeys::default(),
+    )
+    .await
+    .unwrap();
     let (dir, config) = setup(
         &[("probe", PROBE)],
-        r#"
+        &format!(
+            r#"
 [sources.test]
-secrets = [{ file = "test.secret" }]
+secrets = [{{ file = "test.secret" }}]
 kind = "probe"
 [pipeline]
 max_attempts = 1
 reload_interval = "100ms"
 [plugins.probe]
 deadline = "300ms"
+[connections.ghl]
+vendor = "gohighlevel"
+secret = {{ file = "ghl.key" }}
+location_id = "{location}"
+base_url = "{ghl}"
+max_retries = 0
 "#,
+            location = switchboard::sandbox::GHL_LOCATION,
+            ghl = sandbox.base_url("gohighlevel"),
+        ),
     );
     std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("ghl.key"), &sandbox.state.keys.gohighlevel).unwrap();
     let host = Host::start(&config);
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
     std::fs::create_dir_all(&artifacts).unwrap();

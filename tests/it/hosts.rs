@@ -337,6 +337,41 @@ async fn a_run_of_a_killed_host_is_taken_over_after_its_lease_and_its_late_settl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_paused_on_one_host_is_paused_on_every_host_and_across_a_restart() {
+    let db = testing::fresh_config("paused");
+    let (_dir, configs) = cluster_setup(&[("pipe", PIPE)], 2, &db, SOURCE);
+    let a = start(&configs[0], &db);
+    let mut b = start(&configs[1], &db);
+    let (status, body) = a.admin("POST", "/admin/plugins/pipe/pause", None).await;
+    assert_eq!((status, &body["changed"]), (200, &json!(true)), "{body}");
+    // Host B reads the store again within a second.
+    b.wait_plugins("host B to see the pause", |p| {
+        p["paused"] == json!(["pipe"])
+    })
+    .await;
+    let (status, ack) = b.hook("test", &[], &json!({"n": 1}).to_string()).await;
+    assert_eq!(status, 202, "{ack}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = b.runs("plugin=pipe").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "queued", "a paused recipe ran: {runs:?}");
+    // Still paused after both hosts restart.
+    a.kill();
+    b.kill();
+    b = start(&configs[1], &db);
+    let (_, plugins) = b.admin("GET", "/admin/plugins", None).await;
+    assert_eq!(plugins["paused"], json!(["pipe"]), "{plugins}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(b.runs("plugin=pipe").await[0]["status"], "queued");
+    let (status, body) = b.admin("POST", "/admin/plugins/pipe/resume", None).await;
+    assert_eq!((status, &body["changed"]), (200, &json!(true)), "{body}");
+    b.wait_runs("plugin=pipe", "the run to go once resumed", |runs| {
+        runs.first().is_some_and(|r| r["status"] == "succeeded")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids() {
     let (dir, config) = crate::serve::setup(&[("probe", PROBE), ("pipe", PIPE)], SOURCE);
     let host = Host::start(&config);
@@ -369,6 +404,8 @@ async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids
         .into_iter()
         .find(|r| r["deferrals"] == 1)
         .unwrap();
+    let (status, _) = host.admin("POST", "/admin/plugins/probe/pause", None).await;
+    assert_eq!(status, 200);
 
     let db = testing::fresh_config("copied");
     let copy = |from: &str| {
@@ -403,7 +440,9 @@ async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids
     );
     let said = String::from_utf8_lossy(&copied.stdout);
     assert!(
-        said.contains("1 kv keys") && said.contains("(1 unfinished)"),
+        said.contains("1 kv keys")
+            && said.contains("(1 unfinished)")
+            && said.contains("1 paused recipes"),
         "{said}"
     );
     // Into an empty schema only: a second copy is refused.
@@ -425,6 +464,16 @@ async fn a_sled_store_copied_to_postgres_keeps_kv_deferred_runs_and_delivery_ids
     )
     .unwrap();
     let host = start(&pg, &db);
+    let (_, plugins) = host.admin("GET", "/admin/plugins", None).await;
+    assert_eq!(
+        plugins["paused"],
+        json!(["probe"]),
+        "the pause is copied: {plugins}"
+    );
+    let (status, _) = host
+        .admin("POST", "/admin/plugins/probe/resume", None)
+        .await;
+    assert_eq!(status, 200);
     let got = probe(&host, json!({"op": "kv-get", "key": "greeting"})).await;
     assert_eq!(got["status"], "succeeded", "{got}");
     assert!(

@@ -24,7 +24,7 @@ async fn hello_loads_with_its_manifest() {
         hello
             .imports
             .iter()
-            .any(|i| i == "switchboard:recipes/kv@0.3.0"),
+            .any(|i| i == "switchboard:recipes/kv@0.4.0"),
         "{:?}",
         hello.imports
     );
@@ -89,7 +89,7 @@ async fn a_recipe_built_against_an_older_contract_is_refused_with_what_to_do() {
     assert!(
         msg.contains("old_contract.wasm")
             && msg.contains("built against switchboard:recipes@0.1.0")
-            && msg.contains("serves @0.3.0: rebuild it with the current switchboard-sdk"),
+            && msg.contains("serves @0.4.0: rebuild it with the current switchboard-sdk"),
         "{msg}"
     );
 }

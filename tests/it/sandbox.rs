@@ -192,6 +192,43 @@ async fn bad_payloads_are_recipe_errors_naming_the_payload() {
 }
 
 #[tokio::test]
+async fn kv_counters_add_across_the_boundary_and_refuse_what_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_at(dir.path(), options(), Connections::default());
+    let p = load(&rt, PROBE).await;
+    let add = |key: &str, by: i64| json!({"op": "kv-increment", "key": key, "by": by});
+    assert_eq!(done(&probe(&rt, &p, add("n", 5)).await), "5");
+    assert_eq!(done(&probe(&rt, &p, add("n", -7)).await), "-2");
+    // A JSON integer: what kv::get reads back.
+    assert_eq!(
+        done(&probe(&rt, &p, json!({"op": "kv-get-raw", "key": "n"})).await),
+        "-2"
+    );
+    probe(
+        &rt,
+        &p,
+        json!({"op": "kv-set", "key": "word", "value": "seven"}),
+    )
+    .await;
+    match recipe_error(&probe(&rt, &p, add("word", 1)).await) {
+        RecipeError::Invalid { field, reason } => {
+            assert_eq!(field, "value");
+            assert!(reason.contains("not an integer"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = probe(&rt, &p, add("n", i64::MAX)).await;
+    assert_eq!(done(&r), (i64::MAX - 2).to_string());
+    match recipe_error(&probe(&rt, &p, add("n", 3)).await) {
+        RecipeError::Invalid { field, reason } => {
+            assert_eq!(field, "value");
+            assert!(reason.contains("signed 64-bit range"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn kv_size_limits_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime_at(dir.path(), options(), Connections::default());

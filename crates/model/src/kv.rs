@@ -50,6 +50,12 @@ pub enum KvError {
         max_keys: u64,
         max_bytes: u64,
     },
+    #[error(
+        "the value under the key is not an integer: increment adds only to an integer kept as decimal text (or to an absent key)"
+    )]
+    NotAnInteger,
+    #[error("the value under the key is {current}; adding {delta} leaves the signed 64-bit range")]
+    Overflow { current: i64, delta: i64 },
     #[error("store error: {0}")]
     Store(String),
 }
@@ -91,6 +97,25 @@ pub fn delta(key: &str, old: Option<usize>, new: Option<usize>) -> (i64, i64) {
     )
 }
 
+/// The integer a counter's value holds: decimal text, as JSON writes an integer (JSON
+/// whitespace around it allowed); `None` for anything else (a fraction, an exponent, a
+/// number outside the signed 64-bit range, not a number).
+pub fn counter_of(value: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<i64>(value).ok()
+}
+
+/// The counter after adding `delta` to what `old` holds (absent: 0), and its bytes.
+pub fn increment(old: Option<&[u8]>, delta: i64) -> Result<(i64, Vec<u8>), KvError> {
+    let current = match old {
+        None => 0,
+        Some(v) => counter_of(v).ok_or(KvError::NotAnInteger)?,
+    };
+    let sum = current
+        .checked_add(delta)
+        .ok_or(KvError::Overflow { current, delta })?;
+    Ok((sum, sum.to_string().into_bytes()))
+}
+
 /// Keys and bytes one recipe's kv holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KvUsage {
@@ -104,11 +129,47 @@ impl From<KvError> for crate::RecipeError {
             KvError::KeyTooLarge { .. } | KvError::EmptyKey => {
                 crate::RecipeError::invalid("key", e.to_string())
             }
-            KvError::ValueTooLarge { .. } => crate::RecipeError::invalid("value", e.to_string()),
+            KvError::ValueTooLarge { .. } | KvError::NotAnInteger | KvError::Overflow { .. } => {
+                crate::RecipeError::invalid("value", e.to_string())
+            }
             KvError::QuotaExceeded { .. } => crate::RecipeError::QuotaExceeded {
                 message: e.to_string(),
             },
             KvError::Store(message) => crate::RecipeError::Other { message },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_json_integers() {
+        assert_eq!(increment(None, 5), Ok((5, b"5".to_vec())));
+        assert_eq!(increment(Some(b"41"), 1), Ok((42, b"42".to_vec())));
+        assert_eq!(increment(Some(b" -3\n"), 1), Ok((-2, b"-2".to_vec())));
+        for bad in [
+            &b"4.0"[..],
+            b"1e3",
+            b"-0",
+            b"\"7\"",
+            b"",
+            b"x",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(
+                increment(Some(bad), 1),
+                Err(KvError::NotAnInteger),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            increment(Some(i64::MAX.to_string().as_bytes()), 1),
+            Err(KvError::Overflow {
+                current: i64::MAX,
+                delta: 1
+            })
+        );
     }
 }

@@ -11,7 +11,7 @@ pub mod schedule;
 
 pub use run::{
     AttemptRecord, DeliveryMark, Lease, Level, LogLine, RunError, RunRecord, RunStatus,
-    StoredEvent, Unconfirmed,
+    StoredEvent, Unconfirmed, VendorCall,
 };
 
 use serde::{Deserialize, Serialize};

@@ -202,7 +202,7 @@ pub struct RunRecord {
     #[serde(default)]
     pub replays: u32,
     /// How often the recipe deferred this run (deferrals are not attempts).
-    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub deferrals: u32,
     pub created_at: String,
     pub updated_at: String,
@@ -257,12 +257,8 @@ pub struct Lease {
     pub expires_ms: i64,
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-fn is_zero_u32(n: &u32) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl RunRecord {
@@ -325,4 +321,34 @@ pub struct AttemptRecord {
     pub plugin_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The requests the attempt sent to vendors, in order (at most [`MAX_VENDOR_CALLS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<VendorCall>,
+    /// Requests past [`MAX_VENDOR_CALLS`], not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calls_dropped: u32,
+}
+
+/// Vendor requests an attempt keeps in its timeline entry; the rest are counted.
+pub const MAX_VENDOR_CALLS: usize = 50;
+
+/// One request an attempt sent to a vendor (each retry is one): what for, and how it went.
+/// No path, query or body: those can hold personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorCall {
+    /// The capability call that sent it, e.g. `contacts.upsert` or `vendor-http.send`.
+    pub operation: String,
+    /// The host's connection it went through (a recipe's alias resolved).
+    pub connection: String,
+    pub vendor: String,
+    pub method: String,
+    /// The vendor's HTTP status; none when no answer came (refused, broken, timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why no answer came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// 0 for the first send, 1 for the first retry, …
+    pub retry: u32,
+    pub duration_ms: u64,
 }

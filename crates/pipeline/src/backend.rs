@@ -18,7 +18,7 @@ pub use switchboard_model::Lease;
 use switchboard_model::effect::Effect;
 use switchboard_model::{
     AttemptRecord, Event, LogLine, Outcome, RunError, RunRecord, RunStatus, StoredEvent,
-    Unconfirmed, rfc3339,
+    Unconfirmed, VendorCall, rfc3339,
 };
 use switchboard_runtime::store::RecipeStore;
 use switchboard_vendors::Counters;
@@ -178,6 +178,10 @@ pub struct AttemptReport {
     pub unconfirmed: Vec<Unconfirmed>,
     /// The attempt's trace, when the host exports traces.
     pub trace_id: Option<String>,
+    /// The requests it sent to vendors (the first [`switchboard_model::run::MAX_VENDOR_CALLS`]),
+    /// and how many more.
+    pub calls: Vec<VendorCall>,
+    pub calls_dropped: u32,
 }
 
 /// What firing a cron tick did.
@@ -358,6 +362,13 @@ pub trait Backend: Send + Sync + 'static {
     /// runs are always kept.
     async fn sweep(&self, now_ms: Ms, policy: &Retention) -> BackendResult<Swept>;
 
+    /// Pause a recipe (`paused`) or resume it, for every host on this store and across
+    /// restarts; whether that changed it. Durable when it returns.
+    async fn set_paused(&self, recipe: &str, paused: bool) -> BackendResult<bool>;
+
+    /// The recipes paused on this store.
+    async fn paused(&self) -> BackendResult<std::collections::BTreeSet<String>>;
+
     /// Write everything to disk.
     async fn flush(&self) -> BackendResult<()>;
 
@@ -397,10 +408,12 @@ pub fn settled(
     run: RunRecord,
     now: Ms,
     settlement: Settlement,
-    report: AttemptReport,
+    mut report: AttemptReport,
 ) -> (RunRecord, Option<Ms>, Option<AttemptRecord>) {
     let (attempt, started_at) = (run.attempts, run.started_at.clone());
     let outcome = crate::metrics::outcome(&settlement);
+    let calls = std::mem::take(&mut report.calls);
+    let calls_dropped = report.calls_dropped;
     let (run, due) = settle_record(run, now, settlement, report);
     let record = outcome.map(|outcome| AttemptRecord {
         attempt,
@@ -411,6 +424,8 @@ pub fn settled(
         duration_us: run.duration_us,
         plugin_version: run.plugin_version.clone(),
         trace_id: run.trace_id.clone(),
+        calls,
+        calls_dropped,
     });
     (run, due, record)
 }

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use switchboard_model::effect::{CallKey, Effect, EffectState};
 use switchboard_model::kv::{KvError, KvQuota, KvUsage};
-use switchboard_model::{Event, Level, LogLine, Outcome, RecipeError, RunError, RunStatus};
+use switchboard_model::{
+    Event, Level, LogLine, Outcome, RecipeError, RunError, RunStatus, VendorCall,
+};
 
 /// What the suite needs of a backend under test.
 #[async_trait]
@@ -46,6 +48,8 @@ pub async fn run_all<H: Harness>(h: &H) {
     retention_removes_what_expired_and_keeps_the_rest(h).await;
     queries_filter_page_and_replay(h).await;
     recipe_kv_is_private_atomic_and_bounded(h).await;
+    kv_counters_add_atomically_within_the_quota(h).await;
+    paused_recipes_are_kept_across_a_crash(h).await;
     the_effect_journal_outlives_a_crash_until_forgotten(h).await;
 }
 
@@ -507,6 +511,17 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         logs_dropped: 3,
         unconfirmed: vec![],
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        calls: vec![VendorCall {
+            operation: "contacts.upsert".into(),
+            connection: "ghl".into(),
+            vendor: "gohighlevel".into(),
+            method: "POST".into(),
+            status: Some(201),
+            error: None,
+            retry: 0,
+            duration_ms: 12,
+        }],
+        calls_dropped: 2,
     };
     let run = b
         .settle(
@@ -620,6 +635,14 @@ async fn settlements_move_runs_as_the_pipeline_says<H: Harness>(h: &H) {
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
     assert_eq!(timeline[0].started_at, Some(at(1)));
+    assert_eq!(
+        (timeline[0].calls.len(), timeline[0].calls_dropped),
+        (1, 2),
+        "timeline: an attempt's vendor calls"
+    );
+    assert_eq!(timeline[0].calls[0].status, Some(201));
+    assert_eq!(timeline[0].calls[0].operation, "contacts.upsert");
+    assert!(timeline[1].calls.is_empty());
     assert!(
         timeline[1].reason.as_deref().is_some_and(|r| !r.is_empty()),
         "timeline: the dead attempt says why: {timeline:#?}"
@@ -1303,6 +1326,143 @@ async fn recipe_kv_is_private_atomic_and_bounded<H: Harness>(h: &H) {
         small.usage(),
         KvUsage { keys: 2, bytes: 11 },
         "kv: usage is counted again after a restart"
+    );
+}
+
+async fn kv_counters_add_atomically_within_the_quota<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let store = b.recipe_store();
+    let kv = store.kv("counter", KvQuota::default()).unwrap();
+    assert_eq!(
+        kv.increment("n", 2).await,
+        Ok(2),
+        "kv: an absent counter is 0"
+    );
+    assert_eq!(kv.increment("n", -5).await, Ok(-3));
+    assert_eq!(
+        kv.get("n").await.unwrap().as_deref(),
+        Some(&b"-3"[..]),
+        "kv: a counter is kept as a JSON integer"
+    );
+    kv.set("spaced", b" 7\n").await.unwrap();
+    assert_eq!(
+        kv.increment("spaced", 1).await,
+        Ok(8),
+        "kv: a JSON integer with whitespace around it counts"
+    );
+    for bad in [
+        &b"\"7\""[..],
+        b"7.5",
+        b"1e3",
+        b"-0",
+        b"x",
+        b"\xff7",
+        b"99999999999999999999",
+    ] {
+        kv.set("bad", bad).await.unwrap();
+        assert_eq!(
+            kv.increment("bad", 1).await,
+            Err(KvError::NotAnInteger),
+            "kv: {bad:?} is not a counter"
+        );
+        assert_eq!(
+            kv.get("bad").await.unwrap().as_deref(),
+            Some(bad),
+            "unchanged"
+        );
+    }
+    kv.set("max", i64::MAX.to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        kv.increment("max", 1).await,
+        Err(KvError::Overflow {
+            current: i64::MAX,
+            delta: 1
+        }),
+        "kv: a sum past i64 is refused"
+    );
+    // Counting at once: every increment lands, each sees a sum of its own.
+    let adds = (0..40).map(|_| kv.increment("c", 1));
+    let mut sums: Vec<i64> = futures_util::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    sums.sort_unstable();
+    assert_eq!(
+        sums,
+        (1..=40).collect::<Vec<i64>>(),
+        "kv: concurrent increments each add once"
+    );
+    // The quota holds: a new counter is a key, a longer sum more bytes.
+    let small = store
+        .kv(
+            "small-counter",
+            KvQuota {
+                max_keys: 1,
+                max_bytes: 3,
+            },
+        )
+        .unwrap();
+    assert_eq!(small.increment("a", 9).await, Ok(9));
+    assert!(
+        matches!(
+            small.increment("b", 1).await,
+            Err(KvError::QuotaExceeded { max_keys: 1, .. })
+        ),
+        "kv: a second counter is past a one-key quota"
+    );
+    assert_eq!(small.increment("a", 1).await, Ok(10), "3 bytes: fits");
+    assert!(
+        matches!(
+            small.increment("a", 90).await,
+            Err(KvError::QuotaExceeded { max_bytes: 3, .. })
+        ),
+        "kv: '100' is past a 3-byte quota"
+    );
+    assert_eq!(small.usage(), KvUsage { keys: 1, bytes: 3 });
+    assert_eq!(small.get("a").await.unwrap().as_deref(), Some(&b"10"[..]));
+    b.flush().await.unwrap();
+    drop((kv, small, store));
+    let b = h.crash(b).await;
+    let kv = b.recipe_store().kv("counter", KvQuota::default()).unwrap();
+    assert_eq!(
+        kv.increment("c", 0).await,
+        Ok(40),
+        "kv: counters outlive a crash"
+    );
+}
+
+async fn paused_recipes_are_kept_across_a_crash<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    assert!(b.paused().await.unwrap().is_empty(), "pause: none at first");
+    assert!(
+        b.set_paused("a", true).await.unwrap(),
+        "pause: a was running"
+    );
+    assert!(
+        !b.set_paused("a", true).await.unwrap(),
+        "pause: a already paused"
+    );
+    assert!(b.set_paused("b", true).await.unwrap());
+    assert!(
+        b.set_paused("b", false).await.unwrap(),
+        "resume: b was paused"
+    );
+    assert!(
+        !b.set_paused("b", false).await.unwrap(),
+        "resume: b already running"
+    );
+    assert!(
+        !b.set_paused("c", false).await.unwrap(),
+        "resume: c never paused"
+    );
+    let b = h.crash(b).await;
+    assert_eq!(
+        b.paused().await.unwrap().into_iter().collect::<Vec<_>>(),
+        ["a"],
+        "pause: kept across a crash"
     );
 }
 

@@ -166,7 +166,7 @@ pub async fn fire(pipeline: &Pipeline, p: &Planned, scheduled_ms: i64) {
         }
         Ok(TickFire::Fired(_)) | Ok(TickFire::AlreadyFired) => {}
         Ok(TickFire::Busy { run }) => {
-            if pipeline.paused().contains(&p.plugin) {
+            if pipeline.paused().await.contains(&p.plugin) {
                 tracing::debug!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), previous = %run, "cron fire skipped: the recipe is paused and its previous run waits");
             } else {
                 tracing::warn!(plugin = %p.plugin, scheduled = %rfc3339(scheduled_ms), previous = %run, "cron fire skipped: the previous run is still going");

@@ -153,7 +153,7 @@ impl Pipeline {
     async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
         let options = &self.options;
         // A paused recipe has no room.
-        let paused = self.paused();
+        let paused = self.paused().await;
         let limits;
         let per_recipe = if paused.is_empty() {
             &options.plugin_concurrency
@@ -244,6 +244,8 @@ impl Pipeline {
                         logs_dropped: report.logs_dropped,
                         unconfirmed: report.unconfirmed,
                         trace_id: None,
+                        calls: report.calls,
+                        calls_dropped: report.calls_dropped,
                     };
                     (result, attempt)
                 }

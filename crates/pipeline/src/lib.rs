@@ -30,16 +30,37 @@ pub use intake::{Ack, Incoming, glob, order_key};
 pub use options::{CatchUp, CronOverride, PipelineOptions};
 pub use switchboard_model::schedule;
 
-use backend::{Backend, BackendError, QueueCounts, Replayed, RunPage, RunQuery};
+use backend::{Backend, BackendError, BackendResult, QueueCounts, Replayed, RunPage, RunQuery};
 use registry::Registry;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use switchboard_model::effect::Effect;
 use switchboard_model::{AttemptRecord, LogLine, RunRecord, StoredEvent};
 use switchboard_runtime::Runtime;
 use tokio::sync::broadcast;
+
+/// How long a host trusts its last read of the paused recipes (another host may pause or
+/// resume one).
+pub const PAUSED_FRESH: Duration = Duration::from_secs(1);
+
+/// The paused recipes as this host last read them from the store, and when; `generation`
+/// counts this host's own pauses and resumes, so a read that began before one is not kept.
+#[derive(Default)]
+struct PausedCache {
+    set: BTreeSet<String>,
+    read_at: Option<Instant>,
+    generation: u64,
+}
+
+impl PausedCache {
+    fn changed(&mut self, change: impl FnOnce(&mut BTreeSet<String>) -> bool) {
+        change(&mut self.set);
+        self.generation += 1;
+    }
+}
 
 pub use switchboard_model::{now_ms, rfc3339};
 
@@ -120,8 +141,8 @@ pub struct Pipeline {
     slot_freed: tokio::sync::Notify,
     /// The host's trace export, once it is set.
     traces: std::sync::OnceLock<Arc<dyn Traces>>,
-    /// Recipes this host does not start runs of now (their runs wait, queued).
-    paused: Mutex<std::collections::BTreeSet<String>>,
+    /// The recipes paused on the store (no run of theirs starts; they wait, queued).
+    paused: Mutex<PausedCache>,
     pub counters: Counters,
 }
 
@@ -164,7 +185,7 @@ impl Pipeline {
             stopping: AtomicBool::new(false),
             slot_freed: tokio::sync::Notify::new(),
             traces: std::sync::OnceLock::new(),
-            paused: Mutex::new(Default::default()),
+            paused: Mutex::new(PausedCache::default()),
             counters: Counters::default(),
         })
     }
@@ -194,32 +215,60 @@ impl Pipeline {
         let _ = self.traces.set(traces);
     }
 
-    /// Stop starting runs of `recipe` on this host (runs in flight finish; new ones are
-    /// accepted and wait, queued) until [`Pipeline::resume`]; whether it was running.
-    pub fn pause(&self, recipe: &str) -> bool {
-        let paused = self.lock_paused().insert(recipe.to_string());
-        if paused {
+    /// Stop starting runs of `recipe` on every host of the store (runs in flight finish;
+    /// new ones are accepted and wait, queued) until [`Pipeline::resume`], across restarts;
+    /// whether it was running.
+    pub async fn pause(&self, recipe: &str) -> BackendResult<bool> {
+        let changed = self.backend.set_paused(recipe, true).await?;
+        self.lock_paused()
+            .changed(|set| set.insert(recipe.to_string()));
+        if changed {
             tracing::info!(recipe, "recipe paused");
         }
-        paused
+        Ok(changed)
     }
 
     /// Start runs of `recipe` again; whether it was paused.
-    pub fn resume(&self, recipe: &str) -> bool {
-        let resumed = self.lock_paused().remove(recipe);
-        if resumed {
+    pub async fn resume(&self, recipe: &str) -> BackendResult<bool> {
+        let changed = self.backend.set_paused(recipe, false).await?;
+        self.lock_paused().changed(|set| set.remove(recipe));
+        if changed {
             tracing::info!(recipe, "recipe resumed");
             self.slot_freed.notify_one();
         }
-        resumed
+        Ok(changed)
     }
 
-    /// The recipes paused on this host.
-    pub fn paused(&self) -> std::collections::BTreeSet<String> {
-        self.lock_paused().clone()
+    /// The recipes paused on the store: read again when the last read is older than
+    /// [`PAUSED_FRESH`] (another host may have paused or resumed one); the last one read
+    /// when the store cannot be read (tried again after [`PAUSED_FRESH`]).
+    pub async fn paused(&self) -> BTreeSet<String> {
+        let generation = {
+            let cache = self.lock_paused();
+            if cache.read_at.is_some_and(|at| at.elapsed() < PAUSED_FRESH) {
+                return cache.set.clone();
+            }
+            cache.generation
+        };
+        let read = self.backend.paused().await;
+        let mut cache = self.lock_paused();
+        match read {
+            // A pause or resume of this host since the read began is not in it: keep the
+            // cache, and read again next time.
+            Ok(_) if cache.generation != generation => {}
+            Ok(now) => {
+                cache.set = now;
+                cache.read_at = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!("reading the paused recipes failed: {e}; using the last read");
+                cache.read_at = Some(Instant::now());
+            }
+        }
+        cache.set.clone()
     }
 
-    fn lock_paused(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+    fn lock_paused(&self) -> std::sync::MutexGuard<'_, PausedCache> {
         self.paused.lock().unwrap_or_else(|e| e.into_inner())
     }
 

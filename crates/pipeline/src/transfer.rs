@@ -34,7 +34,7 @@ pub struct MovedEffect {
 
 /// Everything a store holds that a move keeps: runs (unfinished and the history kept) with
 /// their events, logs and effect journal, delivery ids within the dedup window, recipe kv,
-/// cron ticks, vendor quota counters.
+/// cron ticks, vendor quota counters, paused recipes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub events: Vec<StoredEvent>,
@@ -47,6 +47,8 @@ pub struct Snapshot {
     pub ticks: Vec<(String, usize, Ms)>,
     /// (key, units used)
     pub counters: Vec<(String, u64)>,
+    /// Recipes paused by an operator.
+    pub paused: Vec<String>,
 }
 
 impl Snapshot {
@@ -58,7 +60,7 @@ impl Snapshot {
             .filter(|r| !r.run.status.is_terminal())
             .count();
         format!(
-            "{} events, {} runs ({} unfinished), {} delivery ids, {} journaled calls, {} kv keys, {} cron ticks, {} quota counters",
+            "{} events, {} runs ({} unfinished), {} delivery ids, {} journaled calls, {} kv keys, {} cron ticks, {} quota counters, {} paused recipes",
             self.events.len(),
             self.runs.len(),
             unfinished,
@@ -66,7 +68,8 @@ impl Snapshot {
             self.effects.len(),
             self.kv.len(),
             self.ticks.len(),
-            self.counters.len()
+            self.counters.len(),
+            self.paused.len()
         )
     }
 }

@@ -117,6 +117,16 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             "run timelines",
             include_str!("../migrations/0003_timeline.sql"),
         ),
+        (
+            4,
+            "kv counters",
+            include_str!("../migrations/0004_kv_increment.sql"),
+        ),
+        (
+            5,
+            "paused recipes",
+            include_str!("../migrations/0005_paused.sql"),
+        ),
     ]
     .into_iter()
     .map(|(version, description, sql)| {
@@ -702,6 +712,15 @@ impl PgBackend {
                 .execute(&mut *tx)
                 .await?;
         }
+        for recipe in &snapshot.paused {
+            sqlx::query(
+                "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING",
+            )
+                .bind(recipe)
+                .bind(switchboard_model::now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
         // New event ids continue after the copied ones.
         let highest = snapshot
             .events
@@ -1148,6 +1167,39 @@ impl Backend for PgBackend {
             }
         }
         Ok(swept)
+    }
+
+    async fn set_paused(&self, recipe: &str, paused: bool) -> BackendResult<bool> {
+        let changed = if paused {
+            sqlx::query(
+                "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING",
+            )
+            .bind(recipe)
+            .bind(switchboard_model::now_ms())
+            .execute(&self.pools.durable)
+            .await
+        } else {
+            sqlx::query("DELETE FROM paused WHERE recipe = $1")
+                .bind(recipe)
+                .execute(&self.pools.durable)
+                .await
+        }
+        .map_err(db)?
+        .rows_affected()
+            > 0;
+        if changed && !paused {
+            // Every host may start its runs now.
+            self.wake();
+        }
+        Ok(changed)
+    }
+
+    async fn paused(&self) -> BackendResult<std::collections::BTreeSet<String>> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT recipe FROM paused")
+            .fetch_all(&self.pools.fast)
+            .await
+            .map_err(db)?;
+        Ok(names.into_iter().collect())
     }
 
     async fn flush(&self) -> BackendResult<()> {

@@ -116,8 +116,14 @@ impl PgKv {
             .fetch_one(&self.pools.fast)
             .await
             .map_err(store)?;
-        let written: Option<bool> = row.try_get("o_written").map_err(store)?;
         let existed: bool = row.try_get("o_existed").map_err(store)?;
+        Ok((self.written(&row, quota)?, existed))
+    }
+
+    /// Whether `kv_write` (or `kv_increment`, through it) wrote, from its `o_written`,
+    /// `o_keys` and `o_bytes`; the usage it read is the one seen now.
+    fn written(&self, row: &sqlx::postgres::PgRow, quota: KvQuota) -> Result<bool, KvError> {
+        let written: Option<bool> = row.try_get("o_written").map_err(store)?;
         // Not read when the write left the space's size as it was.
         let keys: Option<i64> = row.try_get("o_keys").map_err(store)?;
         let bytes: Option<i64> = row.try_get("o_bytes").map_err(store)?;
@@ -130,7 +136,7 @@ impl PgKv {
                 if let Some(usage) = usage {
                     self.seen(usage);
                 }
-                Ok((written, existed))
+                Ok(written)
             }
             None => Err(KvError::QuotaExceeded {
                 recipe: self.recipe.clone(),
@@ -192,6 +198,38 @@ impl KvSpace for PgKv {
             check_value(v)?;
         }
         Ok(self.write(key, Some(expected), new).await?.0)
+    }
+
+    async fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
+        check_key(key)?;
+        let quota = self.quota();
+        let cap = |n: u64| n.min(i64::MAX as u64) as i64;
+        let row = sqlx::query("SELECT * FROM kv_increment($1, $2, $3, $4, $5)")
+            .bind(&self.recipe)
+            .bind(key)
+            .bind(by)
+            .bind(cap(quota.max_keys))
+            .bind(cap(quota.max_bytes))
+            .fetch_one(&self.pools.fast)
+            .await
+            .map_err(store)?;
+        let integer: bool = row.try_get("o_integer").map_err(store)?;
+        if !integer {
+            return Err(KvError::NotAnInteger);
+        }
+        let Some(sum) = row.try_get::<Option<i64>, _>("o_sum").map_err(store)? else {
+            return Err(KvError::Overflow {
+                current: row.try_get("o_current").map_err(store)?,
+                delta: by,
+            });
+        };
+        // Under the key's lock the swap inside cannot lose: false would be a bug.
+        if !self.written(&row, quota)? {
+            return Err(KvError::Store(
+                "kv_increment lost its own compare-and-swap".into(),
+            ));
+        }
+        Ok(sum)
     }
 
     fn usage(&self) -> KvUsage {

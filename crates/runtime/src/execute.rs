@@ -210,6 +210,7 @@ impl Runtime {
             Ok(o) => (Some(o), None),
             Err(e) => (None, Some(e)),
         };
+        let calls = std::mem::take(&mut *state.calls.lock().unwrap_or_else(|e| e.into_inner()));
         RunReport {
             recipe: plugin.name.to_string(),
             event_id: event.id.clone(),
@@ -218,6 +219,8 @@ impl Runtime {
             logs: state.log.lines,
             logs_dropped: state.log.dropped,
             unconfirmed: state.effects.map(|fx| fx.unconfirmed).unwrap_or_default(),
+            calls: calls.calls,
+            calls_dropped: calls.dropped,
             duration_us: started.elapsed().as_micros() as u64,
         }
     }

@@ -11,10 +11,10 @@ use std::time::Duration;
 use switchboard_model::{Capability, Manifest, Trigger};
 
 /// The version of the WIT package `switchboard:recipes` this host serves.
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.4.0";
 
 /// The world every recipe must target.
-pub const RECIPE_WORLD: &str = "switchboard:recipes/recipe@0.3.0";
+pub const RECIPE_WORLD: &str = "switchboard:recipes/recipe@0.4.0";
 
 /// Why a plugin file was refused. Every message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub struct Plugin {
     /// SHA-256 of the component's bytes.
     pub hash: String,
     pub limits: PluginLimits,
-    /// The component's imports, as WIT names (e.g. `switchboard:recipes/kv@0.3.0`).
+    /// The component's imports, as WIT names (e.g. `switchboard:recipes/kv@0.4.0`).
     pub imports: Vec<String>,
     pub(crate) grants: Arc<Grants>,
     pub(crate) kv: Option<KvArc<dyn KvSpace>>,

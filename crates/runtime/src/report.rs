@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 pub use switchboard_model::RunError;
-use switchboard_model::{LogLine, Outcome, Unconfirmed};
+use switchboard_model::{LogLine, Outcome, Unconfirmed, VendorCall};
 
 /// What one run of one recipe on one event did.
 #[derive(Debug, Clone, Serialize)]
@@ -20,11 +20,17 @@ pub struct RunReport {
     /// Calls that may have changed a vendor, whose outcome this run does not know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unconfirmed: Vec<Unconfirmed>,
+    /// The requests it sent to vendors (the first [`switchboard_model::run::MAX_VENDOR_CALLS`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<VendorCall>,
+    /// Requests past that, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub calls_dropped: u32,
     pub duration_us: u64,
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl RunReport {

@@ -184,6 +184,8 @@ pub struct RunState {
     pub(crate) effects: Option<RunEffects>,
     /// Told when the run waits on a vendor or the store (the slow lane's accounting).
     pub(crate) waits: Option<Arc<dyn switchboard_vendors::Waits>>,
+    /// The requests the run sent to vendors.
+    pub(crate) calls: Arc<std::sync::Mutex<switchboard_vendors::VendorCalls>>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -230,6 +232,7 @@ impl RunState {
             deadline_at: setup.deadline_at,
             effects: setup.effects,
             waits: None,
+            calls: Arc::default(),
             wasi,
             table: ResourceTable::new(),
         }

@@ -33,6 +33,9 @@ pub trait KvSpace: Send + Sync {
     async fn set_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, KvError> {
         self.compare_and_swap(key, None, Some(value)).await
     }
+    /// Atomically add `delta` to the integer under `key` (absent: 0; see
+    /// [`switchboard_model::kv::increment`]) and return the sum.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
     /// What the space holds now.
     fn usage(&self) -> KvUsage;
 }

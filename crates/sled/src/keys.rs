@@ -7,7 +7,9 @@
 //! | `l/<run id>`                                 | the last attempt's log lines (JSON)        |
 //! | `p/<run id>`                                 | [`Pending`]: the run is unfinished         |
 //! | `d/<source>\n<delivery id>`                  | [`DeliveryMark`] (within the window)       |
+//! | `t/<run id>\n<sled id>`                      | an attempt of the run, as it ended (JSON)  |
 //! | `c/<plugin>/<trigger>`                       | last cron tick fired or skipped            |
+//! | `z/<recipe>`                                 | the recipe is paused (empty value)         |
 //! | `xs/<status>\0<created ms><run id>`          | finished runs by status                    |
 //! | `xq/<plugin>\0<status>\0<created ms><run id>`| finished runs by recipe and status         |
 //! | `xo/<source>\0<created ms><run id>`          | finished runs by source                    |
@@ -63,6 +65,11 @@ pub fn delivery(source: &str, delivery: &str) -> Vec<u8> {
 }
 pub fn pending(id: &str) -> Vec<u8> {
     [b"p/", id.as_bytes()].concat()
+}
+/// Paused recipes: this prefix, then the recipe's name.
+pub const PAUSED: &[u8] = b"z/";
+pub fn paused(recipe: &str) -> Vec<u8> {
+    [PAUSED, recipe.as_bytes()].concat()
 }
 pub fn tick(plugin: &str, trigger: usize) -> Vec<u8> {
     format!("c/{plugin}/{trigger}").into_bytes()

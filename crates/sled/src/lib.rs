@@ -764,7 +764,7 @@ impl SledBackend {
 impl SledBackend {
     /// Everything a move to another backend keeps (see [`Snapshot`]): every run kept, its
     /// event, log and journal; delivery ids seen within `window_ms` of `now_ms`; recipe kv;
-    /// cron ticks; quota counters.
+    /// cron ticks; quota counters; paused recipes.
     pub async fn export(&self, now_ms: Ms, window_ms: Ms) -> BackendResult<Snapshot> {
         let mut snapshot = Snapshot::default();
         let mut events = std::collections::BTreeSet::new();
@@ -827,6 +827,7 @@ impl SledBackend {
                 snapshot.ticks.push((plugin.to_string(), trigger, last));
             }
         }
+        snapshot.paused = self.paused().await?.into_iter().collect();
         let db = self.store.db();
         let effects = self.sled(db.open_tree("effects"))?;
         for item in effects.iter() {
@@ -1283,6 +1284,28 @@ impl Backend for SledBackend {
         Ok(swept)
     }
 
+    async fn set_paused(&self, recipe: &str, paused: bool) -> BackendResult<bool> {
+        let key = keys::paused(recipe);
+        let before = if paused {
+            self.sled(self.tree.insert(&key, &[][..]))?
+        } else {
+            self.sled(self.tree.remove(&key))?
+        };
+        self.flush().await?;
+        Ok(before.is_some() != paused)
+    }
+
+    async fn paused(&self) -> BackendResult<std::collections::BTreeSet<String>> {
+        self.tree
+            .scan_prefix(keys::PAUSED)
+            .keys()
+            .map(|k| {
+                let k = self.sled(k)?;
+                Ok(String::from_utf8_lossy(&k[keys::PAUSED.len()..]).into_owned())
+            })
+            .collect()
+    }
+
     async fn flush(&self) -> BackendResult<()> {
         self.store
             .flush()
@@ -1328,14 +1351,7 @@ mod tests {
         async fn crash(&self, backend: Arc<SledBackend>) -> Arc<SledBackend> {
             let path = backend.path().to_owned();
             drop(backend);
-            // The last handles close as their tasks end; then the store opens again.
-            for _ in 0..200 {
-                match SledBackend::open(&path) {
-                    Ok(b) => return b,
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                }
-            }
-            panic!("the store did not open again after the crash");
+            open_again(&path).await
         }
 
         async fn torn_accept(&self, backend: &SledBackend, new: NewEvent) {
@@ -1345,13 +1361,25 @@ mod tests {
         }
     }
 
+    /// The store at `path` opened again once the last handles let go (their tasks end, and
+    /// sled's flusher holds the file lock a moment after).
+    async fn open_again(path: &std::path::Path) -> Arc<SledBackend> {
+        for _ in 0..300 {
+            match SledBackend::open(path) {
+                Ok(b) => return b,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        panic!("the store did not open again");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_gives_back_what_a_sweep_freed_and_keeps_the_rest() {
         use switchboard_model::{Event, Outcome};
         use switchboard_pipeline::backend::NewRun;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
-        let b = SledBackend::open(&path).unwrap();
+        let b = open_again(&path).await;
         let t = switchboard_model::now_ms();
         let payload = serde_json::json!({"text": "x".repeat(2000)});
         let mut last_id = String::new();
@@ -1432,7 +1460,7 @@ mod tests {
             compacted.after * 4 < compacted.before,
             "compaction gives the space back: {compacted:?}"
         );
-        let b = SledBackend::open(&path).unwrap();
+        let b = open_again(&path).await;
         let run = b.run(&format!("{kept}.a")).await.unwrap().expect("kept");
         assert_eq!(
             run.status,
@@ -1524,7 +1552,7 @@ mod tests {
             tree.insert(keys::SCHEMA_KEY, &[2u8][..]).unwrap();
             store.flush().unwrap();
         }
-        let b = SledBackend::open(&path).unwrap();
+        let b = open_again(&path).await;
         let page = b.runs(&RunQuery::default()).await.unwrap();
         let mut shown: Vec<String> = page
             .runs

@@ -286,7 +286,18 @@ impl VendorHttp {
                     status = tracing::field::Empty,
                 )
             };
+            let sent = Instant::now();
             let outcome = self.send_once(call, request).instrument(span.clone()).await;
+            if let Some(log) = &call.log {
+                let answer = outcome.as_ref().map(|r| r.status);
+                log.request(
+                    self.vendor,
+                    request.method.as_str(),
+                    attempt,
+                    answer,
+                    sent.elapsed(),
+                );
+            }
             if let Ok(r) = &outcome {
                 span.record("status", r.status);
                 call.span.record("status", r.status);

@@ -19,10 +19,11 @@ pub mod welcomehome;
 use crate::secrets::{SecretError, SecretSource};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use switchboard_model::run::MAX_VENDOR_CALLS;
 use switchboard_model::{
-    Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError,
+    Contact, ExportPage, ExportRequest, Job, Lead, Message, Page, Query, RecipeError, VendorCall,
 };
 
 /// A quota the host counts for a connection, as it stands.
@@ -57,6 +58,8 @@ pub struct Call {
     /// The capability call's span: its vendor requests are spans under it, and it records
     /// the last status a vendor answered.
     pub span: tracing::Span,
+    /// Where each request it sends is written down for the run's record.
+    pub log: Option<CallLog>,
 }
 
 impl Call {
@@ -66,6 +69,7 @@ impl Call {
             deadline,
             waits: None,
             span: tracing::Span::none(),
+            log: None,
         }
     }
 
@@ -86,6 +90,65 @@ impl std::fmt::Debug for Call {
         f.debug_struct("Call")
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
+    }
+}
+
+/// The vendor requests of one run, bounded: the first [`MAX_VENDOR_CALLS`] are kept, the
+/// rest counted.
+#[derive(Debug, Default)]
+pub struct VendorCalls {
+    pub calls: Vec<VendorCall>,
+    pub dropped: u32,
+}
+
+/// A capability call's entry into its run's [`VendorCalls`].
+#[derive(Clone)]
+pub struct CallLog {
+    /// `capability.operation`, e.g. `contacts.upsert`.
+    pub operation: String,
+    pub connection: String,
+    pub calls: Arc<Mutex<VendorCalls>>,
+}
+
+impl CallLog {
+    /// Write down one request: `status` when the vendor answered, else why not.
+    pub(crate) fn request(
+        &self,
+        vendor: &str,
+        method: &str,
+        retry: u32,
+        answer: Result<u16, &RecipeError>,
+        took: std::time::Duration,
+    ) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.calls.len() >= MAX_VENDOR_CALLS {
+            calls.dropped = calls.dropped.saturating_add(1);
+            return;
+        }
+        // What went wrong, in words of our own: the error's text can name the request's
+        // path and query, which a recipe chooses (personal data).
+        let (status, error) = match answer {
+            Ok(status) => (Some(status), None),
+            Err(RecipeError::Timeout) => (None, Some("timed out".to_string())),
+            Err(RecipeError::UnknownOutcome { .. }) => (
+                None,
+                Some("the connection broke after the request was sent".to_string()),
+            ),
+            Err(_) => (
+                None,
+                Some("no answer (connection failed or broke)".to_string()),
+            ),
+        };
+        calls.calls.push(VendorCall {
+            operation: self.operation.clone(),
+            connection: self.connection.clone(),
+            vendor: vendor.to_string(),
+            method: method.to_string(),
+            status,
+            error,
+            retry,
+            duration_ms: took.as_millis().min(u64::MAX as u128) as u64,
+        });
     }
 }
 

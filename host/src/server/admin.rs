@@ -6,7 +6,7 @@
 //! | `GET /admin/health`                    | liveness, counts, counters                  |
 //! | `GET /admin/ready`                     | 200 when serving, 503 (and why) when not    |
 //! | `GET /admin/plugins`                   | loaded plugins with manifests; load errors; paused |
-//! | `POST /admin/plugins/{name}/pause`, `…/resume` | stop or start this host's runs of a recipe |
+//! | `POST /admin/plugins/{name}/pause`, `…/resume` | stop or start a recipe's runs on every host of the store |
 //! | `GET /admin/runs?status&plugin&source&event&delivery&since&until&unconfirmed&limit&cursor` | runs, newest first, a page at a time |
 //! | `GET /admin/runs/{id}`                 | a run with its logs, its event and its effect journal |
 //! | `POST /admin/runs/{id}/replay?resend_unconfirmed` | queue a finished run again      |
@@ -178,13 +178,14 @@ async fn plugins(State(app): State<Arc<AppState>>) -> Response {
     Json(json!({
         "plugins": app.pipeline.registry().statuses(),
         "errors": errors,
-        "paused": app.pipeline.paused(),
+        "paused": app.pipeline.paused().await,
     }))
     .into_response()
 }
 
-/// `POST /admin/plugins/{name}/pause`: no new runs of the recipe start on this host (runs in
-/// flight finish; events are still accepted and their runs wait) until it is resumed.
+/// `POST /admin/plugins/{name}/pause`: no new runs of the recipe start on any host of the
+/// store (runs in flight finish; events are still accepted and their runs wait) until it is
+/// resumed, across restarts.
 async fn pause(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
     if app.pipeline.registry().current().get(&name).is_none() {
         return error(
@@ -192,14 +193,22 @@ async fn pause(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Re
             format!("no recipe named '{name}' is loaded"),
         );
     }
-    let changed = app.pipeline.pause(&name);
-    Json(json!({ "recipe": name, "paused": true, "changed": changed })).into_response()
+    match app.pipeline.pause(&name).await {
+        Ok(changed) => {
+            Json(json!({ "recipe": name, "paused": true, "changed": changed })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 /// `POST /admin/plugins/{name}/resume`.
 async fn resume(State(app): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    let changed = app.pipeline.resume(&name);
-    Json(json!({ "recipe": name, "paused": false, "changed": changed })).into_response()
+    match app.pipeline.resume(&name).await {
+        Ok(changed) => {
+            Json(json!({ "recipe": name, "paused": false, "changed": changed })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 async fn runs(State(app): State<Arc<AppState>>, Filter { query, .. }: Filter) -> Response {

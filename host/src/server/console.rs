@@ -15,7 +15,7 @@
 //! | `POST /console/runs/{id}/replay` | queue a finished run again |
 //! | `POST /console/replay` | bulk replay of the filter's runs: a dry-run count, then confirm |
 //! | `GET /console/recipes` | loaded recipes, triggers, next cron fire, load errors |
-//! | `POST /console/recipes/{name}/pause`, `…/resume` | stop or start this host's runs of a recipe |
+//! | `POST /console/recipes/{name}/pause`, `…/resume` | stop or start a recipe's runs on every host of the store |
 //! | `GET /console/connections`, `POST /console/connections/check` | connections, checked |
 
 use super::{AppState, same_secret};
@@ -719,7 +719,26 @@ async fn run_view(
             table { @for l in &detail.logs { tr { td { (format!("{:?}", l.level)) } td { (l.message) } } } }
             @if run.logs_dropped > 0 { p { (run.logs_dropped) " more lines were dropped." } }
         }
-        h2 { "Vendor calls (effect journal)" }
+        h2 { "Vendor requests" }
+        @if detail.timeline.iter().all(|a| a.calls.is_empty()) { p { "None sent." } }
+        @else {
+            table #calls {
+                tr { th { "Attempt" } th { "Call" } th { "Connection" } th { "Vendor" } th { "Method" } th { "Status" } th { "Took" } th { "Retry" } th { "Error" } }
+                @for a in &detail.timeline {
+                    @for c in &a.calls {
+                        tr data-status=(c.status.map_or_else(|| "none".to_string(), |s| s.to_string())) {
+                            td { (a.attempt) } td { (c.operation) } td { (c.connection) } td { (c.vendor) }
+                            td { (c.method) } td { @if let Some(s) = c.status { (s) } @else { "–" } }
+                            td { (c.duration_ms) " ms" } td { (c.retry) } td.error { (c.error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                    @if a.calls_dropped > 0 {
+                        tr { td { (a.attempt) } td colspan="8" { (a.calls_dropped) " more requests, not listed" } }
+                    }
+                }
+            }
+        }
+        h2 { "Effect journal" }
         @if effects.is_empty() { p { "None journaled." } }
         @else {
             table {
@@ -810,24 +829,14 @@ async fn bulk_replay(
     page_of("Bulk replay", Some(&session), body).into_response()
 }
 
+/// `POST /console/recipes/{name}/pause` and `.../resume`.
 async fn pause(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    match checked(&app, &headers, &form.csrf) {
-        Ok(_) if app.pipeline.registry().current().get(&name).is_none() => (
-            StatusCode::NOT_FOUND,
-            format!("no recipe named '{name}' is loaded"),
-        )
-            .into_response(),
-        Ok(_) => {
-            app.pipeline.pause(&name);
-            Redirect::to("/console/recipes").into_response()
-        }
-        Err(r) => *r,
-    }
+    pause_or_resume(&app, &headers, &name, &form.csrf, true).await
 }
 
 async fn resume(
@@ -836,12 +845,36 @@ async fn resume(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    match checked(&app, &headers, &form.csrf) {
-        Ok(_) => {
-            app.pipeline.resume(&name);
-            Redirect::to("/console/recipes").into_response()
+    pause_or_resume(&app, &headers, &name, &form.csrf, false).await
+}
+
+/// Pause a loaded recipe, or resume one (loaded or not: a recipe whose file is gone may
+/// still be paused on the store).
+async fn pause_or_resume(
+    app: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    csrf: &str,
+    pause: bool,
+) -> Response {
+    if let Err(r) = checked(app, headers, csrf) {
+        return *r;
+    }
+    let done = if pause {
+        if app.pipeline.registry().current().get(name).is_none() {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no recipe named '{name}' is loaded"),
+            )
+                .into_response();
         }
-        Err(r) => *r,
+        app.pipeline.pause(name).await
+    } else {
+        app.pipeline.resume(name).await
+    };
+    match done {
+        Ok(_) => Redirect::to("/console/recipes").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
 
@@ -850,7 +883,7 @@ async fn recipes_page(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let paused = app.pipeline.paused();
+    let paused = app.pipeline.paused().await;
     let now = crate::pipeline::now_ms();
     let next_fire = |recipe: &str| {
         crate::pipeline::cron::plan(&app.pipeline)
@@ -865,7 +898,7 @@ async fn recipes_page(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
     let errors = registry.errors();
     let body = html! {
         table #recipes {
-            tr { th { "Recipe" } th { "Version" } th { "Triggers" } th { "Next cron fire" } th { "Capabilities" } th { "Loaded" } th { "Runs on this host" } }
+            tr { th { "Recipe" } th { "Version" } th { "Triggers" } th { "Next cron fire" } th { "Capabilities" } th { "Loaded" } th { "Runs" } }
             @for p in &statuses {
                 tr data-recipe=(p.name) {
                     td { (p.name) } td { (p.version) }

@@ -15,7 +15,7 @@ impl Recipe for Hello {
 
     fn handle(event: Event) -> Result<Outcome> {
         let key = format!("count/{}", event.kind);
-        let count = kv::update(&key, |n: Option<u64>| n.unwrap_or(0) + 1)?;
+        let count = kv::increment(&key, 1)?;
         log::with(
             log::Level::Info,
             &format!("{} event #{count}", event.kind),

@@ -176,6 +176,7 @@ impl RunState {
                 deadline: self.deadline_at,
                 waits,
                 span: tracing::Span::none(),
+                log: None,
             };
             let _waiting = call.waiting();
             journal.begin(at, &effect).await

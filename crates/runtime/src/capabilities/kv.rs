@@ -67,6 +67,14 @@ impl Host for RunState {
             .map_err(RecipeError::from)?)
     }
 
+    async fn increment(&mut self, key: String, delta: i64) -> Result<i64, Error> {
+        Ok(self
+            .kv_space()?
+            .increment(&key, delta)
+            .await
+            .map_err(RecipeError::from)?)
+    }
+
     async fn set_if_absent(&mut self, key: String, value: Vec<u8>) -> Result<bool, Error> {
         Ok(self
             .kv_space()?

@@ -107,6 +107,11 @@ impl RunState {
                 deadline: self.deadline_at,
                 waits: self.waits.clone(),
                 span,
+                log: Some(switchboard_vendors::CallLog {
+                    operation: format!("{}.{operation}", capability.as_str()),
+                    connection: name.to_string(),
+                    calls: self.calls.clone(),
+                }),
             },
         ))
     }

@@ -193,6 +193,27 @@ impl Kv {
         Ok(swapped)
     }
 
+    /// Atomically add `by` to the integer under `key` (absent: 0); returns the sum.
+    pub fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
+        check_key(key)?;
+        // Every writer of the space holds the lock: the read and the write are one step.
+        let mut state = self.inner.state.lock().unwrap();
+        let (usage, quota) = *state;
+        let old = self.inner.tree.get(key).map_err(|e| self.store_error(e))?;
+        let (sum, new) = switchboard_model::kv::increment(old.as_deref(), by)?;
+        let after = self.allow(
+            usage,
+            quota,
+            delta(key, old.as_ref().map(|v| v.len()), Some(new.len())),
+        )?;
+        self.inner
+            .tree
+            .insert(key, new)
+            .map_err(|e| self.store_error(e))?;
+        state.0 = after;
+        Ok(sum)
+    }
+
     /// Set only if absent; returns whether it was set.
     pub fn set_if_absent(&self, key: &str, value: &[u8]) -> Result<bool, KvError> {
         self.compare_and_swap(key, None, Some(value))
@@ -224,6 +245,10 @@ impl switchboard_runtime::store::KvSpace for Kv {
         new: Option<&[u8]>,
     ) -> Result<bool, KvError> {
         Kv::compare_and_swap(self, key, expected, new)
+    }
+
+    async fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
+        Kv::increment(self, key, by)
     }
 
     fn usage(&self) -> KvUsage {
@@ -317,7 +342,7 @@ mod tests {
             assert_eq!(kv.usage(), KvUsage { keys: 2, bytes: 8 });
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::reopen(dir.path());
         assert_eq!(
             store.kv("a", quota).unwrap().usage(),
             KvUsage { keys: 2, bytes: 8 }

@@ -274,6 +274,22 @@ fn kv_store(e: sled::Error) -> KvError {
 }
 
 #[cfg(test)]
+impl Store {
+    /// Open the store at `dir` again once the previous handle let go: sled's background
+    /// flusher holds the file lock for a moment after the last handle is dropped (seen in
+    /// CI: "could not acquire lock").
+    pub(crate) fn reopen(dir: &Path) -> Store {
+        for _ in 0..300 {
+            match Store::open(dir) {
+                Ok(store) => return store,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        panic!("the store at {} did not open again", dir.display())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -23,6 +23,13 @@ enum Op {
     KvList {
         prefix: String,
     },
+    KvGetRaw {
+        key: String,
+    },
+    KvIncrement {
+        key: String,
+        by: i64,
+    },
     Loop,
     /// Loop, calling the host (the clock) on every turn.
     LoopCalls,
@@ -140,6 +147,11 @@ impl Recipe for Probe {
                 done("set".into())
             }
             Op::KvList { prefix } => done(kv::list_keys(&prefix, None)?.join(",")),
+            Op::KvGetRaw { key } => done(kv::get_raw(&key)?.map_or_else(
+                || "<none>".into(),
+                |v| String::from_utf8_lossy(&v).into_owned(),
+            )),
+            Op::KvIncrement { key, by } => done(kv::increment(&key, by)?.to_string()),
             Op::LoopCalls => loop {
                 std::hint::black_box(clock::now("UTC")?);
             },
