@@ -4,7 +4,7 @@
 //! `target/browser/`.
 
 use crate::serve::{Host, TOKEN, setup};
-use crate::support::skipped;
+use crate::support::{ghl_connection, skipped};
 use std::path::{Path, PathBuf};
 use switchboard_test_guests::PROBE;
 
@@ -63,15 +63,8 @@ max_attempts = 1
 reload_interval = "100ms"
 [plugins.probe]
 deadline = "300ms"
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "{location}"
-base_url = "{ghl}"
-max_retries = 0
-"#,
-            location = switchboard::sandbox::GHL_LOCATION,
-            ghl = sandbox.base_url("gohighlevel"),
+{}"#,
+            ghl_connection(&sandbox)
         ),
     );
     std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();

@@ -121,6 +121,17 @@ pub fn call() -> Call {
     Call::until(Instant::now() + Duration::from_secs(10))
 }
 
+/// `[connections.ghl]` to GoHighLevel's sandbox, without retries; its key is read from
+/// `ghl.key` beside the config (write `sandbox.state.keys.gohighlevel` there).
+pub fn ghl_connection(sandbox: &switchboard::sandbox::RunningSandbox) -> String {
+    format!(
+        "[connections.ghl]\nvendor = \"gohighlevel\"\nsecret = {{ file = \"ghl.key\" }}\n\
+         location_id = \"{}\"\nbase_url = \"{}\"\nmax_retries = 0\n",
+        switchboard::sandbox::GHL_LOCATION,
+        sandbox.base_url("gohighlevel")
+    )
+}
+
 /// A GoHighLevel client for a running sandbox, with `token`.
 pub fn ghl_client(
     sandbox: &switchboard::sandbox::RunningSandbox,

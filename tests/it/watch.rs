@@ -92,19 +92,12 @@ max_attempts = 1
 deadline = "300ms"
 [server]
 metrics_listen = "{metrics_listen}"
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "{location}"
-base_url = "{ghl}"
-max_retries = 0
-[connections.hb]
+{ghl}[connections.hb]
 vendor = "homebase360"
 secret = {{ file = "hb.key" }}
 base_url = "{hb}"
 "#,
-            location = switchboard::sandbox::GHL_LOCATION,
-            ghl = sandbox.base_url("gohighlevel"),
+            ghl = crate::support::ghl_connection(&sandbox),
             hb = sandbox.base_url("homebase360"),
         ),
     );
@@ -410,15 +403,8 @@ secrets = [{{ file = "test.secret" }}]
 kind = "probe"
 [telemetry]
 otlp_endpoint = "{otlp}"
-[connections.ghl]
-vendor = "gohighlevel"
-secret = {{ file = "ghl.key" }}
-location_id = "{location}"
-base_url = "{ghl}"
-max_retries = 0
-"#,
-            location = switchboard::sandbox::GHL_LOCATION,
-            ghl = sandbox.base_url("gohighlevel"),
+{ghl}"#,
+            ghl = crate::support::ghl_connection(&sandbox),
         ),
     );
     std::fs::write(dir.path().join("test.secret"), SECRET).unwrap();

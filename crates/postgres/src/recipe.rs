@@ -80,6 +80,12 @@ pub struct PgKv {
     state: Mutex<(KvUsage, KvQuota)>,
 }
 
+/// A quota as the database's bigints (an unlimited one is `i64::MAX`).
+fn limits(quota: KvQuota) -> (i64, i64) {
+    let cap = |n: u64| n.min(i64::MAX as u64) as i64;
+    (cap(quota.max_keys), cap(quota.max_bytes))
+}
+
 fn store(e: sqlx::Error) -> KvError {
     KvError::Store(e.to_string())
 }
@@ -104,15 +110,15 @@ impl PgKv {
         new: Option<&[u8]>,
     ) -> Result<(bool, bool), KvError> {
         let quota = self.quota();
-        let cap = |n: u64| n.min(i64::MAX as u64) as i64;
+        let (max_keys, max_bytes) = limits(quota);
         let row = sqlx::query("SELECT * FROM kv_write($1, $2, $3, $4, $5, $6, $7)")
             .bind(&self.recipe)
             .bind(key)
             .bind(expected.is_some())
             .bind(expected.flatten())
             .bind(new)
-            .bind(cap(quota.max_keys))
-            .bind(cap(quota.max_bytes))
+            .bind(max_keys)
+            .bind(max_bytes)
             .fetch_one(&self.pools.fast)
             .await
             .map_err(store)?;
@@ -203,13 +209,13 @@ impl KvSpace for PgKv {
     async fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
         check_key(key)?;
         let quota = self.quota();
-        let cap = |n: u64| n.min(i64::MAX as u64) as i64;
+        let (max_keys, max_bytes) = limits(quota);
         let row = sqlx::query("SELECT * FROM kv_increment($1, $2, $3, $4, $5)")
             .bind(&self.recipe)
             .bind(key)
             .bind(by)
-            .bind(cap(quota.max_keys))
-            .bind(cap(quota.max_bytes))
+            .bind(max_keys)
+            .bind(max_bytes)
             .fetch_one(&self.pools.fast)
             .await
             .map_err(store)?;
