@@ -1860,3 +1860,88 @@ async fn injected_latency_past_the_deadline_is_a_timeout() {
         Err(RecipeError::Upstream { status: 503, .. })
     ));
 }
+
+#[tokio::test]
+async fn each_request_a_call_sends_is_logged_with_its_status_retry_and_time_and_bounded() {
+    use switchboard::vendors::{CallLog, Connector, VendorCalls};
+    let keys = SandboxKeys::default();
+    let sb = sandbox::start("127.0.0.1:0".parse().unwrap(), keys.clone())
+        .await
+        .unwrap();
+    let ghl = ghl_client(&sb, &keys.gohighlevel);
+    let created = ghl
+        .contacts_create(
+            &call(),
+            &Contact {
+                first_name: Some("Ada".into()),
+                ..Contact::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = created.id.unwrap();
+    let logged = |calls: &Arc<Mutex<VendorCalls>>| {
+        let mut c = call();
+        c.log = Some(CallLog {
+            operation: "contacts.get".into(),
+            connection: "ghl".into(),
+            calls: calls.clone(),
+        });
+        c
+    };
+    // A 503, retried: two requests, each with its status and retry number.
+    sb.state.set_faults(
+        "gohighlevel",
+        sandbox::Faults {
+            fail_next: 1,
+            status: Some(503),
+            ..sandbox::Faults::default()
+        },
+    );
+    let calls = Arc::new(Mutex::new(VendorCalls::default()));
+    ghl.contacts_get(&logged(&calls), &id).await.unwrap();
+    // A connection broken mid-answer: no status, and why none in words of our own.
+    sb.state.set_faults(
+        "gohighlevel",
+        sandbox::Faults {
+            drop_next: 1,
+            ..sandbox::Faults::default()
+        },
+    );
+    ghl.contacts_get(&logged(&calls), &id).await.unwrap();
+    let seen = calls.lock().unwrap();
+    let summary: Vec<_> = seen
+        .calls
+        .iter()
+        .map(|c| (c.status, c.retry, c.error.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(503), 0, None),
+            (Some(200), 1, None),
+            (None, 0, Some("no answer (connection failed or broke)")),
+            (Some(200), 1, None),
+        ],
+        "{seen:#?}"
+    );
+    for c in &seen.calls {
+        assert_eq!(
+            (
+                c.operation.as_str(),
+                c.connection.as_str(),
+                c.vendor.as_str(),
+                c.method.as_str()
+            ),
+            ("contacts.get", "ghl", "gohighlevel", "GET")
+        );
+    }
+    drop(seen);
+    // Bounded: the first 50 of a run are kept, the rest counted.
+    let calls = Arc::new(Mutex::new(VendorCalls::default()));
+    for _ in 0..53 {
+        ghl.contacts_get(&logged(&calls), &id).await.unwrap();
+    }
+    let seen = calls.lock().unwrap();
+    assert_eq!((seen.calls.len(), seen.dropped), (50, 3));
+}

@@ -286,18 +286,10 @@ impl VendorHttp {
                     status = tracing::field::Empty,
                 )
             };
-            let sent = Instant::now();
-            let outcome = self.send_once(call, request).instrument(span.clone()).await;
-            if let Some(log) = &call.log {
-                let answer = outcome.as_ref().map(|r| r.status);
-                log.request(
-                    self.vendor,
-                    request.method.as_str(),
-                    attempt,
-                    answer,
-                    sent.elapsed(),
-                );
-            }
+            let outcome = self
+                .send_once(call, request, attempt)
+                .instrument(span.clone())
+                .await;
             if let Ok(r) = &outcome {
                 span.record("status", r.status);
                 call.span.record("status", r.status);
@@ -349,7 +341,14 @@ impl VendorHttp {
         .delay(attempt + 1, fastrand::f64())
     }
 
-    async fn send_once(&self, call: &Call, request: &Request) -> Result<Response, RecipeError> {
+    /// Send `request` once (`retry`: 0 for the first send), noted in the run's log of vendor
+    /// requests if it left.
+    async fn send_once(
+        &self,
+        call: &Call,
+        request: &Request,
+        retry: u32,
+    ) -> Result<Response, RecipeError> {
         let remaining = call.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(RecipeError::Timeout);
@@ -409,6 +408,16 @@ impl VendorHttp {
         }
         .await;
         metrics::record(self.vendor, &outcome, sent.elapsed());
+        if let Some(log) = &call.log {
+            let answer = outcome.as_ref().map(|r| r.status);
+            log.request(
+                self.vendor,
+                request.method.as_str(),
+                retry,
+                answer,
+                sent.elapsed(),
+            );
+        }
         outcome
     }
 
