@@ -1909,34 +1909,35 @@ async fn each_request_a_call_sends_is_logged_with_its_status_retry_and_time_and_
         },
     );
     ghl.contacts_get(&logged(&calls), &id).await.unwrap();
-    let seen = calls.lock().unwrap();
-    let summary: Vec<_> = seen
-        .calls
-        .iter()
-        .map(|c| (c.status, c.retry, c.error.as_deref()))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            (Some(503), 0, None),
-            (Some(200), 1, None),
-            (None, 0, Some("no answer (connection failed or broke)")),
-            (Some(200), 1, None),
-        ],
-        "{seen:#?}"
-    );
-    for c in &seen.calls {
+    {
+        let seen = calls.lock().unwrap();
+        let summary: Vec<_> = seen
+            .calls
+            .iter()
+            .map(|c| (c.status, c.retry, c.error.as_deref()))
+            .collect();
         assert_eq!(
-            (
-                c.operation.as_str(),
-                c.connection.as_str(),
-                c.vendor.as_str(),
-                c.method.as_str()
-            ),
-            ("contacts.get", "ghl", "gohighlevel", "GET")
+            summary,
+            [
+                (Some(503), 0, None),
+                (Some(200), 1, None),
+                (None, 0, Some("no answer (connection failed or broke)")),
+                (Some(200), 1, None),
+            ],
+            "{seen:#?}"
         );
+        for c in &seen.calls {
+            assert_eq!(
+                (
+                    c.operation.as_str(),
+                    c.connection.as_str(),
+                    c.vendor.as_str(),
+                    c.method.as_str()
+                ),
+                ("contacts.get", "ghl", "gohighlevel", "GET")
+            );
+        }
     }
-    drop(seen);
     // Bounded: the first 50 of a run are kept, the rest counted.
     let calls = Arc::new(Mutex::new(VendorCalls::default()));
     for _ in 0..53 {
