@@ -242,6 +242,10 @@ impl Drop for PgBackend {
 }
 
 /// The rows of `runs` a settle writes: every column a settlement may change.
+/// Pause recipe $1 (at $2), unless it is paused already.
+const PAUSE: &str =
+    "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING";
+
 const WRITE_RUN: &str = "UPDATE runs SET status = $2, attempts = $3, replays = $4, \
      deferrals = $5, updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
      due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, detail = $12 \
@@ -713,9 +717,7 @@ impl PgBackend {
                 .await?;
         }
         for recipe in &snapshot.paused {
-            sqlx::query(
-                "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING",
-            )
+            sqlx::query(PAUSE)
                 .bind(recipe)
                 .bind(switchboard_model::now_ms())
                 .execute(&mut *tx)
@@ -1171,13 +1173,11 @@ impl Backend for PgBackend {
 
     async fn set_paused(&self, recipe: &str, paused: bool) -> BackendResult<bool> {
         let changed = if paused {
-            sqlx::query(
-                "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING",
-            )
-            .bind(recipe)
-            .bind(switchboard_model::now_ms())
-            .execute(&self.pools.durable)
-            .await
+            sqlx::query(PAUSE)
+                .bind(recipe)
+                .bind(switchboard_model::now_ms())
+                .execute(&self.pools.durable)
+                .await
         } else {
             sqlx::query("DELETE FROM paused WHERE recipe = $1")
                 .bind(recipe)

@@ -1379,7 +1379,7 @@ mod tests {
         use switchboard_pipeline::backend::NewRun;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
-        let b = open_again(&path).await;
+        let b = SledBackend::open(&path).unwrap();
         let t = switchboard_model::now_ms();
         let payload = serde_json::json!({"text": "x".repeat(2000)});
         let mut last_id = String::new();

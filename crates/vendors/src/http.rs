@@ -407,16 +407,11 @@ impl VendorHttp {
             })
         }
         .await;
-        metrics::record(self.vendor, &outcome, sent.elapsed());
+        let took = sent.elapsed();
+        metrics::record(self.vendor, &outcome, took);
         if let Some(log) = &call.log {
             let answer = outcome.as_ref().map(|r| r.status);
-            log.request(
-                self.vendor,
-                request.method.as_str(),
-                retry,
-                answer,
-                sent.elapsed(),
-            );
+            log.request(self.vendor, request.method.as_str(), retry, answer, took);
         }
         outcome
     }
