@@ -7,14 +7,16 @@
 //!    workers, named, so each one's CPU is read from its own threads in `/proc`); one
 //!    records nothing (no recorder: the pipeline bench's setting), the other records every
 //!    metric into the host's Prometheus recorder (installed on its threads).
-//! 2. **Traces**, with the real binary: three `switchboard serve` processes (metrics on, as
-//!    always): one without traces, one with `[telemetry] otlp_endpoint` exporting every span
-//!    over OTLP/HTTP to a receiver in this process (which reads and drops them), each run
-//!    joined to its webhook's trace, and one keeping a tenth of the traces (`sample_ratio =
+//! 2. **Traces**, with the real binary: four `switchboard serve` processes (metrics on, as
+//!    always): one without traces; one with `[telemetry] otlp_endpoint` exporting every span
+//!    (no rate limit) over OTLP/HTTP to a receiver in this process (which reads and drops
+//!    them), each run joined to its webhook's trace; one with the defaults (every event
+//!    traced up to 10 a second); and one keeping a tenth of the traces (`sample_ratio =
 //!    0.1`). Each process's CPU time is read from `/proc`.
 //!
 //! Run with `cargo bench -p switchboard --bench telemetry` (prints Markdown tables);
-//! `TELEMETRY_BENCH_ROUNDS` sets the rounds (5).
+//! `TELEMETRY_BENCH_ROUNDS` sets the rounds (5); `TELEMETRY_BENCH_PART=metrics` or `traces`
+//! runs one part only.
 
 mod common;
 
@@ -263,12 +265,23 @@ fn main() {
     std::fs::copy(switchboard_test_guests::HELLO, plugins.join("hello.wasm")).unwrap();
     std::fs::write(dir.path().join("bench.secret"), SECRET).unwrap();
 
-    // 1. Metrics off and on, in this process.
-    let mut off = InProcess::new("metrics-off", &dir.path().join("off"), &plugins, || {});
+    // `TELEMETRY_BENCH_PART=traces` (or `metrics`) runs one part only.
+    let part = std::env::var("TELEMETRY_BENCH_PART").unwrap_or_default();
+    if part != "traces" {
+        metrics_part(rounds, dir.path(), &plugins);
+    }
+    if part != "metrics" {
+        traces_part(rounds, dir.path());
+    }
+}
+
+/// 1. Metrics off and on, in this process.
+fn metrics_part(rounds: usize, dir: &Path, plugins: &Path) {
+    let mut off = InProcess::new("metrics-off", &dir.join("off"), plugins, || {});
     let recorder = switchboard::server::metrics::recorder();
     let handle = recorder.handle();
     let recorder: &'static _ = Box::leak(Box::new(recorder));
-    let mut on = InProcess::new("metrics-on", &dir.path().join("on"), &plugins, move || {
+    let mut on = InProcess::new("metrics-on", &dir.join("on"), plugins, move || {
         std::mem::forget(metrics::set_default_local_recorder(recorder))
     });
     together(&mut [&mut off, &mut on], WARMUP, "w");
@@ -292,48 +305,57 @@ fn main() {
         &[("no metrics", &r_off), ("metrics", &r_on)],
     );
     drop((off, on));
+}
 
-    // 2. Traces off and on, two `switchboard serve` processes.
+/// 2. Traces off and on, `switchboard serve` processes.
+fn traces_part(rounds: usize, dir: &Path) {
     let (otlp, exported) = receiver();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut plain = Served::start(dir.path(), "plain", "");
+    let mut plain = Served::start(dir, "plain", "");
     let mut traced = Served::start(
-        dir.path(),
+        dir,
         "traced",
+        &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\nmax_traces_per_second = 1000000\n"),
+    );
+    let mut bounded = Served::start(
+        dir,
+        "bounded",
         &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\n"),
     );
     let mut sampled = Served::start(
-        dir.path(),
+        dir,
         "sampled",
         &format!("[telemetry]\notlp_endpoint = \"{otlp}\"\nsample_ratio = 0.1\n"),
     );
-    let (mut r_plain, mut r_traced, mut r_sampled) =
-        (Rounds::default(), Rounds::default(), Rounds::default());
+    let (mut r_plain, mut r_traced, mut r_bounded, mut r_sampled) = (
+        Rounds::default(),
+        Rounds::default(),
+        Rounds::default(),
+        Rounds::default(),
+    );
     rt.block_on(async {
         let http = reqwest::Client::new();
         tokio::join!(
             plain.round(&http, WARMUP, "pw"),
             traced.round(&http, WARMUP, "tw"),
+            bounded.round(&http, WARMUP, "bw"),
             sampled.round(&http, WARMUP, "sw"),
         );
         for round in 0..rounds {
-            let tags = [
-                format!("p{round}"),
-                format!("t{round}"),
-                format!("s{round}"),
-            ];
+            let tags = ["p", "t", "b", "s"].map(|t| format!("{t}{round}"));
             let got = tokio::join!(
                 plain.round(&http, REQUESTS, &tags[0]),
                 traced.round(&http, REQUESTS, &tags[1]),
-                sampled.round(&http, REQUESTS, &tags[2]),
+                bounded.round(&http, REQUESTS, &tags[2]),
+                sampled.round(&http, REQUESTS, &tags[3]),
             );
-            for (r, (rate, cpu)) in [&mut r_plain, &mut r_traced, &mut r_sampled]
+            for (r, (rate, cpu)) in [&mut r_plain, &mut r_traced, &mut r_bounded, &mut r_sampled]
                 .into_iter()
-                .zip([got.0, got.1, got.2])
+                .zip([got.0, got.1, got.2, got.3])
             {
                 r.rates.push(rate);
                 r.cpu_us.push(cpu);
@@ -346,6 +368,7 @@ fn main() {
         &[
             ("metrics", &r_plain),
             ("metrics + OTLP traces, all", &r_traced),
+            ("metrics + OTLP traces, default (≤ 10 a second)", &r_bounded),
             ("metrics + OTLP traces, 10 % sampled", &r_sampled),
         ],
     );

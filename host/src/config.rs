@@ -53,6 +53,7 @@
 //! otlp_endpoint = "http://127.0.0.1:4318"   # export spans over OTLP/HTTP (default: none)
 //! service_name = "switchboard"
 //! sample_ratio = 0.1           # keep a tenth of the traces (default 1: all)
+//! max_traces_per_second = 10   # trace at most this many events a second (default 10)
 //!
 //! [alerts]                     # signed JSON to a URL when runs fail (see `crate::alerts`)
 //! url = "https://ops.example.com/hooks/switchboard"

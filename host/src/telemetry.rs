@@ -67,7 +67,15 @@ pub struct TelemetrySection {
     /// event arrives: its runs follow, so a trace is kept or dropped whole, and an event
     /// not traced makes no span at all.
     pub sample_ratio: Option<f64>,
+    /// At most this many events traced a second (default
+    /// [`DEFAULT_MAX_TRACES_PER_SECOND`]; bursts up to as many at once): under that rate
+    /// every sampled event is traced, above it the excess is not, so what traces cost the
+    /// host stays bounded however heavy the load. Set it high to trace every event.
+    pub max_traces_per_second: Option<u32>,
 }
+
+/// Events traced a second at most, unless `[telemetry] max_traces_per_second` says otherwise.
+pub const DEFAULT_MAX_TRACES_PER_SECOND: u32 = 10;
 
 /// Why traces cannot be exported as configured.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +111,10 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            // Nothing here reads OpenTelemetry's current context (parents come from `tracing`'s
+            // span tree, and `Links` takes a span's context from the span itself): without
+            // this, every poll of a traced webhook or run would attach and detach one.
+            .with_context_activation(false)
             .with_filter(
                 Targets::new()
                     .with_target("switchboard", LevelFilter::INFO)
@@ -156,6 +168,14 @@ impl Telemetry {
                 "sample_ratio: {ratio} is not between 0 and 1"
             )));
         }
+        let per_second = section
+            .max_traces_per_second
+            .unwrap_or(DEFAULT_MAX_TRACES_PER_SECOND);
+        let per_second = std::num::NonZeroU32::new(per_second).ok_or_else(|| {
+            TelemetryError(
+                "max_traces_per_second: 0 is not allowed (sample_ratio = 0 traces nothing)".into(),
+            )
+        })?;
         let service = section
             .service_name
             .clone()
@@ -172,10 +192,7 @@ impl Telemetry {
         Ok(Some(Telemetry {
             provider,
             endpoint,
-            links: Arc::new(Links {
-                ratio,
-                inner: Mutex::default(),
-            }),
+            links: Arc::new(Links::new(ratio, per_second)),
         }))
     }
 
@@ -190,6 +207,8 @@ impl Telemetry {
 struct Links {
     /// The share of events traced.
     ratio: f64,
+    /// Events traced a second at most.
+    rate: governor::DefaultDirectRateLimiter,
     #[allow(clippy::type_complexity)]
     inner: Mutex<(
         HashMap<String, Option<opentelemetry::Context>>,
@@ -201,6 +220,14 @@ impl Links {
     /// Events remembered at most: runs start within moments of their event unless the host
     /// is far behind, and then a run starting a trace of its own is no loss.
     const CAPACITY: usize = 16_384;
+
+    fn new(ratio: f64, per_second: std::num::NonZeroU32) -> Links {
+        Links {
+            ratio,
+            rate: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            inner: Mutex::default(),
+        }
+    }
 
     fn remember(&self, event_id: &str, context: Option<opentelemetry::Context>) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,7 +245,7 @@ impl Links {
 
 impl Traces for Links {
     fn sample(&self) -> bool {
-        self.ratio >= 1.0 || fastrand::f64() < self.ratio
+        (self.ratio >= 1.0 || fastrand::f64() < self.ratio) && self.rate.check().is_ok()
     }
 
     fn accepted(&self, event_id: &str, traced: bool) {
@@ -282,13 +309,31 @@ impl opentelemetry_http::HttpClient for Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn no_more_events_are_traced_a_second_than_the_limit() {
+        let links = Links::new(1.0, NonZeroU32::new(50).unwrap());
+        let traced = (0..1_000).filter(|_| links.sample()).count();
+        // A burst of up to 50 at once, then one every 20 ms: the loop takes far less than
+        // the 20 ms a 51st would need (a slow machine could let one or two more through).
+        assert!(
+            (50..=52).contains(&traced),
+            "traced {traced} of 1,000 at once"
+        );
+        // Its runs follow the decision: an event not traced at the webhook has no run span.
+        let untraced = (0..1_000).find(|_| !links.sample()).is_some();
+        assert!(untraced);
+        links.accepted("evt_over", false);
+        assert!(!links.wanted("evt_over"));
+        // And the limit refills: after a second, a new burst is traced again.
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert!(links.sample(), "the limit refills with time");
+    }
 
     #[test]
     fn an_events_runs_follow_its_sampling_decision() {
-        let never = Links {
-            ratio: 0.0,
-            inner: Mutex::default(),
-        };
+        let never = Links::new(0.0, NonZeroU32::MAX);
         assert!(!never.sample());
         never.accepted("evt_1", false);
         assert!(
@@ -304,10 +349,7 @@ mod tests {
             never.wanted("evt_2"),
             "traced at the webhook: so are its runs"
         );
-        let always = Links {
-            ratio: 1.0,
-            inner: Mutex::default(),
-        };
+        let always = Links::new(1.0, NonZeroU32::MAX);
         assert!(always.sample() && always.wanted("evt_unseen"));
         always.accepted("evt_3", false);
         assert!(!always.wanted("evt_3"));
@@ -315,10 +357,7 @@ mod tests {
 
     #[test]
     fn links_are_bounded() {
-        let links = Links {
-            ratio: 1.0,
-            inner: Mutex::default(),
-        };
+        let links = Links::new(1.0, NonZeroU32::MAX);
         for i in 0..Links::CAPACITY + 10 {
             links.remember(&format!("evt_{i}"), Some(opentelemetry::Context::new()));
         }
