@@ -297,11 +297,25 @@ pub trait Backend: Send + Sync + 'static {
     /// How many runs wait, are due or run at `now_ms`, and since when the oldest due one waits.
     async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts>;
 
-    /// Whether a claim is cheap enough for a worker slot to claim its next run by itself as
-    /// it frees (sled: in memory); otherwise freed slots are filled by the dispatcher's
-    /// claims, several at a time (PostgreSQL: a round trip each).
-    fn cheap_claims(&self) -> bool {
-        true
+    /// [`settle`](Self::settle), then, once the settle is recorded, [`claim`](Self::claim)
+    /// for `next`: a worker slot taking its next run as it gives one back. A backend whose
+    /// calls cost a round trip does both in one (PostgreSQL); the default calls one after
+    /// the other. A failed claim after a recorded settle is logged and claims nothing: the
+    /// settle stands, and the dispatcher fills the slot later.
+    async fn settle_then_claim(
+        &self,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+        next: ClaimRequest<'_>,
+    ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
+        let run = self.settle(lease, now_ms, settlement, report).await?;
+        let claimed = self.claim(next).await.unwrap_or_else(|e| {
+            tracing::error!("claiming runs failed: {e}");
+            Vec::new()
+        });
+        Ok((run, claimed))
     }
 
     /// Wait until something may have become claimable (an accept, a settle, a replay), or

@@ -40,6 +40,7 @@ pub async fn run_all<H: Harness>(h: &H) {
     deliveries_accepted_at_once_are_each_new_once(h).await;
     a_delivery_that_died_before_its_ack_leaves_nothing_to_run(h).await;
     claims_are_due_first_within_concurrency(h).await;
+    a_settle_claims_the_slots_next_run(h).await;
     a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused(h).await;
     runs_with_one_key_go_one_at_a_time_in_acceptance_order(h).await;
     settlements_move_runs_as_the_pipeline_says(h).await;
@@ -339,6 +340,101 @@ async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
         (earlier.due, earlier.later, earlier.oldest_due_ms),
         (0, 1, None),
         "counts: before its due time, a queued run waits for later"
+    );
+}
+
+async fn a_settle_claims_the_slots_next_run<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    for i in 1..=3 {
+        b.accept(event(
+            &format!("evt_005{i}"),
+            "forms",
+            &format!("n{i}"),
+            t + i,
+            &[("a", None)],
+        ))
+        .await
+        .unwrap();
+    }
+    let a_one_at_a_time = std::collections::HashMap::from([("a".to_string(), 1)]);
+    let one = Concurrency {
+        default: 100,
+        per_recipe: &a_one_at_a_time,
+    };
+    let first = claim(&*b, "h1", t + 10, 10, one).await;
+    assert_eq!(ids(&first), vec!["evt_0051.a"]);
+    let next = |now_ms| ClaimRequest {
+        holder: "h1",
+        now_ms,
+        lease_ms: 30_000,
+        max: 1,
+        concurrency: one,
+    };
+    let done = Settlement::Succeeded(Outcome::Done("ok".into()));
+    let (run, claimed) = b
+        .settle_then_claim(
+            &first[0].lease,
+            t + 11,
+            done.clone(),
+            AttemptReport::default(),
+            next(t + 11),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(
+        ids(&claimed),
+        vec!["evt_0052.a"],
+        "settle then claim: the room the settle freed is taken by the next due run"
+    );
+    assert_eq!(claimed[0].lease.holder, "h1");
+    assert_eq!(
+        claimed[0].event.as_ref().map(|e| e.event.id.as_str()),
+        Some("evt_0052"),
+        "settle then claim: the run comes with its event"
+    );
+    assert_eq!(
+        b.run("evt_0051.a").await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    assert!(
+        matches!(
+            b.settle_then_claim(
+                &first[0].lease,
+                t + 12,
+                done.clone(),
+                AttemptReport::default(),
+                next(t + 12),
+            )
+            .await,
+            Err(BackendError::Stale { .. })
+        ),
+        "settle then claim: refused with a lease that is no longer the run's"
+    );
+    assert_eq!(
+        b.run("evt_0053.a").await.unwrap().unwrap().status,
+        RunStatus::Queued,
+        "settle then claim: a refused settle claims nothing"
+    );
+    let (_, claimed) = b
+        .settle_then_claim(
+            &claimed[0].lease,
+            t + 13,
+            done,
+            AttemptReport::default(),
+            ClaimRequest {
+                max: 0,
+                ..next(t + 13)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "settle then claim: max 0 settles alone");
+    assert_eq!(
+        ids(&claim(&*b, "h2", t + 14, 10, one).await),
+        vec!["evt_0053.a"],
+        "the last run is left to any claim"
     );
 }
 

@@ -9,6 +9,8 @@ use crate::backend::{
 };
 use crate::{Pipeline, now_ms};
 use futures_util::FutureExt;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -108,33 +110,35 @@ fn retry_after(error: &RunError) -> Option<u64> {
 
 impl Pipeline {
     /// Run claimed attempts in one worker slot, which goes back however an attempt ends (a
-    /// panic in host code fails the run with the panic's message). When an attempt is done,
-    /// the slot takes the next due run itself, if there is one, without a round trip through
-    /// the dispatcher.
+    /// panic in host code fails the run with the panic's message). An attempt's settle
+    /// claims the slot's next due run in the same call, if there is one: the slot runs it
+    /// without a round trip through the dispatcher.
     pub(crate) async fn guarded(self: Arc<Self>, mut claimed: Claimed) {
         loop {
             let lease = claimed.lease.clone();
             let attempt = std::panic::AssertUnwindSafe(self.attempt(claimed)).catch_unwind();
-            if let Err(panic) = attempt.await {
-                let mut message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "a panic without a message".into());
-                bound_text(&mut message, 4096);
-                tracing::error!(run = %lease.run, panic = %message.escape_debug(), "host code panicked during a run");
-                let error = RunError::HostPanic { message };
-                self.settle(&lease, Settlement::Failed(error), AttemptReport::default())
-                    .await;
-            }
-            // The next run is held before this one is let go, so the dispatcher never
-            // counts the slot free twice. (Where claims cost a round trip, the dispatcher
-            // fills freed slots instead, several in one claim.)
-            let next = if self.backend.cheap_claims() {
-                self.claim_one().await
-            } else {
-                None
+            let next = match attempt.await {
+                Ok(next) => next,
+                Err(panic) => {
+                    let mut message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    bound_text(&mut message, 4096);
+                    tracing::error!(run = %lease.run, panic = %message.escape_debug(), "host code panicked during a run");
+                    let error = RunError::HostPanic { message };
+                    self.settle(
+                        &lease,
+                        Settlement::Failed(error),
+                        AttemptReport::default(),
+                        false,
+                    )
+                    .await
+                }
             };
+            // The next run is held before this one is let go, so the dispatcher never
+            // counts the slot free twice.
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(next) = &next {
                 held.insert(next.lease.run.clone(), next.lease.clone());
@@ -149,51 +153,46 @@ impl Pipeline {
         self.slot_freed.notify_one();
     }
 
-    /// Claim up to `max` due runs for this host, under the configured concurrency and lease.
-    async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
-        let options = &self.options;
-        // A paused recipe has no room.
+    /// Each recipe's limit of runs in flight: as configured, none for a paused recipe.
+    async fn recipe_limits(&self) -> Cow<'_, HashMap<String, usize>> {
         let paused = self.paused().await;
-        let limits;
-        let per_recipe = if paused.is_empty() {
-            &options.plugin_concurrency
+        if paused.is_empty() {
+            Cow::Borrowed(&self.options.plugin_concurrency)
         } else {
-            let mut with_paused = options.plugin_concurrency.clone();
+            let mut with_paused = self.options.plugin_concurrency.clone();
             with_paused.extend(paused.into_iter().map(|r| (r, 0)));
-            limits = with_paused;
-            &limits
-        };
-        let concurrency = Concurrency {
-            default: options.per_plugin,
-            per_recipe,
-        };
-        self.backend
-            .claim(ClaimRequest {
-                holder: &self.holder,
-                now_ms: now_ms(),
-                lease_ms: options.lease.as_millis() as i64,
-                max,
-                concurrency,
-            })
-            .await
-    }
-
-    /// One due run for a slot that just came free, unless the pipeline is stopping.
-    async fn claim_one(&self) -> Option<Claimed> {
-        if self.is_stopping() {
-            return None;
-        }
-        match self.claim(1).await {
-            Ok(mut claimed) => claimed.pop(),
-            Err(e) => {
-                tracing::error!("claiming runs failed: {e}");
-                None
-            }
+            Cow::Owned(with_paused)
         }
     }
 
-    /// One attempt of a claimed run: run it, keeping its lease alive, and settle it.
-    async fn attempt(&self, claimed: Claimed) {
+    /// A claim of up to `max` due runs for this host, under the configured concurrency
+    /// (`per_recipe`: [`recipe_limits`](Self::recipe_limits)) and lease.
+    fn claim_request<'a>(
+        &'a self,
+        max: usize,
+        per_recipe: &'a HashMap<String, usize>,
+    ) -> ClaimRequest<'a> {
+        ClaimRequest {
+            holder: &self.holder,
+            now_ms: now_ms(),
+            lease_ms: self.options.lease.as_millis() as i64,
+            max,
+            concurrency: Concurrency {
+                default: self.options.per_plugin,
+                per_recipe,
+            },
+        }
+    }
+
+    /// Claim up to `max` due runs for this host.
+    async fn claim(&self, max: usize) -> Result<Vec<Claimed>, BackendError> {
+        let limits = self.recipe_limits().await;
+        self.backend.claim(self.claim_request(max, &limits)).await
+    }
+
+    /// One attempt of a claimed run: run it, keeping its lease alive, and settle it; returns
+    /// the run its slot claimed next, if any.
+    async fn attempt(&self, claimed: Claimed) -> Option<Claimed> {
         let Claimed { run, event, lease } = claimed;
         crate::metrics::started(&run, now_ms());
         // No span at all for an attempt whose trace is not exported (sampled out).
@@ -257,9 +256,9 @@ impl Pipeline {
             .await;
         report.trace_id = trace_id;
         let settlement = self.settlement(&run, result);
-        self.settle(&lease, settlement, report)
+        self.settle(&lease, settlement, report, true)
             .instrument(span)
-            .await;
+            .await
     }
 
     /// Drive `work` to its end, extending `lease` every third of its length meanwhile (in
@@ -330,13 +329,15 @@ impl Pipeline {
         }
     }
 
-    /// Record how an attempt ended, and announce it.
+    /// Record how an attempt ended, and announce it. With `take_next` (and the pipeline not
+    /// stopping), the same call claims the slot's next due run, returned.
     pub(crate) async fn settle(
         &self,
         lease: &Lease,
         settlement: Settlement,
         report: AttemptReport,
-    ) {
+        take_next: bool,
+    ) -> Option<Claimed> {
         let counter = match &settlement {
             Settlement::Succeeded(_) => Some(&self.counters.succeeded),
             Settlement::Deferred { .. } => Some(&self.counters.deferred),
@@ -349,13 +350,22 @@ impl Pipeline {
         let duration_us = report.duration_us;
         let ended = crate::metrics::Ended::of(&settlement);
         let started = std::time::Instant::now();
-        let settled = self
-            .backend
-            .settle(lease, now_ms(), settlement, report)
-            .await;
+        let settled = if take_next && !self.is_stopping() {
+            let limits = self.recipe_limits().await;
+            let next = self.claim_request(1, &limits);
+            let now = next.now_ms;
+            self.backend
+                .settle_then_claim(lease, now, settlement, report, next)
+                .await
+        } else {
+            self.backend
+                .settle(lease, now_ms(), settlement, report)
+                .await
+                .map(|run| (run, Vec::new()))
+        };
         crate::metrics::store_write("settle", started.elapsed());
         match settled {
-            Ok(run) => {
+            Ok((run, mut next)) => {
                 if let Some(counter) = counter {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
@@ -374,16 +384,30 @@ impl Pipeline {
                     }
                     _ => {}
                 }
+                let next = next.pop();
+                // The slot took its recipe's next run: the room it freed is taken again. It
+                // took another recipe's run (the freed room may have a taker), or this run
+                // had a key (its key's next may be due now): the dispatcher looks for more.
+                // It took none: the slot goes back, which wakes the dispatcher.
+                if next
+                    .as_ref()
+                    .is_some_and(|n| n.run.plugin != run.plugin || run.order_key.is_some())
+                {
+                    self.slot_freed.notify_one();
+                }
                 if announce {
                     let _ = self.finished.send(run);
                 }
+                next
             }
             // Taken over (its lease expired): the other holder's result stands.
             Err(BackendError::Stale { .. }) => {
                 tracing::warn!(run = %lease.run, "run finished after its lease was taken over; its result is dropped");
+                None
             }
             Err(e) => {
                 tracing::error!(run = %lease.run, "run could not be recorded: {e}");
+                None
             }
         }
     }

@@ -12,7 +12,8 @@
 //!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A claim gives the
 //!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
 //!   the token and the holder and are refused once another claim took it. A host settles
-//!   the runs it claimed in one statement, from the record it claimed.
+//!   the runs it claimed from the record it claimed, in one call of `settle_claim`
+//!   (migration 6) that also claims the freed worker slot's next run.
 //! - Settles, claims, extensions and kv writes commit asynchronously (their own pool with
 //!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
@@ -54,6 +55,23 @@ pub mod testing;
 
 /// Event ids per block taken from the database.
 const ID_BLOCK: i64 = 1024;
+
+/// The SQLSTATE `settle_claim` refuses a settle with: the lease is no longer the run's.
+const STALE: &str = "SBL01";
+
+/// A count as an `integer` argument.
+fn clamp(n: usize) -> i32 {
+    n.min(i32::MAX as usize) as i32
+}
+
+/// A claim's per-recipe limits as the two arrays `claim_runs` takes.
+fn claim_limits<'a>(req: &ClaimRequest<'a>) -> (Vec<&'a str>, Vec<i32>) {
+    req.concurrency
+        .per_recipe
+        .iter()
+        .map(|(p, n)| (p.as_str(), clamp(*n)))
+        .unzip()
+}
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -126,6 +144,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             5,
             "paused recipes",
             include_str!("../migrations/0005_paused.sql"),
+        ),
+        (
+            6,
+            "settle and claim in one call",
+            include_str!("../migrations/0006_settle_claim.sql"),
         ),
     ]
     .into_iter()
@@ -241,11 +264,11 @@ impl Drop for PgBackend {
     }
 }
 
-/// The rows of `runs` a settle writes: every column a settlement may change.
 /// Pause recipe $1 (at $2), unless it is paused already.
 const PAUSE: &str =
     "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING";
 
+/// A run as a replay leaves it: every column a settlement may change.
 const WRITE_RUN: &str = "UPDATE runs SET status = $2, attempts = $3, replays = $4, \
      deferrals = $5, updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
      due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, detail = $12 \
@@ -397,8 +420,49 @@ impl PgBackend {
         Ok(())
     }
 
-    /// Settle a run from its record under `lease` (as claimed, or as read): one statement
-    /// (the run, its log), refused unless the lease is still the run's.
+    /// Settle the run `lease` names (and with `next`, claim): from the record as this host
+    /// claimed it, else as stored now.
+    async fn settle_leased(
+        &self,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+        next: Option<ClaimRequest<'_>>,
+    ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
+        let cached = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lease.run)
+            .filter(|run| run.lease.as_ref().is_some_and(|l| l.token == lease.token));
+        let before = match cached {
+            // This host claimed it: its record is as claimed (only its holder changes a
+            // running run), so the settle is one call, refused if the lease moved on.
+            Some(before) => before,
+            // Not claimed by this process (a lease from before a restart, say): the run as
+            // stored now; the call still refuses it unless the lease is the run's.
+            None => self
+                .run(&lease.run)
+                .await?
+                .filter(|run| {
+                    run.lease
+                        .as_ref()
+                        .is_some_and(|l| l.token == lease.token && l.holder == lease.holder)
+                })
+                .ok_or_else(|| BackendError::Stale {
+                    run: lease.run.clone(),
+                    token: lease.token,
+                })?,
+        };
+        self.settle_held(before, lease, now_ms, settlement, report, next)
+            .await
+    }
+
+    /// Settle a run from its record under `lease` (as claimed, or as read), refused unless
+    /// the lease is still the run's, and with `next`, claim in the same call: one call of
+    /// `settle_claim` (migration 6) writes the run, its log and its attempt, then claims as
+    /// `claim_runs`.
     async fn settle_held(
         &self,
         before: RunRecord,
@@ -406,7 +470,8 @@ impl PgBackend {
         now_ms: Ms,
         settlement: Settlement,
         report: AttemptReport,
-    ) -> BackendResult<RunRecord> {
+        next: Option<ClaimRequest<'_>>,
+    ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
         let released = matches!(settlement, Settlement::Released);
         let logs = (!released && !report.logs.is_empty())
             .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
@@ -416,24 +481,18 @@ impl PgBackend {
             run.started_at = None;
         }
         let ms = rows::ms_of;
-        let written: i64 = sqlx::query_scalar(
-            "WITH u AS ( \
-               UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
-                 updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
-                 due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, \
-                 detail = $12 \
-               WHERE id = $1 AND status = 'running' AND lease_token = $13 AND lease_holder = $14 \
-               RETURNING id \
-             ), put AS ( \
-               INSERT INTO run_logs (run_id, lines) SELECT id, $15 FROM u WHERE $15::text IS NOT NULL \
-               ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
-             ), gone AS ( \
-               DELETE FROM run_logs WHERE $16 AND $15::text IS NULL \
-                 AND run_id IN (SELECT id FROM u) \
-             ), attempt AS ( \
-               INSERT INTO run_attempts (run_id, record) \
-               SELECT id, $17 FROM u WHERE $17::text IS NOT NULL \
-             ) SELECT count(*) FROM u",
+        let (expires, max, default, plugins, limits) = match &next {
+            Some(req) => {
+                let (plugins, limits) = claim_limits(req);
+                let max = clamp(req.max);
+                let default = clamp(req.concurrency.default);
+                (req.now_ms + req.lease_ms, max, default, plugins, limits)
+            }
+            None => (now_ms, 0, 0, Vec::new(), Vec::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM settle_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(&run.id)
         .bind(run.status.as_str())
@@ -452,25 +511,56 @@ impl PgBackend {
         .bind(logs)
         .bind(!released)
         .bind(attempt)
-        .fetch_one(&self.pools.fast)
+        .bind(expires)
+        .bind(max)
+        .bind(default)
+        .bind(&plugins)
+        .bind(&limits)
+        .fetch_all(&self.pools.fast)
         .await
-        .map_err(db)?;
-        if written == 0 {
-            return Err(BackendError::Stale {
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE) => BackendError::Stale {
                 run: lease.run.clone(),
                 token: lease.token,
-            });
-        }
+            },
+            _ => db(e),
+        })?;
+        let claimed = self.claimed(&rows)?;
         if released {
             // This host is letting go (shutting down): another should take the run.
             self.wake();
-        } else {
+        } else if next.is_none() {
             // A settle frees a slot of this host, whose dispatcher takes the next run (of
             // the recipe whose concurrency it freed too). Waking every host would have each
-            // one claim for the same slot, all but one for nothing.
+            // one claim for the same slot, all but one for nothing. (A settle that claimed
+            // leaves it to the pipeline, which knows whether the slot took the freed room.)
             self.work.notify_one();
         }
-        Ok(run)
+        Ok((run, claimed))
+    }
+
+    /// Runs a claim returned, with their events; held by this host from now on.
+    fn claimed(&self, rows: &[sqlx::postgres::PgRow]) -> BackendResult<Vec<Claimed>> {
+        let claimed = rows
+            .iter()
+            .map(|row| {
+                let run = rows::run(row)?;
+                let lease = run.lease.clone().ok_or_else(|| BackendError::Corrupt {
+                    key: format!("run {}", run.id),
+                    reason: "claimed without a lease".into(),
+                })?;
+                Ok(Claimed {
+                    event: rows::event(row)?,
+                    run,
+                    lease,
+                })
+            })
+            .collect::<BackendResult<Vec<Claimed>>>()?;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for c in &claimed {
+            held.insert(c.run.id.clone(), c.run.clone());
+        }
+        Ok(claimed)
     }
 
     /// A run, locked for the rest of `tx`.
@@ -748,10 +838,6 @@ impl Backend for PgBackend {
         "postgres"
     }
 
-    fn cheap_claims(&self) -> bool {
-        false
-    }
-
     fn failure(&self) -> Option<String> {
         // A lost connection is not a failed store: the pools reconnect, and operations fail
         // (webhooks get 503) meanwhile.
@@ -785,45 +871,20 @@ impl Backend for PgBackend {
         if req.max == 0 {
             return Ok(Vec::new());
         }
-        let limit = |n: usize| n.min(i32::MAX as usize) as i32;
-        let (plugins, limits): (Vec<&str>, Vec<i32>) = req
-            .concurrency
-            .per_recipe
-            .iter()
-            .map(|(p, n)| (p.as_str(), limit(*n)))
-            .unzip();
+        let (plugins, limits) = claim_limits(&req);
         // The claimed runs come with their events (read by the claiming statement).
         let rows = sqlx::query("SELECT * FROM claim_runs($1, $2, $3, $4, $5, $6, $7)")
             .bind(req.holder)
             .bind(req.now_ms)
             .bind(req.now_ms + req.lease_ms)
-            .bind(limit(req.max))
-            .bind(limit(req.concurrency.default))
+            .bind(clamp(req.max))
+            .bind(clamp(req.concurrency.default))
             .bind(&plugins)
             .bind(&limits)
             .fetch_all(&self.pools.fast)
             .await
             .map_err(db)?;
-        let claimed = rows
-            .iter()
-            .map(|row| {
-                let run = rows::run(row)?;
-                let lease = run.lease.clone().ok_or_else(|| BackendError::Corrupt {
-                    key: format!("run {}", run.id),
-                    reason: "claimed without a lease".into(),
-                })?;
-                Ok(Claimed {
-                    event: rows::event(row)?,
-                    run,
-                    lease,
-                })
-            })
-            .collect::<BackendResult<Vec<Claimed>>>()?;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for c in &claimed {
-            held.insert(c.run.id.clone(), c.run.clone());
-        }
-        Ok(claimed)
+        self.claimed(&rows)
     }
 
     async fn extend(&self, lease: &Lease, now_ms: Ms, lease_ms: Ms) -> BackendResult<Lease> {
@@ -858,34 +919,21 @@ impl Backend for PgBackend {
         settlement: Settlement,
         report: AttemptReport,
     ) -> BackendResult<RunRecord> {
-        let cached = self
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&lease.run)
-            .filter(|run| run.lease.as_ref().is_some_and(|l| l.token == lease.token));
-        if let Some(before) = cached {
-            // This host claimed it: its record is as claimed (only its holder changes a
-            // running run), so the settle is one statement, refused if the lease moved on.
-            return self
-                .settle_held(before, lease, now_ms, settlement, report)
-                .await;
-        }
-        // Not claimed by this process (a lease from before a restart, say): the run as
-        // stored now; the statement still refuses it unless the lease is the run's.
-        let before = self
-            .run(&lease.run)
-            .await?
-            .filter(|run| {
-                run.lease
-                    .as_ref()
-                    .is_some_and(|l| l.token == lease.token && l.holder == lease.holder)
-            })
-            .ok_or_else(|| BackendError::Stale {
-                run: lease.run.clone(),
-                token: lease.token,
-            })?;
-        self.settle_held(before, lease, now_ms, settlement, report)
+        let (run, _) = self
+            .settle_leased(lease, now_ms, settlement, report, None)
+            .await?;
+        Ok(run)
+    }
+
+    async fn settle_then_claim(
+        &self,
+        lease: &Lease,
+        now_ms: Ms,
+        settlement: Settlement,
+        report: AttemptReport,
+        next: ClaimRequest<'_>,
+    ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
+        self.settle_leased(lease, now_ms, settlement, report, Some(next))
             .await
     }
 
