@@ -302,6 +302,11 @@ pub trait Backend: Send + Sync + 'static {
     /// calls cost a round trip does both in one (PostgreSQL); the default calls one after
     /// the other. A failed claim after a recorded settle is logged and claims nothing: the
     /// settle stands, and the dispatcher fills the slot later.
+    ///
+    /// With `handover` (the host has other free worker slots, whose claims serve the other
+    /// recipes), a backend may give the room the run held in its recipe's concurrency to
+    /// that recipe's next due run rather than to the oldest due run of any recipe, within
+    /// the same limits and per-key order (PostgreSQL: without its claim lock).
     async fn settle_then_claim(
         &self,
         lease: &Lease,
@@ -309,7 +314,9 @@ pub trait Backend: Send + Sync + 'static {
         settlement: Settlement,
         report: AttemptReport,
         next: ClaimRequest<'_>,
+        handover: bool,
     ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
+        let _ = handover;
         let run = self.settle(lease, now_ms, settlement, report).await?;
         let claimed = self.claim(next).await.unwrap_or_else(|e| {
             tracing::error!("claiming runs failed: {e}");

@@ -346,94 +346,110 @@ async fn claims_are_due_first_within_concurrency<H: Harness>(h: &H) {
 async fn a_settle_claims_the_slots_next_run<H: Harness>(h: &H) {
     let b = h.fresh().await;
     let t = now();
-    for i in 1..=3 {
+    for (i, key) in [
+        (1, None),
+        (2, Some("k")),
+        (3, Some("k")),
+        (4, None),
+        (5, None),
+    ] {
         b.accept(event(
             &format!("evt_005{i}"),
             "forms",
             &format!("n{i}"),
             t + i,
-            &[("a", None)],
+            &[("a", key)],
         ))
         .await
         .unwrap();
     }
-    let a_one_at_a_time = std::collections::HashMap::from([("a".to_string(), 1)]);
-    let one = Concurrency {
-        default: 100,
-        per_recipe: &a_one_at_a_time,
-    };
-    let first = claim(&*b, "h1", t + 10, 10, one).await;
-    assert_eq!(ids(&first), vec!["evt_0051.a"]);
-    let next = |now_ms| ClaimRequest {
+    let limits = |n: usize| std::collections::HashMap::from([("a".to_string(), n)]);
+    let (two, none) = (limits(2), limits(0));
+    let next = |now_ms, per_recipe| ClaimRequest {
         holder: "h1",
         now_ms,
         lease_ms: 30_000,
         max: 1,
-        concurrency: one,
+        concurrency: Concurrency {
+            default: 100,
+            per_recipe,
+        },
     };
+    let first = claim(&*b, "h1", t + 10, 10, next(t, &two).concurrency).await;
+    assert_eq!(ids(&first), vec!["evt_0051.a", "evt_0052.a"]);
     let done = Settlement::Succeeded(Outcome::Done("ok".into()));
-    let (run, claimed) = b
-        .settle_then_claim(
-            &first[0].lease,
-            t + 11,
-            done.clone(),
-            AttemptReport::default(),
-            next(t + 11),
-        )
+    let settle = |lease: Lease, now_ms, next, handover| {
+        let (b, done) = (b.clone(), done.clone());
+        async move {
+            b.settle_then_claim(
+                &lease,
+                now_ms,
+                done,
+                AttemptReport::default(),
+                next,
+                handover,
+            )
+            .await
+        }
+    };
+    // evt_0053 waits behind evt_0052 (its key's earlier run, running).
+    let (run, claimed) = settle(first[0].lease.clone(), t + 11, next(t + 11, &two), true)
         .await
         .unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(
         ids(&claimed),
-        vec!["evt_0052.a"],
-        "settle then claim: the room the settle freed is taken by the next due run"
+        vec!["evt_0054.a"],
+        "settle then claim: the room the settle freed goes to the next due run its key allows"
     );
     assert_eq!(claimed[0].lease.holder, "h1");
     assert_eq!(
         claimed[0].event.as_ref().map(|e| e.event.id.as_str()),
-        Some("evt_0052"),
+        Some("evt_0054"),
         "settle then claim: the run comes with its event"
     );
-    assert_eq!(
-        b.run("evt_0051.a").await.unwrap().unwrap().status,
-        RunStatus::Succeeded
+    let fourth = claimed[0].lease.clone();
+    assert!(
+        claim(&*b, "h2", t + 11, 10, next(t, &two).concurrency)
+            .await
+            .is_empty(),
+        "settle then claim: the recipe's runs in flight are as many as before"
     );
+    let (_, claimed) = settle(first[1].lease.clone(), t + 12, next(t + 12, &two), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed),
+        vec!["evt_0053.a"],
+        "settle then claim: a key's next run once its earlier one is done"
+    );
+    let third = claimed[0].lease.clone();
     assert!(
         matches!(
-            b.settle_then_claim(
-                &first[0].lease,
-                t + 12,
-                done.clone(),
-                AttemptReport::default(),
-                next(t + 12),
-            )
-            .await,
+            settle(first[0].lease.clone(), t + 13, next(t + 13, &two), true).await,
             Err(BackendError::Stale { .. })
         ),
         "settle then claim: refused with a lease that is no longer the run's"
     );
     assert_eq!(
-        b.run("evt_0053.a").await.unwrap().unwrap().status,
+        b.run("evt_0055.a").await.unwrap().unwrap().status,
         RunStatus::Queued,
         "settle then claim: a refused settle claims nothing"
     );
-    let (_, claimed) = b
-        .settle_then_claim(
-            &claimed[0].lease,
-            t + 13,
-            done,
-            AttemptReport::default(),
-            ClaimRequest {
-                max: 0,
-                ..next(t + 13)
-            },
-        )
-        .await
-        .unwrap();
-    assert!(claimed.is_empty(), "settle then claim: max 0 settles alone");
+    for handover in [true, false] {
+        let lease = if handover { &fourth } else { &third };
+        let (run, claimed) = settle(lease.clone(), t + 14, next(t + 14, &none), handover)
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert!(
+            claimed.is_empty(),
+            "settle then claim: nothing for a recipe with no room (paused), handover {handover}"
+        );
+    }
     assert_eq!(
-        ids(&claim(&*b, "h2", t + 14, 10, one).await),
-        vec!["evt_0053.a"],
+        ids(&claim(&*b, "h2", t + 15, 10, next(t, &two).concurrency).await),
+        vec!["evt_0055.a"],
         "the last run is left to any claim"
     );
 }

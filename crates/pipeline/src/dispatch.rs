@@ -250,10 +250,9 @@ impl Pipeline {
                 }
             }
         };
-        let (result, mut report) = self
-            .renewing(lease.clone(), work)
-            .instrument(span.clone())
-            .await;
+        // The lease as last extended: its expiry tells the settle whether it still held.
+        let (lease, (result, mut report)) =
+            self.renewing(lease, work).instrument(span.clone()).await;
         report.trace_id = trace_id;
         let settlement = self.settlement(&run, result);
         self.settle(&lease, settlement, report, true)
@@ -262,14 +261,19 @@ impl Pipeline {
     }
 
     /// Drive `work` to its end, extending `lease` every third of its length meanwhile (in
-    /// this task: no task of its own per run).
-    async fn renewing<T>(&self, mut lease: Lease, work: impl std::future::Future<Output = T>) -> T {
+    /// this task: no task of its own per run); returns the lease as last extended, and what
+    /// `work` returned.
+    async fn renewing<T>(
+        &self,
+        mut lease: Lease,
+        work: impl std::future::Future<Output = T>,
+    ) -> (Lease, T) {
         let length = self.options.lease;
         let mut renewing = true;
         tokio::pin!(work);
         loop {
             tokio::select! {
-                out = &mut work => return out,
+                out = &mut work => return (lease, out),
                 _ = tokio::time::sleep(length / 3), if renewing => {
                     match self
                         .backend
@@ -354,8 +358,12 @@ impl Pipeline {
             let limits = self.recipe_limits().await;
             let next = self.claim_request(1, &limits);
             let now = next.now_ms;
+            // Another slot of this host is free: the dispatcher's claims take the other
+            // recipes' runs, so this slot may keep its recipe's room.
+            let handover =
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).len() < self.options.workers;
             self.backend
-                .settle_then_claim(lease, now, settlement, report, next)
+                .settle_then_claim(lease, now, settlement, report, next, handover)
                 .await
         } else {
             self.backend
