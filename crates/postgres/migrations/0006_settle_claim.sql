@@ -41,7 +41,6 @@ AS $$
 DECLARE
     written bigint;
     recipe text;
-    recipe_limit integer;
 BEGIN
     -- The run, its log (kept, replaced or removed) and its attempt, if the lease is its own.
     WITH u AS (
@@ -76,16 +75,15 @@ BEGIN
                                               p_plugins, p_limits);
         RETURN;
     END IF;
-    SELECT coalesce((SELECT lim.l FROM unnest(p_plugins, p_limits) AS lim(plugin, l)
-                     WHERE lim.plugin = recipe LIMIT 1), p_default) INTO recipe_limit;
-    IF recipe_limit <= (SELECT count(*) FROM runs b WHERE b.plugin = recipe
-                          AND b.status = 'running' AND b.due_ms > p_now) THEN
-        RETURN;
-    END IF;
+    -- One statement: the room check is evaluated once, before any run is looked at.
     RETURN QUERY
     WITH next AS (
         SELECT r.id FROM runs r
-        WHERE r.plugin = recipe AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
+        WHERE coalesce((SELECT lim.l FROM unnest(p_plugins, p_limits) AS lim(plugin, l)
+                        WHERE lim.plugin = recipe LIMIT 1), p_default)
+              > (SELECT count(*) FROM runs b WHERE b.plugin = recipe
+                   AND b.status = 'running' AND b.due_ms > p_now)
+          AND r.plugin = recipe AND r.due_ms IS NOT NULL AND r.due_ms <= p_now
           AND (r.order_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM runs o WHERE o.plugin = r.plugin
                 AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.id <> r.id
