@@ -190,6 +190,31 @@ try {
     heldRow,
   );
 
+  step = 'a paused recipe whose file is gone is listed, and can be resumed';
+  await page.goto(`${URL}/console/recipes`);
+  await page.click('tr[data-recipe=probe] button');
+  await page.waitForSelector('tr[data-recipe=probe] .state:text("paused")');
+  const probeFile = path.join(PLUGINS, 'probe.wasm');
+  const probeBytes = fs.readFileSync(probeFile);
+  fs.unlinkSync(probeFile);
+  let listed = false;
+  for (let i = 0; i < 100 && !listed; i++) {
+    await page.goto(`${URL}/console/recipes`);
+    listed =
+      (await page.$('#recipes tr[data-recipe=probe]')) === null &&
+      (await page.$('#paused-not-loaded tr[data-recipe=probe] button')) !== null;
+    if (!listed) await page.waitForTimeout(100);
+  }
+  check(listed, 'a paused recipe with no file is not listed with a Resume button');
+  await page.click('#paused-not-loaded tr[data-recipe=probe] button');
+  await page.waitForURL(`${URL}/console/recipes`);
+  check((await page.$('#paused-not-loaded')) === null, 'resumed, it is still listed as paused');
+  const plugins = await (
+    await fetch(`${URL}/admin/plugins`, { headers: { authorization: `Bearer ${TOKEN}` } })
+  ).json();
+  check(!plugins.paused.includes('probe'), `still paused in the store: ${JSON.stringify(plugins.paused)}`);
+  fs.writeFileSync(probeFile, probeBytes);
+
   step = 'requests without the session or the CSRF token are refused';
   const runId = runUrl.split('/').pop();
   const anonymous = await fetch(`${URL}/console/runs/${runId}/replay`, {

@@ -896,6 +896,12 @@ async fn recipes_page(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
     let registry = app.pipeline.registry();
     let statuses = registry.statuses();
     let errors = registry.errors();
+    // Paused with no file loaded here (removed, or loaded on other hosts only): their runs
+    // wait all the same, so they are listed with a way to resume them.
+    let not_loaded: Vec<&String> = paused
+        .iter()
+        .filter(|r| !statuses.iter().any(|p| &p.name == *r))
+        .collect();
     let body = html! {
         table #recipes {
             tr { th { "Recipe" } th { "Version" } th { "Triggers" } th { "Next cron fire" } th { "Capabilities" } th { "Loaded" } th { "Runs" } }
@@ -915,6 +921,24 @@ async fn recipes_page(State(app): State<Arc<AppState>>, headers: HeaderMap) -> R
                         form.inline method="post" action=(format!("/console/recipes/{}/{}", p.name, if is_paused { "resume" } else { "pause" })) {
                             input type="hidden" name="csrf" value=(session.csrf);
                             button type="submit" { @if is_paused { "Resume" } @else { "Pause" } }
+                        }
+                    }
+                }
+            }
+        }
+        @if !not_loaded.is_empty() {
+            h2 { "Paused, not loaded on this host" }
+            p { "Their runs wait, queued, until they are resumed (from any host)." }
+            table #paused-not-loaded {
+                @for name in &not_loaded {
+                    tr data-recipe=(name) {
+                        td { (name) }
+                        td {
+                            span.state { "paused" } " "
+                            form.inline method="post" action=(format!("/console/recipes/{name}/resume")) {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button type="submit" { "Resume" }
+                            }
                         }
                     }
                 }
