@@ -426,8 +426,10 @@ impl PgBackend {
         Ok(())
     }
 
-    /// Settle the run `lease` names (and with `next`, claim): from the record as this host
-    /// claimed it, else as stored now.
+    /// Settle the run `lease` names, from the record as this host claimed it (else as stored
+    /// now), refused unless the lease is still the run's, and with `next`, claim in the same
+    /// call (and hand the run's room over to its recipe's next run, if asked): one call of
+    /// `settle_claim` (migration 6) writes the run, its log and its attempt, then claims.
     async fn settle_leased(
         &self,
         lease: &Lease,
@@ -461,23 +463,6 @@ impl PgBackend {
                     token: lease.token,
                 })?,
         };
-        self.settle_held(before, lease, now_ms, settlement, report, next)
-            .await
-    }
-
-    /// Settle a run from its record under `lease` (as claimed, or as read), refused unless
-    /// the lease is still the run's, and with `next`, claim in the same call (and hand the
-    /// run's room over to its recipe's next run, if asked): one call of `settle_claim`
-    /// (migration 6) writes the run, its log and its attempt, then claims.
-    async fn settle_held(
-        &self,
-        before: RunRecord,
-        lease: &Lease,
-        now_ms: Ms,
-        settlement: Settlement,
-        report: AttemptReport,
-        next: Option<(ClaimRequest<'_>, bool)>,
-    ) -> BackendResult<(RunRecord, Vec<Claimed>)> {
         let released = matches!(settlement, Settlement::Released);
         let logs = (!released && !report.logs.is_empty())
             .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
