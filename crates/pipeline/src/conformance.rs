@@ -6,15 +6,15 @@
 //! (`now_ms`), starting from the real clock, so no check waits.
 
 use crate::backend::{
-    Accepted, AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Concurrency, Lease,
-    NewEvent, NewRun, QueueCounts, Retention, RunQuery, Settlement, TickFire,
+    Accepted, AttemptReport, Backend, BackendError, BackendResult, ClaimRequest, Claimed,
+    Concurrency, Lease, NewEvent, NewRun, QueueCounts, Retention, RunQuery, Settlement, TickFire,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
 use switchboard_model::effect::{CallKey, Effect, EffectState};
 use switchboard_model::kv::{KvError, KvQuota, KvUsage};
 use switchboard_model::{
-    Event, Level, LogLine, Outcome, RecipeError, RunError, RunStatus, VendorCall,
+    Event, Level, LogLine, Outcome, RecipeError, RunError, RunRecord, RunStatus, VendorCall,
 };
 
 /// What the suite needs of a backend under test.
@@ -41,6 +41,7 @@ pub async fn run_all<H: Harness>(h: &H) {
     a_delivery_that_died_before_its_ack_leaves_nothing_to_run(h).await;
     claims_are_due_first_within_concurrency(h).await;
     a_settle_claims_the_slots_next_run(h).await;
+    settles_made_at_once_each_keep_their_answer_and_claim_their_own_run(h).await;
     a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused(h).await;
     runs_with_one_key_go_one_at_a_time_in_acceptance_order(h).await;
     settlements_move_runs_as_the_pipeline_says(h).await;
@@ -452,6 +453,151 @@ async fn a_settle_claims_the_slots_next_run<H: Harness>(h: &H) {
         vec!["evt_0055.a"],
         "the last run is left to any claim"
     );
+}
+
+/// A host's worker slots finishing together (PostgreSQL writes their settles in one call):
+/// each settle keeps its own answer (a refused lease fails only itself, a run settled twice
+/// at once is settled once) and each claims its own next run, under the same concurrency
+/// and key order as one at a time.
+async fn settles_made_at_once_each_keep_their_answer_and_claim_their_own_run<H: Harness>(h: &H) {
+    let b = h.fresh().await;
+    let t = now();
+    for i in 0..10 {
+        b.accept(event(
+            &format!("evt_006{i}"),
+            "forms",
+            &format!("m{i}"),
+            t + i,
+            &[("a", None)],
+        ))
+        .await
+        .unwrap();
+    }
+    for i in 0..2 {
+        b.accept(event(
+            &format!("evt_007{i}"),
+            "forms",
+            &format!("k{i}"),
+            t + 20 + i,
+            &[("b", Some("k"))],
+        ))
+        .await
+        .unwrap();
+    }
+    let limits = std::collections::HashMap::from([("a".to_string(), 4), ("b".to_string(), 1)]);
+    let request = |now_ms| ClaimRequest {
+        holder: "h1",
+        now_ms,
+        lease_ms: 30_000,
+        max: 1,
+        concurrency: Concurrency {
+            default: 100,
+            per_recipe: &limits,
+        },
+    };
+    let first = claim(&*b, "h1", t + 30, 10, request(t).concurrency).await;
+    assert_eq!(
+        ids(&first),
+        vec![
+            "evt_0060.a",
+            "evt_0061.a",
+            "evt_0062.a",
+            "evt_0063.a",
+            "evt_0070.b"
+        ]
+    );
+    let lease = |id: &str| {
+        first
+            .iter()
+            .find(|c| c.run.id == id)
+            .map(|c| c.lease.clone())
+            .unwrap()
+    };
+    let never = Lease {
+        run: "evt_0069.a".into(),
+        token: u64::MAX / 2,
+        holder: "h1".into(),
+        expires_ms: t + 60_000,
+    };
+    // (lease, hand over): evt_0063 twice at once; a lease never given.
+    let settles = [
+        (lease("evt_0060.a"), true),
+        (lease("evt_0061.a"), true),
+        (lease("evt_0062.a"), false),
+        (lease("evt_0063.a"), false),
+        (lease("evt_0063.a"), true),
+        (lease("evt_0070.b"), true),
+        (never, true),
+    ];
+    let answers = futures_util::future::join_all(settles.iter().map(|(lease, handover)| {
+        b.settle_then_claim(
+            lease,
+            t + 31,
+            Settlement::Succeeded(Outcome::Done("ok".into())),
+            AttemptReport::default(),
+            request(t + 31),
+            *handover,
+        )
+    }))
+    .await;
+    let refused =
+        |a: &BackendResult<(RunRecord, Vec<Claimed>)>| matches!(a, Err(BackendError::Stale { .. }));
+    assert!(
+        refused(&answers[6]),
+        "settles at once: a lease never given is refused: {:?}",
+        answers[6].as_ref().map(|(r, _)| &r.id)
+    );
+    assert_eq!(
+        answers[3..5].iter().filter(|a| refused(a)).count(),
+        1,
+        "settles at once: a run settled twice at once is settled once, the other refused"
+    );
+    let mut claimed = Vec::new();
+    for answer in answers.into_iter().filter(|a| !refused(a)) {
+        let (run, next) = answer.expect("settle");
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert!(next.len() <= 1, "settles at once: one run per slot");
+        claimed.extend(next);
+    }
+    assert_eq!(
+        ids(&claimed),
+        vec![
+            "evt_0064.a",
+            "evt_0065.a",
+            "evt_0066.a",
+            "evt_0067.a",
+            "evt_0071.b"
+        ],
+        "settles at once: each freed place taken by its recipe's next run (the key's too)"
+    );
+    for c in &claimed {
+        assert_eq!(c.lease.holder, "h1");
+        assert_eq!(
+            c.event
+                .as_ref()
+                .map(|e| format!("{}.{}", e.event.id, c.run.plugin)),
+            Some(c.run.id.clone()),
+            "settles at once: each run comes with its own event"
+        );
+    }
+    for id in ["evt_0060.a", "evt_0063.a", "evt_0070.b"] {
+        assert_eq!(
+            b.run(id).await.unwrap().unwrap().status,
+            RunStatus::Succeeded
+        );
+    }
+    assert_eq!(
+        b.run("evt_0069.a").await.unwrap().unwrap().status,
+        RunStatus::Queued,
+        "settles at once: a refused settle writes nothing"
+    );
+    assert!(
+        claim(&*b, "h2", t + 32, 10, request(t).concurrency)
+            .await
+            .is_empty(),
+        "settles at once: the recipes' runs in flight are at their limits, not above"
+    );
+    assert_eq!(b.counts(t + 32).await.unwrap().running, 5);
 }
 
 async fn a_lease_expires_and_the_run_is_taken_over_and_stale_settles_are_refused<H: Harness>(

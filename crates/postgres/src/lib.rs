@@ -12,8 +12,9 @@
 //!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A claim gives the
 //!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
 //!   the token and the holder and are refused once another claim took it. A host settles
-//!   the runs it claimed from the record it claimed, in one call of `settle_claim`
-//!   (migration 6) that also claims the freed worker slot's next run.
+//!   the runs it claimed from the record it claimed, in one call that also claims the freed
+//!   worker slot's next run (`settle_claim`, migration 6); the settles its slots make while
+//!   one is written go together in the next call (`settle_claim_many`, migration 7).
 //! - Settles, claims, extensions and kv writes commit asynchronously (their own pool with
 //!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
@@ -28,6 +29,7 @@
 mod accept;
 mod recipe;
 mod rows;
+mod settle;
 
 use async_trait::async_trait;
 use recipe::{PgCounters, PgEffects, PgRecipeStore};
@@ -153,6 +155,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             "settle and claim in one call",
             include_str!("../migrations/0006_settle_claim.sql"),
         ),
+        (
+            7,
+            "settles in batches",
+            include_str!("../migrations/0007_settle_many.sql"),
+        ),
     ]
     .into_iter()
     .map(|(version, description, sql)| {
@@ -254,6 +261,8 @@ pub struct PgBackend {
     counted: tokio::sync::Mutex<Option<(std::time::Instant, Ms, QueueCounts)>>,
     /// Accepts, written in batches.
     batcher: accept::Batcher,
+    /// Settles, written in batches.
+    settler: settle::Settler,
 }
 
 impl Drop for PgBackend {
@@ -311,6 +320,9 @@ impl PgBackend {
             let (work, to_notify) = (work.clone(), to_notify.clone());
             Arc::new(move || wake(&work, &to_notify))
         });
+        let (settler, settling) = settle::Settler::start(pools.fast.clone());
+        let mut tasks = writers;
+        tasks.push(settling);
         let backend = Arc::new(PgBackend {
             config: config.clone(),
             pools,
@@ -318,10 +330,11 @@ impl PgBackend {
             ids: tokio::sync::Mutex::new((0, 0)),
             work,
             to_notify,
-            tasks: Mutex::new(writers),
+            tasks: Mutex::new(tasks),
             held: Mutex::new(HashMap::new()),
             counted: tokio::sync::Mutex::new(None),
             batcher,
+            settler,
         });
         backend.start_wakeups(options).await?;
         Ok(backend)
@@ -330,6 +343,16 @@ impl PgBackend {
     /// What it was opened with.
     pub fn config(&self) -> &PgConfig {
         &self.config
+    }
+
+    /// Calls made to settle runs and runs settled by them, since it opened: settles made
+    /// at once share a call.
+    pub fn settle_calls(&self) -> (u64, u64) {
+        let stats = &self.settler.stats;
+        (
+            stats.calls.load(Ordering::Relaxed),
+            stats.settles.load(Ordering::Relaxed),
+        )
     }
 
     fn channel(&self) -> String {
@@ -428,8 +451,9 @@ impl PgBackend {
 
     /// Settle the run `lease` names, from the record as this host claimed it (else as stored
     /// now), refused unless the lease is still the run's, and with `next`, claim in the same
-    /// call (and hand the run's room over to its recipe's next run, if asked): one call of
-    /// `settle_claim` (migration 6) writes the run, its log and its attempt, then claims.
+    /// call (and hand the run's room over to its recipe's next run, if asked): the run, its
+    /// log and its attempt are written, then the claim made, in one call shared with the
+    /// other settles this host makes meanwhile ([`settle`]).
     async fn settle_leased(
         &self,
         lease: &Lease,
@@ -471,62 +495,25 @@ impl PgBackend {
         if released {
             run.started_at = None;
         }
-        let ms = rows::ms_of;
-        let (expires, max, default, plugins, limits, handover) = match &next {
-            Some((req, handover)) => {
-                let (plugins, limits) = claim_limits(req);
-                let max = clamp(req.max);
-                let default = clamp(req.concurrency.default);
-                (
-                    req.now_ms + req.lease_ms,
-                    max,
-                    default,
-                    plugins,
-                    limits,
-                    *handover,
-                )
-            }
-            None => (now_ms, 0, 0, Vec::new(), Vec::new(), false),
-        };
-        let rows = sqlx::query(
-            "SELECT * FROM settle_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
-        )
-        .bind(&run.id)
-        .bind(run.status.as_str())
-        .bind(run.attempts as i32)
-        .bind(run.replays as i32)
-        .bind(run.deferrals as i32)
-        .bind(now_ms)
-        .bind(ms(&run.next_attempt_at))
-        .bind(ms(&run.started_at))
-        .bind(ms(&run.finished_at))
-        .bind(due)
-        .bind(!run.unconfirmed.is_empty())
-        .bind(rows::Detail::of(&run))
-        .bind(lease.token as i64)
-        .bind(&lease.holder)
-        .bind(logs)
-        .bind(!released)
-        .bind(attempt)
-        .bind(expires)
-        .bind(max)
-        .bind(default)
-        .bind(&plugins)
-        .bind(&limits)
-        .bind(handover)
-        // The run's room is its to hand over only while its lease holds: once it expired,
-        // other claims stopped counting it.
-        .bind(lease.expires_ms > now_ms)
-        .fetch_all(&self.pools.fast)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE) => BackendError::Stale {
-                run: lease.run.clone(),
-                token: lease.token,
-            },
-            _ => db(e),
-        })?;
+        let live = lease.expires_ms > now_ms;
+        let rows = self
+            .settler
+            .settle(settle::Item {
+                due,
+                now: now_ms,
+                token: lease.token as i64,
+                holder: lease.holder.clone(),
+                logs,
+                clear_logs: !released,
+                attempt,
+                // The run's room is its to hand over only while its lease holds: once it
+                // expired, other claims stopped counting it.
+                next: next
+                    .as_ref()
+                    .map(|(req, handover)| settle::Next::of(req, *handover, live)),
+                run: run.clone(),
+            })
+            .await?;
         let claimed = self.claimed(&rows)?;
         if released {
             // This host is letting go (shutting down): another should take the run.

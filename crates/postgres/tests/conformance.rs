@@ -1,8 +1,14 @@
 //! PostgreSQL under the backend conformance suite sled passes: the same checks, unchanged.
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
+use std::collections::HashMap;
 use std::sync::Arc;
-use switchboard_pipeline::backend::NewEvent;
+use switchboard_model::{Event, Outcome, RunStatus};
+use switchboard_pipeline::backend::{
+    AttemptReport, Backend, BackendError, ClaimRequest, Claimed, Concurrency, NewEvent, NewRun,
+    Settlement,
+};
 use switchboard_pipeline::conformance::{self, Harness};
 use switchboard_postgres::{PgBackend, testing};
 
@@ -37,4 +43,141 @@ impl Harness for Pg {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_backend_conformance_suite() {
     conformance::run_all(&Pg).await;
+}
+
+/// `n` events at `t`, each with a run of recipe `a`.
+async fn accept_runs(b: &PgBackend, t: i64, n: usize) {
+    for i in 0..n {
+        let id = format!("evt_{i:04}");
+        b.accept(NewEvent {
+            event: Event::new(
+                &id,
+                "forms",
+                "thing.happened",
+                switchboard_model::rfc3339(t),
+                &serde_json::json!({ "n": i }),
+            ),
+            delivery_id: id.clone(),
+            received_ms: t,
+            window_ms: 60_000,
+            runs: vec![NewRun {
+                plugin: "a".into(),
+                order_key: None,
+            }],
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// A claim by `holder` at `now_ms` of up to `max` runs, twelve of a recipe at once.
+fn request<'a>(
+    holder: &'a str,
+    now_ms: i64,
+    max: usize,
+    limits: &'a HashMap<String, usize>,
+) -> ClaimRequest<'a> {
+    ClaimRequest {
+        holder,
+        now_ms,
+        lease_ms: 1_000,
+        max,
+        concurrency: Concurrency {
+            default: 12,
+            per_recipe: limits,
+        },
+    }
+}
+
+fn done() -> Settlement {
+    Settlement::Succeeded(Outcome::Done("ok".into()))
+}
+
+/// The conformance suite's settles made at once may each be written alone; here they must
+/// share calls (`settle_claim_many`), and each still get its own answer and run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settles_made_at_once_share_calls() {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 24).await;
+    let limits = HashMap::new();
+    let first = b.claim(request("h1", t + 1, 12, &limits)).await.unwrap();
+    assert_eq!(first.len(), 12);
+    let before = b.settle_calls();
+    let answers = join_all(first.iter().map(|c| {
+        b.settle_then_claim(
+            &c.lease,
+            t + 2,
+            done(),
+            AttemptReport::default(),
+            request("h1", t + 2, 1, &limits),
+            true,
+        )
+    }))
+    .await;
+    let (calls, settles) = b.settle_calls();
+    let (calls, settles) = (calls - before.0, settles - before.1);
+    assert_eq!(settles, 12);
+    assert!(
+        calls < settles,
+        "12 settles at once took {calls} calls: not batched"
+    );
+    let mut next = Vec::new();
+    for answer in answers {
+        let (run, claimed) = answer.expect("settle");
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(claimed.len(), 1, "each settle hands its place over");
+        next.extend(claimed.into_iter().map(|c| c.run.id));
+    }
+    next.sort();
+    next.dedup();
+    assert_eq!(next.len(), 12, "each settle claimed a run of its own");
+    assert_eq!(b.counts(t + 3).await.unwrap().running, 12);
+}
+
+/// Runs another host took over after their leases expired, settled in a batch by the host
+/// that lost them (its claimed records still name its leases, so only the database can
+/// tell): those settles alone are refused, the rest of the batch is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refuses_only_its_stale_settles() {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 12).await;
+    let limits = HashMap::new();
+    let first = b.claim(request("h1", t + 1, 12, &limits)).await.unwrap();
+    assert_eq!(first.len(), 12);
+    let other = PgBackend::open(b.config()).await.unwrap();
+    let taken = other
+        .claim(request("h2", t + 5_000, 2, &limits))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2, "two expired leases taken over");
+    let taken: Vec<&str> = taken.iter().map(|c| c.run.id.as_str()).collect();
+    let before = b.settle_calls();
+    // The lost ones last: settles made after others are in a batch with them.
+    let mut order: Vec<&Claimed> = first.iter().collect();
+    order.sort_by_key(|c| taken.contains(&c.run.id.as_str()));
+    let answers = join_all(
+        order
+            .iter()
+            .map(|c| b.settle(&c.lease, t + 2, done(), AttemptReport::default())),
+    )
+    .await;
+    let (calls, settles) = b.settle_calls();
+    assert!(calls - before.0 < settles - before.1, "not batched");
+    for (c, answer) in order.iter().zip(answers) {
+        let stored = b.run(&c.run.id).await.unwrap().unwrap();
+        if taken.contains(&c.run.id.as_str()) {
+            assert!(
+                matches!(answer, Err(BackendError::Stale { .. })),
+                "{}: a settle of a lease taken over is refused",
+                c.run.id
+            );
+            assert_eq!(stored.status, RunStatus::Running);
+            assert_eq!(stored.lease.map(|l| l.holder), Some("h2".to_string()));
+        } else {
+            assert_eq!(answer.expect("settle").status, RunStatus::Succeeded);
+            assert_eq!(stored.status, RunStatus::Succeeded);
+        }
+    }
 }

@@ -1,0 +1,336 @@
+//! Settling runs in batches: the settles a host's worker slots make while its previous batch
+//! is being written go in one call of `settle_claim_many` (migration 7), whose statements each
+//! write the whole batch (group commit, as accepts). A lone settle is a batch of one and waits
+//! for nothing: it is one call of `settle_claim` (migration 6), as before batches.
+//!
+//! Each settle keeps its own answer: a refused lease fails only its own settle, and if a
+//! batch's call fails, each of its settles is tried alone.
+
+use crate::rows::db;
+use crate::{STALE, clamp};
+use sqlx::PgPool;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchboard_model::RunRecord;
+use switchboard_pipeline::backend::{BackendError, BackendResult, ClaimRequest, Ms};
+use tokio::sync::{mpsc, oneshot};
+
+/// Settles one call writes at most.
+const MAX_BATCH: usize = 32;
+
+/// One settle, as `settle_claim` takes it.
+pub(crate) struct Item {
+    /// The run as the settlement leaves it.
+    pub run: RunRecord,
+    /// When it is due again (`None`: finished).
+    pub due: Option<Ms>,
+    pub now: Ms,
+    pub token: i64,
+    pub holder: String,
+    /// Its attempt's log lines (JSON), kept instead of the last attempt's.
+    pub logs: Option<String>,
+    /// Remove the last attempt's log lines when there are none (not when letting go).
+    pub clear_logs: bool,
+    /// Its attempt's record (JSON) for the run's timeline.
+    pub attempt: Option<String>,
+    /// What to claim in the same call.
+    pub next: Option<Next>,
+}
+
+/// A claim made with a settle: [`ClaimRequest`], owned, and whether the run's room goes to
+/// its recipe's next run.
+pub(crate) struct Next {
+    pub now: Ms,
+    pub expires: Ms,
+    pub max: i32,
+    pub default: i32,
+    pub plugins: Vec<String>,
+    pub limits: Vec<i32>,
+    pub handover: bool,
+    /// The lease still held when the run ended: its room is its to hand over.
+    pub live: bool,
+}
+
+impl Next {
+    pub(crate) fn of(req: &ClaimRequest<'_>, handover: bool, live: bool) -> Next {
+        let (plugins, limits) = req
+            .concurrency
+            .per_recipe
+            .iter()
+            .map(|(p, n)| (p.clone(), clamp(*n)))
+            .unzip();
+        Next {
+            now: req.now_ms,
+            expires: req.now_ms + req.lease_ms,
+            max: clamp(req.max),
+            default: clamp(req.concurrency.default),
+            plugins,
+            limits,
+            handover,
+            live,
+        }
+    }
+}
+
+/// A settle waiting to be written, and who waits for its rows (the runs claimed for it).
+struct Pending {
+    item: Item,
+    reply: oneshot::Sender<BackendResult<Vec<PgRow>>>,
+}
+
+/// Calls made and settles written, so far.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub calls: AtomicU64,
+    pub settles: AtomicU64,
+}
+
+/// Hands settles to the writer task.
+pub(crate) struct Settler {
+    queue: mpsc::Sender<Pending>,
+    pub stats: Arc<Stats>,
+}
+
+impl Settler {
+    /// Start the writer on `pool` (one: while it writes, the next batch gathers).
+    pub(crate) fn start(pool: PgPool) -> (Settler, tokio::task::JoinHandle<()>) {
+        let (queue, mut incoming) = mpsc::channel::<Pending>(MAX_BATCH * 64);
+        let stats = Arc::new(Stats::default());
+        let task = tokio::spawn({
+            let stats = stats.clone();
+            async move {
+                let mut batch = Vec::new();
+                while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    for group in groups(std::mem::take(&mut batch)) {
+                        stats.calls.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .settles
+                            .fetch_add(group.len() as u64, Ordering::Relaxed);
+                        write(&pool, group).await;
+                    }
+                }
+            }
+        });
+        (Settler { queue, stats }, task)
+    }
+
+    /// Settle `item` in the next batch; the rows of the runs claimed for it.
+    pub(crate) async fn settle(&self, item: Item) -> BackendResult<Vec<PgRow>> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || BackendError::Io("the store is closing".into());
+        self.queue
+            .send(Pending { item, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Split a batch, in order, into groups one call can write: one holder each, no run twice.
+fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<Vec<Pending>> = Vec::new();
+    let mut runs: HashSet<String> = HashSet::new();
+    for p in batch {
+        let fits = groups
+            .last()
+            .is_some_and(|g| g[0].item.holder == p.item.holder && !runs.contains(&p.item.run.id));
+        if !fits {
+            groups.push(Vec::new());
+            runs.clear();
+        }
+        runs.insert(p.item.run.id.clone());
+        groups.last_mut().expect("a group").push(p);
+    }
+    groups
+}
+
+/// Write `group` and answer each settle: one call for all, or each alone if that fails.
+async fn write(pool: &PgPool, group: Vec<Pending>) {
+    if group.len() == 1 {
+        let p = group.into_iter().next().expect("one");
+        let _ = p.reply.send(one(pool, &p.item).await);
+        return;
+    }
+    match many(pool, &group).await {
+        Ok(mut answers) => {
+            for (p, answer) in group.into_iter().zip(answers.drain(..)) {
+                let _ = p.reply.send(answer);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(
+                settles = group.len(),
+                "a batch of settles failed ({error}); settling each alone"
+            );
+            for p in group {
+                let _ = p.reply.send(one(pool, &p.item).await);
+            }
+        }
+    }
+}
+
+/// The refusal of `item`'s settle: its lease is no longer the run's.
+fn stale(item: &Item) -> BackendError {
+    BackendError::Stale {
+        run: item.run.id.clone(),
+        token: item.token as u64,
+    }
+}
+
+/// One settle, one call of `settle_claim`.
+async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
+    let run = &item.run;
+    let ms = crate::rows::ms_of;
+    let next = item.next.as_ref();
+    sqlx::query(
+        "SELECT * FROM settle_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+    )
+    .bind(&run.id)
+    .bind(run.status.as_str())
+    .bind(run.attempts as i32)
+    .bind(run.replays as i32)
+    .bind(run.deferrals as i32)
+    .bind(item.now)
+    .bind(ms(&run.next_attempt_at))
+    .bind(ms(&run.started_at))
+    .bind(ms(&run.finished_at))
+    .bind(item.due)
+    .bind(!run.unconfirmed.is_empty())
+    .bind(crate::rows::Detail::of(run))
+    .bind(item.token)
+    .bind(&item.holder)
+    .bind(&item.logs)
+    .bind(item.clear_logs)
+    .bind(&item.attempt)
+    .bind(next.map_or(item.now, |n| n.expires))
+    .bind(next.map_or(0, |n| n.max))
+    .bind(next.map_or(0, |n| n.default))
+    .bind(next.map(|n| n.plugins.as_slice()).unwrap_or_default())
+    .bind(next.map(|n| n.limits.as_slice()).unwrap_or_default())
+    .bind(next.is_some_and(|n| n.handover))
+    .bind(next.is_some_and(|n| n.live))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE) => stale(item),
+        _ => db(e),
+    })
+}
+
+/// Several settles, one call of `settle_claim_many`: each one's answer, in order. Claims
+/// are made with the latest settle's moment, lease and limits (one host's settings).
+async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
+    let ms = crate::rows::ms_of;
+    let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
+    let column = |f: &dyn Fn(&Item) -> Option<Ms>| items.iter().map(|i| f(i)).collect::<Vec<_>>();
+    let latest = items
+        .iter()
+        .filter_map(|i| i.next.as_ref())
+        .max_by_key(|n| n.now);
+    let rows = sqlx::query(
+        "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+    )
+    .bind(items.iter().map(|i| i.run.id.as_str()).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| i.run.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.run.attempts as i32)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.run.replays as i32)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.run.deferrals as i32)
+            .collect::<Vec<_>>(),
+    )
+    .bind(items.iter().map(|i| i.now).collect::<Vec<_>>())
+    .bind(column(&|i| ms(&i.run.next_attempt_at)))
+    .bind(column(&|i| ms(&i.run.started_at)))
+    .bind(column(&|i| ms(&i.run.finished_at)))
+    .bind(column(&|i| i.due))
+    .bind(
+        items
+            .iter()
+            .map(|i| !i.run.unconfirmed.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| crate::rows::Detail::of(&i.run))
+            .collect::<Vec<_>>(),
+    )
+    .bind(items.iter().map(|i| i.token).collect::<Vec<_>>())
+    .bind(&items[0].holder)
+    .bind(items.iter().map(|i| i.logs.as_deref()).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.clear_logs).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| i.attempt.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.next.as_ref().map_or(0, |n| n.max))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.next.as_ref().is_some_and(|n| n.handover))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.next.as_ref().is_some_and(|n| n.live))
+            .collect::<Vec<_>>(),
+    )
+    .bind(latest.map_or(0, |n| n.now))
+    .bind(latest.map_or(0, |n| n.expires))
+    .bind(latest.map_or(0, |n| n.default))
+    .bind(latest.map(|n| n.plugins.as_slice()).unwrap_or_default())
+    .bind(latest.map(|n| n.limits.as_slice()).unwrap_or_default())
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut answers: Vec<BackendResult<Vec<PgRow>>> =
+        items.iter().map(|_| Ok(Vec::new())).collect();
+    for row in rows {
+        let n: i32 = row.try_get("item").map_err(db)?;
+        let answer = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| answers.get_mut(n))
+            .ok_or_else(|| BackendError::Corrupt {
+                key: "settle_claim_many".into(),
+                reason: format!("a row for settle {n} of {}", items.len()),
+            })?;
+        let id: Option<String> = row.try_get("id").map_err(db)?;
+        match (id, answer) {
+            (None, answer) => *answer = Err(stale(items[n as usize - 1])),
+            (Some(_), Ok(rows)) => rows.push(row),
+            (Some(_), Err(_)) => {}
+        }
+    }
+    Ok(answers)
+}
