@@ -322,7 +322,7 @@ impl PgBackend {
         });
         let (settler, settling) = settle::Settler::start(pools.fast.clone());
         let mut tasks = writers;
-        tasks.push(settling);
+        tasks.extend(settling);
         let backend = Arc::new(PgBackend {
             config: config.clone(),
             pools,

@@ -13,6 +13,28 @@ use switchboard_model::kv::{KvError, KvQuota, KvUsage, check_key, check_prefix, 
 use switchboard_runtime::store::{EffectJournal, KvSpace, RecipeStore, StoreFailure};
 use switchboard_vendors::Counters;
 
+/// A kv counter (recipe $1, key $2) plus $3, as `kv_increment` (migration 4) adds when the
+/// sum is as long as the value it replaces (no quota to check, no usage to change), in one
+/// statement: the new value, or no row when the key is absent, its value not such an integer
+/// (here: at most 18 digits, so the cast cannot overflow) or the sum of another length —
+/// `kv_increment` then decides. It takes the key's lock first, as every kv writer does: a
+/// write that held the lock and changed the row meanwhile is seen when the update meets its
+/// row version (PostgreSQL re-evaluates the statement on the newest one).
+static ADD_IN_PLACE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let sum = "(CASE WHEN encode(k.value, 'escape') \
+               ~ '^[ \\t\\n\\r]*(0|-?[1-9][0-9]{0,17})[ \\t\\n\\r]*$' \
+               THEN btrim(encode(k.value, 'escape'), E' \\t\\n\\r')::numeric + $3 END)";
+    format!(
+        "UPDATE kv k SET value = convert_to({sum}::text, 'UTF8') \
+         WHERE k.recipe = $1 AND k.key = $2 \
+           AND (SELECT 1 FROM pg_advisory_xact_lock(hashtext(current_schema() || '/' || $1), \
+                                                    hashtext($2))) = 1 \
+           AND {sum} BETWEEN -9223372036854775808 AND 9223372036854775807 \
+           AND octet_length(k.value) = octet_length({sum}::text) \
+         RETURNING k.value"
+    )
+});
+
 /// Kv spaces (one per recipe for the life of the backend) and the effect journal.
 pub struct PgRecipeStore {
     pools: Pools,
@@ -208,6 +230,20 @@ impl KvSpace for PgKv {
 
     async fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
         check_key(key)?;
+        // The usual case: one statement, no function call.
+        let in_place: Option<Vec<u8>> = sqlx::query_scalar(&ADD_IN_PLACE)
+            .bind(&self.recipe)
+            .bind(key)
+            .bind(by)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(store)?;
+        if let Some(sum) = in_place {
+            return std::str::from_utf8(&sum)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| KvError::Store("an added counter did not read back".into()));
+        }
         let quota = self.quota();
         let (max_keys, max_bytes) = limits(quota);
         let row = sqlx::query("SELECT * FROM kv_increment($1, $2, $3, $4, $5)")

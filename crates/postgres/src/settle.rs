@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Settles one call writes at most.
 const MAX_BATCH: usize = 32;
+/// Batches written at once (each on a connection of its own).
+const WRITERS: usize = 2;
 
 /// One settle, as `settle_claim` takes it.
 pub(crate) struct Item {
@@ -88,33 +90,39 @@ pub(crate) struct Stats {
     pub settles: AtomicU64,
 }
 
-/// Hands settles to the writer task.
+/// Hands settles to the writer tasks.
 pub(crate) struct Settler {
     queue: mpsc::Sender<Pending>,
     pub stats: Arc<Stats>,
 }
 
 impl Settler {
-    /// Start the writer on `pool` (one: while it writes, the next batch gathers).
-    pub(crate) fn start(pool: PgPool) -> (Settler, tokio::task::JoinHandle<()>) {
-        let (queue, mut incoming) = mpsc::channel::<Pending>(MAX_BATCH * 64);
+    /// Start the writers on `pool`: while they write, the next batch gathers.
+    pub(crate) fn start(pool: PgPool) -> (Settler, Vec<tokio::task::JoinHandle<()>>) {
+        let (queue, incoming) = mpsc::channel::<Pending>(MAX_BATCH * 64);
+        let incoming = Arc::new(tokio::sync::Mutex::new(incoming));
         let stats = Arc::new(Stats::default());
-        let task = tokio::spawn({
-            let stats = stats.clone();
-            async move {
-                let mut batch = Vec::new();
-                while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                    for group in groups(std::mem::take(&mut batch)) {
-                        stats.calls.fetch_add(1, Ordering::Relaxed);
-                        stats
-                            .settles
-                            .fetch_add(group.len() as u64, Ordering::Relaxed);
-                        write(&pool, group).await;
+        let tasks = (0..WRITERS)
+            .map(|_| {
+                let (pool, incoming, stats) = (pool.clone(), incoming.clone(), stats.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut batch = Vec::new();
+                        if incoming.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                            return;
+                        }
+                        for group in groups(batch) {
+                            stats.calls.fetch_add(1, Ordering::Relaxed);
+                            stats
+                                .settles
+                                .fetch_add(group.len() as u64, Ordering::Relaxed);
+                            write(&pool, group).await;
+                        }
                     }
-                }
-            }
-        });
-        (Settler { queue, stats }, task)
+                })
+            })
+            .collect();
+        (Settler { queue, stats }, tasks)
     }
 
     /// Settle `item` in the next batch; the rows of the runs claimed for it.
