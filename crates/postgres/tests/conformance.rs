@@ -89,6 +89,20 @@ fn request<'a>(
     }
 }
 
+/// A fresh store with `n` runs of `a`, twelve of them claimed by h1 (leases of a second),
+/// and the moment they were accepted.
+async fn twelve_claimed(n: usize) -> (Arc<PgBackend>, i64, Vec<Claimed>) {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, n).await;
+    let first = b
+        .claim(request("h1", t + 1, 12, &HashMap::new()))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 12);
+    (b, t, first)
+}
+
 fn done() -> Settlement {
     Settlement::Succeeded(Outcome::Done("ok".into()))
 }
@@ -97,12 +111,8 @@ fn done() -> Settlement {
 /// share calls (`settle_claim_many`), and each still get its own answer and run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settles_made_at_once_share_calls() {
-    let b = Pg.fresh().await;
-    let t = switchboard_model::now_ms();
-    accept_runs(&b, t, 24).await;
+    let (b, t, first) = twelve_claimed(24).await;
     let limits = HashMap::new();
-    let first = b.claim(request("h1", t + 1, 12, &limits)).await.unwrap();
-    assert_eq!(first.len(), 12);
     let before = b.settle_calls();
     let answers = join_all(first.iter().map(|c| {
         b.settle_then_claim(
@@ -140,12 +150,8 @@ async fn settles_made_at_once_share_calls() {
 /// tell): those settles alone are refused, the rest of the batch is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refuses_only_its_stale_settles() {
-    let b = Pg.fresh().await;
-    let t = switchboard_model::now_ms();
-    accept_runs(&b, t, 12).await;
+    let (b, t, first) = twelve_claimed(12).await;
     let limits = HashMap::new();
-    let first = b.claim(request("h1", t + 1, 12, &limits)).await.unwrap();
-    assert_eq!(first.len(), 12);
     let other = PgBackend::open(b.config()).await.unwrap();
     let taken = other
         .claim(request("h2", t + 5_000, 2, &limits))
