@@ -496,7 +496,7 @@ impl PgBackend {
             run.started_at = None;
         }
         let live = lease.expires_ms > now_ms;
-        let rows = self
+        let (run, rows) = self
             .settler
             .settle(settle::Item {
                 due,
@@ -511,7 +511,7 @@ impl PgBackend {
                 next: next
                     .as_ref()
                     .map(|(req, handover)| settle::Next::of(req, *handover, live)),
-                run: run.clone(),
+                run,
             })
             .await?;
         let claimed = self.claimed(&rows)?;

@@ -7,7 +7,7 @@
 //! batch's call fails, each of its settles is tried alone.
 
 use crate::rows::db;
-use crate::{STALE, clamp};
+use crate::{STALE, claim_limits, clamp};
 use sqlx::PgPool;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -58,18 +58,13 @@ pub(crate) struct Next {
 
 impl Next {
     pub(crate) fn of(req: &ClaimRequest<'_>, handover: bool, live: bool) -> Next {
-        let (plugins, limits) = req
-            .concurrency
-            .per_recipe
-            .iter()
-            .map(|(p, n)| (p.clone(), clamp(*n)))
-            .unzip();
+        let (plugins, limits) = claim_limits(req);
         Next {
             now: req.now_ms,
             expires: req.now_ms + req.lease_ms,
             max: clamp(req.max),
             default: clamp(req.concurrency.default),
-            plugins,
+            plugins: plugins.into_iter().map(str::to_string).collect(),
             limits,
             handover,
             live,
@@ -77,10 +72,20 @@ impl Next {
     }
 }
 
-/// A settle waiting to be written, and who waits for its rows (the runs claimed for it).
+/// A written settle's run (as settled) and the rows of the runs claimed for it.
+pub(crate) type Settled = BackendResult<(RunRecord, Vec<PgRow>)>;
+
+/// A settle waiting to be written, and who waits for its answer.
 struct Pending {
     item: Item,
-    reply: oneshot::Sender<BackendResult<Vec<PgRow>>>,
+    reply: oneshot::Sender<Settled>,
+}
+
+impl Pending {
+    /// Answer with `rows` (the settle's own answer from a call), handing its run back.
+    fn answer(self, rows: BackendResult<Vec<PgRow>>) {
+        let _ = self.reply.send(rows.map(|rows| (self.item.run, rows)));
+    }
 }
 
 /// Calls made and settles written, so far.
@@ -125,8 +130,8 @@ impl Settler {
         (Settler { queue, stats }, tasks)
     }
 
-    /// Settle `item` in the next batch; the rows of the runs claimed for it.
-    pub(crate) async fn settle(&self, item: Item) -> BackendResult<Vec<PgRow>> {
+    /// Settle `item` in the next batch.
+    pub(crate) async fn settle(&self, item: Item) -> Settled {
         let (reply, answer) = oneshot::channel();
         let stopped = || BackendError::Io("the store is closing".into());
         self.queue
@@ -159,13 +164,14 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
 async fn write(pool: &PgPool, group: Vec<Pending>) {
     if group.len() == 1 {
         let p = group.into_iter().next().expect("one");
-        let _ = p.reply.send(one(pool, &p.item).await);
+        let rows = one(pool, &p.item).await;
+        p.answer(rows);
         return;
     }
     match many(pool, &group).await {
         Ok(mut answers) => {
             for (p, answer) in group.into_iter().zip(answers.drain(..)) {
-                let _ = p.reply.send(answer);
+                p.answer(answer);
             }
         }
         Err(error) => {
@@ -174,7 +180,8 @@ async fn write(pool: &PgPool, group: Vec<Pending>) {
                 "a batch of settles failed ({error}); settling each alone"
             );
             for p in group {
-                let _ = p.reply.send(one(pool, &p.item).await);
+                let rows = one(pool, &p.item).await;
+                p.answer(rows);
             }
         }
     }
@@ -234,7 +241,10 @@ async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
 async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
     let ms = crate::rows::ms_of;
     let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
-    let column = |f: &dyn Fn(&Item) -> Option<Ms>| items.iter().map(|i| f(i)).collect::<Vec<_>>();
+    // One array per column: `f` of every settle, in order.
+    fn column<'a, T>(items: &[&'a Item], f: impl Fn(&'a Item) -> T) -> Vec<T> {
+        items.iter().map(|i| f(i)).collect()
+    }
     let latest = items
         .iter()
         .filter_map(|i| i.next.as_ref())
@@ -243,76 +253,28 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
         "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
     )
-    .bind(items.iter().map(|i| i.run.id.as_str()).collect::<Vec<_>>())
-    .bind(
-        items
-            .iter()
-            .map(|i| i.run.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.run.attempts as i32)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.run.replays as i32)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.run.deferrals as i32)
-            .collect::<Vec<_>>(),
-    )
-    .bind(items.iter().map(|i| i.now).collect::<Vec<_>>())
-    .bind(column(&|i| ms(&i.run.next_attempt_at)))
-    .bind(column(&|i| ms(&i.run.started_at)))
-    .bind(column(&|i| ms(&i.run.finished_at)))
-    .bind(column(&|i| i.due))
-    .bind(
-        items
-            .iter()
-            .map(|i| !i.run.unconfirmed.is_empty())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| crate::rows::Detail::of(&i.run))
-            .collect::<Vec<_>>(),
-    )
-    .bind(items.iter().map(|i| i.token).collect::<Vec<_>>())
+    .bind(column(&items, |i| i.run.id.as_str()))
+    .bind(column(&items, |i| i.run.status.as_str()))
+    .bind(column(&items, |i| i.run.attempts as i32))
+    .bind(column(&items, |i| i.run.replays as i32))
+    .bind(column(&items, |i| i.run.deferrals as i32))
+    .bind(column(&items, |i| i.now))
+    .bind(column(&items, |i| ms(&i.run.next_attempt_at)))
+    .bind(column(&items, |i| ms(&i.run.started_at)))
+    .bind(column(&items, |i| ms(&i.run.finished_at)))
+    .bind(column(&items, |i| i.due))
+    .bind(column(&items, |i| !i.run.unconfirmed.is_empty()))
+    .bind(column(&items, |i| crate::rows::Detail::of(&i.run)))
+    .bind(column(&items, |i| i.token))
     .bind(&items[0].holder)
-    .bind(items.iter().map(|i| i.logs.as_deref()).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.clear_logs).collect::<Vec<_>>())
-    .bind(
-        items
-            .iter()
-            .map(|i| i.attempt.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.next.as_ref().map_or(0, |n| n.max))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.next.as_ref().is_some_and(|n| n.handover))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        items
-            .iter()
-            .map(|i| i.next.as_ref().is_some_and(|n| n.live))
-            .collect::<Vec<_>>(),
-    )
+    .bind(column(&items, |i| i.logs.as_deref()))
+    .bind(column(&items, |i| i.clear_logs))
+    .bind(column(&items, |i| i.attempt.as_deref()))
+    .bind(column(&items, |i| i.next.as_ref().map_or(0, |n| n.max)))
+    .bind(column(&items, |i| {
+        i.next.as_ref().is_some_and(|n| n.handover)
+    }))
+    .bind(column(&items, |i| i.next.as_ref().is_some_and(|n| n.live)))
     .bind(latest.map_or(0, |n| n.now))
     .bind(latest.map_or(0, |n| n.expires))
     .bind(latest.map_or(0, |n| n.default))
