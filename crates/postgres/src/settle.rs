@@ -195,9 +195,73 @@ fn stale(item: &Item) -> BackendError {
     }
 }
 
-/// One settle, one call of `settle_claim`.
+/// The usual lone settle as one statement, no function call: a run that ends (succeeded,
+/// failed, dead) with its log and attempt, and, if its slot asked to hand its room over
+/// (`$17`) and the lease still held, the recipe's next due run claimed in its place under
+/// the recipe's limit (`$18`) — as `settle_claim` (migration 6) does after its settle, read
+/// from the statement's one snapshot: the settled run, still running there, is left out of
+/// the recipe's count and its key's order. A refused lease (nothing written) is a row with
+/// no id, as in `settle_claim_many`.
+static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH u AS ( \
+           UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
+             updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
+             due_ms = NULL, lease_token = NULL, lease_holder = NULL, unconfirmed = $10, \
+             detail = $11 \
+           WHERE id = $1 AND status = 'running' AND lease_token = $12 AND lease_holder = $13 \
+           RETURNING id \
+         ), put AS ( \
+           INSERT INTO run_logs (run_id, lines) SELECT u.id, $14 FROM u WHERE $14 IS NOT NULL \
+           ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
+         ), gone AS ( \
+           DELETE FROM run_logs WHERE $15 AND $14 IS NULL AND run_id = $1 \
+             AND EXISTS (SELECT 1 FROM u) \
+         ), attempt AS ( \
+           INSERT INTO run_attempts (run_id, record) SELECT u.id, $16 FROM u \
+           WHERE $16 IS NOT NULL \
+         ), next AS ( \
+           SELECT r.id FROM runs r \
+           WHERE $17 AND EXISTS (SELECT 1 FROM u) \
+             AND $18::bigint > (SELECT count(*) FROM runs b WHERE b.plugin = $19 \
+                                  AND b.status = 'running' AND b.due_ms > $6 AND b.id <> $1) \
+             AND r.plugin = $19 AND r.due_ms IS NOT NULL AND r.due_ms <= $6 AND r.id <> $1 \
+             AND (r.order_key IS NULL OR NOT EXISTS ( \
+               SELECT 1 FROM runs o WHERE o.plugin = r.plugin AND o.order_key = r.order_key \
+                 AND o.due_ms IS NOT NULL AND o.id <> r.id AND o.id <> $1 \
+                 AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > $6)))) \
+           ORDER BY r.plugin, r.due_ms, r.seq \
+           LIMIT 1 \
+           FOR UPDATE SKIP LOCKED \
+         ), claimed AS ( \
+           UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $6, \
+             updated_ms = $6, next_attempt_ms = NULL, due_ms = $20, \
+             lease_token = nextval('lease_tokens'), lease_holder = $13 \
+           WHERE id = (SELECT next.id FROM next) \
+           RETURNING * \
+         ) \
+         SELECT r.id, r.event_id, r.plugin, r.source, r.kind, r.status, r.order_key, \
+           r.attempts, r.replays, r.deferrals, r.created_ms, r.updated_ms, r.next_attempt_ms, \
+           r.started_ms, r.due_ms, r.finished_ms, r.lease_token, r.lease_holder, r.detail, \
+           NULL::text AS waiting_for, {event} \
+         FROM claimed r LEFT JOIN events e ON e.id = r.event_id \
+         UNION ALL \
+         SELECT {nulls} WHERE NOT EXISTS (SELECT 1 FROM u)",
+        event = crate::rows::EVENT,
+        nulls = ["NULL"; 28].join(", "),
+    )
+});
+
+/// One settle, one statement ([`ENDED`]) when it ends its run and claims nothing or hands
+/// its room over; else one call of `settle_claim`.
 async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     let run = &item.run;
+    if item.due.is_none() {
+        let handover = item.next.as_ref().filter(|n| n.max > 0);
+        if handover.is_none_or(|n| n.handover && n.live) {
+            return ended(pool, item, handover).await;
+        }
+    }
     let ms = crate::rows::ms_of;
     let next = item.next.as_ref();
     sqlx::query(
@@ -234,6 +298,54 @@ async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
         sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE) => stale(item),
         _ => db(e),
     })
+}
+
+/// [`ENDED`] for `item`, handing its room over if `handover`.
+async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendResult<Vec<PgRow>> {
+    let run = &item.run;
+    let ms = crate::rows::ms_of;
+    let limit = handover.map_or(0, |n| {
+        n.plugins
+            .iter()
+            .position(|p| *p == run.plugin)
+            .map_or(n.default, |i| n.limits[i])
+    });
+    let rows = sqlx::query(&ENDED)
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.attempts as i32)
+        .bind(run.replays as i32)
+        .bind(run.deferrals as i32)
+        .bind(item.now)
+        .bind(ms(&run.next_attempt_at))
+        .bind(ms(&run.started_at))
+        .bind(ms(&run.finished_at))
+        .bind(!run.unconfirmed.is_empty())
+        .bind(crate::rows::Detail::of(run))
+        .bind(item.token)
+        .bind(&item.holder)
+        .bind(&item.logs)
+        .bind(item.clear_logs)
+        .bind(&item.attempt)
+        .bind(handover.is_some())
+        .bind(i64::from(limit))
+        .bind(&run.plugin)
+        .bind(handover.map_or(item.now, |n| n.expires))
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row
+            .try_get::<Option<String>, _>("id")
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(stale(item));
+        }
+        claimed.push(row);
+    }
+    Ok(claimed)
 }
 
 /// Several settles, one call of `settle_claim_many`: each one's answer, in order. Claims

@@ -45,8 +45,8 @@ async fn postgres_passes_the_backend_conformance_suite() {
     conformance::run_all(&Pg).await;
 }
 
-/// `n` events at `t`, each with a run of recipe `a`.
-async fn accept_runs(b: &PgBackend, t: i64, n: usize) {
+/// `n` events at `t`, each with a run of recipe `a` (of key `key`, if any).
+async fn accept_runs(b: &PgBackend, t: i64, n: usize, key: Option<&str>) {
     for i in 0..n {
         let id = format!("evt_{i:04}");
         b.accept(NewEvent {
@@ -62,7 +62,7 @@ async fn accept_runs(b: &PgBackend, t: i64, n: usize) {
             window_ms: 60_000,
             runs: vec![NewRun {
                 plugin: "a".into(),
-                order_key: None,
+                order_key: key.map(str::to_string),
             }],
         })
         .await
@@ -94,7 +94,7 @@ fn request<'a>(
 async fn twelve_claimed(n: usize) -> (Arc<PgBackend>, i64, Vec<Claimed>) {
     let b = Pg.fresh().await;
     let t = switchboard_model::now_ms();
-    accept_runs(&b, t, n).await;
+    accept_runs(&b, t, n, None).await;
     let first = b
         .claim(request("h1", t + 1, 12, &HashMap::new()))
         .await
@@ -186,4 +186,115 @@ async fn a_batch_refuses_only_its_stale_settles() {
             assert_eq!(stored.status, RunStatus::Succeeded);
         }
     }
+}
+
+/// A lone settle is one statement when it ends its run (`ENDED` in settle.rs), read from one
+/// snapshot: the run it ends, still running there, must neither hold its key's next run back
+/// nor count against its recipe's limit; a paused recipe (limit 0) gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_settle_hands_its_room_to_its_keys_next_run_within_the_limit() {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 4, Some("k")).await;
+    let none = HashMap::new();
+    let first = b.claim(request("h1", t + 1, 12, &none)).await.unwrap();
+    assert_eq!(first.len(), 1, "a key's runs one at a time");
+    let mut lease = first[0].lease.clone();
+    for (limit, expected) in [
+        (None, Some("evt_0001")),
+        (Some(1), Some("evt_0002")),
+        (Some(0), None),
+    ] {
+        let limits: HashMap<String, usize> =
+            limit.map(|l| ("a".to_string(), l)).into_iter().collect();
+        let (run, claimed) = b
+            .settle_then_claim(
+                &lease,
+                t + 2,
+                done(),
+                AttemptReport::default(),
+                request("h1", t + 2, 1, &limits),
+                true,
+            )
+            .await
+            .expect("settle");
+        assert_eq!(run.status, RunStatus::Succeeded);
+        let next: Vec<&str> = claimed.iter().map(|c| c.run.event_id.as_str()).collect();
+        assert_eq!(
+            next,
+            expected.into_iter().collect::<Vec<_>>(),
+            "limit {limit:?}"
+        );
+        match claimed.into_iter().next() {
+            Some(c) => lease = c.lease,
+            None => break,
+        }
+    }
+    let counts = b.counts(t + 3).await.unwrap();
+    assert_eq!(
+        (counts.running, counts.due),
+        (0, 1),
+        "the paused recipe's run waits"
+    );
+}
+
+/// A lone settle of a run another host took over is refused by the database (the host's
+/// own record still names its lease), with or without a hand-over, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_settle_of_a_run_taken_over_is_refused() {
+    let (b, t, first) = twelve_claimed(12).await;
+    let none = HashMap::new();
+    let other = PgBackend::open(b.config()).await.unwrap();
+    let taken = other
+        .claim(request("h2", t + 5_000, 2, &none))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2, "two expired leases taken over");
+    let lost: Vec<&Claimed> = first
+        .iter()
+        .filter(|c| taken.iter().any(|t| t.run.id == c.run.id))
+        .collect();
+    let report = || AttemptReport {
+        logs: vec![switchboard_model::LogLine {
+            level: switchboard_model::Level::Info,
+            message: "late".into(),
+            fields: Vec::new(),
+        }],
+        ..AttemptReport::default()
+    };
+    let alone = b.settle(&lost[0].lease, t + 2, done(), report()).await;
+    let handing = b
+        .settle_then_claim(
+            &lost[1].lease,
+            t + 2,
+            done(),
+            report(),
+            request("h1", t + 2, 1, &none),
+            true,
+        )
+        .await
+        .map(|(run, _)| run);
+    for (c, answer) in lost.iter().zip([alone, handing]) {
+        assert!(
+            matches!(answer, Err(BackendError::Stale { .. })),
+            "{}: a settle of a lease taken over is refused: {answer:?}",
+            c.run.id
+        );
+        let stored = b.run(&c.run.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Running);
+        assert_eq!(stored.lease.map(|l| l.holder), Some("h2".to_string()));
+        assert!(
+            b.logs(&c.run.id).await.unwrap().is_empty(),
+            "no log written"
+        );
+        assert!(
+            b.attempts(&c.run.id).await.unwrap().is_empty(),
+            "no attempt written"
+        );
+    }
+    assert_eq!(
+        b.counts(t + 3).await.unwrap().running,
+        12,
+        "nothing handed over"
+    );
 }
