@@ -345,13 +345,15 @@ impl PgBackend {
         &self.config
     }
 
-    /// Calls made to settle runs and runs settled by them, since it opened: settles made
-    /// at once share a call.
-    pub fn settle_calls(&self) -> (u64, u64) {
+    /// Calls made to settle runs, runs settled by them, and batch calls that failed (whose
+    /// settles were then written one by one), since it opened: settles made at once share a
+    /// call.
+    pub fn settle_calls(&self) -> (u64, u64, u64) {
         let stats = &self.settler.stats;
         (
             stats.calls.load(Ordering::Relaxed),
             stats.settles.load(Ordering::Relaxed),
+            stats.failed.load(Ordering::Relaxed),
         )
     }
 

@@ -93,6 +93,8 @@ impl Pending {
 pub(crate) struct Stats {
     pub calls: AtomicU64,
     pub settles: AtomicU64,
+    /// Batch calls that failed (their settles were then written one by one).
+    pub failed: AtomicU64,
 }
 
 /// Hands settles to the writer tasks.
@@ -121,7 +123,7 @@ impl Settler {
                             stats
                                 .settles
                                 .fetch_add(group.len() as u64, Ordering::Relaxed);
-                            write(&pool, group).await;
+                            write(&pool, &stats, group).await;
                         }
                     }
                 })
@@ -161,7 +163,7 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
 }
 
 /// Write `group` and answer each settle: one call for all, or each alone if that fails.
-async fn write(pool: &PgPool, group: Vec<Pending>) {
+async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
     if group.len() == 1 {
         let p = group.into_iter().next().expect("one");
         let rows = one(pool, &p.item).await;
@@ -175,6 +177,7 @@ async fn write(pool: &PgPool, group: Vec<Pending>) {
             }
         }
         Err(error) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 settles = group.len(),
                 "a batch of settles failed ({error}); settling each alone"
@@ -252,15 +255,94 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// [`ENDED`] for a batch (as `settle_claim_many`, migration 7, for settles that end their
+/// runs): every run whose lease is still its own settled, with logs and attempts, in one
+/// statement; each recipe's settled runs that hand their room over give it to the recipe's
+/// next due runs (fewer if its limit is below its other runs in flight plus theirs), dealt
+/// out in item order. Each row names its item (1-based); a row with no id is a refusal.
+/// Joins to `events` and claimed ids are index probes whatever the plan's estimates (a
+/// hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
+static ENDED_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH i AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], \
+                                $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], \
+                                $10::bool[], $11::text[], $12::bigint[], $14::text[], \
+                                $15::bool[], $16::text[], $17::bool[]) \
+             WITH ORDINALITY AS t(id, status, attempts, replays, deferrals, now, next_attempt, \
+                                  started, finished, unconfirmed, detail, token, logs, \
+                                  clear_logs, attempt, hand, n) \
+         ), u AS ( \
+           UPDATE runs SET status = i.status, attempts = i.attempts, replays = i.replays, \
+             deferrals = i.deferrals, updated_ms = i.now, next_attempt_ms = i.next_attempt, \
+             started_ms = i.started, finished_ms = i.finished, due_ms = NULL, \
+             lease_token = NULL, lease_holder = NULL, unconfirmed = i.unconfirmed, \
+             detail = i.detail \
+           FROM i \
+           WHERE runs.id = i.id AND runs.status = 'running' AND runs.lease_token = i.token \
+             AND runs.lease_holder = $13 \
+           RETURNING i.n, runs.id, runs.plugin, i.logs, i.clear_logs, i.attempt, i.hand \
+         ), put AS ( \
+           INSERT INTO run_logs (run_id, lines) SELECT u.id, u.logs FROM u \
+           WHERE u.logs IS NOT NULL \
+           ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
+         ), gone AS ( \
+           DELETE FROM run_logs WHERE run_id = ANY (ARRAY( \
+             SELECT u.id FROM u WHERE u.clear_logs AND u.logs IS NULL)) \
+         ), attempt AS ( \
+           INSERT INTO run_attempts (run_id, record) \
+           SELECT u.id, u.attempt FROM u WHERE u.attempt IS NOT NULL \
+         ), h AS ( \
+           SELECT u.plugin, array_agg(u.n ORDER BY u.n) AS items FROM u WHERE u.hand \
+           GROUP BY u.plugin \
+         ), next AS ( \
+           SELECT h.items, x.id, \
+             row_number() OVER (PARTITION BY h.plugin ORDER BY x.due_ms, x.seq) AS rank \
+           FROM h CROSS JOIN LATERAL ( \
+             SELECT r.id, r.due_ms, r.seq FROM runs r \
+             WHERE r.plugin = h.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= $18 \
+               AND r.id <> ALL ($1::text[]) \
+               AND (r.order_key IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM runs o WHERE o.plugin = r.plugin \
+                   AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.id <> r.id \
+                   AND o.id <> ALL (ARRAY(SELECT u.id FROM u)) \
+                   AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > $18)))) \
+             ORDER BY r.plugin, r.due_ms, r.seq \
+             LIMIT greatest(0, least(cardinality(h.items), \
+               coalesce((SELECT lim.l FROM unnest($21::text[], $22::int[]) AS lim(plugin, l) \
+                         WHERE lim.plugin = h.plugin LIMIT 1), $20) \
+               - (SELECT count(*) FROM runs b WHERE b.plugin = h.plugin \
+                    AND b.status = 'running' AND b.due_ms > $18 \
+                    AND b.id <> ALL (ARRAY(SELECT u.id FROM u))))) \
+             FOR UPDATE OF r SKIP LOCKED \
+           ) x \
+         ), claimed AS ( \
+           UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $18, \
+             updated_ms = $18, next_attempt_ms = NULL, due_ms = $19, \
+             lease_token = nextval('lease_tokens'), lease_holder = $13 \
+           WHERE runs.id = ANY (ARRAY(SELECT next.id FROM next)) \
+           RETURNING * \
+         ) \
+         SELECT next.items[next.rank]::integer AS item, r.id, r.event_id, r.plugin, r.source, \
+           r.kind, r.status, r.order_key, r.attempts, r.replays, r.deferrals, r.created_ms, \
+           r.updated_ms, r.next_attempt_ms, r.started_ms, r.due_ms, r.finished_ms, \
+           r.lease_token, r.lease_holder, r.detail, NULL::text AS waiting_for, {event} \
+         FROM claimed r JOIN next ON next.id = r.id \
+         LEFT JOIN LATERAL (SELECT * FROM events WHERE events.id = r.event_id OFFSET 0) e \
+           ON true \
+         UNION ALL \
+         SELECT i.n::integer, {nulls} FROM i WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.n = i.n)",
+        event = crate::rows::EVENT,
+        nulls = ["NULL"; 28].join(", "),
+    )
+});
+
 /// One settle, one statement ([`ENDED`]) when it ends its run and claims nothing or hands
 /// its room over; else one call of `settle_claim`.
 async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     let run = &item.run;
-    if item.due.is_none() {
-        let handover = item.next.as_ref().filter(|n| n.max > 0);
-        if handover.is_none_or(|n| n.handover && n.live) {
-            return ended(pool, item, handover).await;
-        }
+    if let Some(handover) = ends(item) {
+        return ended(pool, item, handover).await;
     }
     let ms = crate::rows::ms_of;
     let next = item.next.as_ref();
@@ -298,6 +380,14 @@ async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
         sqlx::Error::Database(d) if d.code().as_deref() == Some(STALE) => stale(item),
         _ => db(e),
     })
+}
+
+/// Whether `item` can be written by [`ENDED`] (or in [`ENDED_MANY`]): it ends its run, and
+/// claims nothing or hands its room over (`Some(Some(next))`) while its lease holds. A run
+/// due again, or a claim under the claim lock, is `settle_claim`'s (`None`).
+fn ends(item: &Item) -> Option<Option<&Next>> {
+    let handover = item.next.as_ref().filter(|n| n.max > 0);
+    (item.due.is_none() && handover.is_none_or(|n| n.handover && n.live)).then_some(handover)
 }
 
 /// [`ENDED`] for `item`, handing its room over if `handover`.
@@ -353,14 +443,13 @@ async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendRe
 async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
     let ms = crate::rows::ms_of;
     let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
-    // One array per column: `f` of every settle, in order.
-    fn column<'a, T>(items: &[&'a Item], f: impl Fn(&'a Item) -> T) -> Vec<T> {
-        items.iter().map(|i| f(i)).collect()
-    }
     let latest = items
         .iter()
         .filter_map(|i| i.next.as_ref())
         .max_by_key(|n| n.now);
+    if items.iter().all(|i| ends(i).is_some()) {
+        return ended_many(pool, &items, latest).await;
+    }
     let rows = sqlx::query(
         "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
@@ -395,6 +484,53 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
     .fetch_all(pool)
     .await
     .map_err(db)?;
+    answers(&items, rows)
+}
+
+/// [`ENDED_MANY`] for `items` (each of which [`ends`]), claiming with `latest`.
+async fn ended_many(
+    pool: &PgPool,
+    items: &[&Item],
+    latest: Option<&Next>,
+) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
+    let ms = crate::rows::ms_of;
+    let rows = sqlx::query(&ENDED_MANY)
+        .bind(column(items, |i| i.run.id.as_str()))
+        .bind(column(items, |i| i.run.status.as_str()))
+        .bind(column(items, |i| i.run.attempts as i32))
+        .bind(column(items, |i| i.run.replays as i32))
+        .bind(column(items, |i| i.run.deferrals as i32))
+        .bind(column(items, |i| i.now))
+        .bind(column(items, |i| ms(&i.run.next_attempt_at)))
+        .bind(column(items, |i| ms(&i.run.started_at)))
+        .bind(column(items, |i| ms(&i.run.finished_at)))
+        .bind(column(items, |i| !i.run.unconfirmed.is_empty()))
+        .bind(column(items, |i| crate::rows::Detail::of(&i.run)))
+        .bind(column(items, |i| i.token))
+        .bind(&items[0].holder)
+        .bind(column(items, |i| i.logs.as_deref()))
+        .bind(column(items, |i| i.clear_logs))
+        .bind(column(items, |i| i.attempt.as_deref()))
+        .bind(column(items, |i| ends(i).flatten().is_some()))
+        .bind(latest.map_or(0, |n| n.now))
+        .bind(latest.map_or(0, |n| n.expires))
+        .bind(latest.map_or(0, |n| n.default))
+        .bind(latest.map(|n| n.plugins.as_slice()).unwrap_or_default())
+        .bind(latest.map(|n| n.limits.as_slice()).unwrap_or_default())
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    answers(items, rows)
+}
+
+/// One array per column: `f` of every settle, in order.
+fn column<'a, T>(items: &[&'a Item], f: impl Fn(&'a Item) -> T) -> Vec<T> {
+    items.iter().map(|i| f(i)).collect()
+}
+
+/// Each settle's answer from a batch's rows, each naming its item: the runs claimed for it,
+/// or its refusal.
+fn answers(items: &[&Item], rows: Vec<PgRow>) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
     let mut answers: Vec<BackendResult<Vec<PgRow>>> =
         items.iter().map(|_| Ok(Vec::new())).collect();
     for row in rows {
@@ -404,7 +540,7 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
             .and_then(|n| n.checked_sub(1))
             .and_then(|n| answers.get_mut(n))
             .ok_or_else(|| BackendError::Corrupt {
-                key: "settle_claim_many".into(),
+                key: "settle batch".into(),
                 reason: format!("a row for settle {n} of {}", items.len()),
             })?;
         let id: Option<String> = row.try_get("id").map_err(db)?;

@@ -45,8 +45,8 @@ async fn postgres_passes_the_backend_conformance_suite() {
     conformance::run_all(&Pg).await;
 }
 
-/// `n` events at `t`, each with a run of recipe `a` (of key `key`, if any).
-async fn accept_runs(b: &PgBackend, t: i64, n: usize, key: Option<&str>) {
+/// `n` events at `t`, each with a run of recipe `a` (event i's of key `key(i)`, if any).
+async fn accept_runs(b: &PgBackend, t: i64, n: usize, key: impl Fn(usize) -> Option<String>) {
     for i in 0..n {
         let id = format!("evt_{i:04}");
         b.accept(NewEvent {
@@ -62,7 +62,7 @@ async fn accept_runs(b: &PgBackend, t: i64, n: usize, key: Option<&str>) {
             window_ms: 60_000,
             runs: vec![NewRun {
                 plugin: "a".into(),
-                order_key: key.map(str::to_string),
+                order_key: key(i),
             }],
         })
         .await
@@ -89,12 +89,12 @@ fn request<'a>(
     }
 }
 
-/// A fresh store with `n` runs of `a`, twelve of them claimed by h1 (leases of a second),
-/// and the moment they were accepted.
+/// A fresh store with `n` runs of `a`, run i of key i mod 12, the first of each key claimed
+/// by h1 (leases of a second), and the moment they were accepted.
 async fn twelve_claimed(n: usize) -> (Arc<PgBackend>, i64, Vec<Claimed>) {
     let b = Pg.fresh().await;
     let t = switchboard_model::now_ms();
-    accept_runs(&b, t, n, None).await;
+    accept_runs(&b, t, n, |i| Some(format!("k{}", i % 12))).await;
     let first = b
         .claim(request("h1", t + 1, 12, &HashMap::new()))
         .await
@@ -108,7 +108,7 @@ fn done() -> Settlement {
 }
 
 /// The conformance suite's settles made at once may each be written alone; here they must
-/// share calls (`settle_claim_many`), and each still get its own answer and run.
+/// share calls (`ENDED_MANY` in settle.rs), and each still get its own answer and run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settles_made_at_once_share_calls() {
     let (b, t, first) = twelve_claimed(24).await;
@@ -125,7 +125,8 @@ async fn settles_made_at_once_share_calls() {
         )
     }))
     .await;
-    let (calls, settles) = b.settle_calls();
+    let (calls, settles, failed) = b.settle_calls();
+    assert_eq!(failed, before.2, "a batch failed");
     let (calls, settles) = (calls - before.0, settles - before.1);
     assert_eq!(settles, 12);
     assert!(
@@ -140,8 +141,20 @@ async fn settles_made_at_once_share_calls() {
         next.extend(claimed.into_iter().map(|c| c.run.id));
     }
     next.sort();
-    next.dedup();
-    assert_eq!(next.len(), 12, "each settle claimed a run of its own");
+    let expected: Vec<String> = (12..24).map(|i| format!("evt_{i:04}")).collect();
+    let events: Vec<String> = {
+        let mut events = Vec::new();
+        for id in &next {
+            events.push(b.run(id).await.unwrap().unwrap().event_id);
+        }
+        events.sort();
+        events
+    };
+    assert_eq!(
+        events, expected,
+        "each settle claimed a run of its own: its key's next (the run settled in the same \
+         statement does not hold it back)"
+    );
     assert_eq!(b.counts(t + 3).await.unwrap().running, 12);
 }
 
@@ -169,8 +182,9 @@ async fn a_batch_refuses_only_its_stale_settles() {
             .map(|c| b.settle(&c.lease, t + 2, done(), AttemptReport::default())),
     )
     .await;
-    let (calls, settles) = b.settle_calls();
+    let (calls, settles, failed) = b.settle_calls();
     assert!(calls - before.0 < settles - before.1, "not batched");
+    assert_eq!(failed, before.2, "a batch failed");
     for (c, answer) in order.iter().zip(answers) {
         let stored = b.run(&c.run.id).await.unwrap().unwrap();
         if taken.contains(&c.run.id.as_str()) {
@@ -195,7 +209,7 @@ async fn a_batch_refuses_only_its_stale_settles() {
 async fn a_lone_settle_hands_its_room_to_its_keys_next_run_within_the_limit() {
     let b = Pg.fresh().await;
     let t = switchboard_model::now_ms();
-    accept_runs(&b, t, 4, Some("k")).await;
+    accept_runs(&b, t, 4, |_| Some("k".into())).await;
     let none = HashMap::new();
     let first = b.claim(request("h1", t + 1, 12, &none)).await.unwrap();
     assert_eq!(first.len(), 1, "a key's runs one at a time");
