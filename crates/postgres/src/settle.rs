@@ -1,7 +1,9 @@
 //! Settling runs in batches: the settles a host's worker slots make while its previous batch
-//! is being written go in one call of `settle_claim_many` (migration 7), whose statements each
-//! write the whole batch (group commit, as accepts). A lone settle is a batch of one and waits
-//! for nothing: it is one call of `settle_claim` (migration 6), as before batches.
+//! is being written go together (group commit, as accepts); a lone settle is a batch of one
+//! and waits for nothing. Settles that end their runs — nearly all — are one statement,
+//! [`ENDED`], whose parts each write the whole batch; the others (a run due again, a claim
+//! under the claim lock) are one call of `settle_claim_many` (migration 7), or of
+//! `settle_claim` (migration 6) alone.
 //!
 //! Each settle keeps its own answer: a refused lease fails only its own settle, and if a
 //! batch's call fails, each of its settles is tried alone.
@@ -198,71 +200,21 @@ fn stale(item: &Item) -> BackendError {
     }
 }
 
-/// The usual lone settle as one statement, no function call: a run that ends (succeeded,
-/// failed, dead) with its log and attempt, and, if its slot asked to hand its room over
-/// (`$17`) and the lease still held, the recipe's next due run claimed in its place under
-/// the recipe's limit (`$18`) — as `settle_claim` (migration 6) does after its settle, read
-/// from the statement's one snapshot: the settled run, still running there, is left out of
-/// the recipe's count and its key's order. A refused lease (nothing written) is a row with
-/// no id, as in `settle_claim_many`.
-static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH u AS ( \
-           UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
-             updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
-             due_ms = NULL, lease_token = NULL, lease_holder = NULL, unconfirmed = $10, \
-             detail = $11 \
-           WHERE id = $1 AND status = 'running' AND lease_token = $12 AND lease_holder = $13 \
-           RETURNING id \
-         ), put AS ( \
-           INSERT INTO run_logs (run_id, lines) SELECT u.id, $14 FROM u WHERE $14 IS NOT NULL \
-           ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
-         ), gone AS ( \
-           DELETE FROM run_logs WHERE $15 AND $14 IS NULL AND run_id = $1 \
-             AND EXISTS (SELECT 1 FROM u) \
-         ), attempt AS ( \
-           INSERT INTO run_attempts (run_id, record) SELECT u.id, $16 FROM u \
-           WHERE $16 IS NOT NULL \
-         ), next AS ( \
-           SELECT r.id FROM runs r \
-           WHERE $17 AND EXISTS (SELECT 1 FROM u) \
-             AND $18::bigint > (SELECT count(*) FROM runs b WHERE b.plugin = $19 \
-                                  AND b.status = 'running' AND b.due_ms > $6 AND b.id <> $1) \
-             AND r.plugin = $19 AND r.due_ms IS NOT NULL AND r.due_ms <= $6 AND r.id <> $1 \
-             AND (r.order_key IS NULL OR NOT EXISTS ( \
-               SELECT 1 FROM runs o WHERE o.plugin = r.plugin AND o.order_key = r.order_key \
-                 AND o.due_ms IS NOT NULL AND o.id <> r.id AND o.id <> $1 \
-                 AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > $6)))) \
-           ORDER BY r.plugin, r.due_ms, r.seq \
-           LIMIT 1 \
-           FOR UPDATE SKIP LOCKED \
-         ), claimed AS ( \
-           UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $6, \
-             updated_ms = $6, next_attempt_ms = NULL, due_ms = $20, \
-             lease_token = nextval('lease_tokens'), lease_holder = $13 \
-           WHERE id = (SELECT next.id FROM next) \
-           RETURNING * \
-         ) \
-         SELECT r.id, r.event_id, r.plugin, r.source, r.kind, r.status, r.order_key, \
-           r.attempts, r.replays, r.deferrals, r.created_ms, r.updated_ms, r.next_attempt_ms, \
-           r.started_ms, r.due_ms, r.finished_ms, r.lease_token, r.lease_holder, r.detail, \
-           NULL::text AS waiting_for, {event} \
-         FROM claimed r LEFT JOIN events e ON e.id = r.event_id \
-         UNION ALL \
-         SELECT {nulls} WHERE NOT EXISTS (SELECT 1 FROM u)",
-        event = crate::rows::EVENT,
-        nulls = ["NULL"; 28].join(", "),
-    )
-});
-
-/// [`ENDED`] for a batch (as `settle_claim_many`, migration 7, for settles that end their
-/// runs): every run whose lease is still its own settled, with logs and attempts, in one
-/// statement; each recipe's settled runs that hand their room over give it to the recipe's
+/// Settles that end their runs (succeeded, failed, dead), one or a batch, as one statement,
+/// no function call: every run whose lease is still its own settled, with its log and
+/// attempt; each recipe's settled runs that hand their room over give it to the recipe's
 /// next due runs (fewer if its limit is below its other runs in flight plus theirs), dealt
-/// out in item order. Each row names its item (1-based); a row with no id is a refusal.
-/// Joins to `events` and claimed ids are index probes whatever the plan's estimates (a
-/// hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
-static ENDED_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// out in item order — as `settle_claim`/`settle_claim_many` (migrations 6, 7) do after
+/// their settle, but read from the statement's one snapshot: the runs it settles, still
+/// running there, are left out of their recipe's count and their key's order. Each row names
+/// its item (1-based); a row with no id is a refusal (nothing of that item written).
+/// Joins to `events` and to the claimed ids are index probes whatever the plan's estimates
+/// (a hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
+/// A run's lease is matched by token and holder alone: only a claim sets a token (a fresh
+/// one, from a sequence) and every write that ends or requeues a run clears it, so a token
+/// names a running run; with `status = 'running'` too, plans read the settled runs from the
+/// index of every run in flight (seen: 0.3 ms with 500 in flight) instead of by key.
+static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH i AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], \
@@ -279,8 +231,7 @@ static ENDED_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              lease_token = NULL, lease_holder = NULL, unconfirmed = i.unconfirmed, \
              detail = i.detail \
            FROM i \
-           WHERE runs.id = i.id AND runs.status = 'running' AND runs.lease_token = i.token \
-             AND runs.lease_holder = $13 \
+           WHERE runs.id = i.id AND runs.lease_token = i.token AND runs.lease_holder = $13 \
            RETURNING i.n, runs.id, runs.plugin, i.logs, i.clear_logs, i.attempt, i.hand \
          ), put AS ( \
            INSERT INTO run_logs (run_id, lines) SELECT u.id, u.logs FROM u \
@@ -337,12 +288,13 @@ static ENDED_MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// One settle, one statement ([`ENDED`]) when it ends its run and claims nothing or hands
-/// its room over; else one call of `settle_claim`.
+/// One settle: [`ENDED`] when it ends its run and claims nothing or hands its room over;
+/// else one call of `settle_claim`.
 async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     let run = &item.run;
-    if let Some(handover) = ends(item) {
-        return ended(pool, item, handover).await;
+    if ends(item).is_some() {
+        let mut answers = ended_many(pool, &[item], item.next.as_ref()).await?;
+        return answers.pop().expect("an answer for each settle");
     }
     let ms = crate::rows::ms_of;
     let next = item.next.as_ref();
@@ -382,60 +334,12 @@ async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     })
 }
 
-/// Whether `item` can be written by [`ENDED`] (or in [`ENDED_MANY`]): it ends its run, and
+/// Whether `item` can be written by [`ENDED`]: it ends its run, and
 /// claims nothing or hands its room over (`Some(Some(next))`) while its lease holds. A run
 /// due again, or a claim under the claim lock, is `settle_claim`'s (`None`).
 fn ends(item: &Item) -> Option<Option<&Next>> {
     let handover = item.next.as_ref().filter(|n| n.max > 0);
     (item.due.is_none() && handover.is_none_or(|n| n.handover && n.live)).then_some(handover)
-}
-
-/// [`ENDED`] for `item`, handing its room over if `handover`.
-async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendResult<Vec<PgRow>> {
-    let run = &item.run;
-    let ms = crate::rows::ms_of;
-    let limit = handover.map_or(0, |n| {
-        n.plugins
-            .iter()
-            .position(|p| *p == run.plugin)
-            .map_or(n.default, |i| n.limits[i])
-    });
-    let rows = sqlx::query(&ENDED)
-        .bind(&run.id)
-        .bind(run.status.as_str())
-        .bind(run.attempts as i32)
-        .bind(run.replays as i32)
-        .bind(run.deferrals as i32)
-        .bind(item.now)
-        .bind(ms(&run.next_attempt_at))
-        .bind(ms(&run.started_at))
-        .bind(ms(&run.finished_at))
-        .bind(!run.unconfirmed.is_empty())
-        .bind(crate::rows::Detail::of(run))
-        .bind(item.token)
-        .bind(&item.holder)
-        .bind(&item.logs)
-        .bind(item.clear_logs)
-        .bind(&item.attempt)
-        .bind(handover.is_some())
-        .bind(i64::from(limit))
-        .bind(&run.plugin)
-        .bind(handover.map_or(item.now, |n| n.expires))
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        if row
-            .try_get::<Option<String>, _>("id")
-            .map_err(db)?
-            .is_none()
-        {
-            return Err(stale(item));
-        }
-        claimed.push(row);
-    }
-    Ok(claimed)
 }
 
 /// Several settles, one call of `settle_claim_many`: each one's answer, in order. Claims
@@ -487,14 +391,14 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
     answers(&items, rows)
 }
 
-/// [`ENDED_MANY`] for `items` (each of which [`ends`]), claiming with `latest`.
+/// [`ENDED`] for `items` (each of which [`ends`]), claiming with `latest`.
 async fn ended_many(
     pool: &PgPool,
     items: &[&Item],
     latest: Option<&Next>,
 ) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
     let ms = crate::rows::ms_of;
-    let rows = sqlx::query(&ENDED_MANY)
+    let rows = sqlx::query(&ENDED)
         .bind(column(items, |i| i.run.id.as_str()))
         .bind(column(items, |i| i.run.status.as_str()))
         .bind(column(items, |i| i.run.attempts as i32))

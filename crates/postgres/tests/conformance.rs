@@ -108,7 +108,7 @@ fn done() -> Settlement {
 }
 
 /// The conformance suite's settles made at once may each be written alone; here they must
-/// share calls (`ENDED_MANY` in settle.rs), and each still get its own answer and run.
+/// share calls (`ENDED` in settle.rs), and each still get its own answer and run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settles_made_at_once_share_calls() {
     let (b, t, first) = twelve_claimed(24).await;
