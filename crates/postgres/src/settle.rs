@@ -1,9 +1,9 @@
 //! Settling runs in batches: the settles a host's worker slots make while its previous batch
 //! is being written go together (group commit, as accepts); a lone settle is a batch of one
-//! and waits for nothing. Settles that end their runs — nearly all — are one statement,
-//! [`ENDED`], whose parts each write the whole batch; the others (a run due again, a claim
-//! under the claim lock) are one call of `settle_claim_many` (migration 7), or of
-//! `settle_claim` (migration 6) alone.
+//! and waits for nothing. Settles that end their runs — nearly all — are one statement:
+//! [`ENDED`] for a batch, whose parts each write the whole batch, [`ENDED_ONE`] alone; the
+//! others (a run due again, a claim under the claim lock) are one call of
+//! `settle_claim_many` (migration 7), or of `settle_claim` (migration 6) alone.
 //!
 //! Each settle keeps its own answer: a refused lease fails only its own settle, and if a
 //! batch's call fails, each of its settles is tried alone.
@@ -200,21 +200,109 @@ fn stale(item: &Item) -> BackendError {
     }
 }
 
-/// Settles that end their runs (succeeded, failed, dead), one or a batch, as one statement,
-/// no function call: every run whose lease is still its own settled, with its log and
-/// attempt; each recipe's settled runs that hand their room over give it to the recipe's
-/// next due runs (fewer if its limit is below its other runs in flight plus theirs), dealt
-/// out in item order — as `settle_claim`/`settle_claim_many` (migrations 6, 7) do after
-/// their settle, but read from the statement's one snapshot: the runs it settles, still
-/// running there, are left out of their recipe's count and their key's order. Each row names
-/// its item (1-based); a row with no id is a refusal (nothing of that item written).
-/// Joins to `events` and to the claimed ids are index probes whatever the plan's estimates
-/// (a hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
-/// A run's lease is matched by token and holder alone: only a claim sets a token (a fresh
-/// one, from a sequence) and every write that ends or requeues a run clears it, so a token
-/// names a running run; with `status = 'running'` too, plans read the settled runs from the
-/// index of every run in flight (seen: 0.3 ms with 500 in flight) instead of by key.
+// The statements settles that end their runs are written with, no function call: the runs
+// settled (if their leases are still theirs) with their logs and attempts, and each room
+// handed over claimed by the recipe's next due run — as `settle_claim`/`settle_claim_many`
+// (migrations 6, 7) do after their settle, but read from the statement's one snapshot: the
+// runs it settles, still running there, are left out of their recipe's count and their
+// key's order. A refusal (nothing of that settle written) is a row with no id.
+//
+// A run's lease is matched by token and holder alone: only a claim sets a token (a fresh
+// one, from a sequence) and every write that ends or requeues a run clears it, so a token
+// names a running run; with `status = 'running'` too, plans read the settled runs from the
+// index of every run in flight (seen: 0.3 ms with 500 in flight) instead of by key.
+
+/// A due run `r` is free to start unless an earlier run of its key is unfinished, or one is
+/// running under a lease live at `now` — the runs `settled` (an expression true of `o.id` for
+/// any other run) aside.
+fn key_free(now: &str, settled: &str) -> String {
+    format!(
+        "(r.order_key IS NULL OR NOT EXISTS ( \
+           SELECT 1 FROM runs o WHERE o.plugin = r.plugin AND o.order_key = r.order_key \
+             AND o.due_ms IS NOT NULL AND o.id <> r.id AND {settled} \
+             AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > {now}))))"
+    )
+}
+
+/// Runs of `plugin` in flight under a lease live at `now`, the runs `settled` (an expression
+/// true of `b.id` for any other run) aside.
+fn in_flight(plugin: &str, now: &str, settled: &str) -> String {
+    format!(
+        "(SELECT count(*) FROM runs b WHERE b.plugin = {plugin} AND b.status = 'running' \
+           AND b.due_ms > {now} AND {settled})"
+    )
+}
+
+/// Claim the runs `which` selects for holder `$13`, at `now`, leases until `expires`.
+fn claim(now: &str, expires: &str, which: &str) -> String {
+    format!(
+        "UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = {now}, \
+           updated_ms = {now}, next_attempt_ms = NULL, due_ms = {expires}, \
+           lease_token = nextval('lease_tokens'), lease_holder = $13 \
+         WHERE {which} RETURNING *"
+    )
+}
+
+/// A claimed run `r`'s columns and its event's (`e`), as `rows::run` reads them.
+static CLAIMED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "r.id, r.event_id, r.plugin, r.source, r.kind, r.status, r.order_key, r.attempts, \
+         r.replays, r.deferrals, r.created_ms, r.updated_ms, r.next_attempt_ms, r.started_ms, \
+         r.due_ms, r.finished_ms, r.lease_token, r.lease_holder, r.detail, \
+         NULL::text AS waiting_for, {}",
+        crate::rows::EVENT
+    )
+});
+
+/// One settle that ends its run: the usual lone settle (cheaper than [`ENDED`] with one
+/// item: docs/benchmarks.md, run 15). If its slot hands its room over (`$17`), the recipe's
+/// next due run takes it under the recipe's limit (`$18`).
+static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH u AS ( \
+           UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
+             updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
+             due_ms = NULL, lease_token = NULL, lease_holder = NULL, unconfirmed = $10, \
+             detail = $11 \
+           WHERE id = $1 AND lease_token = $12 AND lease_holder = $13 \
+           RETURNING id \
+         ), put AS ( \
+           INSERT INTO run_logs (run_id, lines) SELECT u.id, $14 FROM u WHERE $14 IS NOT NULL \
+           ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
+         ), gone AS ( \
+           DELETE FROM run_logs WHERE $15 AND $14 IS NULL AND run_id = $1 \
+             AND EXISTS (SELECT 1 FROM u) \
+         ), attempt AS ( \
+           INSERT INTO run_attempts (run_id, record) SELECT u.id, $16 FROM u \
+           WHERE $16 IS NOT NULL \
+         ), next AS ( \
+           SELECT r.id FROM runs r \
+           WHERE $17 AND EXISTS (SELECT 1 FROM u) \
+             AND $18::bigint > {room} \
+             AND r.plugin = $19 AND r.due_ms IS NOT NULL AND r.due_ms <= $6 AND r.id <> $1 \
+             AND {key_free} \
+           ORDER BY r.plugin, r.due_ms, r.seq \
+           LIMIT 1 \
+           FOR UPDATE SKIP LOCKED \
+         ), claimed AS ( {claim} ) \
+         SELECT {claimed} FROM claimed r LEFT JOIN events e ON e.id = r.event_id \
+         UNION ALL \
+         SELECT {nulls} WHERE NOT EXISTS (SELECT 1 FROM u)",
+        room = in_flight("$19", "$6", "b.id <> $1"),
+        key_free = key_free("$6", "o.id <> $1"),
+        claim = claim("$6", "$20", "id = (SELECT next.id FROM next)"),
+        claimed = *CLAIMED,
+        nulls = ["NULL"; 28].join(", "),
+    )
+});
+
+/// A batch of settles that end their runs. Each recipe's settled runs that hand their room
+/// over give it to the recipe's next due runs (fewer if its limit is below its other runs in
+/// flight plus theirs), dealt out in item order; each row names its item (1-based). Joins to
+/// `events` and to the claimed ids are index probes whatever the plan's estimates (a
+/// hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
 static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let settled = |alias: &str| format!("{alias}.id <> ALL (ARRAY(SELECT u.id FROM u))");
     format!(
         "WITH i AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], \
@@ -252,49 +340,38 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            FROM h CROSS JOIN LATERAL ( \
              SELECT r.id, r.due_ms, r.seq FROM runs r \
              WHERE r.plugin = h.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= $18 \
-               AND r.id <> ALL ($1::text[]) \
-               AND (r.order_key IS NULL OR NOT EXISTS ( \
-                 SELECT 1 FROM runs o WHERE o.plugin = r.plugin \
-                   AND o.order_key = r.order_key AND o.due_ms IS NOT NULL AND o.id <> r.id \
-                   AND o.id <> ALL (ARRAY(SELECT u.id FROM u)) \
-                   AND (o.seq < r.seq OR (o.status = 'running' AND o.due_ms > $18)))) \
+               AND r.id <> ALL ($1::text[]) AND {key_free} \
              ORDER BY r.plugin, r.due_ms, r.seq \
              LIMIT greatest(0, least(cardinality(h.items), \
                coalesce((SELECT lim.l FROM unnest($21::text[], $22::int[]) AS lim(plugin, l) \
-                         WHERE lim.plugin = h.plugin LIMIT 1), $20) \
-               - (SELECT count(*) FROM runs b WHERE b.plugin = h.plugin \
-                    AND b.status = 'running' AND b.due_ms > $18 \
-                    AND b.id <> ALL (ARRAY(SELECT u.id FROM u))))) \
+                         WHERE lim.plugin = h.plugin LIMIT 1), $20) - {room})) \
              FOR UPDATE OF r SKIP LOCKED \
            ) x \
-         ), claimed AS ( \
-           UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = $18, \
-             updated_ms = $18, next_attempt_ms = NULL, due_ms = $19, \
-             lease_token = nextval('lease_tokens'), lease_holder = $13 \
-           WHERE runs.id = ANY (ARRAY(SELECT next.id FROM next)) \
-           RETURNING * \
-         ) \
-         SELECT next.items[next.rank]::integer AS item, r.id, r.event_id, r.plugin, r.source, \
-           r.kind, r.status, r.order_key, r.attempts, r.replays, r.deferrals, r.created_ms, \
-           r.updated_ms, r.next_attempt_ms, r.started_ms, r.due_ms, r.finished_ms, \
-           r.lease_token, r.lease_holder, r.detail, NULL::text AS waiting_for, {event} \
+         ), claimed AS ( {claim} ) \
+         SELECT next.items[next.rank]::integer AS item, {claimed} \
          FROM claimed r JOIN next ON next.id = r.id \
          LEFT JOIN LATERAL (SELECT * FROM events WHERE events.id = r.event_id OFFSET 0) e \
            ON true \
          UNION ALL \
          SELECT i.n::integer, {nulls} FROM i WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.n = i.n)",
-        event = crate::rows::EVENT,
+        key_free = key_free("$18", &settled("o")),
+        room = in_flight("h.plugin", "$18", &settled("b")),
+        claim = claim(
+            "$18",
+            "$19",
+            "runs.id = ANY (ARRAY(SELECT next.id FROM next))"
+        ),
+        claimed = *CLAIMED,
         nulls = ["NULL"; 28].join(", "),
     )
 });
 
-/// One settle: [`ENDED`] when it ends its run and claims nothing or hands its room over;
-/// else one call of `settle_claim`.
+/// One settle: [`ENDED_ONE`] when it ends its run and claims nothing or hands its room
+/// over; else one call of `settle_claim`.
 async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     let run = &item.run;
-    if ends(item).is_some() {
-        let mut answers = ended_many(pool, &[item], item.next.as_ref()).await?;
-        return answers.pop().expect("an answer for each settle");
+    if let Some(handover) = ends(item) {
+        return ended(pool, item, handover).await;
     }
     let ms = crate::rows::ms_of;
     let next = item.next.as_ref();
@@ -334,7 +411,7 @@ async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
     })
 }
 
-/// Whether `item` can be written by [`ENDED`]: it ends its run, and
+/// Whether `item` can be written by [`ENDED_ONE`] or in [`ENDED`]: it ends its run, and
 /// claims nothing or hands its room over (`Some(Some(next))`) while its lease holds. A run
 /// due again, or a claim under the claim lock, is `settle_claim`'s (`None`).
 fn ends(item: &Item) -> Option<Option<&Next>> {
@@ -389,6 +466,54 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
     .await
     .map_err(db)?;
     answers(&items, rows)
+}
+
+/// [`ENDED_ONE`] for `item`, handing its room over if `handover`.
+async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendResult<Vec<PgRow>> {
+    let run = &item.run;
+    let ms = crate::rows::ms_of;
+    let limit = handover.map_or(0, |n| {
+        n.plugins
+            .iter()
+            .position(|p| *p == run.plugin)
+            .map_or(n.default, |i| n.limits[i])
+    });
+    let rows = sqlx::query(&ENDED_ONE)
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.attempts as i32)
+        .bind(run.replays as i32)
+        .bind(run.deferrals as i32)
+        .bind(item.now)
+        .bind(ms(&run.next_attempt_at))
+        .bind(ms(&run.started_at))
+        .bind(ms(&run.finished_at))
+        .bind(!run.unconfirmed.is_empty())
+        .bind(crate::rows::Detail::of(run))
+        .bind(item.token)
+        .bind(&item.holder)
+        .bind(&item.logs)
+        .bind(item.clear_logs)
+        .bind(&item.attempt)
+        .bind(handover.is_some())
+        .bind(i64::from(limit))
+        .bind(&run.plugin)
+        .bind(handover.map_or(item.now, |n| n.expires))
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row
+            .try_get::<Option<String>, _>("id")
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(stale(item));
+        }
+        claimed.push(row);
+    }
+    Ok(claimed)
 }
 
 /// [`ENDED`] for `items` (each of which [`ends`]), claiming with `latest`.
