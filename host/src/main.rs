@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use switchboard::cli::Cli;
 use switchboard::commands;
 
+/// mimalloc, not the system's allocator: a host allocates and frees for every request, run
+/// and query (glibc's malloc and free were ~12 % of a busy host's CPU; docs/benchmarks.md,
+/// run 15).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
