@@ -15,6 +15,14 @@
 //! more server setting (the cluster runs with `autovacuum_naptime=5s`, as the README
 //! recommends), `HOSTS_BENCH_TOP=n` prints each PostgreSQL
 //! round's n costliest statements (to stderr).
+//!
+//! The `floor` setup is the baseline for PostgreSQL's share: no host, `pgbench` (from the
+//! same binaries) writing, in the same cluster and schema layout, only the rows an event
+//! leaves — its event, delivery mark and run in an accept, the run claimed, its counter
+//! added to (one statement each, on one key, as `hello` does), the run settled with its
+//! log and attempt — in batches of 4 (the default concurrency, so settles batch at most
+//! that) and of 32, 4 clients, commits as the hosts make them. What a host's PostgreSQL CPU
+//! per event costs above it is the pipeline's own (claims' checks, leases, hand-overs).
 
 mod common;
 
@@ -136,6 +144,100 @@ fn cpu_seconds(pick: impl Fn(&str, u32) -> bool) -> f64 {
     total
 }
 
+/// The floor's `pgbench` script: one transaction is `batch` events' rows, written as the
+/// hosts write them (accepts commit synchronously; claims, counters and settles not).
+fn floor_script(batch: usize) -> String {
+    let ids = format!("(SELECT :k::text || '-' || g AS id FROM generate_series(1, {batch}) g) s");
+    let mut script = vec![
+        "\\set k random(1, 900000000000000)".to_string(),
+        "BEGIN;".into(),
+        format!(
+            "INSERT INTO events SELECT 'e' || s.id, 'forms', 'thing.happened', \
+             '2026-12-03T00:00:00Z', repeat('x', 120), 'd' || s.id, 1, 86400000 FROM {ids};"
+        ),
+        format!("INSERT INTO deliveries SELECT 'forms', 'd' || s.id, 'e' || s.id, 1 FROM {ids};"),
+        format!(
+            "INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, created_ms, \
+             updated_ms, due_ms) SELECT 'r' || s.id, 'e' || s.id, 'hello', 'forms', \
+             'thing.happened', 'queued', nextval('run_seq'), 1, 1, 1 FROM {ids};"
+        ),
+        "COMMIT;".into(),
+        "BEGIN;".into(),
+        "SET LOCAL synchronous_commit = off;".into(),
+        format!(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = 2, \
+             updated_ms = 2, due_ms = 30002, lease_token = nextval('lease_tokens'), \
+             lease_holder = 'h' WHERE id IN (SELECT 'r' || s.id FROM {ids});"
+        ),
+        "COMMIT;".into(),
+    ];
+    for _ in 0..batch {
+        script.extend([
+            "BEGIN;".to_string(),
+            "SET LOCAL synchronous_commit = off;".into(),
+            "UPDATE kv SET value = convert_to((convert_from(value, 'UTF8')::bigint + 1)::text, \
+             'UTF8') WHERE recipe = 'hello' AND key = 'count';"
+                .into(),
+            "COMMIT;".into(),
+        ]);
+    }
+    script.extend([
+        "BEGIN;".to_string(),
+        "SET LOCAL synchronous_commit = off;".into(),
+        format!(
+            "UPDATE runs SET status = 'succeeded', updated_ms = 3, finished_ms = 3, \
+             due_ms = NULL, lease_token = NULL, lease_holder = NULL, \
+             detail = '{{\"duration_us\":250}}' WHERE id IN (SELECT 'r' || s.id FROM {ids});"
+        ),
+        format!("INSERT INTO run_logs SELECT 'r' || s.id, repeat('l', 60) FROM {ids};"),
+        format!(
+            "INSERT INTO run_attempts (run_id, record) SELECT 'r' || s.id, repeat('a', 160) \
+             FROM {ids};"
+        ),
+        "COMMIT;".into(),
+    ]);
+    script.join("\n") + "\n"
+}
+
+/// One floor measurement: `pgbench` for `seconds` with `batch`-event transactions, in
+/// schema `floor` of `cluster`. Returns (events/s, PostgreSQL CPU seconds per event), or
+/// why it could not run.
+fn floor(cluster: &Cluster, work: &Path, batch: usize, seconds: u32) -> Result<(f64, f64), String> {
+    // Beside the server binaries, else on the PATH (Debian's wrapper picks the version).
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let pgbench = switchboard::postgres::cluster::bin_dir()
+        .into_iter()
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join("pgbench"))
+        .find(|p| p.is_file())
+        .ok_or("no pgbench beside the PostgreSQL server binaries or on the PATH")?;
+    let script = work.join(format!("floor-{batch}.sql"));
+    std::fs::write(&script, floor_script(batch)).map_err(|e| e.to_string())?;
+    let pg_cpu = || cpu_seconds(|comm, _| comm == "postgres");
+    let before = pg_cpu();
+    let out = std::process::Command::new(pgbench)
+        .args(["-n", "-M", "prepared", "-c", "4", "-j", "2", "-T"])
+        .arg(seconds.to_string())
+        .arg("-f")
+        .arg(&script)
+        .args(["-h", "127.0.0.1", "-U", "switchboard", "-p"])
+        .arg(cluster.port.to_string())
+        .arg("postgres")
+        .env("PGOPTIONS", "-c search_path=floor")
+        .output()
+        .map_err(|e| format!("pgbench: {e}"))?;
+    let used = pg_cpu() - before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let transactions: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next()?.trim().parse().ok())
+        .filter(|_| out.status.success())
+        .ok_or_else(|| format!("pgbench failed: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let events = transactions * batch as f64;
+    Ok((events / f64::from(seconds), used / events))
+}
+
 /// The setups `HOSTS_BENCH_SETUPS` names (all when unset).
 fn chosen(name: &str) -> bool {
     std::env::var("HOSTS_BENCH_SETUPS")
@@ -206,6 +308,24 @@ fn main() {
                 .collect();
             setups.push(("PostgreSQL, 3 hosts", hosts, true));
         }
+        let floor_ready = chosen("floor") && {
+            // The floor's schema: the hosts' tables, and the counter `hello` adds to.
+            let config = switchboard::postgres::PgConfig {
+                url: cluster.url.clone(),
+                schema: "floor".into(),
+                pool_size: 2,
+            };
+            let backend = switchboard::postgres::PgBackend::open(&config)
+                .await
+                .expect("the floor's schema");
+            drop(backend);
+            testing::execute(
+                &cluster.url,
+                "INSERT INTO floor.kv (recipe, key, value) VALUES ('hello', 'count', '1000')",
+            )
+            .await;
+            true
+        };
         let http = reqwest::Client::new();
         let mut done = vec![0u64; setups.len()];
         for (i, (_, hosts, _)) in setups.iter().enumerate() {
@@ -257,6 +377,19 @@ fn main() {
                     percentile(&mut times, 0.5).as_secs_f64() * 1e3,
                     percentile(&mut times, 0.99).as_secs_f64() * 1e3,
                 );
+            }
+            for batch in [4, 32].into_iter().filter(|_| floor_ready) {
+                match floor(&cluster, work, batch, 10) {
+                    Ok((rate, cpu)) => println!(
+                        "| {} | floor: PostgreSQL alone, batches of {batch} | {rate:.0} | — | — | — | {:.0} µs | {:.1} |",
+                        round + 1,
+                        cpu * 1e6,
+                        // Statements per event: the accept's 3, the claim, the settle's 3
+                        // per batch; a counter each (BEGIN, SET and COMMIT not counted).
+                        7.0 / batch as f64 + 1.0,
+                    ),
+                    Err(why) => println!("floor, batches of {batch}: not measured ({why})"),
+                }
             }
         }
         println!();

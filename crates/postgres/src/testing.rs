@@ -59,6 +59,15 @@ pub async fn enable_statement_counts(url: &str) {
         .expect("pg_stat_statements (preloaded?)");
 }
 
+/// Run `sql` (one statement) in `url`'s database.
+pub async fn execute(url: &str, sql: &str) {
+    let pool = connect(url).await;
+    sqlx::query(sql)
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// Forget the statements counted so far.
 pub async fn reset_statement_counts(url: &str) {
     let pool = connect(url).await;
