@@ -108,7 +108,8 @@ fn config(dir: &Path, name: &str, store: &str) -> PathBuf {
     path
 }
 
-/// CPU seconds (user + system) used so far by the processes `pick` chooses, by name and pid.
+/// CPU seconds (user + system) used so far by the processes `pick` chooses, by name and pid,
+/// and by their children that have exited.
 fn cpu_seconds(pick: impl Fn(&str, u32) -> bool) -> f64 {
     // Clock ticks per second: 100 on Linux for every architecture we run on.
     const TICKS: f64 = 100.0;
@@ -138,8 +139,11 @@ fn cpu_seconds(pick: impl Fn(&str, u32) -> bool) -> f64 {
                 .and_then(|f| f.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
-        total += (tick(11) + tick(12)) / TICKS;
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state; then
+        // cutime and cstime, the CPU of its children that exited and were waited for: the
+        // PostgreSQL backends and autovacuum workers that end during a round are counted
+        // through their postmaster (not counting them read -1 µs once).
+        total += (tick(11) + tick(12) + tick(13) + tick(14)) / TICKS;
     }
     total
 }
