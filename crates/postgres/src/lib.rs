@@ -12,9 +12,11 @@
 //!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A claim gives the
 //!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
 //!   the token and the holder and are refused once another claim took it. A host settles
-//!   the runs it claimed from the record it claimed, in one call that also claims the freed
-//!   worker slot's next run (`settle_claim`, migration 6); the settles its slots make while
-//!   one is written go together in the next call (`settle_claim_many`, migration 7).
+//!   the runs it claimed from the record it claimed, in one statement that also claims the
+//!   freed worker slot's next run; the settles its slots make while one is written go
+//!   together in the next (`settle`: a run that ends is a plain statement, a run due again
+//!   or a claim under the lock a call of `settle_claim`/`settle_claim_many`, migrations 6
+//!   and 7).
 //! - Settles, claims, extensions and kv writes commit asynchronously (their own pool with
 //!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
