@@ -233,12 +233,12 @@ fn in_flight(plugin: &str, now: &str, settled: &str) -> String {
     )
 }
 
-/// Claim the runs `which` selects for holder `$13`, at `now`, leases until `expires`.
-fn claim(now: &str, expires: &str, which: &str) -> String {
+/// Claim the runs `which` selects for `holder`, at `now`, leases until `expires`.
+fn claim(now: &str, expires: &str, holder: &str, which: &str) -> String {
     format!(
         "UPDATE runs SET status = 'running', attempts = attempts + 1, started_ms = {now}, \
            updated_ms = {now}, next_attempt_ms = NULL, due_ms = {expires}, \
-           lease_token = nextval('lease_tokens'), lease_holder = $13 \
+           lease_token = nextval('lease_tokens'), lease_holder = {holder} \
          WHERE {which} RETURNING *"
     )
 }
@@ -255,31 +255,32 @@ static CLAIMED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// One settle that ends its run: the usual lone settle (cheaper than [`ENDED`] with one
-/// item: docs/benchmarks.md, run 15). If its slot hands its room over (`$17`), the recipe's
-/// next due run takes it under the recipe's limit (`$18`).
+/// item: docs/benchmarks.md, run 15). `$1`–`$17` as `settle_claim` takes them
+/// ([`settle_params`]); if its slot hands its room over (`$18`), the recipe (`$20`)'s next
+/// due run takes it under the recipe's limit (`$19`), its lease until `$21`.
 static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH u AS ( \
            UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
              updated_ms = $6, next_attempt_ms = $7, started_ms = $8, finished_ms = $9, \
-             due_ms = NULL, lease_token = NULL, lease_holder = NULL, unconfirmed = $10, \
-             detail = $11 \
-           WHERE id = $1 AND lease_token = $12 AND lease_holder = $13 \
+             due_ms = $10, lease_token = NULL, lease_holder = NULL, unconfirmed = $11, \
+             detail = $12 \
+           WHERE id = $1 AND lease_token = $13 AND lease_holder = $14 \
            RETURNING id \
          ), put AS ( \
-           INSERT INTO run_logs (run_id, lines) SELECT u.id, $14 FROM u WHERE $14 IS NOT NULL \
+           INSERT INTO run_logs (run_id, lines) SELECT u.id, $15 FROM u WHERE $15 IS NOT NULL \
            ON CONFLICT (run_id) DO UPDATE SET lines = EXCLUDED.lines \
          ), gone AS ( \
-           DELETE FROM run_logs WHERE $15 AND $14 IS NULL AND run_id = $1 \
+           DELETE FROM run_logs WHERE $16 AND $15 IS NULL AND run_id = $1 \
              AND EXISTS (SELECT 1 FROM u) \
          ), attempt AS ( \
-           INSERT INTO run_attempts (run_id, record) SELECT u.id, $16 FROM u \
-           WHERE $16 IS NOT NULL \
+           INSERT INTO run_attempts (run_id, record) SELECT u.id, $17 FROM u \
+           WHERE $17 IS NOT NULL \
          ), next AS ( \
            SELECT r.id FROM runs r \
-           WHERE $17 AND EXISTS (SELECT 1 FROM u) \
-             AND $18::bigint > {room} \
-             AND r.plugin = $19 AND r.due_ms IS NOT NULL AND r.due_ms <= $6 AND r.id <> $1 \
+           WHERE $18 AND EXISTS (SELECT 1 FROM u) \
+             AND $19::bigint > {room} \
+             AND r.plugin = $20 AND r.due_ms IS NOT NULL AND r.due_ms <= $6 AND r.id <> $1 \
              AND {key_free} \
            ORDER BY r.plugin, r.due_ms, r.seq \
            LIMIT 1 \
@@ -288,15 +289,17 @@ static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          SELECT {claimed} FROM claimed r LEFT JOIN events e ON e.id = r.event_id \
          UNION ALL \
          SELECT {nulls} WHERE NOT EXISTS (SELECT 1 FROM u)",
-        room = in_flight("$19", "$6", "b.id <> $1"),
+        room = in_flight("$20", "$6", "b.id <> $1"),
         key_free = key_free("$6", "o.id <> $1"),
-        claim = claim("$6", "$20", "id = (SELECT next.id FROM next)"),
+        claim = claim("$6", "$21", "$14", "id = (SELECT next.id FROM next)"),
         claimed = *CLAIMED,
         nulls = ["NULL"; 28].join(", "),
     )
 });
 
-/// A batch of settles that end their runs. Each recipe's settled runs that hand their room
+/// A batch of settles that end their runs: `$1`–`$17` as `settle_claim_many` takes them
+/// ([`batch_params`]), `$18` which hand their room over, `$19`–`$23` the claims' moment,
+/// lease and limits ([`claim_params`]). Each recipe's settled runs that hand their room
 /// over give it to the recipe's next due runs (fewer if its limit is below its other runs in
 /// flight plus theirs), dealt out in item order; each row names its item (1-based). Joins to
 /// `events` and to the claimed ids are index probes whatever the plan's estimates (a
@@ -307,19 +310,19 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         "WITH i AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], \
                                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], \
-                                $10::bool[], $11::text[], $12::bigint[], $14::text[], \
-                                $15::bool[], $16::text[], $17::bool[]) \
+                                $10::bigint[], $11::bool[], $12::text[], $13::bigint[], \
+                                $15::text[], $16::bool[], $17::text[], $18::bool[]) \
              WITH ORDINALITY AS t(id, status, attempts, replays, deferrals, now, next_attempt, \
-                                  started, finished, unconfirmed, detail, token, logs, \
+                                  started, finished, due, unconfirmed, detail, token, logs, \
                                   clear_logs, attempt, hand, n) \
          ), u AS ( \
            UPDATE runs SET status = i.status, attempts = i.attempts, replays = i.replays, \
              deferrals = i.deferrals, updated_ms = i.now, next_attempt_ms = i.next_attempt, \
-             started_ms = i.started, finished_ms = i.finished, due_ms = NULL, \
+             started_ms = i.started, finished_ms = i.finished, due_ms = i.due, \
              lease_token = NULL, lease_holder = NULL, unconfirmed = i.unconfirmed, \
              detail = i.detail \
            FROM i \
-           WHERE runs.id = i.id AND runs.lease_token = i.token AND runs.lease_holder = $13 \
+           WHERE runs.id = i.id AND runs.lease_token = i.token AND runs.lease_holder = $14 \
            RETURNING i.n, runs.id, runs.plugin, i.logs, i.clear_logs, i.attempt, i.hand \
          ), put AS ( \
            INSERT INTO run_logs (run_id, lines) SELECT u.id, u.logs FROM u \
@@ -339,12 +342,12 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              row_number() OVER (PARTITION BY h.plugin ORDER BY x.due_ms, x.seq) AS rank \
            FROM h CROSS JOIN LATERAL ( \
              SELECT r.id, r.due_ms, r.seq FROM runs r \
-             WHERE r.plugin = h.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= $18 \
+             WHERE r.plugin = h.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= $19 \
                AND r.id <> ALL ($1::text[]) AND {key_free} \
              ORDER BY r.plugin, r.due_ms, r.seq \
              LIMIT greatest(0, least(cardinality(h.items), \
-               coalesce((SELECT lim.l FROM unnest($21::text[], $22::int[]) AS lim(plugin, l) \
-                         WHERE lim.plugin = h.plugin LIMIT 1), $20) - {room})) \
+               coalesce((SELECT lim.l FROM unnest($22::text[], $23::int[]) AS lim(plugin, l) \
+                         WHERE lim.plugin = h.plugin LIMIT 1), $21) - {room})) \
              FOR UPDATE OF r SKIP LOCKED \
            ) x \
          ), claimed AS ( {claim} ) \
@@ -354,11 +357,12 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            ON true \
          UNION ALL \
          SELECT i.n::integer, {nulls} FROM i WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.n = i.n)",
-        key_free = key_free("$18", &settled("o")),
-        room = in_flight("h.plugin", "$18", &settled("b")),
+        key_free = key_free("$19", &settled("o")),
+        room = in_flight("h.plugin", "$19", &settled("b")),
         claim = claim(
-            "$18",
             "$19",
+            "$20",
+            "$14",
             "runs.id = ANY (ARRAY(SELECT next.id FROM next))"
         ),
         claimed = *CLAIMED,
@@ -366,36 +370,82 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// A query with one settle's own parameters bound, `$1`–`$17` (as `settle_claim` and
+/// [`ENDED_ONE`] take them).
+type Params<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn settle_params<'q>(query: Params<'q>, item: &'q Item) -> Params<'q> {
+    let run = &item.run;
+    let ms = crate::rows::ms_of;
+    query
+        .bind(&run.id)
+        .bind(run.status.as_str())
+        .bind(run.attempts as i32)
+        .bind(run.replays as i32)
+        .bind(run.deferrals as i32)
+        .bind(item.now)
+        .bind(ms(&run.next_attempt_at))
+        .bind(ms(&run.started_at))
+        .bind(ms(&run.finished_at))
+        .bind(item.due)
+        .bind(!run.unconfirmed.is_empty())
+        .bind(crate::rows::Detail::of(run))
+        .bind(item.token)
+        .bind(&item.holder)
+        .bind(&item.logs)
+        .bind(item.clear_logs)
+        .bind(&item.attempt)
+}
+
+/// A batch's settles bound as `$1`–`$17`, one array per column (as `settle_claim_many` and
+/// [`ENDED`] take them); one holder for all.
+fn batch_params<'q>(query: Params<'q>, items: &[&'q Item]) -> Params<'q> {
+    let ms = crate::rows::ms_of;
+    query
+        .bind(column(items, |i| i.run.id.as_str()))
+        .bind(column(items, |i| i.run.status.as_str()))
+        .bind(column(items, |i| i.run.attempts as i32))
+        .bind(column(items, |i| i.run.replays as i32))
+        .bind(column(items, |i| i.run.deferrals as i32))
+        .bind(column(items, |i| i.now))
+        .bind(column(items, |i| ms(&i.run.next_attempt_at)))
+        .bind(column(items, |i| ms(&i.run.started_at)))
+        .bind(column(items, |i| ms(&i.run.finished_at)))
+        .bind(column(items, |i| i.due))
+        .bind(column(items, |i| !i.run.unconfirmed.is_empty()))
+        .bind(column(items, |i| crate::rows::Detail::of(&i.run)))
+        .bind(column(items, |i| i.token))
+        .bind(&items[0].holder)
+        .bind(column(items, |i| i.logs.as_deref()))
+        .bind(column(items, |i| i.clear_logs))
+        .bind(column(items, |i| i.attempt.as_deref()))
+}
+
+/// A batch's claims bound: their moment, lease expiry, default limit and per-recipe limits
+/// (the latest settle's; none: nothing is claimed).
+fn claim_params<'q>(query: Params<'q>, latest: Option<&'q Next>) -> Params<'q> {
+    query
+        .bind(latest.map_or(0, |n| n.now))
+        .bind(latest.map_or(0, |n| n.expires))
+        .bind(latest.map_or(0, |n| n.default))
+        .bind(latest.map(|n| n.plugins.as_slice()).unwrap_or_default())
+        .bind(latest.map(|n| n.limits.as_slice()).unwrap_or_default())
+}
+
 /// One settle: [`ENDED_ONE`] when it ends its run and claims nothing or hands its room
 /// over; else one call of `settle_claim`.
 async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
-    let run = &item.run;
     if let Some(handover) = ends(item) {
         return ended(pool, item, handover).await;
     }
-    let ms = crate::rows::ms_of;
     let next = item.next.as_ref();
-    sqlx::query(
-        "SELECT * FROM settle_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+    settle_params(
+        sqlx::query(
+            "SELECT * FROM settle_claim($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+        ),
+        item,
     )
-    .bind(&run.id)
-    .bind(run.status.as_str())
-    .bind(run.attempts as i32)
-    .bind(run.replays as i32)
-    .bind(run.deferrals as i32)
-    .bind(item.now)
-    .bind(ms(&run.next_attempt_at))
-    .bind(ms(&run.started_at))
-    .bind(ms(&run.finished_at))
-    .bind(item.due)
-    .bind(!run.unconfirmed.is_empty())
-    .bind(crate::rows::Detail::of(run))
-    .bind(item.token)
-    .bind(&item.holder)
-    .bind(&item.logs)
-    .bind(item.clear_logs)
-    .bind(&item.attempt)
     .bind(next.map_or(item.now, |n| n.expires))
     .bind(next.map_or(0, |n| n.max))
     .bind(next.map_or(0, |n| n.default))
@@ -419,82 +469,16 @@ fn ends(item: &Item) -> Option<Option<&Next>> {
     (item.due.is_none() && handover.is_none_or(|n| n.handover && n.live)).then_some(handover)
 }
 
-/// Several settles, one call of `settle_claim_many`: each one's answer, in order. Claims
-/// are made with the latest settle's moment, lease and limits (one host's settings).
-async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
-    let ms = crate::rows::ms_of;
-    let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
-    let latest = items
-        .iter()
-        .filter_map(|i| i.next.as_ref())
-        .max_by_key(|n| n.now);
-    if items.iter().all(|i| ends(i).is_some()) {
-        return ended_many(pool, &items, latest).await;
-    }
-    let rows = sqlx::query(
-        "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
-    )
-    .bind(column(&items, |i| i.run.id.as_str()))
-    .bind(column(&items, |i| i.run.status.as_str()))
-    .bind(column(&items, |i| i.run.attempts as i32))
-    .bind(column(&items, |i| i.run.replays as i32))
-    .bind(column(&items, |i| i.run.deferrals as i32))
-    .bind(column(&items, |i| i.now))
-    .bind(column(&items, |i| ms(&i.run.next_attempt_at)))
-    .bind(column(&items, |i| ms(&i.run.started_at)))
-    .bind(column(&items, |i| ms(&i.run.finished_at)))
-    .bind(column(&items, |i| i.due))
-    .bind(column(&items, |i| !i.run.unconfirmed.is_empty()))
-    .bind(column(&items, |i| crate::rows::Detail::of(&i.run)))
-    .bind(column(&items, |i| i.token))
-    .bind(&items[0].holder)
-    .bind(column(&items, |i| i.logs.as_deref()))
-    .bind(column(&items, |i| i.clear_logs))
-    .bind(column(&items, |i| i.attempt.as_deref()))
-    .bind(column(&items, |i| i.next.as_ref().map_or(0, |n| n.max)))
-    .bind(column(&items, |i| {
-        i.next.as_ref().is_some_and(|n| n.handover)
-    }))
-    .bind(column(&items, |i| i.next.as_ref().is_some_and(|n| n.live)))
-    .bind(latest.map_or(0, |n| n.now))
-    .bind(latest.map_or(0, |n| n.expires))
-    .bind(latest.map_or(0, |n| n.default))
-    .bind(latest.map(|n| n.plugins.as_slice()).unwrap_or_default())
-    .bind(latest.map(|n| n.limits.as_slice()).unwrap_or_default())
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    answers(&items, rows)
-}
-
 /// [`ENDED_ONE`] for `item`, handing its room over if `handover`.
 async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendResult<Vec<PgRow>> {
     let run = &item.run;
-    let ms = crate::rows::ms_of;
     let limit = handover.map_or(0, |n| {
         n.plugins
             .iter()
             .position(|p| *p == run.plugin)
             .map_or(n.default, |i| n.limits[i])
     });
-    let rows = sqlx::query(&ENDED_ONE)
-        .bind(&run.id)
-        .bind(run.status.as_str())
-        .bind(run.attempts as i32)
-        .bind(run.replays as i32)
-        .bind(run.deferrals as i32)
-        .bind(item.now)
-        .bind(ms(&run.next_attempt_at))
-        .bind(ms(&run.started_at))
-        .bind(ms(&run.finished_at))
-        .bind(!run.unconfirmed.is_empty())
-        .bind(crate::rows::Detail::of(run))
-        .bind(item.token)
-        .bind(&item.holder)
-        .bind(&item.logs)
-        .bind(item.clear_logs)
-        .bind(&item.attempt)
+    let rows = settle_params(sqlx::query(&ENDED_ONE), item)
         .bind(handover.is_some())
         .bind(i64::from(limit))
         .bind(&run.plugin)
@@ -516,40 +500,36 @@ async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendRe
     Ok(claimed)
 }
 
-/// [`ENDED`] for `items` (each of which [`ends`]), claiming with `latest`.
-async fn ended_many(
-    pool: &PgPool,
-    items: &[&Item],
-    latest: Option<&Next>,
-) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
-    let ms = crate::rows::ms_of;
-    let rows = sqlx::query(&ENDED)
-        .bind(column(items, |i| i.run.id.as_str()))
-        .bind(column(items, |i| i.run.status.as_str()))
-        .bind(column(items, |i| i.run.attempts as i32))
-        .bind(column(items, |i| i.run.replays as i32))
-        .bind(column(items, |i| i.run.deferrals as i32))
-        .bind(column(items, |i| i.now))
-        .bind(column(items, |i| ms(&i.run.next_attempt_at)))
-        .bind(column(items, |i| ms(&i.run.started_at)))
-        .bind(column(items, |i| ms(&i.run.finished_at)))
-        .bind(column(items, |i| !i.run.unconfirmed.is_empty()))
-        .bind(column(items, |i| crate::rows::Detail::of(&i.run)))
-        .bind(column(items, |i| i.token))
-        .bind(&items[0].holder)
-        .bind(column(items, |i| i.logs.as_deref()))
-        .bind(column(items, |i| i.clear_logs))
-        .bind(column(items, |i| i.attempt.as_deref()))
-        .bind(column(items, |i| ends(i).flatten().is_some()))
-        .bind(latest.map_or(0, |n| n.now))
-        .bind(latest.map_or(0, |n| n.expires))
-        .bind(latest.map_or(0, |n| n.default))
-        .bind(latest.map(|n| n.plugins.as_slice()).unwrap_or_default())
-        .bind(latest.map(|n| n.limits.as_slice()).unwrap_or_default())
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
-    answers(items, rows)
+/// Several settles, one call of `settle_claim_many` (or one [`ENDED`] when each of them
+/// [`ends`]): each one's answer, in order. Claims are made with the latest settle's moment,
+/// lease and limits (one host's settings).
+async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
+    let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
+    let latest = items
+        .iter()
+        .filter_map(|i| i.next.as_ref())
+        .max_by_key(|n| n.now);
+    let rows = if items.iter().all(|i| ends(i).is_some()) {
+        let query = batch_params(sqlx::query(&ENDED), &items)
+            .bind(column(&items, |i| ends(i).flatten().is_some()));
+        claim_params(query, latest).fetch_all(pool).await
+    } else {
+        let query = batch_params(
+            sqlx::query(
+                "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+            ),
+            &items,
+        )
+        .bind(column(&items, |i| i.next.as_ref().map_or(0, |n| n.max)))
+        .bind(column(&items, |i| {
+            i.next.as_ref().is_some_and(|n| n.handover)
+        }))
+        .bind(column(&items, |i| i.next.as_ref().is_some_and(|n| n.live)));
+        claim_params(query, latest).fetch_all(pool).await
+    }
+    .map_err(db)?;
+    answers(&items, rows)
 }
 
 /// One array per column: `f` of every settle, in order.

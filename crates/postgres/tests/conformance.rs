@@ -108,54 +108,53 @@ fn done() -> Settlement {
 }
 
 /// The conformance suite's settles made at once may each be written alone; here they must
-/// share calls (`ENDED` in settle.rs), and each still get its own answer and run.
+/// share calls — `ENDED` in settle.rs when each hands its room over, `settle_claim_many`
+/// when each claims under the claim lock — and each still get its own answer and run: its
+/// key's next (the run settled in the same call does not hold it back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settles_made_at_once_share_calls() {
-    let (b, t, first) = twelve_claimed(24).await;
-    let limits = HashMap::new();
-    let before = b.settle_calls();
-    let answers = join_all(first.iter().map(|c| {
-        b.settle_then_claim(
-            &c.lease,
-            t + 2,
-            done(),
-            AttemptReport::default(),
-            request("h1", t + 2, 1, &limits),
-            true,
-        )
-    }))
-    .await;
-    let (calls, settles, failed) = b.settle_calls();
-    assert_eq!(failed, before.2, "a batch failed");
-    let (calls, settles) = (calls - before.0, settles - before.1);
-    assert_eq!(settles, 12);
-    assert!(
-        calls < settles,
-        "12 settles at once took {calls} calls: not batched"
-    );
-    let mut next = Vec::new();
-    for answer in answers {
-        let (run, claimed) = answer.expect("settle");
-        assert_eq!(run.status, RunStatus::Succeeded);
-        assert_eq!(claimed.len(), 1, "each settle hands its place over");
-        next.extend(claimed.into_iter().map(|c| c.run.id));
-    }
-    next.sort();
-    let expected: Vec<String> = (12..24).map(|i| format!("evt_{i:04}")).collect();
-    let events: Vec<String> = {
+    for handover in [true, false] {
+        let (b, t, first) = twelve_claimed(24).await;
+        let limits = HashMap::new();
+        let before = b.settle_calls();
+        let answers = join_all(first.iter().map(|c| {
+            b.settle_then_claim(
+                &c.lease,
+                t + 2,
+                done(),
+                AttemptReport::default(),
+                request("h1", t + 2, 1, &limits),
+                handover,
+            )
+        }))
+        .await;
+        let (calls, settles, failed) = b.settle_calls();
+        assert_eq!(failed, before.2, "a batch failed (handover {handover})");
+        let (calls, settles) = (calls - before.0, settles - before.1);
+        assert_eq!(settles, 12);
+        assert!(
+            calls < settles,
+            "12 settles at once took {calls} calls: not batched (handover {handover})"
+        );
         let mut events = Vec::new();
-        for id in &next {
-            events.push(b.run(id).await.unwrap().unwrap().event_id);
+        for answer in answers {
+            let (run, claimed) = answer.expect("settle");
+            assert_eq!(run.status, RunStatus::Succeeded);
+            assert_eq!(
+                claimed.len(),
+                1,
+                "each settle takes a run (handover {handover})"
+            );
+            events.extend(claimed.into_iter().map(|c| c.run.event_id));
         }
         events.sort();
-        events
-    };
-    assert_eq!(
-        events, expected,
-        "each settle claimed a run of its own: its key's next (the run settled in the same \
-         statement does not hold it back)"
-    );
-    assert_eq!(b.counts(t + 3).await.unwrap().running, 12);
+        let expected: Vec<String> = (12..24).map(|i| format!("evt_{i:04}")).collect();
+        assert_eq!(
+            events, expected,
+            "each its key's next (handover {handover})"
+        );
+        assert_eq!(b.counts(t + 3).await.unwrap().running, 12);
+    }
 }
 
 /// Runs another host took over after their leases expired, settled in a batch by the host
