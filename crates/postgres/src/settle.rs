@@ -370,10 +370,11 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// A query with one settle's own parameters bound, `$1`–`$17` (as `settle_claim` and
-/// [`ENDED_ONE`] take them).
+/// A query whose parameters are being bound.
 type Params<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
+/// One settle's own parameters bound as `$1`–`$17` (as `settle_claim` and [`ENDED_ONE`]
+/// take them).
 fn settle_params<'q>(query: Params<'q>, item: &'q Item) -> Params<'q> {
     let run = &item.run;
     let ms = crate::rows::ms_of;
