@@ -80,6 +80,20 @@ fn claim_limits<'a>(req: &ClaimRequest<'a>) -> (Vec<&'a str>, Vec<i32>) {
         .unzip()
 }
 
+/// How a backend's settles have been written ([`PgBackend::settle_calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettleCalls {
+    /// Calls made (a batch, or one settle alone).
+    pub calls: u64,
+    /// Runs settled by them.
+    pub settles: u64,
+    /// Batch calls that failed (their settles were then written one by one).
+    pub failed: u64,
+    /// Calls of the functions `settle_claim`/`settle_claim_many` (runs due again, claims
+    /// under the claim lock); the rest were plain statements.
+    pub functions: u64,
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
@@ -347,16 +361,15 @@ impl PgBackend {
         &self.config
     }
 
-    /// Calls made to settle runs, runs settled by them, and batch calls that failed (whose
-    /// settles were then written one by one), since it opened: settles made at once share a
-    /// call.
-    pub fn settle_calls(&self) -> (u64, u64, u64) {
+    /// How settles have been written since it opened: settles made at once share a call.
+    pub fn settle_calls(&self) -> SettleCalls {
         let stats = &self.settler.stats;
-        (
-            stats.calls.load(Ordering::Relaxed),
-            stats.settles.load(Ordering::Relaxed),
-            stats.failed.load(Ordering::Relaxed),
-        )
+        SettleCalls {
+            calls: stats.calls.load(Ordering::Relaxed),
+            settles: stats.settles.load(Ordering::Relaxed),
+            failed: stats.failed.load(Ordering::Relaxed),
+            functions: stats.functions.load(Ordering::Relaxed),
+        }
     }
 
     fn channel(&self) -> String {

@@ -97,6 +97,9 @@ pub(crate) struct Stats {
     pub settles: AtomicU64,
     /// Batch calls that failed (their settles were then written one by one).
     pub failed: AtomicU64,
+    /// Calls of the functions `settle_claim`/`settle_claim_many` (the rest: the plain
+    /// statements [`ENDED_ONE`] and [`ENDED`]).
+    pub functions: AtomicU64,
 }
 
 /// Hands settles to the writer tasks.
@@ -168,11 +171,11 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
 async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
     if group.len() == 1 {
         let p = group.into_iter().next().expect("one");
-        let rows = one(pool, &p.item).await;
+        let rows = one(pool, stats, &p.item).await;
         p.answer(rows);
         return;
     }
-    match many(pool, &group).await {
+    match many(pool, stats, &group).await {
         Ok(mut answers) => {
             for (p, answer) in group.into_iter().zip(answers.drain(..)) {
                 p.answer(answer);
@@ -185,7 +188,7 @@ async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
                 "a batch of settles failed ({error}); settling each alone"
             );
             for p in group {
-                let rows = one(pool, &p.item).await;
+                let rows = one(pool, stats, &p.item).await;
                 p.answer(rows);
             }
         }
@@ -435,10 +438,11 @@ fn claim_params<'q>(query: Params<'q>, latest: Option<&'q Next>) -> Params<'q> {
 
 /// One settle: [`ENDED_ONE`] when it ends its run and claims nothing or hands its room
 /// over; else one call of `settle_claim`.
-async fn one(pool: &PgPool, item: &Item) -> BackendResult<Vec<PgRow>> {
+async fn one(pool: &PgPool, stats: &Stats, item: &Item) -> BackendResult<Vec<PgRow>> {
     if let Some(handover) = ends(item) {
         return ended(pool, item, handover).await;
     }
+    stats.functions.fetch_add(1, Ordering::Relaxed);
     let next = item.next.as_ref();
     settle_params(
         sqlx::query(
@@ -504,7 +508,11 @@ async fn ended(pool: &PgPool, item: &Item, handover: Option<&Next>) -> BackendRe
 /// Several settles, one call of `settle_claim_many` (or one [`ENDED`] when each of them
 /// [`ends`]): each one's answer, in order. Claims are made with the latest settle's moment,
 /// lease and limits (one host's settings).
-async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
+async fn many(
+    pool: &PgPool,
+    stats: &Stats,
+    group: &[Pending],
+) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
     let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
     let latest = items
         .iter()
@@ -515,6 +523,7 @@ async fn many(pool: &PgPool, group: &[Pending]) -> BackendResult<Vec<BackendResu
             .bind(column(&items, |i| ends(i).flatten().is_some()));
         claim_params(query, latest).fetch_all(pool).await
     } else {
+        stats.functions.fetch_add(1, Ordering::Relaxed);
         let query = batch_params(
             sqlx::query(
                 "SELECT * FROM settle_claim_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \

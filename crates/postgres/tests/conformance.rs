@@ -45,9 +45,15 @@ async fn postgres_passes_the_backend_conformance_suite() {
     conformance::run_all(&Pg).await;
 }
 
-/// `n` events at `t`, each with a run of recipe `a` (event i's of key `key(i)`, if any).
-async fn accept_runs(b: &PgBackend, t: i64, n: usize, key: impl Fn(usize) -> Option<String>) {
-    for i in 0..n {
+/// Events `evt_<i>` for each i of `ids`, at `t`, each with a run of recipe `a` (event i's
+/// of key `key(i)`, if any).
+async fn accept_runs(
+    b: &PgBackend,
+    t: i64,
+    ids: std::ops::Range<usize>,
+    key: impl Fn(usize) -> Option<String>,
+) {
+    for i in ids {
         let id = format!("evt_{i:04}");
         b.accept(NewEvent {
             event: Event::new(
@@ -94,7 +100,7 @@ fn request<'a>(
 async fn twelve_claimed(n: usize) -> (Arc<PgBackend>, i64, Vec<Claimed>) {
     let b = Pg.fresh().await;
     let t = switchboard_model::now_ms();
-    accept_runs(&b, t, n, |i| Some(format!("k{}", i % 12))).await;
+    accept_runs(&b, t, 0..n, |i| Some(format!("k{}", i % 12))).await;
     let first = b
         .claim(request("h1", t + 1, 12, &HashMap::new()))
         .await
@@ -128,13 +134,23 @@ async fn settles_made_at_once_share_calls() {
             )
         }))
         .await;
-        let (calls, settles, failed) = b.settle_calls();
-        assert_eq!(failed, before.2, "a batch failed (handover {handover})");
-        let (calls, settles) = (calls - before.0, settles - before.1);
+        let after = b.settle_calls();
+        assert_eq!(
+            after.failed, before.failed,
+            "a batch failed (handover {handover})"
+        );
+        let (calls, settles) = (after.calls - before.calls, after.settles - before.settles);
         assert_eq!(settles, 12);
         assert!(
             calls < settles,
             "12 settles at once took {calls} calls: not batched (handover {handover})"
+        );
+        // Hand-overs are plain statements; claims under the lock, function calls.
+        let functions = after.functions - before.functions;
+        assert_eq!(
+            functions,
+            if handover { 0 } else { calls },
+            "handover {handover}"
         );
         let mut events = Vec::new();
         for answer in answers {
@@ -181,9 +197,13 @@ async fn a_batch_refuses_only_its_stale_settles() {
             .map(|c| b.settle(&c.lease, t + 2, done(), AttemptReport::default())),
     )
     .await;
-    let (calls, settles, failed) = b.settle_calls();
-    assert!(calls - before.0 < settles - before.1, "not batched");
-    assert_eq!(failed, before.2, "a batch failed");
+    let after = b.settle_calls();
+    assert!(
+        after.calls - before.calls < after.settles - before.settles,
+        "not batched"
+    );
+    assert_eq!(after.failed, before.failed, "a batch failed");
+    assert_eq!(after.functions, before.functions, "plain statements only");
     for (c, answer) in order.iter().zip(answers) {
         let stored = b.run(&c.run.id).await.unwrap().unwrap();
         if taken.contains(&c.run.id.as_str()) {
@@ -194,6 +214,11 @@ async fn a_batch_refuses_only_its_stale_settles() {
             );
             assert_eq!(stored.status, RunStatus::Running);
             assert_eq!(stored.lease.map(|l| l.holder), Some("h2".to_string()));
+            assert!(
+                b.attempts(&c.run.id).await.unwrap().is_empty(),
+                "{}: a refused settle writes no attempt",
+                c.run.id
+            );
         } else {
             assert_eq!(answer.expect("settle").status, RunStatus::Succeeded);
             assert_eq!(stored.status, RunStatus::Succeeded);
@@ -201,14 +226,14 @@ async fn a_batch_refuses_only_its_stale_settles() {
     }
 }
 
-/// A lone settle is one statement when it ends its run (`ENDED` in settle.rs), read from one
+/// A lone settle is one statement when it ends its run (`ENDED_ONE` in settle.rs), read from one
 /// snapshot: the run it ends, still running there, must neither hold its key's next run back
 /// nor count against its recipe's limit; a paused recipe (limit 0) gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_settle_hands_its_room_to_its_keys_next_run_within_the_limit() {
     let b = Pg.fresh().await;
     let t = switchboard_model::now_ms();
-    accept_runs(&b, t, 4, |_| Some("k".into())).await;
+    accept_runs(&b, t, 0..4, |_| Some("k".into())).await;
     let none = HashMap::new();
     let first = b.claim(request("h1", t + 1, 12, &none)).await.unwrap();
     assert_eq!(first.len(), 1, "a key's runs one at a time");
@@ -255,7 +280,7 @@ async fn a_lone_settle_hands_its_room_to_its_keys_next_run_within_the_limit() {
 /// own record still names its lease), with or without a hand-over, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_settle_of_a_run_taken_over_is_refused() {
-    let (b, t, first) = twelve_claimed(12).await;
+    let (b, t, first) = twelve_claimed(24).await;
     let none = HashMap::new();
     let other = PgBackend::open(b.config()).await.unwrap();
     let taken = other
@@ -263,6 +288,9 @@ async fn a_lone_settle_of_a_run_taken_over_is_refused() {
         .await
         .unwrap();
     assert_eq!(taken.len(), 2, "two expired leases taken over");
+    // Each key's second run waits behind its first, and now one run of no key is free to
+    // take: a hand-over would take it.
+    accept_runs(&b, t, 24..25, |_| None).await;
     let lost: Vec<&Claimed> = first
         .iter()
         .filter(|c| taken.iter().any(|t| t.run.id == c.run.id))
@@ -305,9 +333,10 @@ async fn a_lone_settle_of_a_run_taken_over_is_refused() {
             "no attempt written"
         );
     }
+    let counts = b.counts(t + 3).await.unwrap();
     assert_eq!(
-        b.counts(t + 3).await.unwrap().running,
-        12,
-        "nothing handed over"
+        (counts.running, counts.due),
+        (12, 13),
+        "nothing handed over: the free run and every key's second run still wait"
     );
 }
