@@ -3,6 +3,7 @@
 //! a WAL flush per batch, not per event. A lone webhook is a batch of one and waits for
 //! nothing: a batch is whatever queued while the previous one was being written.
 
+use crate::batches::{self, Batches};
 use crate::rows::db;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnection;
@@ -10,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use switchboard_model::RunRecord;
 use switchboard_pipeline::backend::{Accepted, BackendResult, Ms, NewEvent, accepted};
-use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Events one statement writes at most.
 const MAX_BATCH: usize = 64;
@@ -18,14 +18,11 @@ const MAX_BATCH: usize = 64;
 const WRITERS: usize = 2;
 
 /// An event waiting to be written, and who waits for the answer.
-struct Pending {
-    new: NewEvent,
-    reply: oneshot::Sender<BackendResult<Accepted>>,
-}
+type Pending = batches::Pending<NewEvent, Accepted>;
 
 /// Hands events to the writer tasks.
 pub(crate) struct Batcher {
-    queue: mpsc::Sender<Pending>,
+    batches: Batches<NewEvent, Accepted>,
 }
 
 impl Batcher {
@@ -34,40 +31,20 @@ impl Batcher {
         pool: PgPool,
         written: Arc<dyn Fn() + Send + Sync>,
     ) -> (Batcher, Vec<tokio::task::JoinHandle<()>>) {
-        let (queue, incoming) = mpsc::channel::<Pending>(MAX_BATCH * 64);
-        let incoming = Arc::new(Mutex::new(incoming));
-        let tasks = (0..WRITERS)
-            .map(|_| {
-                let (pool, incoming, written) = (pool.clone(), incoming.clone(), written.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let mut batch = Vec::new();
-                        {
-                            let mut incoming = incoming.lock().await;
-                            if incoming.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                                return;
-                            }
-                        }
-                        if write(&pool, batch).await {
-                            written();
-                        }
-                    }
-                })
-            })
-            .collect();
-        (Batcher { queue }, tasks)
+        let (batches, tasks) = Batches::start(WRITERS, MAX_BATCH, move |batch| {
+            let (pool, written) = (pool.clone(), written.clone());
+            async move {
+                if write(&pool, batch).await {
+                    written();
+                }
+            }
+        });
+        (Batcher { batches }, tasks)
     }
 
     /// Accept `new` in the next batch.
     pub(crate) async fn accept(&self, new: NewEvent) -> BackendResult<Accepted> {
-        let (reply, answer) = oneshot::channel();
-        let stopped =
-            || switchboard_pipeline::backend::BackendError::Io("the store is closing".into());
-        self.queue
-            .send(Pending { new, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.batches.ask(new).await
     }
 }
 
@@ -81,23 +58,25 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
         Err(e) => {
             let error = db(e);
             for p in batch {
-                let _ = p.reply.send(Err(error.clone()));
+                p.answer(Err(error.clone()));
             }
             return false;
         }
     };
     let mut stored = false;
     for group in groups(batch) {
-        let news: Vec<&NewEvent> = group.iter().map(|p| &p.new).collect();
+        let news: Vec<&NewEvent> = group.iter().map(|p| &p.request).collect();
         match insert(&mut conn, &news).await {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {
                     stored |= matches!(answer, Ok(Accepted::New { .. }));
-                    let _ = p.reply.send(answer);
+                    p.answer(answer);
                 }
             }
             Err(error) if group.len() == 1 => {
-                let _ = group.into_iter().next().map(|p| p.reply.send(Err(error)));
+                if let Some(p) = group.into_iter().next() {
+                    p.answer(Err(error));
+                }
             }
             // Nothing of the batch was written: each event alone.
             Err(error) => {
@@ -106,12 +85,12 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
                     "a batch of accepts failed ({error}); accepting each alone"
                 );
                 for p in group {
-                    let answer = match insert(&mut conn, &[&p.new]).await {
+                    let answer = match insert(&mut conn, &[&p.request]).await {
                         Ok(mut answers) => answers.remove(0),
                         Err(e) => Err(e),
                     };
                     stored |= matches!(answer, Ok(Accepted::New { .. }));
-                    let _ = p.reply.send(answer);
+                    p.answer(answer);
                 }
             }
         }
@@ -125,10 +104,13 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut groups: Vec<Vec<Pending>> = Vec::new();
     let mut keys: Vec<HashSet<(String, String)>> = Vec::new();
     for p in batch {
-        let key = (p.new.event.source.clone(), p.new.delivery_id.clone());
+        let key = (
+            p.request.event.source.clone(),
+            p.request.delivery_id.clone(),
+        );
         let fits = groups
             .last()
-            .is_some_and(|g| g[0].new.window_ms == p.new.window_ms)
+            .is_some_and(|g| g[0].request.window_ms == p.request.window_ms)
             && !keys.last().is_some_and(|k| k.contains(&key));
         if !fits {
             groups.push(Vec::new());
@@ -294,15 +276,15 @@ mod tests {
             runs: Vec::new(),
         };
         Pending {
-            new,
-            reply: oneshot::channel().0,
+            request: new,
+            reply: tokio::sync::oneshot::channel().0,
         }
     }
 
     fn shape(groups: &[Vec<Pending>]) -> Vec<Vec<String>> {
         groups
             .iter()
-            .map(|g| g.iter().map(|p| p.new.delivery_id.clone()).collect())
+            .map(|g| g.iter().map(|p| p.request.delivery_id.clone()).collect())
             .collect()
     }
 

@@ -29,6 +29,7 @@
 //! Migrations are embedded ([`migrations`]) and applied at open, in the configured schema.
 
 mod accept;
+mod batches;
 mod recipe;
 mod rows;
 mod settle;

@@ -8,6 +8,7 @@
 //! Each settle keeps its own answer: a refused lease fails only its own settle, and if a
 //! batch's call fails, each of its settles is tried alone.
 
+use crate::batches::{self, Batches};
 use crate::rows::db;
 use crate::{STALE, claim_limits, clamp};
 use sqlx::PgPool;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchboard_model::RunRecord;
 use switchboard_pipeline::backend::{BackendError, BackendResult, ClaimRequest, Ms};
-use tokio::sync::{mpsc, oneshot};
 
 /// Settles one call writes at most.
 const MAX_BATCH: usize = 32;
@@ -78,16 +78,12 @@ impl Next {
 pub(crate) type Settled = BackendResult<(RunRecord, Vec<PgRow>)>;
 
 /// A settle waiting to be written, and who waits for its answer.
-struct Pending {
-    item: Item,
-    reply: oneshot::Sender<Settled>,
-}
+type Pending = batches::Pending<Item, (RunRecord, Vec<PgRow>)>;
 
-impl Pending {
-    /// Answer with `rows` (the settle's own answer from a call), handing its run back.
-    fn answer(self, rows: BackendResult<Vec<PgRow>>) {
-        let _ = self.reply.send(rows.map(|rows| (self.item.run, rows)));
-    }
+/// Answer `p` with `rows` (its settle's own answer from a call), handing its run back.
+fn answer(p: Pending, rows: BackendResult<Vec<PgRow>>) {
+    let batches::Pending { request, reply } = p;
+    let _ = reply.send(rows.map(|rows| (request.run, rows)));
 }
 
 /// Calls made and settles written, so far.
@@ -104,48 +100,35 @@ pub(crate) struct Stats {
 
 /// Hands settles to the writer tasks.
 pub(crate) struct Settler {
-    queue: mpsc::Sender<Pending>,
+    batches: Batches<Item, (RunRecord, Vec<PgRow>)>,
     pub stats: Arc<Stats>,
 }
 
 impl Settler {
     /// Start the writers on `pool`: while they write, the next batch gathers.
     pub(crate) fn start(pool: PgPool) -> (Settler, Vec<tokio::task::JoinHandle<()>>) {
-        let (queue, incoming) = mpsc::channel::<Pending>(MAX_BATCH * 64);
-        let incoming = Arc::new(tokio::sync::Mutex::new(incoming));
         let stats = Arc::new(Stats::default());
-        let tasks = (0..WRITERS)
-            .map(|_| {
-                let (pool, incoming, stats) = (pool.clone(), incoming.clone(), stats.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let mut batch = Vec::new();
-                        if incoming.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                            return;
-                        }
-                        for group in groups(batch) {
-                            stats.calls.fetch_add(1, Ordering::Relaxed);
-                            stats
-                                .settles
-                                .fetch_add(group.len() as u64, Ordering::Relaxed);
-                            write(&pool, &stats, group).await;
-                        }
+        let (batches, tasks) = Batches::start(WRITERS, MAX_BATCH, {
+            let stats = stats.clone();
+            move |batch| {
+                let (pool, stats) = (pool.clone(), stats.clone());
+                async move {
+                    for group in groups(batch) {
+                        stats.calls.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .settles
+                            .fetch_add(group.len() as u64, Ordering::Relaxed);
+                        write(&pool, &stats, group).await;
                     }
-                })
-            })
-            .collect();
-        (Settler { queue, stats }, tasks)
+                }
+            }
+        });
+        (Settler { batches, stats }, tasks)
     }
 
     /// Settle `item` in the next batch.
     pub(crate) async fn settle(&self, item: Item) -> Settled {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || BackendError::Io("the store is closing".into());
-        self.queue
-            .send(Pending { item, reply })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.batches.ask(item).await
     }
 }
 
@@ -154,14 +137,14 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut groups: Vec<Vec<Pending>> = Vec::new();
     let mut runs: HashSet<String> = HashSet::new();
     for p in batch {
-        let fits = groups
-            .last()
-            .is_some_and(|g| g[0].item.holder == p.item.holder && !runs.contains(&p.item.run.id));
+        let fits = groups.last().is_some_and(|g| {
+            g[0].request.holder == p.request.holder && !runs.contains(&p.request.run.id)
+        });
         if !fits {
             groups.push(Vec::new());
             runs.clear();
         }
-        runs.insert(p.item.run.id.clone());
+        runs.insert(p.request.run.id.clone());
         groups.last_mut().expect("a group").push(p);
     }
     groups
@@ -171,14 +154,14 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
 async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
     if group.len() == 1 {
         let p = group.into_iter().next().expect("one");
-        let rows = one(pool, stats, &p.item).await;
-        p.answer(rows);
+        let rows = one(pool, stats, &p.request).await;
+        answer(p, rows);
         return;
     }
     match many(pool, stats, &group).await {
         Ok(mut answers) => {
-            for (p, answer) in group.into_iter().zip(answers.drain(..)) {
-                p.answer(answer);
+            for (p, rows) in group.into_iter().zip(answers.drain(..)) {
+                answer(p, rows);
             }
         }
         Err(error) => {
@@ -188,8 +171,8 @@ async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
                 "a batch of settles failed ({error}); settling each alone"
             );
             for p in group {
-                let rows = one(pool, stats, &p.item).await;
-                p.answer(rows);
+                let rows = one(pool, stats, &p.request).await;
+                answer(p, rows);
             }
         }
     }
@@ -513,7 +496,7 @@ async fn many(
     stats: &Stats,
     group: &[Pending],
 ) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
-    let items: Vec<&Item> = group.iter().map(|p| &p.item).collect();
+    let items: Vec<&Item> = group.iter().map(|p| &p.request).collect();
     let latest = items
         .iter()
         .filter_map(|i| i.next.as_ref())
