@@ -109,6 +109,19 @@ async fn twelve_claimed(n: usize) -> (Arc<PgBackend>, i64, Vec<Claimed>) {
     (b, t, first)
 }
 
+/// Another host (h2, the backend returned) takes over two of the runs whose leases (from
+/// `twelve_claimed` at `t`) expired; their ids.
+async fn two_taken_over(b: &PgBackend, t: i64) -> (Arc<PgBackend>, Vec<String>) {
+    let other = PgBackend::open(b.config()).await.unwrap();
+    let taken = other
+        .claim(request("h2", t + 5_000, 2, &HashMap::new()))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2, "two expired leases taken over");
+    let ids = taken.into_iter().map(|c| c.run.id).collect();
+    (other, ids)
+}
+
 fn done() -> Settlement {
     Settlement::Succeeded(Outcome::Done("ok".into()))
 }
@@ -179,14 +192,8 @@ async fn settles_made_at_once_share_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_refuses_only_its_stale_settles() {
     let (b, t, first) = twelve_claimed(12).await;
-    let limits = HashMap::new();
-    let other = PgBackend::open(b.config()).await.unwrap();
-    let taken = other
-        .claim(request("h2", t + 5_000, 2, &limits))
-        .await
-        .unwrap();
-    assert_eq!(taken.len(), 2, "two expired leases taken over");
-    let taken: Vec<&str> = taken.iter().map(|c| c.run.id.as_str()).collect();
+    let (_other, taken) = two_taken_over(&b, t).await;
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
     let before = b.settle_calls();
     // The lost ones last: settles made after others are in a batch with them.
     let mut order: Vec<&Claimed> = first.iter().collect();
@@ -282,19 +289,11 @@ async fn a_lone_settle_hands_its_room_to_its_keys_next_run_within_the_limit() {
 async fn a_lone_settle_of_a_run_taken_over_is_refused() {
     let (b, t, first) = twelve_claimed(24).await;
     let none = HashMap::new();
-    let other = PgBackend::open(b.config()).await.unwrap();
-    let taken = other
-        .claim(request("h2", t + 5_000, 2, &none))
-        .await
-        .unwrap();
-    assert_eq!(taken.len(), 2, "two expired leases taken over");
+    let (_other, taken) = two_taken_over(&b, t).await;
     // Each key's second run waits behind its first, and now one run of no key is free to
     // take: a hand-over would take it.
     accept_runs(&b, t, 24..25, |_| None).await;
-    let lost: Vec<&Claimed> = first
-        .iter()
-        .filter(|c| taken.iter().any(|t| t.run.id == c.run.id))
-        .collect();
+    let lost: Vec<&Claimed> = first.iter().filter(|c| taken.contains(&c.run.id)).collect();
     let report = || AttemptReport {
         logs: vec![switchboard_model::LogLine {
             level: switchboard_model::Level::Info,
