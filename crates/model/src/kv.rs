@@ -32,7 +32,7 @@ impl Default for KvQuota {
 }
 
 /// Why a kv call was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KvError {
     #[error("key is {len} bytes; keys are at most {MAX_KEY_BYTES} bytes")]
     KeyTooLarge { len: usize },

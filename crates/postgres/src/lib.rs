@@ -373,6 +373,12 @@ impl PgBackend {
         }
     }
 
+    /// Statements that added to kv counters in place, and the increments they carried:
+    /// increments of one counter made at once share a statement.
+    pub fn counter_additions(&self) -> (u64, u64) {
+        self.recipes.additions()
+    }
+
     fn channel(&self) -> String {
         format!("switchboard_work_{}", self.config.schema)
     }

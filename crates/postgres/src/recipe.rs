@@ -5,7 +5,7 @@
 use crate::Pools;
 use async_trait::async_trait;
 use sqlx::Row;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use switchboard_model::RecipeError;
 use switchboard_model::effect::{CallKey, Effect};
@@ -67,6 +67,19 @@ impl PgRecipeStore {
             usage_at_open,
         })
     }
+
+    /// Statements that added to counters in place so far, and the increments they carried
+    /// (over every recipe's space).
+    pub fn additions(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let spaces = self.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        spaces.values().fold((0, 0), |(s, i), kv| {
+            (
+                s + kv.adder.statements.load(Relaxed),
+                i + kv.adder.increments.load(Relaxed),
+            )
+        })
+    }
 }
 
 impl RecipeStore for PgRecipeStore {
@@ -78,6 +91,13 @@ impl RecipeStore for PgRecipeStore {
                 Arc::new(PgKv {
                     recipe: recipe.to_string(),
                     pools: self.pools.clone(),
+                    adder: Arc::new(Adder {
+                        recipe: recipe.to_string(),
+                        pools: self.pools.clone(),
+                        waiting: Mutex::new(HashMap::new()),
+                        statements: Default::default(),
+                        increments: Default::default(),
+                    }),
                     state: Mutex::new((
                         self.usage_at_open.get(recipe).copied().unwrap_or_default(),
                         quota,
@@ -100,6 +120,138 @@ pub struct PgKv {
     pools: Pools,
     /// The usage last seen (any host may have changed it since) and the quota.
     state: Mutex<(KvUsage, KvQuota)>,
+    /// Increments of this space's counters, added together while one is being written.
+    adder: Arc<Adder>,
+}
+
+/// Increments of one counter made while a statement adds to it wait, then go in one
+/// statement that adds their sum ([`ADD_IN_PLACE`]): a hot counter (runs of a recipe
+/// counting events of one kind, say) costs a statement per batch, not per increment, and
+/// this host's runs do not queue on the key's lock inside the database. Each increment gets
+/// the value it would have had with the batch's increments made one after another, in the
+/// order they came; a batch holds amounts of one sign only (the first waiting one's), so
+/// every one of those values is between the counter's value before and after (no overflow,
+/// no longer value, in between). When the sum cannot be added in place (no such key, not
+/// an integer, another length), each increment of the batch takes the usual path alone.
+struct Adder {
+    recipe: String,
+    pools: Pools,
+    /// The counters being added to: what waits for the next statement (a counter is here
+    /// exactly while its writer task runs).
+    waiting: Mutex<HashMap<String, VecDeque<Adding>>>,
+    /// Statements written, and increments they carried.
+    statements: std::sync::atomic::AtomicU64,
+    increments: std::sync::atomic::AtomicU64,
+}
+
+/// An increment waiting for its batch, and who waits for its answer.
+struct Adding {
+    by: i64,
+    answer: tokio::sync::oneshot::Sender<Added>,
+}
+
+/// What a batch's statement made of an increment.
+#[derive(Clone)]
+enum Added {
+    /// Its counter's value after it.
+    Sum(i64),
+    /// Not added: the increment takes the usual path alone.
+    Alone,
+    Failed(KvError),
+}
+
+impl Adder {
+    /// Add `by` to `key` with the increments made meanwhile.
+    async fn add(self: &Arc<Self>, key: &str, by: i64) -> Added {
+        let (answer, added) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match waiting.get_mut(key) {
+                Some(queue) => {
+                    queue.push_back(Adding { by, answer });
+                    false
+                }
+                None => {
+                    waiting.insert(key.to_string(), [Adding { by, answer }].into());
+                    true
+                }
+            }
+        };
+        if start {
+            // A task of its own: a run that stops waiting (its deadline, say) does not
+            // strand the increments that queued behind it.
+            tokio::spawn(self.clone().write(key.to_string()));
+        }
+        added
+            .await
+            .unwrap_or_else(|_| Added::Failed(KvError::Store("the store is closing".into())))
+    }
+
+    /// Write `key`'s batches until none waits.
+    async fn write(self: Arc<Self>, key: String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        loop {
+            let batch: VecDeque<Adding> = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(queue) = waiting.get_mut(&key) else {
+                    return;
+                };
+                // The first waiting increment's sign: the others of it go too (and
+                // zeros), the rest wait for the next batch.
+                let sign = queue.iter().map(|a| a.by.signum()).find(|s| *s != 0);
+                let (batch, rest): (VecDeque<Adding>, VecDeque<Adding>) = queue
+                    .drain(..)
+                    .partition(|a| sign.is_none_or(|s| a.by.signum() != -s));
+                *queue = rest;
+                if batch.is_empty() {
+                    waiting.remove(&key);
+                    return;
+                }
+                batch
+            };
+            let sum: i128 = batch.iter().map(|a| i128::from(a.by)).sum();
+            let total = match i64::try_from(sum) {
+                Err(_) => Err(Added::Alone),
+                Ok(sum) => {
+                    self.statements.fetch_add(1, Relaxed);
+                    self.increments.fetch_add(batch.len() as u64, Relaxed);
+                    let written: Result<Option<Vec<u8>>, _> = sqlx::query_scalar(&ADD_IN_PLACE)
+                        .bind(&self.recipe)
+                        .bind(&key)
+                        .bind(sum)
+                        .fetch_optional(&self.pools.fast)
+                        .await;
+                    match written {
+                        Ok(Some(value)) => std::str::from_utf8(&value)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .ok_or_else(|| {
+                                Added::Failed(KvError::Store(
+                                    "an added counter did not read back".into(),
+                                ))
+                            }),
+                        Ok(None) => Err(Added::Alone),
+                        Err(e) => Err(Added::Failed(store(e))),
+                    }
+                }
+            };
+            let total = match total {
+                Ok(total) => total,
+                Err(not) => {
+                    for a in batch {
+                        let _ = a.answer.send(not.clone());
+                    }
+                    continue;
+                }
+            };
+            // Each one's value as if added in turn: the total less what came after it.
+            let mut after = i128::from(total);
+            for a in batch.into_iter().rev() {
+                let _ = a.answer.send(Added::Sum(after as i64));
+                after -= i128::from(a.by);
+            }
+        }
+    }
 }
 
 /// A quota as the database's bigints (an unlimited one is `i64::MAX`).
@@ -230,19 +382,11 @@ impl KvSpace for PgKv {
 
     async fn increment(&self, key: &str, by: i64) -> Result<i64, KvError> {
         check_key(key)?;
-        // The usual case: one statement, no function call.
-        let in_place: Option<Vec<u8>> = sqlx::query_scalar(&ADD_IN_PLACE)
-            .bind(&self.recipe)
-            .bind(key)
-            .bind(by)
-            .fetch_optional(&self.pools.fast)
-            .await
-            .map_err(store)?;
-        if let Some(sum) = in_place {
-            return std::str::from_utf8(&sum)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| KvError::Store("an added counter did not read back".into()));
+        // The usual case: added in place, with the increments made meanwhile.
+        match self.adder.add(key, by).await {
+            Added::Sum(sum) => return Ok(sum),
+            Added::Failed(e) => return Err(e),
+            Added::Alone => {}
         }
         let quota = self.quota();
         let (max_keys, max_bytes) = limits(quota);

@@ -339,3 +339,127 @@ async fn a_lone_settle_of_a_run_taken_over_is_refused() {
         "nothing handed over: the free run and every key's second run still wait"
     );
 }
+
+/// Whether `values` (each increment's answer, with its amount) can be the increments of a
+/// counter from `start` made one after another in some order: each starts where another
+/// ended, or at `start`, and one of them ends at `end`. (As multisets: the start and every
+/// value equal every value before an increment and the end.)
+fn one_after_another(start: i64, end: i64, values: &[(i64, i64)]) -> bool {
+    let mut ends: Vec<i64> = values.iter().map(|(v, _)| *v).chain([start]).collect();
+    let mut starts: Vec<i64> = values.iter().map(|(v, by)| v - by).chain([end]).collect();
+    ends.sort_unstable();
+    starts.sort_unstable();
+    ends == starts
+}
+
+/// The conformance suite checks that increments made at once each land once; here they
+/// must share statements, each still get a value of its own — with amounts of both signs,
+/// and when the sums grow a digit (those are added one by one, under the quota).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_made_at_once_share_statements() {
+    use switchboard_model::kv::{KvError, KvQuota};
+    let b = Pg.fresh().await;
+    let store = b.recipe_store();
+    let kv = store.kv("counter", KvQuota::default()).unwrap();
+    kv.set("c", b"1000").await.unwrap();
+    let mut sums: Vec<i64> = join_all((0..200).map(|_| kv.increment("c", 1)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    sums.sort_unstable();
+    assert_eq!(
+        sums,
+        (1001..=1200).collect::<Vec<i64>>(),
+        "each its own sum"
+    );
+    let (statements, increments) = b.counter_additions();
+    assert_eq!(increments, 200, "every increment went to a statement");
+    assert!(
+        statements <= 10,
+        "200 increments at once took {statements} statements"
+    );
+
+    kv.set("mixed", b"5000").await.unwrap();
+    let before = b.counter_additions().0;
+    let amounts: Vec<i64> = (0..100).map(|i| if i % 2 == 0 { 3 } else { -2 }).collect();
+    let values: Vec<(i64, i64)> = join_all(amounts.iter().map(|by| kv.increment("mixed", *by)))
+        .await
+        .into_iter()
+        .zip(&amounts)
+        .map(|(r, by)| (r.unwrap(), *by))
+        .collect();
+    assert_eq!(
+        kv.get("mixed").await.unwrap().as_deref(),
+        Some(&b"5050"[..])
+    );
+    assert!(
+        one_after_another(5000, 5050, &values),
+        "increments of both signs: {values:?}"
+    );
+    let mixed = b.counter_additions().0 - before;
+    assert!(
+        mixed <= 20,
+        "100 increments of both signs took {mixed} statements"
+    );
+
+    // From 9990, twenty more reach five digits: those sums are not added in place.
+    kv.set("grows", b"9990").await.unwrap();
+    let mut sums: Vec<i64> = join_all((0..20).map(|_| kv.increment("grows", 1)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    sums.sort_unstable();
+    assert_eq!(sums, (9991..=10010).collect::<Vec<i64>>());
+    assert_eq!(
+        kv.get("grows").await.unwrap().as_deref(),
+        Some(&b"10010"[..])
+    );
+
+    // A full quota: from 9998, +5 is refused (five digits do not fit) whenever it comes
+    // before the -5s have brought the counter down, so no +5 may answer 10003 — as it
+    // would if +5s and -5s were added together.
+    let full = store
+        .kv(
+            "full",
+            KvQuota {
+                max_keys: 1,
+                max_bytes: 5,
+            },
+        )
+        .unwrap();
+    full.increment("q", 9998).await.unwrap();
+    let amounts: Vec<i64> = (0..40).map(|i| if i % 2 == 0 { 5 } else { -5 }).collect();
+    let answers = join_all(amounts.iter().map(|by| full.increment("q", *by))).await;
+    let mut values = Vec::new();
+    for (answer, by) in answers.into_iter().zip(&amounts) {
+        match answer {
+            Ok(v) => values.push((v, *by)),
+            Err(KvError::QuotaExceeded { .. }) if *by == 5 => {}
+            Err(e) => panic!("{by:+}: {e}"),
+        }
+    }
+    let end: i64 = std::str::from_utf8(&full.get("q").await.unwrap().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        values.iter().all(|(v, _)| *v < 10_000),
+        "within the quota: {values:?}"
+    );
+    assert!(one_after_another(9998, end, &values), "{values:?}");
+
+    // A run that stops waiting (its deadline) strands none of the increments behind it.
+    kv.set("left", b"100").await.unwrap();
+    let mut first = Box::pin(kv.increment("left", 1));
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, &mut first).await;
+    let rest = join_all((0..10).map(|_| kv.increment("left", 1)));
+    drop(first);
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(30), rest)
+        .await
+        .expect("the increments behind a dropped one are answered");
+    assert!(rest.iter().all(|r| r.is_ok()), "{rest:?}");
+    let left = kv.get("left").await.unwrap().unwrap();
+    assert!([&b"110"[..], b"111"].contains(&left.as_slice()), "{left:?}");
+}
