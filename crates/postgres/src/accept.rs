@@ -26,16 +26,18 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    /// Start the writers on `pool`; `written` is called after a batch stored new events.
+    /// Start the writers on `pool`; `written` is called after a batch stored new events,
+    /// with the recipes of their runs (once each).
     pub(crate) fn start(
         pool: PgPool,
-        written: Arc<dyn Fn() + Send + Sync>,
+        written: Arc<dyn Fn(Vec<String>) + Send + Sync>,
     ) -> (Batcher, Vec<tokio::task::JoinHandle<()>>) {
         let (batches, tasks) = Batches::start(WRITERS, MAX_BATCH, move |batch| {
             let (pool, written) = (pool.clone(), written.clone());
             async move {
-                if write(&pool, batch).await {
-                    written();
+                let recipes = write(&pool, batch).await;
+                if !recipes.is_empty() {
+                    written(recipes.into_iter().collect());
                 }
             }
         });
@@ -48,11 +50,12 @@ impl Batcher {
     }
 }
 
-/// Write `batch` and answer each event's waiter; true if something new was stored. Events a
+/// Write `batch` and answer each event's waiter; the recipes of the runs stored. Events a
 /// statement cannot take together (the same delivery twice, different windows) go in
 /// statements of their own, in order; if a batch fails, each of its events is tried alone,
 /// so one bad event fails only itself.
-async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
+async fn write(pool: &PgPool, batch: Vec<Pending>) -> HashSet<String> {
+    let mut stored = HashSet::new();
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -60,16 +63,15 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
             for p in batch {
                 p.answer(Err(error.clone()));
             }
-            return false;
+            return stored;
         }
     };
-    let mut stored = false;
     for group in groups(batch) {
         let news: Vec<&NewEvent> = group.iter().map(|p| &p.request).collect();
         match insert(&mut conn, &news).await {
             Ok(answers) => {
                 for (p, answer) in group.into_iter().zip(answers) {
-                    stored |= matches!(answer, Ok(Accepted::New { .. }));
+                    note(&mut stored, &answer);
                     p.answer(answer);
                 }
             }
@@ -89,13 +91,20 @@ async fn write(pool: &PgPool, batch: Vec<Pending>) -> bool {
                         Ok(mut answers) => answers.remove(0),
                         Err(e) => Err(e),
                     };
-                    stored |= matches!(answer, Ok(Accepted::New { .. }));
+                    note(&mut stored, &answer);
                     p.answer(answer);
                 }
             }
         }
     }
     stored
+}
+
+/// Add the recipes of the runs `answer` stored to `stored`.
+fn note(stored: &mut HashSet<String>, answer: &BackendResult<Accepted>) {
+    if let Ok(Accepted::New { runs }) = answer {
+        stored.extend(runs.iter().map(|r| r.plugin.clone()));
+    }
 }
 
 /// Split a batch, in order, into groups one statement can write: one window each, no

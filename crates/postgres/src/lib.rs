@@ -253,6 +253,52 @@ pub async fn migrate(config: &PgConfig) -> Result<Vec<i64>, PgError> {
         .collect())
 }
 
+/// Each recipe's limit of runs in flight, as a claim asks ([`claim_limits`]).
+#[derive(PartialEq)]
+struct Limits {
+    default: i32,
+    plugins: Vec<String>,
+    limits: Vec<i32>,
+}
+
+impl Limits {
+    fn of(req: &ClaimRequest<'_>) -> Limits {
+        let (plugins, limits) = claim_limits(req);
+        Limits {
+            default: clamp(req.concurrency.default),
+            plugins: plugins.into_iter().map(str::to_string).collect(),
+            limits,
+        }
+    }
+}
+
+/// Whether a claim now could start a run of one of `recipes`: one has fewer runs in flight
+/// (leases live now) than its limit in `limits` — or the limits are not known yet, or the
+/// count failed. Asked after new runs are committed, so nothing is missed: a settle that
+/// frees room and commits after this count started handed the room over or woke its
+/// host's dispatcher, whose claim comes after it and sees these runs.
+async fn room(pool: &PgPool, limits: Option<&Limits>, recipes: &[String]) -> bool {
+    let Some(limits) = limits else {
+        return true;
+    };
+    sqlx::query_scalar(
+        "SELECT EXISTS ( \
+           SELECT 1 FROM unnest($1::text[]) AS a(plugin) \
+           WHERE (SELECT count(*) FROM runs b WHERE b.plugin = a.plugin \
+                    AND b.status = 'running' AND b.due_ms > $2) \
+                 < coalesce((SELECT l.n FROM unnest($3::text[], $4::int[]) AS l(plugin, n) \
+                             WHERE l.plugin = a.plugin LIMIT 1), $5))",
+    )
+    .bind(recipes)
+    .bind(switchboard_model::now_ms())
+    .bind(&limits.plugins)
+    .bind(&limits.limits)
+    .bind(limits.default)
+    .fetch_one(pool)
+    .await
+    .unwrap_or(true)
+}
+
 /// Wake this host's dispatcher now, and other hosts' soon (the notifier task).
 fn wake(work: &tokio::sync::Notify, to_notify: &(AtomicBool, tokio::sync::Notify)) {
     work.notify_one();
@@ -271,6 +317,8 @@ pub struct PgBackend {
     work: Arc<tokio::sync::Notify>,
     /// Something changed that other hosts should hear of.
     to_notify: Arc<(AtomicBool, tokio::sync::Notify)>,
+    /// The recipes' limits of runs in flight as this host's last claim asked for them.
+    limits: Arc<Mutex<Option<Arc<Limits>>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Runs this host claimed and has not settled, as claimed.
     held: Mutex<HashMap<String, RunRecord>>,
@@ -333,9 +381,19 @@ impl PgBackend {
         let recipes = Arc::new(PgRecipeStore::open(pools.clone()).await?);
         let work = Arc::new(tokio::sync::Notify::new());
         let to_notify = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
+        let limits: Arc<Mutex<Option<Arc<Limits>>>> = Arc::default();
         let (batcher, writers) = accept::Batcher::start(pools.durable.clone(), {
             let (work, to_notify) = (work.clone(), to_notify.clone());
-            Arc::new(move || wake(&work, &to_notify))
+            let (pool, limits) = (pools.fast.clone(), limits.clone());
+            Arc::new(move |recipes: Vec<String>| {
+                let known = limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let (work, to_notify, pool) = (work.clone(), to_notify.clone(), pool.clone());
+                tokio::spawn(async move {
+                    if room(&pool, known.as_deref(), &recipes).await {
+                        wake(&work, &to_notify);
+                    }
+                });
+            })
         });
         let (settler, settling) = settle::Settler::start(pools.fast.clone());
         let mut tasks = writers;
@@ -347,6 +405,7 @@ impl PgBackend {
             ids: tokio::sync::Mutex::new((0, 0)),
             work,
             to_notify,
+            limits,
             tasks: Mutex::new(tasks),
             held: Mutex::new(HashMap::new()),
             counted: tokio::sync::Mutex::new(None),
@@ -394,15 +453,27 @@ impl PgBackend {
         .await
         .map_err(PgError::Connect)?;
         listener.listen(&channel).await?;
+        // Our own notifications come back too: they name us, and are not a wake-up.
+        let me = format!(
+            "{}:{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
         let work = self.work.clone();
-        let listening = tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(_) => work.notify_one(),
-                    Err(e) => {
-                        // The listener reconnects by itself; polling covers the gap.
-                        tracing::warn!("listening for other hosts' wake-ups failed: {e}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+        let listening = tokio::spawn({
+            let me = me.clone();
+            async move {
+                loop {
+                    match listener.recv().await {
+                        Ok(n) if n.payload() == me => {}
+                        Ok(_) => work.notify_one(),
+                        Err(e) => {
+                            // The listener reconnects by itself; polling covers the gap.
+                            tracing::warn!("listening for other hosts' wake-ups failed: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
             }
@@ -412,8 +483,9 @@ impl PgBackend {
             loop {
                 to_notify.1.notified().await;
                 if to_notify.0.swap(false, Ordering::AcqRel)
-                    && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                    && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
                         .bind(&channel)
+                        .bind(&me)
                         .execute(&pool)
                         .await
                 {
@@ -511,6 +583,9 @@ impl PgBackend {
                     token: lease.token,
                 })?,
         };
+        if let Some((req, _)) = &next {
+            self.asked(req);
+        }
         let released = matches!(settlement, Settlement::Released);
         let logs = (!released && !report.logs.is_empty())
             .then(|| serde_json::to_string(&report.logs).expect("log lines serialize"));
@@ -550,6 +625,15 @@ impl PgBackend {
             self.work.notify_one();
         }
         Ok((run, claimed))
+    }
+
+    /// Keep `req`'s limits for the accepts' room checks ([`room`]).
+    fn asked(&self, req: &ClaimRequest<'_>) {
+        let limits = Limits::of(req);
+        let mut known = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        if known.as_deref() != Some(&limits) {
+            *known = Some(Arc::new(limits));
+        }
     }
 
     /// Runs a claim returned, with their events; held by this host from now on.
@@ -884,6 +968,7 @@ impl Backend for PgBackend {
         if req.max == 0 {
             return Ok(Vec::new());
         }
+        self.asked(&req);
         let (plugins, limits) = claim_limits(&req);
         // The claimed runs come with their events (read by the claiming statement).
         let rows = sqlx::query("SELECT * FROM claim_runs($1, $2, $3, $4, $5, $6, $7)")

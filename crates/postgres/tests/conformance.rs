@@ -54,25 +54,28 @@ async fn accept_runs(
     key: impl Fn(usize) -> Option<String>,
 ) {
     for i in ids {
-        let id = format!("evt_{i:04}");
-        b.accept(NewEvent {
-            event: Event::new(
-                &id,
-                "forms",
-                "thing.happened",
-                switchboard_model::rfc3339(t),
-                &serde_json::json!({ "n": i }),
-            ),
-            delivery_id: id.clone(),
-            received_ms: t,
-            window_ms: 60_000,
-            runs: vec![NewRun {
-                plugin: "a".into(),
-                order_key: key(i),
-            }],
-        })
-        .await
-        .unwrap();
+        b.accept(event(i, t, "a", key(i))).await.unwrap();
+    }
+}
+
+/// Event `evt_<i>` at `t`, with a run of `recipe` (of `key`, if any).
+fn event(i: usize, t: i64, recipe: &str, key: Option<String>) -> NewEvent {
+    let id = format!("evt_{i:04}");
+    NewEvent {
+        event: Event::new(
+            &id,
+            "forms",
+            "thing.happened",
+            switchboard_model::rfc3339(t),
+            &serde_json::json!({ "n": i }),
+        ),
+        delivery_id: id.clone(),
+        received_ms: t,
+        window_ms: 60_000,
+        runs: vec![NewRun {
+            plugin: recipe.into(),
+            order_key: key,
+        }],
     }
 }
 
@@ -462,4 +465,52 @@ async fn increments_made_at_once_share_statements() {
     assert!(rest.iter().all(|r| r.is_ok()), "{rest:?}");
     let left = kv.get("left").await.unwrap().unwrap();
     assert!([&b"110"[..], b"111"].contains(&left.as_slice()), "{left:?}");
+}
+
+/// Whether `b` is woken for work within `within`.
+async fn woken(b: &PgBackend, within: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    b.wait_for_work(within).await;
+    started.elapsed() < within
+}
+
+/// An accept wakes the claimers (its host's dispatcher, the other hosts) only when a recipe
+/// of its runs has room: a run of a recipe at its limit starts when a settle hands it the
+/// room, and waking every host for it had each one claim for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_wake_claimers_only_when_their_recipes_have_room() {
+    use std::time::Duration;
+    let b = Pg.fresh().await;
+    let other = PgBackend::open(b.config()).await.unwrap();
+    let t = switchboard_model::now_ms();
+    b.accept(event(0, t, "a", None)).await.unwrap();
+    let limits = HashMap::from([("a".to_string(), 1)]);
+    let claim = ClaimRequest {
+        holder: "h1",
+        now_ms: t,
+        lease_ms: 600_000,
+        max: 4,
+        concurrency: Concurrency {
+            default: 12,
+            per_recipe: &limits,
+        },
+    };
+    assert_eq!(b.claim(claim).await.unwrap().len(), 1, "a is at its limit");
+    for host in [&b, &other] {
+        while woken(host, Duration::from_millis(300)).await {}
+    }
+    b.accept(event(1, t, "a", None)).await.unwrap();
+    for host in [&b, &other] {
+        assert!(
+            !woken(host, Duration::from_secs(1)).await,
+            "a run of a recipe at its limit wakes nobody"
+        );
+    }
+    b.accept(event(2, t, "b", None)).await.unwrap();
+    for host in [&b, &other] {
+        assert!(
+            woken(host, Duration::from_secs(20)).await,
+            "a run of a recipe with room wakes every host"
+        );
+    }
 }
