@@ -41,7 +41,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Postgres, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_model::effect::Effect;
@@ -176,6 +176,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             7,
             "settles in batches",
             include_str!("../migrations/0007_settle_many.sql"),
+        ),
+        (
+            8,
+            "queue counts shared by the hosts",
+            include_str!("../migrations/0008_queue_counts.sql"),
         ),
     ]
     .into_iter()
@@ -324,6 +329,8 @@ pub struct PgBackend {
     held: Mutex<HashMap<String, RunRecord>>,
     /// The last count of unfinished runs: when it was made, for which moment, what it was.
     counted: tokio::sync::Mutex<Option<(std::time::Instant, Ms, QueueCounts)>>,
+    /// Counts of unfinished runs this host made (not read from another's).
+    recounts: AtomicU64,
     /// Accepts, written in batches.
     batcher: accept::Batcher,
     /// Settles, written in batches.
@@ -409,6 +416,7 @@ impl PgBackend {
             tasks: Mutex::new(tasks),
             held: Mutex::new(HashMap::new()),
             counted: tokio::sync::Mutex::new(None),
+            recounts: AtomicU64::new(0),
             batcher,
             settler,
         });
@@ -430,6 +438,12 @@ impl PgBackend {
             failed: stats.failed.load(Ordering::Relaxed),
             functions: stats.functions.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts of unfinished runs this host made since it opened (the others it answered
+    /// were its own or another host's of the last second).
+    pub fn recounts(&self) -> u64 {
+        self.recounts.load(Ordering::Relaxed)
     }
 
     /// Statements that added to kv counters in place, and the increments they carried:
@@ -1049,7 +1063,7 @@ impl Backend for PgBackend {
     async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts> {
         // Counting reads every unfinished run (20-45 ms a count with 20,000 queued,
         // measured), and health checks and scrapes of every host ask for it: at most one
-        // count a second per host, which callers meanwhile share.
+        // count a second over all hosts, which callers meanwhile share.
         let mut counted = self.counted.lock().await;
         if let Some((at, asked, counts)) = *counted
             && at.elapsed() < COUNTS_FRESH
@@ -1057,24 +1071,58 @@ impl Backend for PgBackend {
         {
             return Ok(counts);
         }
-        let (due, later, running, oldest): (i64, i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'queued' AND due_ms <= $1), \
-                    count(*) FILTER (WHERE status = 'queued' AND due_ms > $1), \
-                    count(*) FILTER (WHERE status = 'running'), \
-                    min(due_ms) FILTER (WHERE status = 'queued' AND due_ms <= $1) \
-             FROM runs WHERE due_ms IS NOT NULL",
+        // Another host's count of the last second, for a moment in the same second, is
+        // read instead of counting again (migration 8); otherwise this count is kept for
+        // the others.
+        type Row = (i64, i64, i64, Option<i64>, i64, i64);
+        let (due, later, running, oldest, asked, age): Row = sqlx::query_as(
+            "WITH fresh AS ( \
+                   SELECT due, later, running, oldest_due_ms, asked_ms, \
+                     (extract(epoch FROM clock_timestamp() - counted_at) * 1000)::bigint AS age \
+                   FROM queue_counts \
+                   WHERE clock_timestamp() - counted_at < make_interval(secs => $2::float8 / 1000) \
+                     AND $1 >= asked_ms AND $1 < asked_ms + $2 \
+                 ), counted AS ( \
+                   SELECT count(*) FILTER (WHERE status = 'queued' AND due_ms <= $1) AS due, \
+                          count(*) FILTER (WHERE status = 'queued' AND due_ms > $1) AS later, \
+                          count(*) FILTER (WHERE status = 'running') AS running, \
+                          min(due_ms) FILTER (WHERE status = 'queued' AND due_ms <= $1) \
+                            AS oldest_due_ms \
+                   FROM runs WHERE due_ms IS NOT NULL \
+                   HAVING NOT EXISTS (SELECT 1 FROM fresh) \
+                 ), kept AS ( \
+                   INSERT INTO queue_counts \
+                     (one, asked_ms, counted_at, due, later, running, oldest_due_ms) \
+                   SELECT true, $1, clock_timestamp(), due, later, running, oldest_due_ms \
+                   FROM counted \
+                   ON CONFLICT (one) DO UPDATE SET asked_ms = EXCLUDED.asked_ms, \
+                     counted_at = EXCLUDED.counted_at, due = EXCLUDED.due, \
+                     later = EXCLUDED.later, running = EXCLUDED.running, \
+                     oldest_due_ms = EXCLUDED.oldest_due_ms \
+                 ) \
+                 SELECT due, later, running, oldest_due_ms, asked_ms, age FROM fresh \
+                 UNION ALL \
+                 SELECT due, later, running, oldest_due_ms, $1, -1 FROM counted",
         )
         .bind(now_ms)
+        .bind(COUNTS_FRESH.as_millis() as i64)
         .fetch_one(&self.pools.fast)
         .await
         .map_err(db)?;
+        // Made here (age -1), or another's of `age` ms ago, for the moment `asked`.
+        if age < 0 {
+            self.recounts.fetch_add(1, Ordering::Relaxed);
+        }
+        let made = std::time::Instant::now()
+            .checked_sub(Duration::from_millis(age.max(0) as u64))
+            .unwrap_or_else(std::time::Instant::now);
         let counts = QueueCounts {
             due: due as usize,
             later: later as usize,
             running: running as usize,
             oldest_due_ms: oldest,
         };
-        *counted = Some((std::time::Instant::now(), now_ms, counts));
+        *counted = Some((made, asked, counts));
         Ok(counts)
     }
 

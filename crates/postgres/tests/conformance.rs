@@ -355,6 +355,21 @@ fn one_after_another(start: i64, end: i64, values: &[(i64, i64)]) -> bool {
     ends == starts
 }
 
+/// What `n` increments of `key` by one, made at once, answered, in order.
+async fn ones_at_once(
+    kv: &dyn switchboard_runtime::store::KvSpace,
+    key: &str,
+    n: usize,
+) -> Vec<i64> {
+    let mut sums: Vec<i64> = join_all((0..n).map(|_| kv.increment(key, 1)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    sums.sort_unstable();
+    sums
+}
+
 /// The conformance suite checks that increments made at once each land once; here they
 /// must share statements, each still get a value of its own — with amounts of both signs,
 /// and when the sums grow a digit (those are added one by one, under the quota).
@@ -365,14 +380,8 @@ async fn increments_made_at_once_share_statements() {
     let store = b.recipe_store();
     let kv = store.kv("counter", KvQuota::default()).unwrap();
     kv.set("c", b"1000").await.unwrap();
-    let mut sums: Vec<i64> = join_all((0..200).map(|_| kv.increment("c", 1)))
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    sums.sort_unstable();
     assert_eq!(
-        sums,
+        ones_at_once(&*kv, "c", 200).await,
         (1001..=1200).collect::<Vec<i64>>(),
         "each its own sum"
     );
@@ -408,13 +417,10 @@ async fn increments_made_at_once_share_statements() {
 
     // From 9990, twenty more reach five digits: those sums are not added in place.
     kv.set("grows", b"9990").await.unwrap();
-    let mut sums: Vec<i64> = join_all((0..20).map(|_| kv.increment("grows", 1)))
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    sums.sort_unstable();
-    assert_eq!(sums, (9991..=10010).collect::<Vec<i64>>());
+    assert_eq!(
+        ones_at_once(&*kv, "grows", 20).await,
+        (9991..=10010).collect::<Vec<i64>>()
+    );
     assert_eq!(
         kv.get("grows").await.unwrap().as_deref(),
         Some(&b"10010"[..])
@@ -513,4 +519,36 @@ async fn accepts_wake_claimers_only_when_their_recipes_have_room() {
             "a run of a recipe with room wakes every host"
         );
     }
+}
+
+/// A count of unfinished runs is made once a second over all hosts: a host asked within a
+/// second of another's count, for a moment in the same second, answers that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_share_a_count_of_unfinished_runs() {
+    let b = Pg.fresh().await;
+    let other = PgBackend::open(b.config()).await.unwrap();
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 0..3, |_| None).await;
+    let counts = b.counts(t + 10).await.unwrap();
+    assert_eq!((counts.due, b.recounts()), (3, 1), "counted");
+    accept_runs(&b, t, 3..5, |_| None).await;
+    assert_eq!(
+        other.counts(t + 20).await.unwrap(),
+        counts,
+        "the other host answers the count of the same second"
+    );
+    assert_eq!(other.recounts(), 0, "without counting");
+    let later = other.counts(t + 2_000).await.unwrap();
+    assert_eq!(
+        (later.due, other.recounts()),
+        (5, 1),
+        "for a moment a second on, it counts again"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again = b.counts(t + 2_000).await.unwrap();
+    assert_eq!(
+        (again.due, b.recounts()),
+        (5, 2),
+        "a count older than a second is made again"
+    );
 }
