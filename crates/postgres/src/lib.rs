@@ -278,10 +278,13 @@ impl Limits {
 }
 
 /// Whether a claim now could start a run of one of `recipes`: one has fewer runs in flight
-/// (leases live now) than its limit in `limits` — or the limits are not known yet, or the
-/// count failed. Asked after new runs are committed, so nothing is missed: a settle that
-/// frees room and commits after this count started handed the room over or woke its
-/// host's dispatcher, whose claim comes after it and sees these runs.
+/// (leases live now) than its limit in `limits` (this host's, as its last claim or settle
+/// asked: give every host the same limits) — or the limits are not known yet, or the count
+/// failed. Asked after new runs are committed: a settle that frees room and commits after
+/// this count started either hands the room to the next due run, seeing these, or leaves
+/// its slot free, which wakes its host's dispatcher to claim after it. A room no woken
+/// dispatcher can take (its host has no free slot, or is stopping) is taken at the next
+/// poll of a host that has one (within a second), as before this check.
 async fn room(pool: &PgPool, limits: Option<&Limits>, recipes: &[String]) -> bool {
     let Some(limits) = limits else {
         return true;
@@ -467,14 +470,18 @@ impl PgBackend {
         .await
         .map_err(PgError::Connect)?;
         listener.listen(&channel).await?;
-        // Our own notifications come back too: they name us, and are not a wake-up.
-        let me = format!(
-            "{}:{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        );
+        // Our own notifications come back too: they name us (a random name: process ids
+        // repeat across containers), and are not a wake-up.
+        let me = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+            random.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            format!("{}:{:016x}", std::process::id(), random.finish())
+        };
         let work = self.work.clone();
         let listening = tokio::spawn({
             let me = me.clone();
@@ -1062,8 +1069,9 @@ impl Backend for PgBackend {
 
     async fn counts(&self, now_ms: Ms) -> BackendResult<QueueCounts> {
         // Counting reads every unfinished run (20-45 ms a count with 20,000 queued,
-        // measured), and health checks and scrapes of every host ask for it: at most one
-        // count a second over all hosts, which callers meanwhile share.
+        // measured), and health checks and scrapes of every host ask for it: about one
+        // count a second over all hosts (two may count at once; hosts whose clocks are a
+        // second apart share none), which callers meanwhile share.
         let mut counted = self.counted.lock().await;
         if let Some((at, asked, counts)) = *counted
             && at.elapsed() < COUNTS_FRESH
@@ -1074,8 +1082,8 @@ impl Backend for PgBackend {
         // Another host's count of the last second, for a moment in the same second, is
         // read instead of counting again (migration 8); otherwise this count is kept for
         // the others.
-        type Row = (i64, i64, i64, Option<i64>, i64, i64);
-        let (due, later, running, oldest, asked, age): Row = sqlx::query_as(
+        type Row = (i64, i64, i64, Option<i64>, i64, i64, bool);
+        let (due, later, running, oldest, asked, age, here): Row = sqlx::query_as(
             "WITH fresh AS ( \
                    SELECT due, later, running, oldest_due_ms, asked_ms, \
                      (extract(epoch FROM clock_timestamp() - counted_at) * 1000)::bigint AS age \
@@ -1100,17 +1108,17 @@ impl Backend for PgBackend {
                      later = EXCLUDED.later, running = EXCLUDED.running, \
                      oldest_due_ms = EXCLUDED.oldest_due_ms \
                  ) \
-                 SELECT due, later, running, oldest_due_ms, asked_ms, age FROM fresh \
+                 SELECT due, later, running, oldest_due_ms, asked_ms, age, false FROM fresh \
                  UNION ALL \
-                 SELECT due, later, running, oldest_due_ms, $1, -1 FROM counted",
+                 SELECT due, later, running, oldest_due_ms, $1, 0, true FROM counted",
         )
         .bind(now_ms)
         .bind(COUNTS_FRESH.as_millis() as i64)
         .fetch_one(&self.pools.fast)
         .await
         .map_err(db)?;
-        // Made here (age -1), or another's of `age` ms ago, for the moment `asked`.
-        if age < 0 {
+        // Made here, or another's of `age` ms ago, for the moment `asked`.
+        if here {
             self.recounts.fetch_add(1, Ordering::Relaxed);
         }
         let made = std::time::Instant::now()

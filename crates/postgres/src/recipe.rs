@@ -139,7 +139,7 @@ struct Adder {
     /// The counters being added to: what waits for the next statement (a counter is here
     /// exactly while its writer task runs).
     waiting: Mutex<HashMap<String, VecDeque<Adding>>>,
-    /// Statements written, and increments they carried.
+    /// Statements written (added in place or not), and increments they carried.
     statements: std::sync::atomic::AtomicU64,
     increments: std::sync::atomic::AtomicU64,
 }
@@ -179,7 +179,9 @@ impl Adder {
         };
         if start {
             // A task of its own: a run that stops waiting (its deadline, say) does not
-            // strand the increments that queued behind it.
+            // strand the increments that queued behind it. Its own increment may still be
+            // added, as one whose statement was on its way would be (or not, if its batch
+            // cannot be added in place: then nobody is left to take the usual path).
             tokio::spawn(self.clone().write(key.to_string()));
         }
         added
