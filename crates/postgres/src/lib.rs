@@ -259,7 +259,6 @@ pub async fn migrate(config: &PgConfig) -> Result<Vec<i64>, PgError> {
 }
 
 /// Each recipe's limit of runs in flight, as a claim asks ([`claim_limits`]).
-#[derive(PartialEq)]
 struct Limits {
     default: i32,
     plugins: Vec<String>,
@@ -267,6 +266,15 @@ struct Limits {
 }
 
 impl Limits {
+    /// Whether `req` asks for these limits.
+    fn asked_by(&self, req: &ClaimRequest<'_>) -> bool {
+        let asked = &req.concurrency.per_recipe;
+        self.default == clamp(req.concurrency.default)
+            && self.plugins.len() == asked.len()
+            && (self.plugins.iter().zip(&self.limits))
+                .all(|(p, n)| asked.get(p).map(|l| clamp(*l)) == Some(*n))
+    }
+
     fn of(req: &ClaimRequest<'_>) -> Limits {
         let (plugins, limits) = claim_limits(req);
         Limits {
@@ -286,25 +294,25 @@ impl Limits {
 /// dispatcher can take (its host has no free slot, or is stopping) is taken at the next
 /// poll of a host that has one (within a second), as before this check.
 async fn room(pool: &PgPool, limits: Option<&Limits>, recipes: &[String]) -> bool {
+    static ROOM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS a(plugin) WHERE {} < {})",
+            settle::in_flight("a.plugin", "$2", "true"),
+            settle::limit_of("a.plugin", "$3", "$4", "$5"),
+        )
+    });
     let Some(limits) = limits else {
         return true;
     };
-    sqlx::query_scalar(
-        "SELECT EXISTS ( \
-           SELECT 1 FROM unnest($1::text[]) AS a(plugin) \
-           WHERE (SELECT count(*) FROM runs b WHERE b.plugin = a.plugin \
-                    AND b.status = 'running' AND b.due_ms > $2) \
-                 < coalesce((SELECT l.n FROM unnest($3::text[], $4::int[]) AS l(plugin, n) \
-                             WHERE l.plugin = a.plugin LIMIT 1), $5))",
-    )
-    .bind(recipes)
-    .bind(switchboard_model::now_ms())
-    .bind(&limits.plugins)
-    .bind(&limits.limits)
-    .bind(limits.default)
-    .fetch_one(pool)
-    .await
-    .unwrap_or(true)
+    sqlx::query_scalar(&ROOM)
+        .bind(recipes)
+        .bind(switchboard_model::now_ms())
+        .bind(&limits.plugins)
+        .bind(&limits.limits)
+        .bind(limits.default)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(true)
 }
 
 /// Wake this host's dispatcher now, and other hosts' soon (the notifier task).
@@ -650,10 +658,9 @@ impl PgBackend {
 
     /// Keep `req`'s limits for the accepts' room checks ([`room`]).
     fn asked(&self, req: &ClaimRequest<'_>) {
-        let limits = Limits::of(req);
         let mut known = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        if known.as_deref() != Some(&limits) {
-            *known = Some(Arc::new(limits));
+        if !known.as_deref().is_some_and(|k| k.asked_by(req)) {
+            *known = Some(Arc::new(Limits::of(req)));
         }
     }
 

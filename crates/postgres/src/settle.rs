@@ -212,10 +212,19 @@ fn key_free(now: &str, settled: &str) -> String {
 
 /// Runs of `plugin` in flight under a lease live at `now`, the runs `settled` (an expression
 /// true of `b.id` for any other run) aside.
-fn in_flight(plugin: &str, now: &str, settled: &str) -> String {
+pub(crate) fn in_flight(plugin: &str, now: &str, settled: &str) -> String {
     format!(
         "(SELECT count(*) FROM runs b WHERE b.plugin = {plugin} AND b.status = 'running' \
            AND b.due_ms > {now} AND {settled})"
+    )
+}
+
+/// The limit of runs of `plugin` in flight: its own in the arrays `plugins` and `limits` (as
+/// [`crate::claim_limits`] binds them), else `default`.
+pub(crate) fn limit_of(plugin: &str, plugins: &str, limits: &str, default: &str) -> String {
+    format!(
+        "coalesce((SELECT lim.l FROM unnest({plugins}::text[], {limits}::int[]) AS lim(plugin, l) \
+                   WHERE lim.plugin = {plugin} LIMIT 1), {default})"
     )
 }
 
@@ -331,9 +340,7 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              WHERE r.plugin = h.plugin AND r.due_ms IS NOT NULL AND r.due_ms <= $19 \
                AND r.id <> ALL ($1::text[]) AND {key_free} \
              ORDER BY r.plugin, r.due_ms, r.seq \
-             LIMIT greatest(0, least(cardinality(h.items), \
-               coalesce((SELECT lim.l FROM unnest($22::text[], $23::int[]) AS lim(plugin, l) \
-                         WHERE lim.plugin = h.plugin LIMIT 1), $21) - {room})) \
+             LIMIT greatest(0, least(cardinality(h.items), {limit} - {room})) \
              FOR UPDATE OF r SKIP LOCKED \
            ) x \
          ), claimed AS ( {claim} ) \
@@ -345,6 +352,7 @@ static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          SELECT i.n::integer, {nulls} FROM i WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.n = i.n)",
         key_free = key_free("$19", &settled("o")),
         room = in_flight("h.plugin", "$19", &settled("b")),
+        limit = limit_of("h.plugin", "$22", "$23", "$21"),
         claim = claim(
             "$19",
             "$20",
