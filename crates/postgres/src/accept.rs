@@ -14,8 +14,9 @@ use switchboard_pipeline::backend::{Accepted, BackendResult, Ms, NewEvent, accep
 
 /// Events one statement writes at most.
 const MAX_BATCH: usize = 64;
-/// Batches written at once (each on a connection of its own).
-const WRITERS: usize = 2;
+/// Batches written at once: one, so the webhooks that arrive while it writes (and waits for
+/// its commit) all go in the next (docs/benchmarks.md, run 17).
+const WRITERS: usize = 1;
 
 /// An event waiting to be written, and who waits for the answer.
 type Pending = batches::Pending<NewEvent, Accepted>;

@@ -22,8 +22,10 @@ use switchboard_pipeline::backend::{BackendError, BackendResult, ClaimRequest, M
 
 /// Settles one call writes at most.
 const MAX_BATCH: usize = 32;
-/// Batches written at once (each on a connection of its own).
-const WRITERS: usize = 2;
+/// Batches written at once: one, so the settles made while it writes all go in the next
+/// (docs/benchmarks.md, run 17: two writers halved the batches and cost more statements per
+/// event, most with several hosts, than they saved in waiting).
+const WRITERS: usize = 1;
 
 /// One settle, as `settle_claim` takes it.
 pub(crate) struct Item {
