@@ -5,6 +5,9 @@
 //! recorded as succeeded. Also each webhook's answer time (p50, p99) and, for PostgreSQL,
 //! the statements it executed per event (`pg_stat_statements`).
 //!
+//! Every round starts with the database vacuumed (a `VACUUM`, not timed), so no round pays
+//! for the rows the one before it left.
+//!
 //! Each round also reads the CPU time the host processes and the PostgreSQL server processes
 //! used, per event (from `/proc`), which is what the capacity model is built from.
 //!
@@ -14,7 +17,7 @@
 //! `[pipeline]` options of every host (`;` between several), `HOSTS_BENCH_PG=name=value` one
 //! more server setting (the cluster runs with `autovacuum_naptime=5s`, as the README
 //! recommends), `HOSTS_BENCH_TOP=n` prints each PostgreSQL
-//! round's n costliest statements (to stderr).
+//! round's n costliest statements, with the buffers each read per call (to stderr).
 //!
 //! The `floor` setup is the baseline for PostgreSQL's share: no host, `pgbench` (from the
 //! same binaries) writing, in the same cluster and schema layout, only the rows an event
@@ -343,6 +346,8 @@ fn main() {
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
         for round in 0..rounds {
             for (i, (name, hosts, postgres)) in setups.iter().enumerate() {
+                // What the setup before left to vacuum is paid now, not in this round.
+                testing::execute(&cluster.url, "VACUUM").await;
                 if *postgres {
                     testing::reset_statement_counts(&cluster.url).await;
                 }
@@ -383,6 +388,7 @@ fn main() {
                 );
             }
             for batch in [4, 32].into_iter().filter(|_| floor_ready) {
+                testing::execute(&cluster.url, "VACUUM").await;
                 match floor(&cluster, work, batch, 10) {
                     Ok((rate, cpu)) => println!(
                         "| {} | floor: PostgreSQL alone, batches of {batch} | {rate:.0} | — | — | — | {:.0} µs | {:.1} |",
