@@ -361,6 +361,9 @@ impl Drop for PgBackend {
     }
 }
 
+/// Connections for settles and room checks: the settle writer's, and one for the checks.
+const SETTLE_CONNECTIONS: u32 = 2;
+
 /// Pause recipe $1 (at $2), unless it is paused already.
 const PAUSE: &str =
     "INSERT INTO paused (recipe, since_ms) VALUES ($1, $2) ON CONFLICT (recipe) DO NOTHING";
@@ -377,7 +380,7 @@ impl PgBackend {
         migrate(config).await?;
         let options = options(config)?;
         let size = config.pool_size.max(1);
-        let pool = |sync: bool| {
+        let pool = |sync: bool, generic: bool, size: u32| {
             let options = options.clone();
             PgPoolOptions::new()
                 .max_connections(size)
@@ -387,22 +390,33 @@ impl PgBackend {
                         if !sync {
                             conn.execute("SET synchronous_commit = off").await?;
                         }
+                        if generic {
+                            conn.execute("SET plan_cache_mode = force_generic_plan")
+                                .await?;
+                        }
                         Ok(())
                     })
                 })
                 .connect_with(options)
         };
         let pools = Pools {
-            durable: pool(true).await.map_err(PgError::Connect)?,
-            fast: pool(false).await.map_err(PgError::Connect)?,
+            durable: pool(true, false, size).await.map_err(PgError::Connect)?,
+            fast: pool(false, false, size).await.map_err(PgError::Connect)?,
         };
+        // The settles' statements and the accepts' room check, on connections of their own
+        // that plan each statement once: their custom plans (made anew at every call, as the
+        // planner prefers for statements of arrays) cost as much planning as running, and
+        // their generic plans are the same index probes (docs/benchmarks.md, run 17).
+        let settles = pool(false, true, SETTLE_CONNECTIONS)
+            .await
+            .map_err(PgError::Connect)?;
         let recipes = Arc::new(PgRecipeStore::open(pools.clone()).await?);
         let work = Arc::new(tokio::sync::Notify::new());
         let to_notify = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
         let limits: Arc<Mutex<Option<Arc<Limits>>>> = Arc::default();
         let (batcher, writers) = accept::Batcher::start(pools.durable.clone(), {
             let (work, to_notify) = (work.clone(), to_notify.clone());
-            let (pool, limits) = (pools.fast.clone(), limits.clone());
+            let (pool, limits) = (settles.clone(), limits.clone());
             Arc::new(move |recipes: Vec<String>| {
                 let known = limits.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let (work, to_notify, pool) = (work.clone(), to_notify.clone(), pool.clone());
@@ -413,7 +427,7 @@ impl PgBackend {
                 });
             })
         });
-        let (settler, settling) = settle::Settler::start(pools.fast.clone());
+        let (settler, settling) = settle::Settler::start(settles);
         let mut tasks = writers;
         tasks.extend(settling);
         let backend = Arc::new(PgBackend {

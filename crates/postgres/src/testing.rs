@@ -99,13 +99,15 @@ async fn connect(url: &str) -> sqlx::PgPool {
 }
 
 /// The `n` statements that took the most time since the last reset, one line each: total
-/// and mean milliseconds, calls, rows, buffers read (from the cache or not) per call, and the
-/// statement's first words.
+/// and mean milliseconds, calls, rows, buffers read (from the cache or not) per call, the
+/// milliseconds spent planning it (0 unless the server sets
+/// `pg_stat_statements.track_planning`), and the statement's first words.
 pub async fn top_statements(url: &str, n: usize) -> Vec<String> {
     let pool = connect(url).await;
-    let rows: Vec<(f64, f64, i64, i64, f64, String)> = sqlx::query_as(
+    let rows: Vec<(f64, f64, i64, i64, f64, f64, String)> = sqlx::query_as(
         "SELECT total_exec_time, mean_exec_time, calls, rows, \
                 (shared_blks_hit + shared_blks_read)::float8 / greatest(calls, 1), \
+                total_plan_time, \
                 regexp_replace(left(query, 110), '\\s+', ' ', 'g') \
          FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' \
          ORDER BY total_exec_time DESC LIMIT $1",
@@ -115,10 +117,10 @@ pub async fn top_statements(url: &str, n: usize) -> Vec<String> {
     .await
     .expect("reading pg_stat_statements");
     rows.into_iter()
-        .map(|(total, mean, calls, rows, blocks, query)| {
+        .map(|(total, mean, calls, rows, blocks, planning, query)| {
             format!(
                 "{total:>9.0} ms total {mean:>7.3} ms mean {calls:>7} calls {rows:>7} rows \
-                 {blocks:>7.0} buffers a call  {query}"
+                 {blocks:>7.0} buffers a call {planning:>6.0} ms planning  {query}"
             )
         })
         .collect()
