@@ -152,7 +152,31 @@ fn groups(batch: Vec<Pending>) -> Vec<Vec<Pending>> {
     groups
 }
 
-/// Write `group` and answer each settle: one call for all, or each alone if that fails.
+/// Why a batch's call failed.
+#[derive(Debug)]
+enum Failed {
+    /// The database refused or garbled the call: each settle may still go alone.
+    Refused(BackendError),
+    /// The database could not be reached (no connection within the pool's timeout, a lost
+    /// one): none would go alone either, and trying each would make the writer, and every
+    /// settle of its host, wait that long again per settle.
+    Unreachable(BackendError),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Failed {
+        use sqlx::Error::*;
+        match e {
+            PoolTimedOut | PoolClosed | Io(_) | Tls(_) | WorkerCrashed => {
+                Failed::Unreachable(db(e))
+            }
+            e => Failed::Refused(db(e)),
+        }
+    }
+}
+
+/// Write `group` and answer each settle: one call for all, or each alone if the database
+/// refused that call.
 async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
     if group.len() == 1 {
         let p = group.into_iter().next().expect("one");
@@ -166,7 +190,7 @@ async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
                 answer(p, rows);
             }
         }
-        Err(error) => {
+        Err(Failed::Refused(error)) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 settles = group.len(),
@@ -175,6 +199,13 @@ async fn write(pool: &PgPool, stats: &Stats, group: Vec<Pending>) {
             for p in group {
                 let rows = one(pool, stats, &p.request).await;
                 answer(p, rows);
+            }
+        }
+        Err(Failed::Unreachable(error)) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(settles = group.len(), "a batch of settles failed ({error})");
+            for p in group {
+                answer(p, Err(error.clone()));
             }
         }
     }
@@ -505,7 +536,7 @@ async fn many(
     pool: &PgPool,
     stats: &Stats,
     group: &[Pending],
-) -> BackendResult<Vec<BackendResult<Vec<PgRow>>>> {
+) -> Result<Vec<BackendResult<Vec<PgRow>>>, Failed> {
     let items: Vec<&Item> = group.iter().map(|p| &p.request).collect();
     let latest = items
         .iter()
@@ -530,9 +561,8 @@ async fn many(
         }))
         .bind(column(&items, |i| i.next.as_ref().is_some_and(|n| n.live)));
         claim_params(query, latest).fetch_all(pool).await
-    }
-    .map_err(db)?;
-    answers(&items, rows)
+    }?;
+    answers(&items, rows).map_err(Failed::Refused)
 }
 
 /// One array per column: `f` of every settle, in order.
@@ -563,4 +593,37 @@ fn answers(items: &[&Item], rows: Vec<PgRow>) -> BackendResult<Vec<BackendResult
         }
     }
     Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_goes_settle_by_settle_only_when_the_database_refused_it() {
+        let unreachable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::WorkerCrashed,
+        ];
+        for e in unreachable {
+            let shown = e.to_string();
+            assert!(
+                matches!(Failed::from(e), Failed::Unreachable(_)),
+                "{shown}: no settle alone would reach the database either"
+            );
+        }
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("item".into()),
+            sqlx::Error::Protocol("unexpected message".into()),
+        ] {
+            let shown = e.to_string();
+            assert!(
+                matches!(Failed::from(e), Failed::Refused(_)),
+                "{shown}: the batch's call failed, a settle alone may not"
+            );
+        }
+    }
 }
