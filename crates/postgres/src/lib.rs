@@ -184,6 +184,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             "queue counts shared by the hosts",
             include_str!("../migrations/0008_queue_counts.sql"),
         ),
+        (
+            9,
+            "recipe estimates for generic plans",
+            include_str!("../migrations/0009_recipe_estimates.sql"),
+        ),
     ]
     .into_iter()
     .map(|(version, description, sql)| {

@@ -286,7 +286,7 @@ static CLAIMED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// item: docs/benchmarks.md, run 15). `$1`–`$17` as `settle_claim` takes them
 /// ([`settle_params`]); if its slot hands its room over (`$18`), the recipe (`$20`)'s next
 /// due run takes it under the recipe's limit (`$19`), its lease until `$21`.
-static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH u AS ( \
            UPDATE runs SET status = $2, attempts = $3, replays = $4, deferrals = $5, \
@@ -332,7 +332,7 @@ static ENDED_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// flight plus theirs), dealt out in item order; each row names its item (1-based). Joins to
 /// `events` and to the claimed ids are index probes whatever the plan's estimates (a
 /// hand-over's `LIMIT` is not a constant: migration 7 saw a hash join read every event).
-static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let settled = |alias: &str| format!("{alias}.id <> ALL (ARRAY(SELECT u.id FROM u))");
     format!(
         "WITH i AS ( \

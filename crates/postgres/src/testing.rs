@@ -68,6 +68,58 @@ pub async fn execute(url: &str, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// Run `sql` (any number of statements) in `config`'s schema.
+pub async fn execute_in(config: &PgConfig, sql: &str) {
+    let pool = connect(&config.url).await;
+    let sql = format!("SET search_path = {}; {sql}", config.schema);
+    sqlx::raw_sql(&sql)
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The plans (`EXPLAIN`, as text) PostgreSQL makes in `config`'s schema for the settles'
+/// statements as a host's settle connections run them (one generic plan per statement):
+/// a lone settle of run `id` of `recipe` (lease token 1, holder `h`) at `now` that hands
+/// its slot over, and a batch of that one settle.
+pub async fn settle_plans(config: &PgConfig, id: &str, recipe: &str, now: i64) -> [String; 2] {
+    let pool = connect(&config.url).await;
+    let mut conn = pool.acquire().await.expect("a connection");
+    let plans = format!(
+        "SET search_path = {schema}; SET plan_cache_mode = force_generic_plan;          PREPARE one (text, text, int, int, int, bigint, bigint, bigint, bigint, bigint, \
+                      bool, text, bigint, text, text, bool, text, bool, bigint, text, \
+                      bigint) AS {one}; \
+         PREPARE many (text[], text[], int[], int[], int[], bigint[], bigint[], bigint[], \
+                       bigint[], bigint[], bool[], text[], bigint[], text, text[], bool[], \
+                       text[], bool[], bigint, bigint, int, text[], int[]) AS {many};",
+        schema = config.schema,
+        one = *crate::settle::ENDED_ONE,
+        many = *crate::settle::ENDED,
+    );
+    sqlx::raw_sql(&plans)
+        .execute(&mut *conn)
+        .await
+        .expect("preparing the settles' statements");
+    let (id, recipe) = (format!("'{id}'"), format!("'{recipe}'"));
+    let one = format!(
+        "EXPLAIN EXECUTE one({id}, 'succeeded', 1, 0, 0, {now}, NULL, {now},          {now}, NULL, false, NULL, 1, 'h', NULL, false, NULL, true, 4, {recipe}, {far})",
+        far = now + 60_000,
+    );
+    let many = format!(
+        "EXPLAIN EXECUTE many(ARRAY[{id}], ARRAY['succeeded'], ARRAY[1],          ARRAY[0], ARRAY[0], ARRAY[{now}::bigint], ARRAY[NULL::bigint],          ARRAY[{now}::bigint], ARRAY[{now}::bigint], ARRAY[NULL::bigint], ARRAY[false],          ARRAY[NULL::text], ARRAY[1::bigint], 'h', ARRAY[NULL::text], ARRAY[false],          ARRAY[NULL::text], ARRAY[true], {now}, {far}, 4, ARRAY[{recipe}], ARRAY[4])",
+        far = now + 60_000,
+    );
+    let mut plans = Vec::new();
+    for explain in [one, many] {
+        let lines: Vec<String> = sqlx::query_scalar(&explain)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{explain}: {e}"));
+        plans.push(lines.join("\n"));
+    }
+    plans.try_into().expect("two plans")
+}
+
 /// Forget the statements counted so far.
 pub async fn reset_statement_counts(url: &str) {
     let pool = connect(url).await;

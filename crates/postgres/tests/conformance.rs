@@ -559,3 +559,33 @@ async fn hosts_share_a_count_of_unfinished_runs() {
         "a count older than a second is made again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settles_hand_over_from_their_recipes_own_due_runs_whatever_the_statistics_saw() {
+    let config = testing::fresh_config("conformance");
+    let _b = PgBackend::open(&config).await.unwrap();
+    // Recipe a has a backlog of 5,000 due runs when the statistics are taken; recipe b comes
+    // later, with one run in flight and one due.
+    testing::execute_in(
+        &config,
+        "INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, created_ms, \
+                           updated_ms, due_ms) \
+         SELECT 'q' || g, 'e' || g, 'a', 's', 'k', 'queued', g, g, g, g \
+         FROM generate_series(1, 5000) g; \
+         ANALYZE runs; \
+         INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, created_ms, \
+                           updated_ms, due_ms, lease_token, lease_holder) \
+         VALUES ('b1', 'eb1', 'b', 's', 'k', 'running', 10001, 1, 1, 99999999, 1, 'h'); \
+         INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, created_ms, \
+                           updated_ms, due_ms) \
+         VALUES ('b2', 'eb2', 'b', 's', 'k', 'queued', 10002, 6000, 6000, 6000);",
+    )
+    .await;
+    for plan in testing::settle_plans(&config, "b1", "b", 7000).await {
+        assert!(
+            plan.contains("runs_plugin_due") && !plan.contains("using runs_due"),
+            "the hand-over must read recipe b's own due runs, not every due run in order \
+             (walking a's backlog):\n{plan}"
+        );
+    }
+}
