@@ -189,6 +189,25 @@ impl Adder {
             .unwrap_or_else(|_| Added::Failed(KvError::Store("the store is closing".into())))
     }
 
+    /// Add `sum` to `key` in one statement: the counter's value after it; `Alone` if it
+    /// cannot be added in place.
+    async fn add_in_place(&self, key: &str, sum: i64) -> Result<i64, Added> {
+        let written: Option<Vec<u8>> = sqlx::query_scalar(&ADD_IN_PLACE)
+            .bind(&self.recipe)
+            .bind(key)
+            .bind(sum)
+            .fetch_optional(&self.pools.fast)
+            .await
+            .map_err(|e| Added::Failed(store(e)))?;
+        let value = written.ok_or(Added::Alone)?;
+        std::str::from_utf8(&value)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Added::Failed(KvError::Store("an added counter did not read back".into()))
+            })
+    }
+
     /// Write `key`'s batches until none waits.
     async fn write(self: Arc<Self>, key: String) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -217,24 +236,7 @@ impl Adder {
                 Ok(sum) => {
                     self.statements.fetch_add(1, Relaxed);
                     self.increments.fetch_add(batch.len() as u64, Relaxed);
-                    let written: Result<Option<Vec<u8>>, _> = sqlx::query_scalar(&ADD_IN_PLACE)
-                        .bind(&self.recipe)
-                        .bind(&key)
-                        .bind(sum)
-                        .fetch_optional(&self.pools.fast)
-                        .await;
-                    match written {
-                        Ok(Some(value)) => std::str::from_utf8(&value)
-                            .ok()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .ok_or_else(|| {
-                                Added::Failed(KvError::Store(
-                                    "an added counter did not read back".into(),
-                                ))
-                            }),
-                        Ok(None) => Err(Added::Alone),
-                        Err(e) => Err(Added::Failed(store(e))),
-                    }
+                    self.add_in_place(&key, sum).await
                 }
             };
             let total = match total {

@@ -562,12 +562,12 @@ async fn hosts_share_a_count_of_unfinished_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settles_hand_over_from_their_recipes_own_due_runs_whatever_the_statistics_saw() {
-    let config = testing::fresh_config("conformance");
-    let _b = PgBackend::open(&config).await.unwrap();
+    let b = Pg.fresh().await;
+    let config = b.config();
     // Recipe a has a backlog of 5,000 due runs when the statistics are taken; recipe b comes
     // later, with one run in flight and one due.
     testing::execute_in(
-        &config,
+        config,
         "INSERT INTO runs (id, event_id, plugin, source, kind, status, seq, created_ms, \
                            updated_ms, due_ms) \
          SELECT 'q' || g, 'e' || g, 'a', 's', 'k', 'queued', g, g, g, g \
@@ -581,7 +581,7 @@ async fn settles_hand_over_from_their_recipes_own_due_runs_whatever_the_statisti
          VALUES ('b2', 'eb2', 'b', 's', 'k', 'queued', 10002, 6000, 6000, 6000);",
     )
     .await;
-    for plan in testing::settle_plans(&config, "b1", "b", 7000).await {
+    for plan in testing::settle_plans(config, "b1", "b", 7000).await {
         assert!(
             plan.contains("runs_plugin_due") && !plan.contains("using runs_due"),
             "the hand-over must read recipe b's own due runs, not every due run in order \
