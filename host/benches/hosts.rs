@@ -29,7 +29,7 @@
 
 mod common;
 
-use common::{Host, Prepared, SECRET, prepare, start, succeeded};
+use common::{Host, Prepared, SECRET, prepare, start, succeeded, succeeded_each};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -354,6 +354,7 @@ fn main() {
                 let pids: Vec<u32> = hosts.iter().map(|h| h.child.id()).collect();
                 let host_cpu = || cpu_seconds(|_, pid| pids.contains(&pid));
                 let pg_cpu = || cpu_seconds(|comm, _| comm == "postgres");
+                let ran_before = succeeded_each(&http, hosts).await;
                 let (host_before, pg_before) = (host_cpu(), pg_cpu());
                 let urls: Vec<String> = hosts.iter().map(|h| h.url.clone()).collect();
                 let started = Instant::now();
@@ -363,6 +364,12 @@ fn main() {
                 let total = started.elapsed();
                 let per_event = |s: f64| format!("{:.0} µs", s * 1e6 / REQUESTS as f64);
                 let host_used = per_event(host_cpu() - host_before);
+                if hosts.len() > 1 {
+                    let ran = succeeded_each(&http, hosts).await;
+                    let each: Vec<String> =
+                        (ran.iter().zip(&ran_before)).map(|(a, b)| (a - b).to_string()).collect();
+                    eprintln!("{name}, round {}: runs each host ran: {}", round + 1, each.join(" / "));
+                }
                 let (statements, pg_used) = if *postgres {
                     let n = testing::statement_count(&cluster.url).await;
                     if top > 0 {
@@ -420,6 +427,12 @@ fn main() {
                 "\n3 hosts vs 1 host on PostgreSQL: {:.2}×",
                 medians[three] / medians[one]
             );
+        }
+        if top > 0 {
+            eprintln!("Index reads of the run table, over every round:");
+            for line in testing::run_index_scans(&cluster.url).await {
+                eprintln!("  {line}");
+            }
         }
         drop(setups);
         drop(cluster);

@@ -1,7 +1,8 @@
 //! Accepting events in batches: webhooks that arrive together are written by one statement
 //! and one synchronous commit (group commit), so a burst costs the database a round trip and
-//! a WAL flush per batch, not per event. A lone webhook is a batch of one and waits for
-//! nothing: a batch is whatever queued while the previous one was being written.
+//! a WAL flush per batch, not per event. A lone webhook is a batch of one and waits for no
+//! timer: a batch is whatever queued while the previous one was being written, and what
+//! came during a few turns of the scheduler after ([`crate::batches`]).
 
 use crate::batches::{self, Batches};
 use crate::rows::db;

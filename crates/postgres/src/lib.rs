@@ -189,6 +189,11 @@ pub fn migrations() -> Vec<sqlx::migrate::Migration> {
             "recipe estimates for generic plans",
             include_str!("../migrations/0009_recipe_estimates.sql"),
         ),
+        (
+            10,
+            "a recipe's runs gather on one host",
+            include_str!("../migrations/0010_affinity.sql"),
+        ),
     ]
     .into_iter()
     .map(|(version, description, sql)| {

@@ -1,6 +1,6 @@
 //! Settling runs in batches: the settles a host's worker slots make while its previous batch
 //! is being written go together (group commit, as accepts); a lone settle is a batch of one
-//! and waits for nothing. Settles that end their runs — nearly all — are one statement:
+//! and waits for no timer. Settles that end their runs — nearly all — are one statement:
 //! [`ENDED`] for a batch, whose parts each write the whole batch, [`ENDED_ONE`] alone; the
 //! others (a run due again, a claim under the claim lock) are one call of
 //! `settle_claim_many` (migration 7), or of `settle_claim` (migration 6) alone.

@@ -177,3 +177,22 @@ pub async fn top_statements(url: &str, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// How often each index of the run table was read since the cluster started, one line
+/// each (schema, index, scans, entries read): an index no statement reads still costs an
+/// entry at every write of a run.
+pub async fn run_index_scans(url: &str) -> Vec<String> {
+    let pool = connect(url).await;
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT schemaname::text, indexrelname::text, idx_scan, idx_tup_read \
+         FROM pg_stat_user_indexes WHERE relname = 'runs' ORDER BY schemaname, indexrelname",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("reading pg_stat_user_indexes");
+    rows.into_iter()
+        .map(|(schema, index, scans, read)| {
+            format!("{schema}.{index}: {scans} scans, {read} entries read")
+        })
+        .collect()
+}

@@ -589,3 +589,54 @@ async fn settles_hand_over_from_their_recipes_own_due_runs_whatever_the_statisti
         );
     }
 }
+
+/// A recipe's runs go first to the host holding the most of its runs in flight (migration
+/// 10): another host takes them once they have been due for the affinity delay (100 ms),
+/// a host holding as many as any other at once, and anyone at once when nobody holds any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipes_runs_go_first_to_the_host_that_holds_the_most_of_them() {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 0..4, |_| None).await;
+    let none = HashMap::new();
+    let ids = |c: Vec<Claimed>| c.into_iter().map(|c| c.run.id).collect::<Vec<_>>();
+    let claim = |holder, at, max| b.claim(request(holder, at, max, &none));
+    assert_eq!(
+        ids(claim("h1", t + 1, 1).await.unwrap()),
+        ["evt_0000.a"],
+        "nobody holds a run of a: the first claimer takes one at once"
+    );
+    assert!(
+        claim("h2", t + 1, 4).await.unwrap().is_empty(),
+        "h1 holds more of a's runs than h2: a's runs due for 1 ms are h1's"
+    );
+    assert_eq!(
+        ids(claim("h1", t + 2, 1).await.unwrap()),
+        ["evt_0001.a"],
+        "h1 holds the most: it takes a's next run at once"
+    );
+    assert!(
+        claim("h2", t + 99, 4).await.unwrap().is_empty(),
+        "a's runs due for 99 ms are still h1's"
+    );
+    assert_eq!(
+        ids(claim("h2", t + 100, 2).await.unwrap()),
+        ["evt_0002.a", "evt_0003.a"],
+        "due for 100 ms, they are anyone's"
+    );
+    accept_runs(&b, t + 101, 4..8, |_| None).await;
+    assert_eq!(
+        ids(claim("h2", t + 102, 1).await.unwrap()),
+        ["evt_0004.a"],
+        "h2 holds as many as h1 (two): it takes the oldest due run at once"
+    );
+    assert!(
+        claim("h1", t + 102, 4).await.unwrap().is_empty(),
+        "h2 holds three now, h1 two: a's runs due for 1 ms are h2's"
+    );
+    assert_eq!(
+        ids(claim("h1", t + 201, 1).await.unwrap()),
+        ["evt_0005.a"],
+        "due for 100 ms, they are anyone's"
+    );
+}

@@ -168,7 +168,12 @@ pub fn start(dir: &Path, config: &Path, database: Option<&str>) -> Host {
 }
 
 pub async fn succeeded(http: &reqwest::Client, hosts: &[Host]) -> u64 {
-    let mut total = 0;
+    succeeded_each(http, hosts).await.into_iter().sum()
+}
+
+/// Runs each of `hosts` has recorded as succeeded (each host counts the runs it ran).
+pub async fn succeeded_each(http: &reqwest::Client, hosts: &[Host]) -> Vec<u64> {
+    let mut each = Vec::new();
     for h in hosts {
         let health: serde_json::Value = http
             .get(format!("{}/admin/health", h.url))
@@ -179,7 +184,7 @@ pub async fn succeeded(http: &reqwest::Client, hosts: &[Host]) -> u64 {
             .json()
             .await
             .unwrap();
-        total += health["counters"]["succeeded"].as_u64().unwrap();
+        each.push(health["counters"]["succeeded"].as_u64().unwrap());
     }
-    total
+    each
 }
