@@ -9,7 +9,10 @@
 //!   transaction-scoped advisory lock, claimers (on any host) decide one at a time, so
 //!   per-recipe concurrency and per-key order hold over every host; the lock is held only
 //!   while the server works (no client round trip inside it); due runs are taken with
-//!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A claim gives the
+//!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A recipe's runs
+//!   go first to the host holding the most of them in flight; the others take them once
+//!   they have been due for `claim_affinity_ms()` (migration 10), so one host's batches
+//!   carry a recipe's settles as they would with one host. A claim gives the
 //!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
 //!   the token and the holder and are refused once another claim took it. A host settles
 //!   the runs it claimed from the record it claimed, in one statement that also claims the
