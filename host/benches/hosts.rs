@@ -364,12 +364,6 @@ fn main() {
                 let total = started.elapsed();
                 let per_event = |s: f64| format!("{:.0} µs", s * 1e6 / REQUESTS as f64);
                 let host_used = per_event(host_cpu() - host_before);
-                if hosts.len() > 1 {
-                    let ran = succeeded_each(&http, hosts).await;
-                    let each: Vec<String> =
-                        (ran.iter().zip(&ran_before)).map(|(a, b)| (a - b).to_string()).collect();
-                    eprintln!("{name}, round {}: runs each host ran: {}", round + 1, each.join(" / "));
-                }
                 let (statements, pg_used) = if *postgres {
                     let n = testing::statement_count(&cluster.url).await;
                     if top > 0 {
@@ -385,6 +379,13 @@ fn main() {
                 } else {
                     ("—".into(), "—".into())
                 };
+                // Read after the round's CPU and statements, so they do not count it.
+                if hosts.len() > 1 {
+                    let ran = succeeded_each(&http, hosts).await;
+                    let each: Vec<String> =
+                        (ran.iter().zip(&ran_before)).map(|(a, b)| (a - b).to_string()).collect();
+                    eprintln!("{name}, round {}: runs each host ran: {}", round + 1, each.join(" / "));
+                }
                 let rate = REQUESTS as f64 / total.as_secs_f64();
                 rates[i].push(rate);
                 println!(

@@ -67,7 +67,11 @@ pub async fn run(pipeline: Arc<Pipeline>) {
         // frees. (After a claim that took something, runs are flowing and their settles
         // wake us: the next due time is only asked when there was nothing at all.)
         // A run due before the claim that took nothing is held back (its recipe at its
-        // limit or paused, its key busy): what frees it wakes us, so no polling for it.
+        // limit or paused, its key busy): what frees it wakes us, so no polling for it. A
+        // backend may also leave a run to another host for a moment (PostgreSQL: to the
+        // host holding the most of its recipe's runs); if that host does not take it, we
+        // do at our next wake-up or poll, on purpose (waking for each such run had idle
+        // hosts claim every few milliseconds: docs/benchmarks.md, run 18).
         let wait = if free == 0 || took {
             POLL
         } else {

@@ -7,9 +7,13 @@
 -- made the database write a third as much per statement, and its hand-overs skip the rows
 -- the other hosts' hand-overs hold at the head of the queue (docs/benchmarks.md, runs 17
 -- and 18). When that host has no free worker slot (or stopped), the others take the runs
--- after the delay; nobody holding the recipe's runs, or the claimer holding as many as any,
--- it claims at once, as before. Hand-overs are not affected: a host keeps the slots it has
--- while its recipe has due runs.
+-- no earlier than the delay, at their next wake-up (another accept's notification, or
+-- their poll within a second: nothing wakes a host when a run it left becomes its to
+-- take); nobody holding the recipe's runs, or the claimer holding as many as any, it
+-- claims at once, as before. Runs under expired leases count for nobody. Hand-overs are
+-- not affected: a host keeps the slots it has while its recipe has due runs. (A batch of
+-- settles claims after it settled, so for that claim its host holds fewer runs: the
+-- preference can move to another host after a batch that handed nothing over.)
 CREATE FUNCTION claim_affinity_ms() RETURNS bigint LANGUAGE sql IMMUTABLE
 AS 'SELECT 100::bigint';
 
@@ -59,7 +63,7 @@ BEGIN
         LEFT JOIN unnest(p_plugins, p_limits) AS lim(plugin, l) ON lim.plugin = recipes.plugin
         -- Its runs in flight, this claimer's, and the most any other holder has.
         CROSS JOIN LATERAL (
-            SELECT coalesce(sum(h.n), 0) AS live,
+            SELECT coalesce(sum(h.n), 0)::bigint AS live,
                    coalesce(max(h.n) FILTER (WHERE h.holder = p_holder), 0) AS mine,
                    coalesce(max(h.n) FILTER (WHERE h.holder <> p_holder), 0) AS most
             FROM (SELECT b.lease_holder AS holder, count(*) AS n FROM runs b

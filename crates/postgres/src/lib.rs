@@ -10,9 +10,10 @@
 //!   per-recipe concurrency and per-key order hold over every host; the lock is held only
 //!   while the server works (no client round trip inside it); due runs are taken with
 //!   `FOR UPDATE SKIP LOCKED`, so rows a settle or replay holds are skipped. A recipe's runs
-//!   go first to the host holding the most of them in flight; the others take them once
-//!   they have been due for `claim_affinity_ms()` (migration 10), so one host's batches
-//!   carry a recipe's settles as they would with one host. A claim gives the
+//!   go first to the host holding the most of them in flight; the others take them no
+//!   earlier than `claim_affinity_ms()` after they fell due, at their next wake-up or poll
+//!   (migration 10), so one host's batches carry a recipe's settles as with one host. A
+//!   claim gives the
 //!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
 //!   the token and the holder and are refused once another claim took it. A host settles
 //!   the runs it claimed from the record it claimed, in one statement that also claims the
@@ -1095,7 +1096,11 @@ impl Backend for PgBackend {
 
     async fn next_due(&self) -> BackendResult<Option<Ms>> {
         // Runs due now that a claim left are waiting for room (a recipe at its concurrency,
-        // a key's earlier run): a settle wakes the dispatcher for those.
+        // a key's earlier run): a settle wakes the dispatcher for those. Runs it left to the
+        // host holding their recipe's runs (migration 10) are not waited for here: another
+        // wake-up or the dispatcher's poll (within a second) takes them if that host did not.
+        // The earlier moment they become this host's is not asked for on purpose (with a
+        // backlog at its recipe's limit, idle hosts claimed every few milliseconds).
         sqlx::query_scalar("SELECT min(due_ms) FROM runs WHERE due_ms > $1")
             .bind(switchboard_model::now_ms())
             .fetch_one(&self.pools.fast)

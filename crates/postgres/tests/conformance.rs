@@ -640,3 +640,24 @@ async fn a_recipes_runs_go_first_to_the_host_that_holds_the_most_of_them() {
         "due for 100 ms, they are anyone's"
     );
 }
+
+/// Runs whose leases expired count for no host: their holder (dead, say) is no longer the
+/// host a recipe's new runs are left to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_leases_expired_is_not_left_its_recipes_runs() {
+    let b = Pg.fresh().await;
+    let t = switchboard_model::now_ms();
+    accept_runs(&b, t, 0..2, |_| None).await;
+    let none = HashMap::new();
+    let first = b.claim(request("h1", t + 1, 1, &none)).await.unwrap();
+    assert_eq!(first.len(), 1, "h1 takes one, its lease until t + 1001");
+    accept_runs(&b, t + 1_002, 2..3, |_| None).await;
+    let taken = b.claim(request("h2", t + 1_002, 3, &none)).await.unwrap();
+    let mut ids: Vec<String> = taken.into_iter().map(|c| c.run.id).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["evt_0000.a", "evt_0001.a", "evt_0002.a"],
+        "h1's lease expired: h2 takes its run, the waiting one and the one due now, at once"
+    );
+}
