@@ -17,7 +17,9 @@
 //! `[pipeline]` options of every host (`;` between several), `HOSTS_BENCH_PG=name=value` one
 //! more server setting (the cluster runs with `autovacuum_naptime=5s`, as the README
 //! recommends), `HOSTS_BENCH_TOP=n` prints each PostgreSQL
-//! round's n costliest statements, with the buffers each read per call (to stderr).
+//! round's n costliest statements, with the buffers each read per call, and at the end how
+//! often each index of the run table was read (to stderr). Every round of several hosts
+//! also prints how many runs each host ran (a recipe's runs gather on one host).
 //!
 //! The `floor` setup is the baseline for PostgreSQL's share: no host, `pgbench` (from the
 //! same binaries) writing, in the same cluster and schema layout, only the rows an event

@@ -13,9 +13,9 @@
 //!   go first to the host holding the most of them in flight; the others take them no
 //!   earlier than `claim_affinity_ms()` after they fell due, at their next wake-up or poll
 //!   (migration 10), so one host's batches carry a recipe's settles as with one host. A
-//!   claim gives the
-//!   run a lease (expiry and a fencing token from a sequence); settles and extensions name
-//!   the token and the holder and are refused once another claim took it. A host settles
+//!   claim gives the run a lease (expiry and a fencing token from a sequence); settles and
+//!   extensions name the token and the holder and are refused once another claim took it.
+//!   A host settles
 //!   the runs it claimed from the record it claimed, in one statement that also claims the
 //!   freed worker slot's next run; the settles its slots make while one is written go
 //!   together in the next (`settle`: a run that ends is a plain statement, a run due again
