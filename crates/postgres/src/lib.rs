@@ -19,8 +19,9 @@
 //!   also claims the freed worker slot's next run; the settles its slots make while one is
 //!   written go together in the next (`settle`: a run that ends is a plain statement, a
 //!   run due again or a claim under the lock a call of `settle_claim`/`settle_claim_many`,
-//!   migrations 6 and 7). Settles (and the accepts' room checks) have two connections of their own,
-//!   whose sessions plan a statement once (`force_generic_plan`) instead of at every call.
+//!   migrations 6 and 7). Settles (and the accepts' room checks) have two connections of
+//!   their own, whose sessions plan a statement once (`force_generic_plan`) instead of at
+//!   every call.
 //! - Settles, claims, extensions and kv writes commit asynchronously (pools with
 //!   `synchronous_commit = off`): they reach the disk with the next synchronous commit (an
 //!   accept, an effect intent) or within PostgreSQL's WAL writer delay, like sled's state
